@@ -1,0 +1,1 @@
+"""Built-in plug-in (placeholder until implemented)."""

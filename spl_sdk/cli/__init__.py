@@ -1,0 +1,39 @@
+"""The ``spl`` command: subcommands are imported only when used, so ``spl --help`` stays fast."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import click
+
+from spl_sdk import __version__
+
+# subcommand name -> "module:function"; each module holds one command
+COMMANDS = {
+    "refine": "spl_sdk.cli.refine:refine",
+    "edit": "spl_sdk.cli.edit:edit",
+    "harmonize": "spl_sdk.cli.harmonize:harmonize",
+    "plugins": "spl_sdk.cli.plugins:plugins",
+    "app": "spl_sdk.cli.app:app",
+}
+
+
+class LazyGroup(click.Group):
+    """A click group whose subcommands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        target = COMMANDS.get(name)
+        if target is None:
+            return None
+        module, attr = target.split(":")
+        return getattr(importlib.import_module(module), attr)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="spl")
+def main(**_: Any) -> None:
+    """Structure-preserving, text-driven image editing (SPL + InfEdit)."""

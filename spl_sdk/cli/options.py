@@ -1,0 +1,85 @@
+"""Click options generated from the pydantic config, plus the shared error handling."""
+
+from __future__ import annotations
+
+import functools
+import sys
+import types
+import typing
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+import click
+from pydantic import BaseModel
+
+from spl_sdk.config import field_help
+from spl_sdk.errors import SplError
+
+
+def _parse_reweight(text: str) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        word, sep, value = part.partition("=")
+        try:
+            out[word.strip()] = float(value)
+        except ValueError:
+            raise click.BadParameter(f"'{part}' must look like word=factor, e.g. 'red=2'") from None
+        if not sep:
+            raise click.BadParameter(f"'{part}' must look like word=factor, e.g. 'red=2'")
+    return out
+
+
+def _click_type(annotation: Any) -> tuple[Any, bool]:
+    """(click type, is_flag) for a pydantic field annotation."""
+    origin = typing.get_origin(annotation)
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if origin in (typing.Union, types.UnionType) and len(args) == 1:
+        return _click_type(args[0])
+    if origin is Literal:
+        return click.Choice([str(a) for a in typing.get_args(annotation)]), False
+    if annotation is bool:
+        return bool, True
+    if annotation in (int, float):
+        return annotation, False
+    if annotation is Path:
+        return click.Path(dir_okay=False, path_type=Path), False
+    return str, False
+
+
+def config_options(cls: type[BaseModel], fields: list[str]) -> Callable[[Callable], Callable]:
+    """Decorator adding one ``--field-name`` option per config field (default None = not given)."""
+
+    def decorate(fn: Callable) -> Callable:
+        for name in reversed(fields):
+            field = cls.model_fields[name]
+            ctype, is_flag = _click_type(field.annotation)
+            flag = "--" + name.replace("_", "-")
+            help_text = field_help(cls, name)
+            if is_flag:
+                fn = click.option(f"{flag}/--no-{flag[2:]}", name, default=None, help=help_text)(fn)
+            elif name == "reweight":
+                fn = click.option(flag, name, default=None, help=help_text + " Format: word=factor,...",
+                                  callback=lambda c, p, v: _parse_reweight(v) if v else None)(fn)
+            else:
+                fn = click.option(flag, name, type=ctype, default=None, help=help_text)(fn)
+        return fn
+
+    return decorate
+
+
+def handle_errors(fn: Callable) -> Callable:
+    """Turn SplError (and Ctrl-C) into a one-line message and a non-zero exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except SplError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            sys.exit(1)
+        except KeyboardInterrupt:
+            click.echo("Interrupted; no output was written.", err=True)
+            sys.exit(130)
+
+    return wrapper

@@ -1,0 +1,157 @@
+"""Validated run configuration (pydantic); defaults are DESIGN.md section 7.
+
+Every field carries a description and its range: the CLI help and the app's
+controls are built from them, so there is no second copy of a default.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from spl_sdk.errors import ConfigError
+
+Area = Literal["whole", "masked"]
+
+
+class _Base(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class RefineConfig(_Base):
+    """Loss terms and optimiser: all that ``spl refine`` needs, shared by the editor."""
+
+    structure_loss: str | None = Field(
+        "spl", description="Loss term that keeps the source's edges (any installed loss term; none turns it off).")
+    structure_weight: float = Field(10000.0, ge=0, description="Weight of the structure loss.")
+    structure_area: Area = Field("whole", description="Where the structure loss applies: whole image or masked area.")
+    color_loss: str | None = Field(
+        None, description="Loss term that keeps the source's colours (e.g. cpl); off by default.")
+    color_weight: float = Field(1000.0, ge=0, description="Weight of the colour loss (sensible range 100 to 10000).")
+    color_area: Area = Field("whole", description="Where the colour loss applies: whole image or masked area.")
+    iterations: int = Field(100, ge=1, le=10000, description="Image-space optimisation iterations per optimisation.")
+    solver: Literal["fast", "reference"] = Field(
+        "fast", description="Image-space solver: 'fast' (closed-form gradients, size-independent steps) "
+                            "or 'reference' (SGD lr 1, momentum 0.9, as the paper's code).")
+    mask_file: Path | None = Field(None, description="Mask image restricting 'masked' losses (white = inside).")
+
+    @field_validator("structure_loss", "color_loss", mode="before")
+    @classmethod
+    def _none_word(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and value.strip().lower() in ("", "none", "off") else value
+
+
+class EditConfig(RefineConfig):
+    """Everything a text-driven edit takes (DESIGN.md sections 2, 4, 5 and 7)."""
+
+    backbone: str = Field("lcm-dreamshaper-v7", description="Backbone plug-in (model family).")
+    model: str | None = Field(None, description="Hub id or local folder of the weights; the backbone's default if unset.")
+    device: str = Field("auto", description="Torch device: auto, cpu, cuda, cuda:N or mps.")
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
+        "auto", description="Model dtype; auto is float16 on CUDA and float32 elsewhere.")
+    cpu_offload: bool = Field(False, description="Offload idle model parts to the CPU (small GPUs; needs accelerate).")
+    working_size: int = Field(512, ge=64, le=2048, multiple_of=8,
+                              description="Long side in pixels at which the diffusion runs (multiple of 8).")
+    steps: int = Field(15, ge=1, le=200, description="Number of inference steps.")
+    original_steps: int = Field(50, ge=1, le=1000, description="LCM original_inference_steps of the schedule.")
+    source_guidance: float = Field(1.0, ge=0, le=30, description="Guidance scale of the source and mutual branches.")
+    target_guidance: float = Field(2.0, ge=0, le=30, description="Guidance scale of the target branch.")
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="Random seed of the initial noise and per-step noise.")
+    attention: str = Field("infedit", description="Attention-controller plug-in.")
+    cross_replace: float = Field(0.8, ge=0, le=1, description="Fraction of steps with cross-attention replacement.")
+    self_replace: float = Field(0.8, ge=0, le=1, description="Fraction of steps with self-attention replacement.")
+    blend_words_source: list[str] = Field(default_factory=list,
+                                          description="Local blend words of the source prompt (off when empty).")
+    blend_words_target: list[str] = Field(default_factory=list,
+                                          description="Local blend words of the target prompt.")
+    reweight: dict[str, float] = Field(default_factory=dict,
+                                       description="Target-prompt words and the factor to scale their attention by.")
+    opt_start: float = Field(0.8, ge=0, le=1,
+                             description="Fraction of steps after which losses are injected (1 turns injection off).")
+    post_process: bool = Field(True, description="Optimise the final image against the original source at full size.")
+    post_processor: str = Field("loss-refine", description="Post-processor plug-in.")
+    mask_extractor: str = Field("cross-attention", description="Mask-extractor plug-in used for 'masked' losses.")
+    mask_words_source: list[str] = Field(default_factory=list, description="Source-prompt words that define the mask.")
+    mask_words_target: list[str] = Field(default_factory=list, description="Target-prompt words that define the mask.")
+    mask_threshold_source: float = Field(0.5, ge=0, le=1, description="Threshold of the source word maps.")
+    mask_threshold_target: float = Field(0.5, ge=0, le=1, description="Threshold of the target word maps.")
+    mask_invert_source: bool = Field(False, description="Invert the source mask.")
+    mask_invert_target: bool = Field(False, description="Invert the target mask.")
+
+    @field_validator("blend_words_source", "blend_words_target", "mask_words_source",
+                     "mask_words_target", mode="before")
+    @classmethod
+    def _comma_words(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [w.strip() for w in value.split(",") if w.strip()]
+        return value
+
+    @property
+    def needs_mask(self) -> bool:
+        """True when a loss is restricted to the masked area."""
+        return (self.structure_loss is not None and self.structure_area == "masked") or (
+            self.color_loss is not None and self.color_area == "masked")
+
+
+Cfg = TypeVar("Cfg", bound=BaseModel)
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a JSON, YAML or TOML config file into a dict."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file '{path}' ({exc.strerror}); check the path.") from None
+    try:
+        if path.suffix.lower() == ".json":
+            data = json.loads(text)
+        elif path.suffix.lower() in (".yaml", ".yml"):
+            data = yaml.safe_load(text) or {}
+        elif path.suffix.lower() == ".toml":
+            data = tomllib.loads(text)
+        else:
+            raise ConfigError(f"config file '{path}' must end in .json, .yaml, .yml or .toml.")
+    except (json.JSONDecodeError, yaml.YAMLError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"config file '{path}' is not valid {path.suffix[1:].upper()}: "
+                          f"{str(exc).splitlines()[0]}.") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file '{path}' must hold a mapping of field names to values.")
+    return data
+
+
+def describe_validation_error(exc: ValidationError, source: str = "config") -> str:
+    """One sentence per invalid field: its name, what was wrong and the allowed range."""
+    parts = []
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"]) or "(root)"
+        if err["type"] == "extra_forbidden":
+            parts.append(f"unknown field '{field}' in {source}")
+        else:
+            parts.append(f"'{field}' = {err.get('input')!r}: {err['msg'].lower()}")
+    return "invalid configuration: " + "; ".join(parts) + "."
+
+
+def build_config(cls: type[Cfg], file: str | Path | None = None, **overrides: Any) -> Cfg:
+    """Config from an optional file with keyword overrides (None values are ignored)."""
+    data: dict[str, Any] = read_config_file(file) if file else {}
+    if file:
+        # keep only the fields this config knows when reading a wider file (an edit config for refine)
+        known = set(cls.model_fields)
+        data = {k: v for k, v in data.items() if k in known} if cls is not EditConfig else data
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return cls(**data)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc, str(file) if file else "options")) from None
+
+
+def field_help(cls: type[BaseModel], name: str) -> str:
+    """Description of a field with its default, for CLI help and app tooltips."""
+    f = cls.model_fields[name]
+    return f"{f.description} [default: {f.get_default(call_default_factory=True)!r}]"

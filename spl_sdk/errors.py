@@ -1,0 +1,43 @@
+"""Errors a user can cause: each message is one sentence naming the input and the fix."""
+
+from __future__ import annotations
+
+
+class SplError(Exception):
+    """Base class for user-facing errors; the CLI prints str(err) and exits non-zero."""
+
+
+class ImageError(SplError):
+    """An image file that cannot be read, or has the wrong size or content."""
+
+
+class ConfigError(SplError):
+    """A configuration value outside its allowed range, or an unreadable config file."""
+
+
+class PluginError(SplError):
+    """A plug-in that failed to load, a misspelt hook, or a name registered twice."""
+
+
+class UnknownComponentError(PluginError):
+    """A component name that no installed plug-in registers."""
+
+
+class ModelNotFoundError(SplError):
+    """Model weights that are neither cached, nor reachable, nor in a local folder."""
+
+
+class PromptError(SplError):
+    """A prompt that is too long, or a mask word that is not in its prompt."""
+
+
+class HarmonizerError(SplError):
+    """A harmonizer that could not produce valid prompts (no key, no valid answer)."""
+
+
+class OutputExistsError(SplError):
+    """An output path that already exists and may not be overwritten."""
+
+
+class Cancelled(SplError):
+    """A run stopped on request from a progress callback."""

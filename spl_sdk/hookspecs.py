@@ -1,0 +1,84 @@
+"""Hook specifications: the six component kinds a plug-in can add to spl-sdk.
+
+Every hook receives a ``register`` callback and calls it once per component class::
+
+    from spl_sdk import hookimpl
+
+    @hookimpl
+    def spl_register_loss_terms(register):
+        register(MyLoss)
+
+The class must subclass the matching base class in :mod:`spl_sdk.components`
+and set a unique ``name``; the first line of its docstring is shown by
+``spl plugins`` and in the app. See ``docs/plugins.md`` for a worked example
+of each hook.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pluggy
+
+PROJECT = "spl_sdk"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+Register = Callable[[type], None]
+
+
+@hookspec
+def spl_register_backbones(register: Register) -> None:
+    """Register :class:`~spl_sdk.components.Backbone` classes (text encoder, UNet, VAE, scheduler).
+
+    Called once per plug-in manager, the first time any component is looked up.
+    A backbone hides its model family from the sampler: it encodes prompts,
+    predicts noise for a batch, encodes and decodes images and exposes the
+    UNet attention processors.
+    """
+
+
+@hookspec
+def spl_register_attention_controllers(register: Register) -> None:
+    """Register :class:`~spl_sdk.components.AttentionController` classes.
+
+    A controller replaces the UNet attention processors during an edit to keep
+    the source's layout (DESIGN.md section 4) and stores cross-attention maps.
+    """
+
+
+@hookspec
+def spl_register_loss_terms(register: Register) -> None:
+    """Register :class:`~spl_sdk.components.LossTerm` classes.
+
+    A loss term compares the source and the edited image (both in [-1, 1]) and
+    returns ``weight * value``; it is used by loss injection, post-processing
+    and ``spl refine``.
+    """
+
+
+@hookspec
+def spl_register_mask_extractors(register: Register) -> None:
+    """Register :class:`~spl_sdk.components.MaskExtractor` classes.
+
+    A mask extractor turns attention maps, a first-pass result or a user file
+    into a soft mask in [0, 1] at the image's own size (DESIGN.md section 5).
+    """
+
+
+@hookspec
+def spl_register_post_processors(register: Register) -> None:
+    """Register :class:`~spl_sdk.components.PostProcessor` classes.
+
+    A post-processor runs once on the decoded result at the source's full
+    resolution, e.g. to repair detail the VAE decoder lost.
+    """
+
+
+@hookspec
+def spl_register_harmonizers(register: Register) -> None:
+    """Register :class:`~spl_sdk.components.Harmonizer` classes.
+
+    A harmonizer writes source and target prompts for a composite image and its
+    foreground mask (DESIGN.md section 6).
+    """

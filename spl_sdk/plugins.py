@@ -1,0 +1,241 @@
+"""Plug-in manager: loads plug-ins from the ``spl_sdk`` entry-point group and looks up components.
+
+Modelled on pytest/tox/llm: no process-global manager (call :func:`get_plugins`
+or build :class:`Plugins` yourself), typed look-ups such as
+``plugins.loss_term("spl")``, and the environment variables
+``SPL_LOAD_PLUGINS`` (comma-separated allow-list of entry-point names) and
+``SPL_DISABLE_PLUGINS`` (deny-list).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any, TypeVar
+
+import pluggy
+
+from spl_sdk import hookspecs
+from spl_sdk.components import (
+    KIND_BASES,
+    AttentionController,
+    Backbone,
+    Component,
+    Harmonizer,
+    LossTerm,
+    MaskExtractor,
+    PostProcessor,
+)
+from spl_sdk.errors import PluginError, UnknownComponentError
+
+ENTRY_POINT_GROUP = "spl_sdk"
+
+HOOK_OF_KIND = {
+    "backbone": "spl_register_backbones",
+    "attention": "spl_register_attention_controllers",
+    "loss": "spl_register_loss_terms",
+    "mask": "spl_register_mask_extractors",
+    "postprocess": "spl_register_post_processors",
+    "harmonizer": "spl_register_harmonizers",
+}
+KIND_LABEL = {
+    "backbone": "backbone",
+    "attention": "attention controller",
+    "loss": "loss term",
+    "mask": "mask extractor",
+    "postprocess": "post-processor",
+    "harmonizer": "harmonizer",
+}
+
+C = TypeVar("C", bound=Component)
+
+
+class PluginWarning(UserWarning):
+    """A plug-in that could not be loaded or registered a clashing name."""
+
+
+@dataclass(frozen=True)
+class ComponentInfo:
+    """One registered component: its kind, name, class and the plug-in that provides it."""
+
+    kind: str
+    name: str
+    cls: type
+    plugin: str
+    package: str
+    version: str
+
+    @property
+    def summary(self) -> str:
+        """The component's one-line description."""
+        return self.cls.summary() if hasattr(self.cls, "summary") else ""
+
+
+def _split_env(value: str | None) -> set[str] | None:
+    if value is None or not value.strip():
+        return None
+    return {part.strip() for part in value.split(",") if part.strip()}
+
+
+class Plugins:
+    """A pluggy manager plus the component registry it produces."""
+
+    def __init__(self, *, load_entrypoints: bool = True, env: Mapping[str, str] | None = None) -> None:
+        self.pm = pluggy.PluginManager(hookspecs.PROJECT)
+        self.pm.add_hookspecs(hookspecs)
+        self.load_errors: list[str] = []
+        self._dists: dict[str, tuple[str, str]] = {}
+        self._registry: dict[str, dict[str, list[ComponentInfo]]] | None = None
+        env = os.environ if env is None else env
+        self._allow = _split_env(env.get("SPL_LOAD_PLUGINS"))
+        self._deny = _split_env(env.get("SPL_DISABLE_PLUGINS")) or set()
+        if load_entrypoints:
+            self._load_entrypoints()
+
+    # ------------------------------------------------------------------ loading
+    def _enabled(self, name: str) -> bool:
+        return name not in self._deny and (self._allow is None or name in self._allow)
+
+    def _load_entrypoints(self) -> None:
+        for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+            if not self._enabled(ep.name) or self.pm.has_plugin(ep.name):
+                continue
+            dist = ep.dist.name if ep.dist else "?"
+            version = ep.dist.version if ep.dist else "?"
+            try:
+                module = ep.load()
+            except Exception as exc:  # a broken plug-in must not break unrelated commands
+                self._warn(f"plug-in '{ep.name}' from package {dist} {version} failed to import "
+                           f"({type(exc).__name__}: {exc}); its components are unavailable. "
+                           f"Reinstall it, or set SPL_DISABLE_PLUGINS={ep.name} to silence this.")
+                continue
+            self.register(module, name=ep.name, package=dist, version=version)
+
+    def _warn(self, message: str) -> None:
+        self.load_errors.append(message)
+        warnings.warn(message, PluginWarning, stacklevel=3)
+
+    def register(self, plugin: ModuleType | object, name: str | None = None, *,
+                 package: str | None = None, version: str = "") -> str:
+        """Register a plug-in object or module (tests and apps use this for inline plug-ins)."""
+        name = name or getattr(plugin, "__name__", None) or repr(plugin)
+        try:
+            self.pm.register(plugin, name=name)
+            self.pm.check_pending()
+        except pluggy.PluginValidationError as exc:
+            if self.pm.is_registered(plugin):
+                self.pm.unregister(plugin)
+            raise PluginError(
+                f"plug-in '{name}' has an invalid hook: {exc}. Check the hook's name and "
+                f"arguments against spl_sdk.hookspecs (every hook starts with 'spl_register_')."
+            ) from None
+        self._dists[name] = (package or name, version)
+        self._registry = None
+        return name
+
+    # ------------------------------------------------------------------ registry
+    def _collect(self) -> dict[str, dict[str, list[ComponentInfo]]]:
+        registry: dict[str, dict[str, list[ComponentInfo]]] = {kind: {} for kind in HOOK_OF_KIND}
+        for kind, hook_name in HOOK_OF_KIND.items():
+            base = KIND_BASES[kind]
+            for impl in reversed(getattr(self.pm.hook, hook_name).get_hookimpls()):
+                package, version = self._dists.get(impl.plugin_name, (impl.plugin_name, ""))
+
+                def register(cls: type, _kind: str = kind, _base: type = base,
+                             _plugin: str = impl.plugin_name, _pkg: str = package,
+                             _ver: str = version) -> None:
+                    if not (isinstance(cls, type) and issubclass(cls, _base)) or not getattr(cls, "name", ""):
+                        raise PluginError(
+                            f"plug-in '{_plugin}' ({_pkg}) registered {cls!r} as a "
+                            f"{KIND_LABEL[_kind]}, but it must be a subclass of "
+                            f"spl_sdk.components.{_base.__name__} with a non-empty 'name'.")
+                    info = ComponentInfo(_kind, cls.name, cls, _plugin, _pkg, _ver)
+                    registry[_kind].setdefault(cls.name, []).append(info)
+
+                impl.function(register=register)
+        for kind, names in registry.items():
+            for name, infos in names.items():
+                if len(infos) > 1:
+                    who = " and ".join(f"{i.package} (plug-in '{i.plugin}')" for i in infos)
+                    self._warn(f"{KIND_LABEL[kind]} '{name}' is registered by both {who}; "
+                               f"uninstall one or disable it with SPL_DISABLE_PLUGINS.")
+        return registry
+
+    @property
+    def registry(self) -> dict[str, dict[str, list[ComponentInfo]]]:
+        """Components by kind and name (a list longer than one means a clash)."""
+        if self._registry is None:
+            self._registry = self._collect()
+        return self._registry
+
+    def names(self, kind: str) -> list[str]:
+        """Sorted names of the components of one kind."""
+        return sorted(self.registry[kind])
+
+    def info(self, kind: str, name: str) -> ComponentInfo:
+        """The component ``name`` of ``kind``; a clear error if unknown or registered twice."""
+        infos = self.registry[kind].get(name)
+        label = KIND_LABEL[kind]
+        if not infos:
+            available = ", ".join(self.names(kind)) or "none installed"
+            raise UnknownComponentError(
+                f"unknown {label} '{name}'; available: {available}. "
+                f"Run 'spl plugins' to see what each installed plug-in provides.")
+        if len(infos) > 1:
+            who = " and ".join(f"{i.package} (plug-in '{i.plugin}')" for i in infos)
+            raise PluginError(f"{label} '{name}' is registered by both {who}; uninstall one or "
+                              f"set SPL_DISABLE_PLUGINS to the plug-in you do not want.")
+        return infos[0]
+
+    def get(self, kind: str, name: str) -> type:
+        """The class registered as ``name`` for ``kind``."""
+        return self.info(kind, name).cls
+
+    # typed accessors, so call sites read plugins.loss_term("spl")
+    def loss_term(self, name: str) -> type[LossTerm]:
+        """The loss-term class registered as ``name``."""
+        return self.get("loss", name)
+
+    def backbone(self, name: str) -> type[Backbone]:
+        """The backbone class registered as ``name``."""
+        return self.get("backbone", name)
+
+    def attention_controller(self, name: str) -> type[AttentionController]:
+        """The attention-controller class registered as ``name``."""
+        return self.get("attention", name)
+
+    def mask_extractor(self, name: str) -> type[MaskExtractor]:
+        """The mask-extractor class registered as ``name``."""
+        return self.get("mask", name)
+
+    def post_processor(self, name: str) -> type[PostProcessor]:
+        """The post-processor class registered as ``name``."""
+        return self.get("postprocess", name)
+
+    def harmonizer(self, name: str) -> type[Harmonizer]:
+        """The harmonizer class registered as ``name``."""
+        return self.get("harmonizer", name)
+
+    # ------------------------------------------------------------------ listing
+    def listing(self) -> list[dict[str, Any]]:
+        """One record per component: name, kind, summary, plug-in, package and version."""
+        rows = []
+        for kind, names in self.registry.items():
+            for name in sorted(names):
+                for i in names[name]:
+                    rows.append({"name": i.name, "kind": i.kind, "summary": i.summary,
+                                 "plugin": i.plugin, "package": i.package, "version": i.version})
+        return rows
+
+    def plugin_names(self) -> list[str]:
+        """Names of the registered plug-ins."""
+        return sorted(name for name, _ in self.pm.list_name_plugin())
+
+
+def get_plugins(**kwargs: Any) -> Plugins:
+    """Build a fresh plug-in manager with the installed plug-ins (the CLI builds one per run)."""
+    return Plugins(**kwargs)
