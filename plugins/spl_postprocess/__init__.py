@@ -1,1 +1,29 @@
-"""Built-in plug-in (placeholder until implemented)."""
+"""Built-in post-processor: ``loss-refine`` (image-space optimisation at full resolution)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from spl_sdk import hookimpl
+from spl_sdk.components import LossTerm, PostProcessor
+from spl_sdk.optimiser import optimise_image
+
+
+class LossRefine(PostProcessor):
+    """Optimise the final image against the original source with the edit's loss terms."""
+
+    name = "loss-refine"
+
+    def process(self, source: torch.Tensor, edited: torch.Tensor, terms: list[LossTerm],
+                progress: Any = None) -> torch.Tensor:
+        """Run the core image-space optimiser (DESIGN.md section 2, post-processing)."""
+        return optimise_image(source, edited, terms, iterations=self.config.iterations,
+                              solver=self.config.solver, progress=progress).image
+
+
+@hookimpl
+def spl_register_post_processors(register: Any) -> None:
+    """Register ``loss-refine``."""
+    register(LossRefine)

@@ -1,0 +1,61 @@
+"""``spl edit``: text-driven, structure-preserving edit of one photo."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from spl_sdk.cli.options import config_options, handle_errors
+from spl_sdk.config import EditConfig
+
+EDIT_FIELDS = [name for name in EditConfig.model_fields if name != "mask_file"]
+
+
+@click.command()
+@click.argument("image", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--source", "-s", "source_prompt", required=True, help="Sentence describing the photo.")
+@click.option("--target", "-t", "target_prompt", required=True, help="Sentence describing the wanted result.")
+@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write the result (PNG keeps the run configuration).")
+@click.option("--mask", "mask_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Mask image for 'masked' losses instead of attention-derived masks (white = inside).")
+@click.option("--save-mask", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the mask used by masked losses to this file.")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="JSON, YAML or TOML file of configuration fields; flags override it.")
+@click.option("--force", is_flag=True, help="Overwrite existing output files.")
+@click.option("--cpl", is_flag=True, default=False, help="Shortcut for --color-loss cpl.")
+@config_options(EditConfig, EDIT_FIELDS)
+@handle_errors
+def edit(image: Path, source_prompt: str, target_prompt: str, output: Path, mask_file: Path | None,
+         save_mask: Path | None, config_file: Path | None, force: bool, cpl: bool, **fields: Any) -> None:
+    """Edit IMAGE from the --source sentence towards the --target sentence, keeping its edges."""
+    from spl_sdk.cli.progress import progress_bar
+    from spl_sdk.config import build_config
+    from spl_sdk.editor import Editor
+    from spl_sdk.imageio import load_image, save_image
+
+    if cpl and not fields.get("color_loss"):
+        fields["color_loss"] = "cpl"
+    cfg = build_config(EditConfig, config_file, mask_file=mask_file, **fields)
+    for path in filter(None, (output, save_mask)):
+        if path.exists() and not force:
+            from spl_sdk.errors import OutputExistsError
+            raise OutputExistsError(f"'{path}' already exists; pass --force to overwrite it.")
+    photo = load_image(image)
+    editor = Editor.from_config(cfg)
+    with progress_bar("edit", unit="step") as bar:
+        result = editor.edit(photo, source_prompt, target_prompt,
+                             callback=lambda step, total, _p: bar(step, total, None))
+    meta = result.metadata() | {"command": "spl edit", "image": str(image)}
+    save_image(result.image, output, metadata=meta, force=force)
+    if save_mask is not None:
+        if result.mask is None:
+            click.echo("No mask was used (no loss is set to the masked area); --save-mask ignored.",
+                       err=True)
+        else:
+            save_image(result.mask, save_mask, metadata=meta, force=force)
+    timings = ", ".join(f"{k} {v:.1f}s" for k, v in result.timings.items())
+    click.echo(f"wrote {output} ({timings})")
