@@ -1,0 +1,85 @@
+"""The cross-attention mask extractors (DESIGN.md section 5): guided and bilinear upsampling."""
+
+from __future__ import annotations
+
+import torch
+
+from spl_masks.sharpen import sharpen
+from spl_masks.upsample import bilinear_upsample, guided_upsample, resize
+from spl_masks.words import words_columns
+from spl_sdk.components import MaskContext, MaskExtractor
+from spl_sdk.errors import ConfigError, PromptError
+
+
+def word_mask(maps: torch.Tensor, columns: list[list[int]], threshold: float) -> torch.Tensor:
+    """Binary (1, 1, h, w) union of the thresholded word maps of (h, w, tokens) attention.
+
+    Each word's map is the mean of its token columns divided by its maximum,
+    so the threshold is relative to the word's own peak (DESIGN.md section 5, step 2).
+    """
+    maps = maps.float()
+    union = torch.zeros(maps.shape[:2], device=maps.device)
+    for cols in columns:
+        m = maps[..., cols].mean(-1)
+        peak = m.max()
+        m = m / peak if peak > 0 else torch.zeros_like(m)
+        union = torch.maximum(union, (m >= threshold).float())
+    return union[None, None]
+
+
+class CrossAttentionMask(MaskExtractor):
+    """Mask from the mask words' cross-attention, upsampled along the photo's edges (guided filter)."""
+
+    name = "cross-attention"
+    needs_first_pass = True
+
+    def upsample(self, mask: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        """Low-resolution mask to the image's size: progressive guided filtering."""
+        return guided_upsample(mask, image)
+
+    def side_mask(self, low: torch.Tensor, image: torch.Tensor, invert: bool) -> torch.Tensor:
+        """Upsample, invert if asked, then sharpen the soft tail (DESIGN.md section 5, steps 3-4)."""
+        m = self.upsample(low, image)
+        if invert:
+            m = 1 - m
+        return sharpen(m, image)
+
+    def extract(self, context: MaskContext) -> torch.Tensor:
+        """Element-wise maximum of the source-word and target-word masks at the source's size."""
+        cfg = self.config
+        source = context.source_image
+        guide_t = context.first_result if context.first_result is not None else source
+        guide_t = resize(guide_t.float(), tuple(source.shape[-2:]))
+        sides = [
+            ("source", cfg.mask_words_source, context.source_prompt, source,
+             cfg.mask_threshold_source, cfg.mask_invert_source),
+            ("target", cfg.mask_words_target, context.target_prompt, guide_t,
+             cfg.mask_threshold_target, cfg.mask_invert_target),
+        ]
+        sides = [s for s in sides if any(w.strip() for w in s[1])]
+        if not sides:
+            raise PromptError(f"the '{self.name}' mask extractor needs mask words: set "
+                              "mask_words_source/mask_words_target (--mask-words-src/--mask-words-tgt), "
+                              "or give a mask file with mask_extractor 'file'.")
+        if context.attention is None:
+            raise ConfigError(f"the '{self.name}' mask extractor needs stored cross-attention maps, "
+                              "and the attention controller stored none; use an attention controller "
+                              "that stores them (e.g. infedit), or the 'file' mask extractor.")
+        if context.tokenizer is None:
+            raise ValueError("MaskContext.tokenizer is required to look up mask words")
+        masks = []
+        for side, words, prompt, image, threshold, invert in sides:
+            columns = words_columns(context.tokenizer, prompt, words, side=side)
+            maps = getattr(context.attention, side).to(image.device)
+            masks.append(self.side_mask(word_mask(maps, columns, threshold), image, invert))
+        return torch.stack(masks).amax(0)
+
+
+class CrossAttentionBilinearMask(CrossAttentionMask):
+    """Mask from the mask words' cross-attention, upsampled bilinearly (baseline, no guided filter)."""
+
+    name = "cross-attention-bilinear"
+
+    def upsample(self, mask: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        """Low-resolution mask to the image's size in one bilinear step."""
+        return bilinear_upsample(mask, image)
