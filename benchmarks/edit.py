@@ -1,0 +1,97 @@
+"""Time an edit per phase, with and without SPL, and its peak memory.
+
+    python benchmarks/edit.py                       # tiny-random, 256 px, 15 steps
+    python benchmarks/edit.py --sd15 --steps 2      # random SD-1.5-sized backbone at 512 px
+    python benchmarks/edit.py --sd15 --device cuda --dtype float16 --steps 15   # on a GPU
+
+Each case runs in its own process so that its peak RSS (ru_maxrss) and, on CUDA,
+torch's peak allocation belong to that case alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "apps" / "examples" / "old_man.png"
+PROMPTS = ("a grayscale photo of an old man", "a colorful photo of an old man")
+
+
+def run_case(args: argparse.Namespace) -> dict:
+    """One edit in this process; returns timings and memory."""
+    import torch
+
+    from spl_sdk.config import EditConfig
+    from spl_sdk.editor import Editor
+
+    torch.set_num_threads(args.threads) if args.threads else None
+    cfg = EditConfig(backbone=args.backbone, device=args.device, dtype=args.dtype,
+                     working_size=args.size, steps=args.steps, iterations=args.iters,
+                     structure_loss="spl" if args.spl else None, post_process=args.spl)
+    began = time.perf_counter()
+    editor = Editor.from_config(cfg)
+    load_s = time.perf_counter() - began
+    editor.edit(EXAMPLE, *PROMPTS)  # warm-up: first calls pay for lazy initialisation
+    if args.device.startswith("cuda"):
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    began = time.perf_counter()
+    result = editor.edit(EXAMPLE, *PROMPTS)
+    if args.device.startswith("cuda"):
+        torch.cuda.synchronize()
+    wall = time.perf_counter() - began
+    row = {"backbone": args.backbone, "size": args.size, "steps": args.steps, "spl": args.spl,
+           "load_s": round(load_s, 2), "edit_s": round(wall, 3),
+           "phases": {k: round(v, 3) for k, v in result.timings.items()},
+           "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)}
+    if args.device.startswith("cuda"):
+        row["peak_cuda_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+        row["device_name"] = torch.cuda.get_device_name()
+    return row
+
+
+def main() -> None:
+    """Run the with/without-SPL pair, each in a child process, and print a table."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sd15", action="store_true", help="use the random SD-1.5-sized backbone at 512 px")
+    parser.add_argument("--backbone", default=None)
+    parser.add_argument("--size", type=int, default=None)
+    parser.add_argument("--steps", type=int, default=15)
+    parser.add_argument("--iters", type=int, default=100)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", default="auto")
+    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--case", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--spl", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    args.backbone = args.backbone or ("sd15-random" if args.sd15 else "tiny-random")
+    args.size = args.size or (512 if args.sd15 else 256)
+    if args.case:
+        print(json.dumps(run_case(args)))
+        return
+    rows = []
+    for spl in (False, True):
+        cmd = [sys.executable, __file__, "--case", "--backbone", args.backbone, "--size", str(args.size),
+               "--steps", str(args.steps), "--iters", str(args.iters), "--device", args.device,
+               "--dtype", args.dtype, "--threads", str(args.threads)] + (["--spl"] if spl else [])
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode != 0:
+            sys.exit(f"case failed:\n{done.stderr[-3000:]}")
+        rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    print(f"{'backbone':<12} {'size':>5} {'steps':>5} {'SPL':>4} {'edit s':>8} {'unet s':>7} "
+          f"{'vae s':>6} {'optim s':>7} {'post s':>7} {'peak RSS GiB':>12}")
+    for r in rows:
+        p = r["phases"]
+        print(f"{r['backbone']:<12} {r['size']:>5} {r['steps']:>5} {'on' if r['spl'] else 'off':>4} "
+              f"{r['edit_s']:>8.2f} {p.get('unet', 0):>7.2f} {p.get('vae', 0):>6.2f} "
+              f"{p.get('optimisation', 0):>7.2f} {p.get('post_process', 0):>7.2f} {r['peak_rss_gib']:>12.2f}")
+    print(json.dumps(rows))
+
+
+if __name__ == "__main__":
+    main()

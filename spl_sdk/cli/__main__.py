@@ -1,0 +1,5 @@
+"""Allow ``python -m spl_sdk.cli``."""
+
+from spl_sdk.cli import main
+
+main()
