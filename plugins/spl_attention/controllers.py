@@ -1,0 +1,198 @@
+"""InfEdit unified attention control and Prompt-to-Prompt replace/re-weight controllers (DESIGN.md section 4)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from spl_attention.alignment import TokenAlignment, align_tokens, identity_alignment
+from spl_attention.blend import LocalBlend
+from spl_attention.processors import CrossAttentionProcessor, SelfAttentionProcessor
+from spl_attention.store import AttentionStore, spatial_shape
+from spl_attention.tokens import context_length, prompt_ids, word_positions
+from spl_sdk.components import AttentionController, AttentionMaps, Backbone
+from spl_sdk.errors import PromptError
+
+if TYPE_CHECKING:
+    from spl_sdk.config import EditConfig
+
+BRANCHES = 3  # source, target, mutual; the batch is [uncond x 3, cond x 3]
+SOURCE, TARGET, MUTUAL = range(BRANCHES)
+EPS = 1e-9  # progress comparisons: (i + 1) / n against a fraction such as 0.8
+
+
+class InfEditController(AttentionController):
+    """InfEdit unified attention control with Prompt-to-Prompt refinement of cross-attention."""
+
+    name = "infedit"
+    blend_res = 16  # maps the local blend reads, as Prompt-to-Prompt's local blend at 512 px
+
+    def __init__(self, *, backbone: Backbone, source_prompt: str, target_prompt: str,
+                 num_steps: int, config: EditConfig) -> None:
+        super().__init__(backbone=backbone, source_prompt=source_prompt, target_prompt=target_prompt,
+                         num_steps=num_steps, config=config)
+        tokenizer = backbone.tokenizer
+        self.length = context_length(tokenizer)
+        self.source_ids = prompt_ids(tokenizer, source_prompt)
+        self.target_ids = prompt_ids(tokenizer, target_prompt)
+        self.alignment = self.build_alignment()
+        self.store = AttentionStore()
+        self.latent_shape: tuple[int, int] | None = None
+        self.local_blend = self.build_blend()
+
+    # ------------------------------------------------------------------ set-up
+    def build_alignment(self) -> TokenAlignment:
+        """Target-to-source token mapping used by the cross-attention refinement."""
+        return align_tokens(self.source_ids, self.target_ids, self.length)
+
+    def build_blend(self) -> LocalBlend | None:
+        """Local blend over the configured words, or None when there are none."""
+        tok = self.backbone.tokenizer
+        source = [word_positions(tok, self.source_prompt, w, role="source prompt")
+                  for w in self.config.blend_words_source]
+        target = [word_positions(tok, self.target_prompt, w, role="target prompt")
+                  for w in self.config.blend_words_target]
+        return LocalBlend(source, target) if source or target else None
+
+    # ------------------------------------------------------------------ schedule
+    @property
+    def progress(self) -> float:
+        """``p = (i + 1) / n`` of the current step."""
+        return (self.step + 1) / max(self.num_steps, 1)
+
+    @property
+    def self_replacing(self) -> bool:
+        """Self-attention phase one (``p < self_replace``): every branch uses the source's queries and keys."""
+        return self.progress < self.config.self_replace - EPS
+
+    @property
+    def cross_replacing(self) -> bool:
+        """Cross-attention refinement window (``p <= cross_replace``)."""
+        return self.progress <= self.config.cross_replace + EPS
+
+    def self_attention_indices(self, batch: int, device: torch.device) -> tuple[torch.Tensor, ...] | None:
+        """Batch indices (query, key, value) per output element, both CFG halves handled separately."""
+        if batch % (2 * BRANCHES):
+            return None
+        base = torch.arange(batch, device=device).view(2, BRANCHES, batch // (2 * BRANCHES))
+        s, t = base[:, SOURCE], base[:, TARGET]
+        if self.self_replacing:
+            qk = torch.stack([s, s, s], 1).flatten()
+            return qk, qk, base.flatten()
+        q = torch.stack([s, t, t], 1).flatten()  # mutual: target queries ...
+        kv = torch.stack([s, t, s], 1).flatten()  # ... with source keys and values
+        return q, kv, kv
+
+    # ------------------------------------------------------------------ cross-attention
+    def edits_cross(self, batch: int) -> bool:
+        """Only the three-branch CFG layout is edited."""
+        return batch % (2 * BRANCHES) == 0
+
+    def edit_target(self, source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Target probabilities (..., tokens) after editing; Prompt-to-Prompt refinement inside the window."""
+        if self.cross_replacing and target.shape[-1] == self.length:
+            return self.alignment.refine(source, target)
+        return target
+
+    def edit_cross(self, probs: torch.Tensor, *, store: bool) -> torch.Tensor:
+        """Edit the conditional probabilities (3, k, heads, pixels, tokens) and store the maps of small layers."""
+        original = probs[TARGET]
+        target = self.edit_target(probs[SOURCE], original)
+        if target is not original:
+            probs = torch.stack([probs[SOURCE], target, probs[MUTUAL]])
+        pixels = probs.shape[-2]
+        if store and pixels <= self.store.max_pixels:
+            shape = spatial_shape(pixels, self.latent_shape)
+            if shape is not None:
+                self.store.add(shape, probs[SOURCE].mean((0, 1)), probs[TARGET].mean((0, 1)))
+        return probs
+
+    # ------------------------------------------------------------------ installation
+    def processors(self, current: dict[str, Any]) -> dict[str, Any]:
+        """Self-attention processors on ``attn1`` layers, cross-attention ones on ``attn2``; others kept."""
+        new: dict[str, Any] = {}
+        for name, proc in current.items():
+            if name.endswith("attn1.processor"):
+                new[name] = SelfAttentionProcessor(self, name)
+            elif name.endswith("attn2.processor"):
+                # maps of "down" and "up" layers only (DESIGN.md section 5), never the middle block
+                new[name] = CrossAttentionProcessor(self, name, store="mid_block" not in name)
+            else:
+                new[name] = proc
+        return new
+
+    def set_latent_shape(self, height: int, width: int) -> None:
+        """Latent (h, w), from which each layer's spatial size is inferred (non-square working sizes)."""
+        self.latent_shape = (int(height), int(width))
+
+    def _capture_latent_shape(self, module: Any, args: tuple, kwargs: dict) -> None:
+        sample = args[0] if args else kwargs.get("sample")
+        if isinstance(sample, torch.Tensor) and sample.ndim == 4:
+            self.set_latent_shape(*sample.shape[-2:])
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[AttentionController]:
+        """Install the processors (restored in ``finally``) and watch the UNet input for the latent shape."""
+        unet = self.backbone.unet
+        hook = unet.register_forward_pre_hook(self._capture_latent_shape, with_kwargs=True)
+        try:
+            with super().installed():
+                yield self
+        finally:
+            hook.remove()
+
+    # ------------------------------------------------------------------ outputs
+    def attention_maps(self, res: int = 16) -> AttentionMaps | None:
+        """Source/target maps averaged over layers, heads and steps at long side ``res``."""
+        return self.store.maps(res)
+
+    def blend(self, x_t: torch.Tensor, x_s: torch.Tensor) -> torch.Tensor:
+        """``x_s + mask (x_t - x_s)`` with the local-blend mask; identity without blend words."""
+        if self.local_blend is None:
+            return x_t
+        maps = self.attention_maps(self.blend_res)
+        return x_t if maps is None else self.local_blend(maps, x_t, x_s)
+
+
+class P2PReplaceController(InfEditController):
+    """Prompt-to-Prompt word swap: the target copies the source's cross-attention maps position by position."""
+
+    name = "p2p-replace"
+
+    def build_alignment(self) -> TokenAlignment:
+        """Identity mapping; the prompts must have as many words and tokens."""
+        s_words, t_words = len(self.source_prompt.split()), len(self.target_prompt.split())
+        if s_words != t_words:
+            raise PromptError(
+                f"p2p-replace swaps words one for one, but the source prompt has {s_words} words and the "
+                f"target prompt {t_words}; use prompts with the same number of words, or --attention infedit.")
+        s_tokens, t_tokens = len(self.source_ids), len(self.target_ids)
+        if s_tokens != t_tokens:
+            raise PromptError(
+                f"p2p-replace needs prompts with the same number of tokens, but the source prompt has "
+                f"{s_tokens} and the target prompt {t_tokens} (a swapped word splits into a different "
+                f"number of tokens); choose words of equal token length, or use --attention infedit.")
+        return identity_alignment(self.length)
+
+
+class P2PReweightController(InfEditController):
+    """InfEdit control plus Prompt-to-Prompt re-weighting: scales the target's attention to chosen words."""
+
+    name = "p2p-reweight"
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.equalizer = torch.ones(self.length)
+        for word, factor in self.config.reweight.items():
+            positions = word_positions(self.backbone.tokenizer, self.target_prompt, word, role="target prompt")
+            self.equalizer[positions] = float(factor)
+
+    def edit_target(self, source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Refined target probabilities with the chosen words' columns scaled, at every step."""
+        target = super().edit_target(source, target)
+        if target.shape[-1] != self.length:
+            return target
+        return target * self.equalizer.to(target.device, target.dtype)

@@ -1,0 +1,148 @@
+"""Diffusers attention processors that let a controller edit the three-branch batch (DESIGN.md section 4).
+
+The flow around the attention itself (spatial/group norm, projections, output
+projection, residual, rescale) follows diffusers' ``AttnProcessor2_0``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+import torch.nn.functional as F
+
+
+class Editor(Protocol):
+    """What the processors ask of the controller."""
+
+    def self_attention_indices(self, batch: int, device: torch.device) -> tuple[torch.Tensor, ...] | None:
+        """Batch indices (query, key, value) each output element attends with, or None for plain attention."""
+
+    def edits_cross(self, batch: int) -> bool:
+        """True when the cross-attention of this batch is edited (the three-branch CFG layout)."""
+
+    def edit_cross(self, probs: torch.Tensor, *, store: bool) -> torch.Tensor:
+        """Edited conditional probabilities (3, k, heads, pixels, tokens); may store the maps."""
+
+
+@dataclass
+class Projected:
+    """Queries, keys and values (batch, heads, length, head_dim) plus what is needed to finish the layer."""
+
+    query: torch.Tensor
+    key: torch.Tensor
+    value: torch.Tensor
+    mask: torch.Tensor | None
+    residual: torch.Tensor
+    shape4d: tuple[int, int, int, int] | None
+
+
+def project(attn: Any, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor | None,
+            attention_mask: torch.Tensor | None, temb: torch.Tensor | None) -> Projected:
+    """Everything ``AttnProcessor2_0`` does before the attention call."""
+    residual = hidden_states
+    if attn.spatial_norm is not None:
+        hidden_states = attn.spatial_norm(hidden_states, temb)
+    shape4d = None
+    if hidden_states.ndim == 4:
+        shape4d = tuple(hidden_states.shape)
+        b, c, h, w = shape4d
+        hidden_states = hidden_states.view(b, c, h * w).transpose(1, 2)
+    batch, length, _ = hidden_states.shape if encoder_hidden_states is None else encoder_hidden_states.shape
+    if attention_mask is not None:
+        attention_mask = attn.prepare_attention_mask(attention_mask, length, batch)
+        attention_mask = attention_mask.view(batch, attn.heads, -1, attention_mask.shape[-1])
+    if attn.group_norm is not None:
+        hidden_states = attn.group_norm(hidden_states.transpose(1, 2)).transpose(1, 2)
+    query = attn.to_q(hidden_states)
+    if encoder_hidden_states is None:
+        encoder_hidden_states = hidden_states
+    elif attn.norm_cross:
+        encoder_hidden_states = attn.norm_encoder_hidden_states(encoder_hidden_states)
+    key = attn.to_k(encoder_hidden_states)
+    value = attn.to_v(encoder_hidden_states)
+    head_dim = key.shape[-1] // attn.heads
+    query, key, value = (t.view(batch, -1, attn.heads, head_dim).transpose(1, 2) for t in (query, key, value))
+    if getattr(attn, "norm_q", None) is not None:
+        query = attn.norm_q(query)
+    if getattr(attn, "norm_k", None) is not None:
+        key = attn.norm_k(key)
+    return Projected(query, key, value, attention_mask, residual, shape4d)
+
+
+def finish(attn: Any, out: torch.Tensor, p: Projected) -> torch.Tensor:
+    """Everything ``AttnProcessor2_0`` does after the attention call; ``out`` is (batch, heads, length, head_dim)."""
+    batch, heads, _, head_dim = out.shape
+    out = out.transpose(1, 2).reshape(batch, -1, heads * head_dim).to(p.query.dtype)
+    out = attn.to_out[0](out)
+    out = attn.to_out[1](out)
+    if p.shape4d is not None:
+        out = out.transpose(-1, -2).reshape(p.shape4d)
+    if attn.residual_connection:
+        out = out + p.residual
+    return out / attn.rescale_output_factor
+
+
+def sdpa(attn: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+         mask: torch.Tensor | None) -> torch.Tensor:
+    """Fused attention: the (pixels x pixels) map is never materialised."""
+    return F.scaled_dot_product_attention(query, key, value, attn_mask=mask, dropout_p=0.0,
+                                          is_causal=False, scale=attn.scale)
+
+
+def attention_probs(attn: Any, query: torch.Tensor, key: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Explicit softmax(q k^T scale + mask), computed in float32 (only a few text columns)."""
+    scores = torch.matmul(query.float(), key.float().transpose(-1, -2)) * attn.scale
+    if mask is not None:
+        scores = scores + mask.float()
+    return scores.softmax(dim=-1)
+
+
+class SelfAttentionProcessor:
+    """Self-attention (``attn1``) with the query/key/value swaps of InfEdit's unified attention control."""
+
+    def __init__(self, controller: Editor, layer: str) -> None:
+        self.controller = controller
+        self.layer = layer
+
+    def __call__(self, attn: Any, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor | None = None,
+                 attention_mask: torch.Tensor | None = None, temb: torch.Tensor | None = None,
+                 *args: Any, **kwargs: Any) -> torch.Tensor:
+        p = project(attn, hidden_states, encoder_hidden_states, attention_mask, temb)
+        query, key, value, mask = p.query, p.key, p.value, p.mask
+        indices = self.controller.self_attention_indices(query.shape[0], query.device)
+        if indices is not None:
+            qi, ki, vi = indices
+            query, key, value = query[qi], key[ki], value[vi]
+            if mask is not None and mask.shape[0] == query.shape[0]:
+                mask = mask[ki]
+        return finish(attn, sdpa(attn, query, key, value, mask), p)
+
+
+class CrossAttentionProcessor:
+    """Cross-attention (``attn2``): plain for the unconditional half, edited probabilities for the conditional half."""
+
+    def __init__(self, controller: Editor, layer: str, *, store: bool = True) -> None:
+        self.controller = controller
+        self.layer = layer
+        self.store = store
+
+    def __call__(self, attn: Any, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor | None = None,
+                 attention_mask: torch.Tensor | None = None, temb: torch.Tensor | None = None,
+                 *args: Any, **kwargs: Any) -> torch.Tensor:
+        p = project(attn, hidden_states, encoder_hidden_states, attention_mask, temb)
+        batch = p.query.shape[0]
+        if not self.controller.edits_cross(batch):
+            return finish(attn, sdpa(attn, p.query, p.key, p.value, p.mask), p)
+        half = batch // 2
+        mask_u = mask_c = None
+        if p.mask is not None:
+            mask_u, mask_c = (p.mask[:half], p.mask[half:]) if p.mask.shape[0] == batch else (p.mask, p.mask)
+        uncond = sdpa(attn, p.query[:half], p.key[:half], p.value[:half], mask_u)
+        probs = attention_probs(attn, p.query[half:], p.key[half:], mask_c)
+        _, heads, pixels, tokens = probs.shape
+        probs = self.controller.edit_cross(probs.view(3, half // 3, heads, pixels, tokens), store=self.store)
+        value = p.value[half:]
+        cond = torch.matmul(probs.reshape(half, heads, pixels, tokens).to(value.dtype), value)
+        return finish(attn, torch.cat([uncond, cond]), p)
