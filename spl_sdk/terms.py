@@ -1,0 +1,38 @@
+"""Build the structure and colour loss terms of a run from its configuration (DESIGN.md sections 3, 6)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from spl_sdk.components import LossTerm
+from spl_sdk.config import RefineConfig
+from spl_sdk.errors import ConfigError
+from spl_sdk.plugins import Plugins
+
+
+def build_terms(plugins: Plugins, config: RefineConfig, mask: torch.Tensor | None) -> list[LossTerm]:
+    """The configured structure and colour terms; ``mask`` applies to those whose area is 'masked'.
+
+    An unknown loss name raises :class:`~spl_sdk.errors.UnknownComponentError`.
+    """
+    terms: list[LossTerm] = []
+    for role, name, weight, area in (
+        ("structure", config.structure_loss, config.structure_weight, config.structure_area),
+        ("color", config.color_loss, config.color_weight, config.color_area),
+    ):
+        if name is None:
+            continue
+        cls = plugins.loss_term(name)
+        if area == "masked" and mask is None:
+            raise ConfigError(f"{role}_area is 'masked' but no mask was given; pass a mask "
+                              f"(--mask FILE) or set {role}_area to 'whole'.")
+        terms.append(cls(weight=weight, mask=mask if area == "masked" else None))
+    return terms
+
+
+def total_loss(terms: Sequence[LossTerm], source: torch.Tensor, edited: torch.Tensor) -> float:
+    """Summed weighted loss of ``edited`` against ``source`` (both in [-1, 1])."""
+    with torch.no_grad():
+        return float(sum(float(term(source, edited)) for term in terms))
