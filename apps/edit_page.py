@@ -1,0 +1,92 @@
+"""The Edit page: a photo, two prompts, the preservation and mask settings, Run, and the result."""
+
+from __future__ import annotations
+
+import streamlit as st
+from PIL import Image
+from spl_apps import controls, mask_input, photo, results, runner, settings
+from spl_apps.examples import EXAMPLES, by_key
+
+from spl_sdk.errors import ConfigError, ImageError
+from spl_sdk.plugins import Plugins
+
+SLOT = "edit"
+SOURCE_PROMPT, TARGET_PROMPT = f"{SLOT}.source_prompt", f"{SLOT}.target_prompt"
+
+
+def load_example(example_key: str) -> None:
+    """One click: the example's photo, prompts and settings (everything else back to defaults)."""
+    example = by_key(example_key)
+    try:
+        photo.set_from_file(SLOT, example.path)
+    except ImageError as exc:
+        st.session_state[f"{SLOT}.photo_error"] = str(exc)
+        return
+    st.session_state[SOURCE_PROMPT] = example.source_prompt
+    st.session_state[TARGET_PROMPT] = example.target_prompt
+    keep = {n: controls.from_widget(n, st.session_state[controls.key(n)])
+            for n in settings.SIDEBAR_GROUPS["Model"]}  # a chosen model stays chosen
+    controls.reset_state({**keep, **example.settings})
+    st.session_state[f"{SLOT}.mask_source"] = mask_input.WORDS
+    st.session_state.pop(f"{SLOT}.result", None)
+
+
+def examples_row() -> None:
+    """One button per bundled example."""
+    st.markdown("**Examples** — one click loads the photo, prompts and settings")
+    for column, example in zip(st.columns(len(EXAMPLES)), EXAMPLES, strict=True):
+        column.button(f"{example.kind}: {example.title}", key=f"example.{example.key}",
+                      on_click=load_example, args=(example.key,), width="stretch")
+
+
+def render(plugins: Plugins) -> None:
+    """Draw the page and run the edit when Run is pressed."""
+    st.title("Structure-preserving edit")
+    runner.stopped_notice(SLOT)
+    examples_row()
+    left, right = st.columns([2, 3])
+    with left:
+        current = photo.uploader(SLOT, "Photo")
+        if current is not None:
+            st.image(current.image, caption=f"{current.name} ({current.image.width}×{current.image.height})",
+                     width="stretch")
+    with right:
+        st.text_input("Source prompt (describes the photo)", key=SOURCE_PROMPT,
+                      placeholder="a grayscale photo of an old man")
+        st.text_input("Target prompt (describes the result)", key=TARGET_PROMPT,
+                      placeholder="a colorful photo of an old man")
+        masked = settings.preservation(plugins)
+        mask = None
+        if masked:
+            with st.container(border=True):
+                source = mask_input.choose_source(SLOT)
+                if source == mask_input.WORDS:
+                    settings.mask_words(plugins)
+                else:
+                    mask = mask_input.user_mask(SLOT, source, current.image if current else None)
+        clicked = st.button("Run", key=f"{SLOT}.run", type="primary")
+    if clicked:
+        _run(current, mask, masked)
+    kept = st.session_state.get(f"{SLOT}.result")
+    if kept is not None:
+        results.show(kept, SLOT)
+
+
+def _run(current: photo.Photo | None, mask: Image.Image | None, masked: bool) -> None:
+    source_prompt = st.session_state.get(SOURCE_PROMPT, "").strip()
+    target_prompt = st.session_state.get(TARGET_PROMPT, "").strip()
+    if current is None:
+        st.warning("Upload a photo or load an example first.")
+        return
+    if not source_prompt or not target_prompt:
+        st.warning("Type both prompts: the source describes the photo, the target the result.")
+        return
+    if masked and st.session_state.get(f"{SLOT}.mask_source") != mask_input.WORDS and mask is None:
+        st.warning("A masked area is chosen: upload or draw a mask, or pick 'Prompt words'.")
+        return
+    try:
+        cfg = controls.config_from_state()
+    except ConfigError as exc:
+        st.error(str(exc))
+        return
+    runner.run(SLOT, cfg, current.image, source_prompt, target_prompt, mask=mask)

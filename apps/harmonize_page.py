@@ -1,0 +1,119 @@
+"""The Harmonize page: composite + mask in, prompts from a harmonizer plug-in, then the edit (DESIGN §6)."""
+
+from __future__ import annotations
+
+import os
+
+import streamlit as st
+from PIL import Image, ImageOps
+from spl_apps import controls, photo, results, runner
+from spl_apps.uploads import IMAGE_TYPES, MAX_UPLOAD_MB, read_mask
+
+from spl_sdk.errors import ConfigError, ImageError, SplError
+from spl_sdk.plugins import Plugins
+
+SLOT = "harm"
+SOURCE_PROMPT, TARGET_PROMPT = f"{SLOT}.source_prompt", f"{SLOT}.target_prompt"
+# DESIGN §6: SPL on the whole image keeps every edge, CPL on the background (the inverted
+# mask, passed as the edit's mask) keeps the background's colours while the object adapts
+HARMONIZE_SETTINGS = {"structure_loss": "spl", "structure_area": "whole",
+                      "color_loss": "cpl", "color_area": "masked"}
+
+
+def _mask(composite: photo.Photo | None) -> Image.Image | None:
+    upload = st.file_uploader("Foreground mask (white = pasted object)", type=IMAGE_TYPES,
+                              key=f"{SLOT}.mask_upload", max_upload_size=MAX_UPLOAD_MB)
+    if upload is None or composite is None:
+        return None
+    try:
+        return read_mask(upload.name, upload.getvalue(), composite.image.size)
+    except ImageError as exc:
+        st.error(str(exc))
+        return None
+
+
+def _harmonizer_choice(plugins: Plugins) -> str | None:
+    names = plugins.names("harmonizer")
+    if not names:
+        st.error("No harmonizer plug-in is installed; install spl-sdk's built-ins or type the prompts.")
+        return None
+    if f"{SLOT}.harmonizer" not in st.session_state:
+        # the offline harmonizer needs no key: prefer it unless an OpenAI key is set
+        wanted = "openai" if os.environ.get("OPENAI_API_KEY") else "offline"
+        st.session_state[f"{SLOT}.harmonizer"] = wanted if wanted in names else names[0]
+    return st.selectbox("Harmonizer", names, key=f"{SLOT}.harmonizer",
+                        format_func=lambda n: f"{n} — {plugins.info('harmonizer', n).summary}")
+
+
+def _options() -> dict[str, str]:
+    with st.expander("Harmonizer options"):
+        api_key = st.text_input("API key (else OPENAI_API_KEY)", type="password", key=f"{SLOT}.api_key")
+        model = st.text_input("Vision model (empty = the harmonizer's default)", key=f"{SLOT}.model")
+    return {k: v for k, v in (("api_key", api_key), ("model", model)) if v.strip()}
+
+
+def _describe(plugins: Plugins, name: str, composite: Image.Image, mask: Image.Image,
+              object_word: str, options: dict[str, str]) -> None:
+    try:
+        with st.spinner(f"Asking the {name} harmonizer…"):
+            found = plugins.harmonizer(name)(**options).describe(composite, mask, object_word or None)
+    except SplError as exc:
+        st.error(str(exc))
+        return
+    st.session_state[SOURCE_PROMPT] = found.source_prompt
+    st.session_state[TARGET_PROMPT] = found.target_prompt
+    st.session_state[f"{SLOT}.found"] = found
+
+
+def render(plugins: Plugins) -> None:
+    """Draw the page; "Write prompts" asks the harmonizer, Run harmonizes."""
+    st.title("Harmonize a composite")
+    st.caption("The object's light and tone move towards the background's; every edge stays put "
+               "(SPL on the whole image) and the background keeps its colours (CPL outside the mask).")
+    runner.stopped_notice(SLOT)
+    left, right = st.columns([2, 3])
+    with left:
+        composite = photo.uploader(SLOT, "Composite (object pasted onto a background)")
+        mask = _mask(composite)
+        if composite is not None:
+            pictures = [composite.image] + ([mask] if mask is not None else [])
+            st.image(pictures, caption=["Composite", "Mask"][: len(pictures)], width=240)
+    with right:
+        name = _harmonizer_choice(plugins)
+        object_word = st.text_input("Object (optional)", key=f"{SLOT}.object",
+                                    placeholder="e.g. cat; the harmonizer names it if empty")
+        options = _options()
+        ready = composite is not None and mask is not None and name is not None
+        if st.button("Write prompts", key=f"{SLOT}.describe", disabled=not ready,
+                     help="The harmonizer picks style words for the object and the background."):
+            _describe(plugins, name, composite.image, mask, object_word, options)
+        found = st.session_state.get(f"{SLOT}.found")
+        if found is not None:
+            st.caption(f"Object: {found.foreground_object}; foreground: {', '.join(found.foreground_words)}; "
+                       f"background: {', '.join(found.background_words)}")
+        st.text_input("Source prompt (the object as it looks now)", key=SOURCE_PROMPT)
+        st.text_input("Target prompt (the object as it should look here)", key=TARGET_PROMPT)
+        for name_ in ("structure_weight", "color_weight"):
+            controls.widget(name_, plugins, label=name_.split("_")[0].replace("color", "colour")
+                            .capitalize() + " weight")
+        clicked = st.button("Run", key=f"{SLOT}.run", type="primary", disabled=not ready)
+    if clicked:
+        _run(composite, mask)
+    kept = st.session_state.get(f"{SLOT}.result")
+    if kept is not None:
+        results.show(kept, SLOT, file_name="spl-harmonized.png")
+
+
+def _run(composite: photo.Photo, mask: Image.Image) -> None:
+    source_prompt = st.session_state.get(SOURCE_PROMPT, "").strip()
+    target_prompt = st.session_state.get(TARGET_PROMPT, "").strip()
+    if not source_prompt or not target_prompt:
+        st.warning("Press 'Write prompts' or type both prompts first.")
+        return
+    try:
+        cfg = controls.config_from_state(**HARMONIZE_SETTINGS)
+    except ConfigError as exc:
+        st.error(str(exc))
+        return
+    background = ImageOps.invert(mask.convert("L"))
+    runner.run(SLOT, cfg, composite.image, source_prompt, target_prompt, mask=background)

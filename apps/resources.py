@@ -1,0 +1,42 @@
+"""Process-wide resources: one plug-in manager and one loaded editor per model choice."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+import streamlit as st
+
+from spl_sdk.config import EditConfig
+from spl_sdk.editor import LOAD_FIELDS, Editor
+from spl_sdk.plugins import Plugins
+
+
+@st.cache_resource(show_spinner=False)
+def plugins() -> Plugins:
+    """The installed plug-ins, loaded once per process (STYLE: the app caches one manager)."""
+    return Plugins()
+
+
+@dataclass
+class LoadedEditor:
+    """An editor and the lock that keeps two sessions from sharing its UNet at once."""
+
+    editor: Editor
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+@st.cache_resource(show_spinner=False, max_entries=2)
+def _load(backbone: str, model: str | None, device: str, dtype: str, cpu_offload: bool) -> LoadedEditor:
+    cfg = EditConfig(backbone=backbone, model=model, device=device, dtype=dtype, cpu_offload=cpu_offload)
+    return LoadedEditor(Editor.from_config(cfg, plugins()))
+
+
+def editor_for(cfg: EditConfig) -> LoadedEditor:
+    """The editor for the config's backbone/model/device/dtype, loaded on first use only."""
+    return _load(*(getattr(cfg, name) for name in LOAD_FIELDS))
+
+
+def edit_overrides(cfg: EditConfig) -> dict:
+    """The config fields an edit may change, as keyword overrides for ``Editor.edit``."""
+    return {k: v for k, v in cfg.model_dump().items() if k not in LOAD_FIELDS}

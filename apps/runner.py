@@ -1,0 +1,121 @@
+"""Running an edit from the app: progress bar, cancel, model errors, and the kept result.
+
+Cancelling relies on Streamlit itself: any click while the script runs (the
+Cancel button or any widget) makes Streamlit stop the running script at its
+next call into Streamlit, which the progress callback makes every step. The
+``<slot>.pending`` flag is set before the edit and cleared only when it ends,
+so the next run can tell the user the edit was stopped; the loaded model is
+untouched (the editor restores its attention processors in a ``finally``).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+from PIL import Image
+from spl_apps import resources
+from spl_apps.controls import key
+
+from spl_sdk.config import EditConfig
+from spl_sdk.errors import ModelNotFoundError, SplError
+from spl_sdk.imageio import save_image
+
+FALLBACK_BACKBONE = "tiny-random"
+
+
+@dataclass
+class RunOutput:
+    """What the page shows after an edit; kept in session state across reruns."""
+
+    source: Image.Image
+    image: Image.Image
+    mask: Image.Image | None
+    png: bytes
+    metadata: dict[str, Any]
+    timings: dict[str, float]
+
+
+def png_with_metadata(image: Image.Image, metadata: dict[str, Any]) -> bytes:
+    """PNG bytes carrying the run's metadata in the "spl_sdk" text chunk (via imageio.save_image)."""
+    with tempfile.TemporaryDirectory(prefix="spl-download-") as tmp:
+        return save_image(image, Path(tmp) / "edit.png", metadata=metadata).read_bytes()
+
+
+def _use_backbone(name: str, model: str | None = None) -> None:
+    st.session_state[key("backbone")] = name
+    st.session_state[key("model")] = model or ""
+
+
+def model_missing(exc: ModelNotFoundError, slot: str) -> None:
+    """Say in one sentence that the weights are missing and offer tiny-random or a local folder."""
+    st.error(str(exc))
+    left, right = st.columns(2)
+    left.button(f"Use {FALLBACK_BACKBONE} (random weights, tries the app)", key=f"{slot}.use_tiny",
+                on_click=_use_backbone, args=(FALLBACK_BACKBONE,))
+    folder = right.text_input("…or a local folder with the model's weights", key=f"{slot}.folder",
+                              placeholder="/path/to/model (diffusers format)")
+    right.button("Use this folder", key=f"{slot}.use_folder", disabled=not folder,
+                 on_click=lambda: _use_backbone(st.session_state[key("backbone")], folder))
+
+
+def stopped_notice(slot: str) -> None:
+    """Tell the user when the previous run of this page was stopped before it finished."""
+    if st.session_state.pop(f"{slot}.pending", False):
+        st.info("The edit was stopped before it finished; your settings are kept, press Run to "
+                "start again.")
+
+
+def run(slot: str, cfg: EditConfig, image: Image.Image, source_prompt: str, target_prompt: str,
+        mask: Image.Image | None = None) -> RunOutput | None:
+    """Run one edit with a live progress bar; the result is also stored as ``<slot>.result``."""
+    bar = st.progress(0.0, text="Loading the model…")
+    st.button("Cancel", key=f"{slot}.cancel", help="Stop the edit; settings and the last result are kept.")
+    preview = st.empty()
+    st.session_state[f"{slot}.pending"] = True
+    try:
+        loaded = resources.editor_for(cfg)
+        while not loaded.lock.acquire(timeout=0.5):
+            bar.progress(0.0, text="Waiting for another session's edit to finish…")
+        try:
+            def callback(step: int, total: int, picture: Image.Image | None) -> bool:
+                text = f"Step {step} of {total}" if step < total else "Finishing (post-processing)…"
+                bar.progress(step / total, text=text)
+                if picture is not None:
+                    preview.image(picture, caption=f"Step {step}", width=256)
+                return True
+
+            result = loaded.editor.edit(image, source_prompt, target_prompt, mask=mask,
+                                        callback=callback,
+                                        previews=bool(st.session_state.get("run.previews")),
+                                        **resources.edit_overrides(cfg))
+        finally:
+            loaded.lock.release()
+    except ModelNotFoundError as exc:
+        st.session_state[f"{slot}.pending"] = False
+        bar.empty()
+        model_missing(exc, slot)
+        return None
+    except SplError as exc:
+        st.session_state[f"{slot}.pending"] = False
+        bar.empty()
+        st.error(str(exc))
+        return None
+    except Exception as exc:  # a plug-in bug: say so without taking the page down
+        st.session_state[f"{slot}.pending"] = False
+        bar.empty()
+        st.error(f"The edit failed inside a plug-in ({type(exc).__name__}: {exc}); "
+                 f"try another plug-in choice or report the error.")
+        return None
+    st.session_state[f"{slot}.pending"] = False
+    bar.empty()
+    preview.empty()
+    metadata = result.metadata()
+    out = RunOutput(source=image, image=result.image, mask=result.mask,
+                    png=png_with_metadata(result.image, metadata), metadata=metadata,
+                    timings=dict(result.timings))
+    st.session_state[f"{slot}.result"] = out
+    return out

@@ -1,0 +1,69 @@
+"""Where the config widgets go: model and sampler settings in the sidebar, losses and mask on the page."""
+
+from __future__ import annotations
+
+import random
+
+import streamlit as st
+from spl_apps.controls import TOGGLED, bounds, key, loss_toggle, widget
+
+from spl_sdk.plugins import Plugins
+
+SIDEBAR_GROUPS: dict[str, tuple[str, ...]] = {
+    "Model": ("backbone", "model", "device", "dtype", "cpu_offload", "working_size"),
+    "Sampling": ("steps", "original_steps", "source_guidance", "target_guidance", "seed"),
+    "Attention control": ("attention", "cross_replace", "self_replace", "blend_words_source",
+                          "blend_words_target", "reweight"),
+    "Optimisation": ("iterations", "solver", "opt_start", "post_process", "post_processor"),
+}
+LOSS_GROUPS = {"structure_loss": ("structure_weight", "structure_area"),
+               "color_loss": ("color_weight", "color_area")}
+MASK_WORD_FIELDS = {"source": ("mask_words_source", "mask_threshold_source", "mask_invert_source"),
+                    "target": ("mask_words_target", "mask_threshold_target", "mask_invert_target")}
+
+
+def _random_seed() -> None:
+    ge, le, _ = bounds("seed")
+    st.session_state[key("seed")] = random.randint(int(ge), int(le))
+
+
+def sidebar(plugins: Plugins) -> None:
+    """Model, sampling, attention and optimisation settings, one expander each."""
+    with st.sidebar:
+        st.subheader("Settings")
+        for title, names in SIDEBAR_GROUPS.items():
+            with st.expander(title, expanded=title == "Model"):
+                for name in names:
+                    widget(name, plugins)
+                if title == "Sampling":
+                    st.button("Random seed", key="seed.random", on_click=_random_seed,
+                              help="Draw a new seed; the edit stays reproducible with the seed shown.")
+        st.checkbox("Live preview", key="run.previews", value=False,
+                    help="Decode the intermediate result at every step (a little slower).")
+
+
+def preservation(plugins: Plugins) -> bool:
+    """The "Preserve structure"/"Preserve colour" switches; True when a masked area is chosen."""
+    masked = False
+    for column, (loss, (weight, area)) in zip(st.columns(2), LOSS_GROUPS.items(), strict=True):
+        with column:
+            on = loss_toggle(loss, plugins)
+            widget(weight, plugins, disabled=not on)
+            chosen = widget(area, plugins, disabled=not on)
+            masked = masked or (on and chosen == "masked")
+    return masked
+
+
+def mask_words(plugins: Plugins) -> None:
+    """Mask extractor and, per prompt, its mask words, threshold and invert switch."""
+    widget("mask_extractor", plugins)
+    for column, (prompt, names) in zip(st.columns(2), MASK_WORD_FIELDS.items(), strict=True):
+        with column:
+            st.markdown(f"**{prompt.capitalize()} prompt**")
+            for name in names:
+                widget(name, plugins)
+
+
+def loss_fields() -> tuple[str, ...]:
+    """Config fields drawn by :func:`preservation` (toggles included)."""
+    return tuple(TOGGLED) + tuple(n for group in LOSS_GROUPS.values() for n in group)

@@ -1,0 +1,42 @@
+"""Uploaded files to PIL images through ``spl_sdk.imageio``, with one-sentence errors."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from spl_sdk.errors import ImageError
+from spl_sdk.imageio import load_image, load_mask
+
+MAX_UPLOAD_MB = 50  # per file; also passed to st.file_uploader so the browser refuses bigger ones
+IMAGE_TYPES = ["png", "jpg", "jpeg", "webp", "tif", "tiff"]
+
+
+def _via_file(name: str, data: bytes, reader: Callable[..., Image.Image], **kwargs: Any) -> Image.Image:
+    """Run an imageio reader on the bytes (it takes paths), naming the upload in errors."""
+    if len(data) > MAX_UPLOAD_MB * 1024 * 1024:
+        raise ImageError(f"upload '{name}' is {len(data) / 2**20:.0f} MB, over the "
+                         f"{MAX_UPLOAD_MB} MB limit; downscale or compress it first.")
+    suffix = Path(name).suffix.lower() or ".png"
+    with tempfile.TemporaryDirectory(prefix="spl-upload-") as tmp:
+        path = Path(tmp) / f"upload{suffix}"
+        path.write_bytes(data)
+        try:
+            return reader(path, **kwargs)
+        except ImageError as exc:
+            # imageio names the temp path; the user knows the file by its own name
+            raise ImageError(str(exc).replace(str(path), name)) from None
+
+
+def read_image(name: str, data: bytes) -> Image.Image:
+    """An uploaded photo as RGB (EXIF-transposed), or ImageError saying what is wrong."""
+    return _via_file(name, data, load_image)
+
+
+def read_mask(name: str, data: bytes, size: tuple[int, int] | None = None) -> Image.Image:
+    """An uploaded mask as mode "L" (white = inside), resized to ``size`` = (W, H) when given."""
+    return _via_file(name, data, load_mask, size=size)
