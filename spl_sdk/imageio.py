@@ -1,0 +1,220 @@
+"""Image files in and out: safe loading, tensors in [-1, 1], atomic writes with run metadata.
+
+Loading accepts whatever Pillow decodes (PNG, JPEG, WebP and TIFF are tested)
+and always returns 8-bit RGB with the EXIF orientation applied. Transparent
+images are composited on white (what viewers show), 16-bit images are rescaled
+to 8 bits rather than clipped. Any file Pillow refuses, including decompression
+bombs over ``PIL.Image.MAX_IMAGE_PIXELS``, raises :class:`ImageError` naming it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, PngImagePlugin
+
+from spl_sdk.errors import ImageError, OutputExistsError
+
+METADATA_KEY = "spl_sdk"  # PNG text chunk holding the run's JSON metadata
+_IMAGE_DESCRIPTION = 0x010E  # EXIF/TIFF tag used for the metadata of non-PNG outputs
+FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF"}
+_SAVE_OPTIONS: dict[str, dict[str, Any]] = {"JPEG": {"quality": 95}, "WEBP": {"quality": 95}, "PNG": {}, "TIFF": {}}
+
+
+def _open(path: str | Path, transpose: bool = True) -> Image.Image:
+    """Decode the whole file (EXIF-transposed unless told not to) or raise ImageError."""
+    path = Path(path)
+    if path.is_dir():
+        raise ImageError(f"'{path}' is a folder, not an image file; give the path of an image.")
+    try:
+        if path.stat().st_size == 0:
+            raise ImageError(f"image file '{path}' is empty; give a PNG, JPEG, WebP or TIFF image.")
+        with warnings.catch_warnings():
+            # Pillow only warns between MAX_IMAGE_PIXELS and twice that; refuse those too
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                img.load()
+                return ImageOps.exif_transpose(img) if transpose else img
+    except ImageError:
+        raise
+    except FileNotFoundError:
+        raise ImageError(f"image file '{path}' does not exist; check the path.") from None
+    except PermissionError:
+        raise ImageError(f"image file '{path}' cannot be read (permission denied).") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageError(f"image '{path}' is too large to open safely ({exc}); "
+                         f"downscale it first.") from None
+    except Image.UnidentifiedImageError:
+        raise ImageError(f"'{path}' is not an image Pillow can read; give a PNG, JPEG, WebP "
+                         f"or TIFF image.") from None
+    except Exception as exc:  # decoders raise OSError, SyntaxError, ValueError, EOFError...
+        raise ImageError(f"image file '{path}' is damaged or truncated ({exc}); "
+                         f"re-export or re-download it.") from None
+
+
+def _to_8bit(img: Image.Image) -> Image.Image:
+    """Rescale 16/32-bit integer and float single-channel images to mode "L" without clipping."""
+    a = np.asarray(img).astype(np.float64)
+    if img.mode == "F":
+        scale = 1.0 if a.size == 0 or a.max() <= 1.0 else max(a.max(), 1.0)
+    elif img.mode.startswith("I;16") or (a.size and a.max() > 255):
+        scale = 65535.0  # 16-bit data ("I;16" or 16-bit values stored in "I")
+    else:
+        scale = 255.0
+    return Image.fromarray(np.clip(np.rint(a / scale * 255.0), 0, 255).astype(np.uint8), "L")
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """8-bit RGB; transparency is composited on white."""
+    if img.mode in ("I", "I;16", "I;16L", "I;16B", "I;16N", "F"):
+        img = _to_8bit(img)
+    if (img.mode == "P" and "transparency" in img.info) or img.mode in ("PA", "LA", "La", "RGBa"):
+        img = img.convert("RGBA")
+    if img.mode == "RGBA":
+        white = Image.new("RGBA", img.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, img).convert("RGB")
+    return img if img.mode == "RGB" else img.convert("RGB")
+
+
+def load_image(path: str | Path) -> Image.Image:
+    """Read an image file as 8-bit RGB, EXIF orientation applied, alpha composited on white."""
+    return _to_rgb(_open(path))
+
+
+def load_mask(path: str | Path, size: tuple[int, int] | None = None) -> Image.Image:
+    """Read a mask (white = inside) as mode "L", resized to ``size`` = (W, H) when given."""
+    mask = load_image(path).convert("L")
+    if size is not None and mask.size != tuple(size):
+        mask = mask.resize(tuple(size), Image.Resampling.BILINEAR)
+    return mask
+
+
+def pil_to_tensor(img: Image.Image) -> torch.Tensor:
+    """(1, 3, H, W) float32 in [-1, 1] from a PIL image (converted to RGB)."""
+    a = np.asarray(img.convert("RGB"), dtype=np.float32)
+    return torch.from_numpy(a / 127.5 - 1.0).permute(2, 0, 1).unsqueeze(0).contiguous()
+
+
+def mask_to_tensor(img: Image.Image) -> torch.Tensor:
+    """(1, 1, H, W) float32 in [0, 1] from a mask image (converted to "L")."""
+    a = np.asarray(img.convert("L"), dtype=np.float32) / 255.0
+    return torch.from_numpy(a)[None, None].contiguous()
+
+
+def tensor_to_pil(t: torch.Tensor) -> Image.Image:
+    """RGB PIL image from a (1, 3, H, W) or (3, H, W) tensor in [-1, 1] (clamped, rounded)."""
+    t = t.detach().float().cpu()
+    if t.dim() == 4:
+        t = t[0]
+    a = ((t.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    return Image.fromarray(np.ascontiguousarray(a), "RGB")
+
+
+def _format_of(path: Path) -> str:
+    fmt = FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise ImageError(f"output '{path}' must end in .png, .jpg, .webp or .tiff "
+                         f"(the suffix picks the format).")
+    return fmt
+
+
+def check_output(path: str | Path, force: bool = False) -> Path:
+    """Validate an output path before any work: a known suffix, and no clobbering without force."""
+    path = Path(path)
+    _format_of(path)
+    if path.is_dir():
+        raise ImageError(f"output '{path}' is a folder; give a file name such as {path / 'out.png'}.")
+    if path.exists() and not force:
+        raise OutputExistsError(f"output '{path}' already exists; use --force (force=True) "
+                                f"to overwrite it.")
+    return path
+
+
+def _save_options(fmt: str, metadata: dict | None) -> dict[str, Any]:
+    """Pillow save keywords; metadata goes in a PNG iTXt chunk or the EXIF ImageDescription."""
+    options = dict(_SAVE_OPTIONS[fmt])
+    if metadata is not None:
+        text = json.dumps(metadata, default=str, sort_keys=True)
+        if fmt == "PNG":
+            info = PngImagePlugin.PngInfo()
+            info.add_itxt(METADATA_KEY, text)
+            options["pnginfo"] = info
+        else:
+            exif = Image.Exif()
+            exif[_IMAGE_DESCRIPTION] = text  # ASCII: json.dumps escapes non-ASCII characters
+            options["exif"] = exif
+    return options
+
+
+def save_image(img: Image.Image, path: str | Path, *, metadata: dict | None = None,
+               force: bool = False) -> Path:
+    """Write ``img`` atomically (temp file, fsync, rename); the format follows the suffix.
+
+    ``metadata`` (the run configuration) is stored as JSON: in the PNG text chunk
+    "spl_sdk", or in the EXIF ImageDescription tag of JPEG, WebP and TIFF outputs
+    (EXIF limits those to about 64 KB). An existing file is only replaced when
+    ``force`` is true; missing folders are created. On any error or Ctrl-C the
+    temp file is removed and an existing output is left untouched.
+    """
+    path = check_output(path, force)
+    fmt = _format_of(path)
+    options = _save_options(fmt, metadata)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # O_EXCL with mode 0o666 gives a fresh file with the usual umask permissions (mkstemp: 0o600)
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.spl-tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    except OSError as exc:
+        raise ImageError(f"cannot write output '{path}' ({exc.strerror}); choose another folder.") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            img.save(f, format=fmt, **options)
+            f.flush()
+            os.fsync(f.fileno())
+        if path.exists() and not force:  # created by someone else while we were writing
+            raise OutputExistsError(f"output '{path}' appeared while writing; use --force to overwrite it.")
+        os.replace(tmp, path)
+    except BaseException as exc:  # KeyboardInterrupt included: never leave a half-written file
+        tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise ImageError(f"cannot write output '{path}' ({exc}); check free space and "
+                             f"permissions.") from None
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Persist the rename itself (POSIX); a no-op where folders cannot be opened."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def read_metadata(path: str | Path) -> dict | None:
+    """The run metadata saved by :func:`save_image`, or None when the file has none."""
+    img = _open(path, transpose=False)  # a transposed copy may drop TIFF tags
+    text = img.info.get(METADATA_KEY)
+    if text is None:
+        text = img.getexif().get(_IMAGE_DESCRIPTION)
+    if not text:
+        return None
+    try:
+        data = json.loads(text)
+    except (TypeError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
