@@ -1,0 +1,163 @@
+"""A Backbone made of diffusers/transformers parts: CLIP tokenizer and text encoder, UNet, VAE, LCM scheduler."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+
+from spl_backbones import loading
+from spl_backbones.devices import resolve_device, resolve_dtype
+from spl_backbones.offload import keep_only, offload_hooks
+from spl_sdk.components import Backbone
+from spl_sdk.errors import ImageError
+
+
+class DiffusersBackbone(Backbone):
+    """Stable-Diffusion-1.x-style latent diffusion in diffusers layout, driven by an LCM scheduler.
+
+    Every method casts its inputs to the model's device and dtype; ``predict_noise``,
+    ``encode_image`` and ``decode_latents`` return float32 so the sampler's
+    arithmetic stays in float32 even when the weights are float16.
+    """
+
+    default_model: ClassVar[str | None] = None
+    default_working_size: ClassVar[int] = 512
+
+    def __init__(self, *, tokenizer: Any, text_encoder: Any, unet: Any, vae: Any, scheduler: Any,
+                 device: torch.device, dtype: torch.dtype, cpu_offload: bool = False) -> None:
+        self.tokenizer, self.text_encoder, self.unet, self.vae = tokenizer, text_encoder, unet, vae
+        self.scheduler = scheduler
+        self.device, self.dtype = device, dtype
+        self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)
+        self.offload_hooks: list[Any] = []
+        for module in self.modules():
+            module.requires_grad_(False).eval()
+        self._place(cpu_offload)
+
+    def modules(self) -> list[torch.nn.Module]:
+        """The torch modules in execution order (text encoder, UNet, VAE)."""
+        return [self.text_encoder, self.unet, self.vae]
+
+    def _place(self, cpu_offload: bool) -> None:
+        # On the CPU there is nothing to offload to: cpu_offload is a no-op there.
+        for module in self.modules():
+            if any(p.dtype != self.dtype for p in module.parameters()):
+                # nn.Module.to: diffusers' own .to() warns about an empty list of fp32 modules.
+                torch.nn.Module.to(module, dtype=self.dtype)
+        if cpu_offload and self.device.type != "cpu":
+            self.offload_hooks = offload_hooks(self.modules(), self.device)
+        else:
+            for module in self.modules():
+                module.to(self.device)
+
+    def _using(self, module: torch.nn.Module) -> None:
+        """With CPU offload, move every other model back to the CPU before ``module`` runs."""
+        if self.offload_hooks:
+            keep_only(self.offload_hooks, self.modules().index(module))
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def load(cls, model: str | None = None, *, device: str = "auto", dtype: str = "auto",
+             cpu_offload: bool = False) -> DiffusersBackbone:
+        """Load from a Hub id (cache first, network only if reachable) or a local diffusers folder."""
+        return cls.from_pretrained(model or cls.default_model, device=device, dtype=dtype,
+                                   cpu_offload=cpu_offload)
+
+    @classmethod
+    def from_pretrained(cls, model: str | Path | None, *, device: str | torch.device = "auto",
+                        dtype: str | torch.dtype = "auto", cpu_offload: bool = False,
+                        **kwargs: Any) -> DiffusersBackbone:
+        """Each component with ``from_pretrained(model, subfolder=...)``; errors as ModelNotFoundError."""
+        from diffusers import AutoencoderKL, LCMScheduler, UNet2DConditionModel
+        from transformers import CLIPTextModel, CLIPTokenizer
+
+        dev = resolve_device(device)
+        dt = resolve_dtype(dtype, dev)
+        source = loading.resolve_model(str(model), example=cls.default_model or str(model))
+        part = loading.load_part
+        return cls(
+            tokenizer=part(CLIPTokenizer.from_pretrained, source, "tokenizer"),
+            text_encoder=part(CLIPTextModel.from_pretrained, source, "text_encoder", dtype=dt),
+            unet=part(UNet2DConditionModel.from_pretrained, source, "unet", dtype=dt),
+            vae=part(AutoencoderKL.from_pretrained, source, "vae", dtype=dt),
+            scheduler=part(LCMScheduler.from_pretrained, source, "scheduler"),
+            device=dev, dtype=dt, cpu_offload=cpu_offload, **kwargs)
+
+    def save_pretrained(self, folder: str | Path) -> Path:
+        """Write every component in diffusers layout (unet/, vae/, text_encoder/, tokenizer/, scheduler/)."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in ("unet", "vae", "text_encoder", "scheduler"):
+            getattr(self, name).save_pretrained(folder / name)
+        save_tokenizer(self.tokenizer, folder / "tokenizer")
+        index = {"_class_name": "LatentConsistencyModelPipeline", "_diffusers_version": _version(),
+                 "safety_checker": [None, None], "feature_extractor": [None, None],
+                 "requires_safety_checker": False}
+        for name in loading.DIFFUSERS_SUBFOLDERS:
+            part = getattr(self, name)
+            index[name] = [type(part).__module__.split(".")[0], type(part).__name__]
+        (folder / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")
+        return folder
+
+    # ------------------------------------------------------------------ the sampler's interface
+    @torch.no_grad()
+    def encode_prompts(self, prompts: list[str]) -> torch.Tensor:
+        """(B, 77, D) last hidden states; padded with the end token and cut at 77 tokens, as in SD 1.x."""
+        ids = self.tokenizer(list(prompts), padding="max_length", truncation=True,
+                             max_length=self.tokenizer.model_max_length, return_tensors="pt").input_ids
+        self._using(self.text_encoder)
+        return self.text_encoder(ids.to(self.device))[0].to(self.dtype)
+
+    @torch.no_grad()
+    def predict_noise(self, latents: torch.Tensor, timestep: torch.Tensor | int,
+                      embeddings: torch.Tensor) -> torch.Tensor:
+        """One UNet call for the whole batch; returns float32."""
+        self._using(self.unet)
+        t = torch.as_tensor(timestep, device=self.device)
+        out = self.unet(latents.to(self.device, self.dtype), t,
+                        encoder_hidden_states=embeddings.to(self.device, self.dtype)).sample
+        return out.float()
+
+    @torch.no_grad()
+    def encode_image(self, image: torch.Tensor) -> torch.Tensor:
+        """Mean of the VAE posterior times the scaling factor (deterministic); float32."""
+        h, w = image.shape[-2:]
+        f = self.vae_scale_factor
+        if h % f or w % f:
+            raise ImageError(f"image of {w}x{h} pixels cannot be encoded: width and height must be "
+                             f"multiples of {f}; resize it to {w // f * f}x{h // f * f} first.")
+        cfg = self.vae.config
+        self._using(self.vae)
+        latent = self.vae.encode(image.to(self.device, self.dtype)).latent_dist.mean
+        shift = getattr(cfg, "shift_factor", None) or 0.0
+        return ((latent.float() - shift) * cfg.scaling_factor)
+
+    @torch.no_grad()
+    def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        """Images in [-1, 1] (clamped, float32) from scaled latents."""
+        cfg = self.vae.config
+        shift = getattr(cfg, "shift_factor", None) or 0.0
+        self._using(self.vae)
+        z = latents.to(self.device, torch.float32) / cfg.scaling_factor + shift
+        return self.vae.decode(z.to(self.dtype)).sample.float().clamp(-1, 1)
+
+
+def save_tokenizer(tokenizer: Any, folder: Path) -> None:
+    """Save as SD repositories do (vocab.json, merges.txt, tokenizer_config.json), no tokenizer.json."""
+    tokenizer.save_pretrained(folder)
+    model = json.loads(tokenizer.backend_tokenizer.to_str())["model"]
+    if model.get("type") != "BPE":
+        return  # not a BPE tokenizer: keep transformers' own files
+    merges = [m if isinstance(m, str) else " ".join(m) for m in model["merges"]]
+    (folder / "vocab.json").write_text(json.dumps(tokenizer.get_vocab(), ensure_ascii=False))
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
+    (folder / "tokenizer.json").unlink(missing_ok=True)
+
+
+def _version() -> str:
+    import diffusers
+
+    return diffusers.__version__

@@ -1,0 +1,139 @@
+"""Find model weights (local folder, Hugging Face cache, Hub) and turn failures into one clear sentence."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from spl_sdk.errors import ModelNotFoundError
+
+T = TypeVar("T")
+
+DIFFUSERS_SUBFOLDERS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
+PROBE_TIMEOUT_S = 5.0  # used unless HF_HUB_ETAG_TIMEOUT is set
+
+
+def looks_like_path(model: str) -> bool:
+    """True for an existing path or a string that can only be a path (not an ``owner/name`` Hub id)."""
+    if os.path.exists(model):
+        return True
+    return (model.startswith(("/", "./", "../", "~", ".\\")) or "\\" in model
+            or model.count("/") > 1 or (len(model) > 1 and model[1] == ":"))
+
+
+def how_to_get(model: str) -> str:
+    """The shared tail of every missing-weights message: download elsewhere, copy, point --model at it."""
+    folder = model.rstrip("/").split("/")[-1]
+    return (f"download it on a machine with network access with `hf download {model} "
+            f"--local-dir {folder}` (or copy its Hugging Face cache folder), copy that folder here "
+            f"and pass `--model /path/to/{folder}` (model= in Python)")
+
+
+def check_folder(folder: Path, subfolders: Sequence[str] = DIFFUSERS_SUBFOLDERS,
+                 example: str = "SimianLuo/LCM_Dreamshaper_v7") -> Path:
+    """The folder itself if it holds every subfolder of a diffusers layout, else ModelNotFoundError."""
+    folder = folder.expanduser()
+    if not folder.is_dir():
+        raise ModelNotFoundError(
+            f"model folder '{folder}' does not exist; pass --model an existing folder in diffusers "
+            f"layout ({', '.join(s + '/' for s in subfolders)}) or a Hugging Face Hub id such as "
+            f"{example}.")
+    missing = [s for s in subfolders if not (folder / s).is_dir()]
+    if missing:
+        raise ModelNotFoundError(
+            f"model folder '{folder}' lacks the subfolder(s) {', '.join(missing)}; it must be a "
+            f"complete diffusers-layout copy of a model ({', '.join(s + '/' for s in subfolders)}), "
+            f"e.g. written by `hf download {example} --local-dir {folder.name}`.")
+    return folder
+
+
+def offline() -> bool:
+    """True when HF_HUB_OFFLINE (or its transformers/diffusers aliases) forbids any network access."""
+    import huggingface_hub
+
+    if huggingface_hub.is_offline_mode():
+        return True
+    flags = (os.environ.get(k, "") for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+    return any(f.strip().lower() in {"1", "true", "yes", "on"} for f in flags)
+
+
+def hub_reachable() -> bool:
+    """One HEAD request to the Hub endpoint with a short timeout and no retries (proxies honoured)."""
+    import huggingface_hub
+    from huggingface_hub import constants
+
+    timeout = float(os.environ.get("HF_HUB_ETAG_TIMEOUT", PROBE_TIMEOUT_S))
+    try:
+        huggingface_hub.get_session().head(constants.ENDPOINT, timeout=timeout)
+    except Exception:  # any transport failure (DNS, refused, timeout, proxy) means unreachable
+        return False
+    return True
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0].rstrip(".") if text else type(exc).__name__
+
+
+def load_from_hub(loader: Callable[..., T], model: str, subfolder: str | None,
+                  **kwargs: Any) -> T:
+    """``loader(model, subfolder=...)`` from the cache first, then the Hub only if it is reachable.
+
+    Trying ``local_files_only=True`` first makes a cached model load without any
+    request and a missing one fail in a fraction of a second when offline,
+    instead of after huggingface_hub's retries (about 25 s per file).
+    """
+    sub = {"subfolder": subfolder} if subfolder else {}
+    try:
+        return loader(model, local_files_only=True, **sub, **kwargs)
+    except (OSError, ValueError):
+        pass  # not (completely) cached
+    what = f"'{model}'" + (f" ({subfolder})" if subfolder else "")
+    if offline():
+        raise ModelNotFoundError(
+            f"model {what} is not in the Hugging Face cache and HF_HUB_OFFLINE forbids downloading "
+            f"it; unset HF_HUB_OFFLINE on a machine with network access, or {how_to_get(model)}."
+        ) from None
+    if not hub_reachable():
+        raise ModelNotFoundError(
+            f"model {what} is not in the Hugging Face cache and the Hub cannot be reached from "
+            f"here; {how_to_get(model)}.") from None
+    try:
+        return loader(model, **sub, **kwargs)
+    except (OSError, ValueError) as exc:
+        raise ModelNotFoundError(
+            f"model {what} could not be downloaded from the Hugging Face Hub ({_first_line(exc)}); "
+            f"check the id (and `hf auth login` for a gated model), or {how_to_get(model)}."
+        ) from None
+
+
+def load_from_folder(loader: Callable[..., T], folder: Path, subfolder: str | None,
+                     **kwargs: Any) -> T:
+    """``loader(folder, subfolder=...)`` without network; unreadable files become ModelNotFoundError."""
+    sub = {"subfolder": subfolder} if subfolder else {}
+    try:
+        return loader(str(folder), local_files_only=True, **sub, **kwargs)
+    except (OSError, ValueError) as exc:
+        where = folder / subfolder if subfolder else folder
+        raise ModelNotFoundError(
+            f"model files in '{where}' could not be loaded ({_first_line(exc)}); copy the complete "
+            f"folder again (e.g. with `hf download ... --local-dir`) and pass it with --model."
+        ) from None
+
+
+def load_part(loader: Callable[..., T], model: str | Path, subfolder: str | None,
+              **kwargs: Any) -> T:
+    """Load one component from a local folder (never the network) or a Hub id (cache, then Hub)."""
+    if isinstance(model, Path):
+        return load_from_folder(loader, model, subfolder, **kwargs)
+    return load_from_hub(loader, model, subfolder, **kwargs)
+
+
+def resolve_model(model: str, subfolders: Sequence[str] = DIFFUSERS_SUBFOLDERS,
+                  example: str = "SimianLuo/LCM_Dreamshaper_v7") -> str | Path:
+    """A checked local folder (``Path``) or the Hub id unchanged (``str``)."""
+    if looks_like_path(model):
+        return check_folder(Path(model), subfolders, example)
+    return model

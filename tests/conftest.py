@@ -1,0 +1,33 @@
+"""Shared fixtures: a fresh plug-in manager, the tiny CPU backbone and a 256 px example photo."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from spl_sdk.plugins import Plugins
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "apps" / "examples"
+
+
+@pytest.fixture
+def plugins() -> Plugins:
+    """A fresh manager with the installed (built-in) plug-ins loaded from their entry points."""
+    return Plugins(load_entrypoints=True, env={})
+
+
+@pytest.fixture(scope="session")
+def tiny_backbone():
+    """The seeded ``tiny-random`` backbone on the CPU, built once per test session."""
+    return Plugins(load_entrypoints=True, env={}).backbone("tiny-random").load(device="cpu")
+
+
+@pytest.fixture
+def example_image():
+    """``apps/examples/old_man.png`` as an RGB PIL image resized to 256x256."""
+    from PIL import Image
+
+    with Image.open(EXAMPLES / "old_man.png") as img:
+        return img.convert("RGB").resize((256, 256), Image.Resampling.LANCZOS)
