@@ -125,7 +125,21 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def describe_validation_error(exc: ValidationError, source: str = "config") -> str:
+def allowed_range(cls: type[BaseModel], name: str) -> str | None:
+    """A field's numeric bounds as text ('0 to 1', '>= 0'), or None when it has none."""
+    field = cls.model_fields.get(name)
+    if field is None:
+        return None
+    bounds = {k: getattr(m, k) for m in field.metadata for k in ("ge", "gt", "le", "lt")
+              if getattr(m, k, None) is not None}
+    if "ge" in bounds and "le" in bounds:
+        return f"{bounds['ge']} to {bounds['le']}"
+    ops = (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<"))
+    return ", ".join(f"{op} {bounds[k]}" for k, op in ops if k in bounds) or None
+
+
+def describe_validation_error(exc: ValidationError, source: str = "config",
+                              cls: type[BaseModel] | None = None) -> str:
     """One sentence per invalid field: its name, what was wrong and the allowed range."""
     parts = []
     for err in exc.errors():
@@ -133,7 +147,9 @@ def describe_validation_error(exc: ValidationError, source: str = "config") -> s
         if err["type"] == "extra_forbidden":
             parts.append(f"unknown field '{field}' in {source}")
         else:
-            parts.append(f"'{field}' = {err.get('input')!r}: {err['msg'].lower()}")
+            allowed = allowed_range(cls, field) if cls is not None else None
+            parts.append(f"'{field}' = {err.get('input')!r}: {err['msg'].lower()}"
+                         + (f" (allowed: {allowed})" if allowed else ""))
     return "invalid configuration: " + "; ".join(parts) + "."
 
 
@@ -141,14 +157,16 @@ def build_config(cls: type[Cfg], file: str | Path | None = None, **overrides: An
     """Config from an optional file with keyword overrides (None values are ignored)."""
     data: dict[str, Any] = read_config_file(file) if file else {}
     if file:
-        # keep only the fields this config knows when reading a wider file (an edit config for refine)
+        # drop the fields of a wider file (an edit config read by refine); names that no config
+        # knows stay, so a typo is still rejected
         known = set(cls.model_fields)
-        data = {k: v for k, v in data.items() if k in known} if cls is not EditConfig else data
+        wider = set(EditConfig.model_fields)
+        data = {k: v for k, v in data.items() if k in known or k not in wider}
     data.update({k: v for k, v in overrides.items() if v is not None})
     try:
         return cls(**data)
     except ValidationError as exc:
-        raise ConfigError(describe_validation_error(exc, str(file) if file else "options")) from None
+        raise ConfigError(describe_validation_error(exc, str(file) if file else "options", cls)) from None
 
 
 def field_help(cls: type[BaseModel], name: str) -> str:

@@ -1,0 +1,141 @@
+"""Configuration: DESIGN.md section 7 defaults, ranges, files in three formats, overrides."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from spl_sdk.config import EditConfig, RefineConfig, build_config, field_help, read_config_file
+from spl_sdk.errors import ConfigError
+
+# DESIGN.md section 7, one row per table line
+DESIGN_DEFAULTS = {
+    "steps": 15,
+    "source_guidance": 1.0, "target_guidance": 2.0,
+    "seed": 0,
+    "cross_replace": 0.8, "self_replace": 0.8,
+    "opt_start": 0.8,
+    "structure_loss": "spl", "structure_weight": 10000.0, "structure_area": "whole",
+    "color_loss": None, "color_weight": 1000.0, "color_area": "whole",
+    "iterations": 100,
+    "post_process": True,
+    "mask_threshold_source": 0.5, "mask_threshold_target": 0.5,
+    "mask_invert_source": False, "mask_invert_target": False,
+}
+
+
+@pytest.mark.parametrize("name, value", DESIGN_DEFAULTS.items())
+def test_design_defaults(name: str, value: object) -> None:
+    assert getattr(EditConfig(), name) == value
+    if name in RefineConfig.model_fields:
+        assert getattr(RefineConfig(), name) == value
+
+
+def test_every_field_is_described() -> None:
+    for cls in (RefineConfig, EditConfig):
+        for name, field in cls.model_fields.items():
+            assert field.description, f"{cls.__name__}.{name} has no description"
+            assert "[default:" in field_help(cls, name)
+
+
+@pytest.mark.parametrize("name, value, allowed", [
+    ("structure_weight", -1.0, ">= 0"),
+    ("color_weight", -0.5, ">= 0"),
+    ("cross_replace", 1.5, "0 to 1"),
+    ("self_replace", -0.1, "0 to 1"),
+    ("opt_start", 2.0, "0 to 1"),
+    ("mask_threshold_source", 1.2, "0 to 1"),
+    ("steps", 0, "1 to 200"),
+    ("iterations", 0, "1 to 10000"),
+    ("target_guidance", 31.0, "0 to 30"),
+    ("working_size", 4096, "64 to 2048"),
+])
+def test_out_of_range_names_field_and_range(name: str, value: float, allowed: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        build_config(EditConfig, **{name: value})
+    message = str(info.value)
+    assert f"'{name}'" in message and allowed in message and "\n" not in message
+
+
+def test_choices_and_multiples_are_named() -> None:
+    with pytest.raises(ConfigError, match="'solver'.*'fast' or 'reference'"):
+        build_config(RefineConfig, solver="slow")
+    with pytest.raises(ConfigError, match="'structure_area'.*'whole' or 'masked'"):
+        build_config(RefineConfig, structure_area="inside")
+    with pytest.raises(ConfigError, match="'working_size'.*multiple of 8"):
+        build_config(EditConfig, working_size=500)
+
+
+def test_none_words_turn_a_loss_off() -> None:
+    assert build_config(RefineConfig, structure_loss="none").structure_loss is None
+    assert build_config(RefineConfig, color_loss="off").color_loss is None
+
+
+def _write(tmp_path: Path, suffix: str) -> Path:
+    text = {
+        ".json": json.dumps({"structure_weight": 500, "iterations": 7, "color_loss": "cpl"}),
+        ".yaml": "structure_weight: 500\niterations: 7\ncolor_loss: cpl\n",
+        ".toml": 'structure_weight = 500\niterations = 7\ncolor_loss = "cpl"\n',
+    }[suffix]
+    path = tmp_path / f"run{suffix}"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".json", ".yaml", ".toml"])
+def test_file_formats_load(tmp_path: Path, suffix: str) -> None:
+    cfg = build_config(RefineConfig, _write(tmp_path, suffix))
+    assert (cfg.structure_weight, cfg.iterations, cfg.color_loss) == (500.0, 7, "cpl")
+    assert cfg.solver == "fast"  # untouched fields keep their defaults
+
+
+@pytest.mark.parametrize("suffix", [".json", ".yaml", ".toml"])
+def test_overrides_beat_the_file_and_none_means_not_given(tmp_path: Path, suffix: str) -> None:
+    cfg = build_config(RefineConfig, _write(tmp_path, suffix), iterations=3, structure_weight=None)
+    assert cfg.iterations == 3 and cfg.structure_weight == 500.0
+
+
+def test_unknown_field_is_rejected_in_file_and_options(tmp_path: Path) -> None:
+    path = tmp_path / "typo.yaml"
+    path.write_text("structure_wieght: 5\n")
+    for cls in (RefineConfig, EditConfig):
+        with pytest.raises(ConfigError, match="unknown field 'structure_wieght'.*typo.yaml"):
+            build_config(cls, path)
+    with pytest.raises(ConfigError, match="unknown field 'bogus'"):
+        build_config(RefineConfig, bogus=1)
+
+
+def test_refine_reads_an_edit_config_file(tmp_path: Path) -> None:
+    path = tmp_path / "edit.toml"
+    path.write_text('steps = 20\nstructure_weight = 42\n')
+    assert build_config(RefineConfig, path).structure_weight == 42.0  # edit-only 'steps' ignored
+    assert build_config(EditConfig, path).steps == 20
+
+
+@pytest.mark.parametrize("name, text, match", [
+    ("bad.json", "{not json", "not valid JSON"),
+    ("bad.yaml", "a: [1, 2\n", "not valid YAML"),
+    ("bad.toml", "a = = 1\n", "not valid TOML"),
+    ("run.ini", "[x]\n", r"\.json, \.yaml, \.yml or \.toml"),
+    ("list.yaml", "- 1\n- 2\n", "mapping"),
+])
+def test_bad_files_raise_config_error(tmp_path: Path, name: str, text: str, match: str) -> None:
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=match) as info:
+        read_config_file(path)
+    assert name in str(info.value)
+
+
+def test_missing_file_raises_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        build_config(RefineConfig, tmp_path / "absent.json")
+
+
+def test_bad_value_in_file_is_rejected_with_range(tmp_path: Path) -> None:
+    path = tmp_path / "neg.json"
+    path.write_text('{"color_weight": -3}')
+    with pytest.raises(ConfigError, match="'color_weight' = -3.*>= 0"):
+        build_config(RefineConfig, path)
