@@ -97,23 +97,32 @@ class Plugins:
             self._load_entrypoints()
 
     # ------------------------------------------------------------------ loading
-    def _enabled(self, name: str) -> bool:
-        return name not in self._deny and (self._allow is None or name in self._allow)
+    def _enabled(self, name: str, dist: str = "") -> bool:
+        """Entry-point or package names may appear in SPL_LOAD_PLUGINS / SPL_DISABLE_PLUGINS."""
+        names = {name, dist} - {""}
+        return not names & self._deny and (self._allow is None or bool(names & self._allow))
 
     def _load_entrypoints(self) -> None:
         for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-            if not self._enabled(ep.name) or self.pm.has_plugin(ep.name):
-                continue
             dist = ep.dist.name if ep.dist else "?"
             version = ep.dist.version if ep.dist else "?"
+            if not self._enabled(ep.name, dist):
+                continue
+            if self.pm.has_plugin(ep.name):
+                if self._dists.get(ep.name, (dist,))[0] != dist:  # same dist seen twice is harmless
+                    self._warn(f"plug-in name '{ep.name}' of package {dist} is already used by "
+                               f"package {self._dists[ep.name][0]}; {dist}'s plug-in is ignored. "
+                               f"Uninstall one of them.")
+                continue
             try:
                 module = ep.load()
+                self.register(module, name=ep.name, package=dist, version=version)
+            except PluginError as exc:  # a misspelt hook: say so, keep the other plug-ins
+                self._warn(f"{exc} (package {dist} {version}); its components are unavailable.")
             except Exception as exc:  # a broken plug-in must not break unrelated commands
                 self._warn(f"plug-in '{ep.name}' from package {dist} {version} failed to import "
                            f"({type(exc).__name__}: {exc}); its components are unavailable. "
                            f"Reinstall it, or set SPL_DISABLE_PLUGINS={ep.name} to silence this.")
-                continue
-            self.register(module, name=ep.name, package=dist, version=version)
 
     def _warn(self, message: str) -> None:
         self.load_errors.append(message)
@@ -145,18 +154,28 @@ class Plugins:
             for impl in reversed(getattr(self.pm.hook, hook_name).get_hookimpls()):
                 package, version = self._dists.get(impl.plugin_name, (impl.plugin_name, ""))
 
+                found: list[ComponentInfo] = []
+
                 def register(cls: type, _kind: str = kind, _base: type = base,
                              _plugin: str = impl.plugin_name, _pkg: str = package,
-                             _ver: str = version) -> None:
+                             _ver: str = version, _found: list = found) -> None:
                     if not (isinstance(cls, type) and issubclass(cls, _base)) or not getattr(cls, "name", ""):
                         raise PluginError(
                             f"plug-in '{_plugin}' ({_pkg}) registered {cls!r} as a "
                             f"{KIND_LABEL[_kind]}, but it must be a subclass of "
                             f"spl_sdk.components.{_base.__name__} with a non-empty 'name'.")
-                    info = ComponentInfo(_kind, cls.name, cls, _plugin, _pkg, _ver)
-                    registry[_kind].setdefault(cls.name, []).append(info)
+                    _found.append(ComponentInfo(_kind, cls.name, cls, _plugin, _pkg, _ver))
 
-                impl.function(register=register)
+                try:
+                    impl.function(register=register)
+                except Exception as exc:  # one faulty plug-in must not hide the others' components
+                    detail = str(exc) if isinstance(exc, PluginError) else (
+                        f"plug-in '{impl.plugin_name}' ({package}) failed in {hook_name}: "
+                        f"{type(exc).__name__}: {exc}")
+                    self._warn(f"{detail}; its {KIND_LABEL[kind]}s are unavailable.")
+                    continue
+                for info in found:
+                    registry[kind].setdefault(info.name, []).append(info)
         for kind, names in registry.items():
             for name, infos in names.items():
                 if len(infos) > 1:
@@ -224,7 +243,7 @@ class Plugins:
     def listing(self) -> list[dict[str, Any]]:
         """One record per component: name, kind, summary, plug-in, package and version."""
         rows = []
-        for kind, names in self.registry.items():
+        for names in self.registry.values():
             for name in sorted(names):
                 for i in names[name]:
                     rows.append({"name": i.name, "kind": i.kind, "summary": i.summary,
