@@ -1,0 +1,283 @@
+"""OpenAI harmonizer: a vision model names the object and picks the style words (DESIGN.md section 6).
+
+The composite and the mask go to the chat-completions API as low-detail PNG
+data URLs; the answer is parsed into :class:`Answer` (one Literal-typed field
+per category, so structured output can only name vocabulary words) and checked
+again against the vocabulary. A rejected answer is sent back with the reason,
+at most ``max_attempts`` times in all; 429/5xx/connection errors are retried
+with backoff by the client itself (``max_retries``). The API key is held by
+the client only and never appears in a message, log line or repr.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import logging
+import os
+from typing import TYPE_CHECKING, Any, Literal
+
+from PIL import Image
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, create_model
+
+from spl_harmonizers.stats import check_regions, foreground_mask
+from spl_sdk.components import Harmonizer
+from spl_sdk.errors import HarmonizerError
+from spl_sdk.harmonize import (
+    CATEGORIES,
+    VOCABULARY,
+    Harmonization,
+    VocabularyError,
+    vocabulary_text,
+)
+
+if TYPE_CHECKING:
+    import openai
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "gpt-4o-2024-08-06"
+
+
+def _category_field(category: str) -> tuple[Any, Any]:
+    kind = Literal[VOCABULARY[category]]  # type: ignore[valid-type]
+    if category == "brightness":
+        return kind, Field(description="Exactly one brightness word.")
+    return kind | None, Field(None, description=f"One {category} word, or null when none fits.")
+
+
+# one field per category, e.g. brightness: Literal["dazzling", ...]; others may be null
+RegionWords = create_model(  # type: ignore[call-overload]
+    "RegionWords", __doc__="Style words of one region, at most one per category.",
+    **{cat: _category_field(cat) for cat in CATEGORIES})
+
+
+class Answer(BaseModel):
+    """The structured answer the model must give."""
+
+    foreground_object: str = Field(description="The pasted object in one to three plain words.")
+    foreground: RegionWords  # type: ignore[valid-type]
+    background: RegionWords  # type: ignore[valid-type]
+
+
+SYSTEM_PROMPT = f"""\
+You write the two prompts of an image-harmonization edit. You receive two images:
+1. a composite photo in which an object was pasted onto a new background;
+2. its foreground mask: white marks the pasted object, black the background.
+An editor will change the object's light and colour tone so that it fits the
+background while every edge stays put. The source prompt describes the object as
+it looks now, the target prompt as it should look on this background; they are
+built from your words.
+
+Answer with:
+- foreground_object: the pasted object in one to three plain words (for example
+  "cat", "old man", "sports car"), without any of the style words below.
+- foreground: style words for the pasted object's CURRENT look in the composite
+  (its own lighting, brightness, colour tone, temperature, as it was photographed).
+- background: style words for the BACKGROUND's look (its light, brightness,
+  weather, season, time of day, colour tone, temperature and environment).
+
+Style words, by category (use only these words, spelled exactly like this):
+{vocabulary_text()}
+
+Rules: at most one word per category; brightness is always required; set a
+category to null when no word clearly fits. Prefer words in which the object
+and the background differ: the difference is what the edit changes.
+"""
+
+
+class OpenAIOptions(BaseModel):
+    """Options of the openai harmonizer (the key comes from here or OPENAI_API_KEY)."""
+
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+    api_key: str | None = Field(None, repr=False)
+    model: str = DEFAULT_MODEL
+    base_url: str | None = None  # None: OPENAI_BASE_URL or the official endpoint
+    timeout: float = Field(60.0, gt=0, le=600)
+    max_retries: int = Field(2, ge=0, le=10)  # client-side retries of 429/5xx/connection errors
+    max_attempts: int = Field(3, ge=1, le=10)  # answers asked for in all (rejected ones re-asked)
+    image_size: int = Field(512, ge=64, le=2048)  # long side of the images sent
+
+
+def data_url(image: Image.Image, size: int) -> str:
+    """The image shrunk to ``size`` px on the long side, as a base64 PNG data URL."""
+    image = image.copy()
+    image.thumbnail((size, size), Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def problem(exc: Exception) -> str:
+    """What was wrong with an answer, in words the model can act on."""
+    if not isinstance(exc, ValidationError):
+        return str(exc)
+    parts = []
+    for err in exc.errors(include_url=False):
+        where = ".".join(str(p) for p in err["loc"]) or "answer"
+        if err["type"] == "json_invalid":
+            parts.append("the answer was not valid JSON")
+        elif err["type"] == "literal_error":
+            parts.append(f"{where} = {err.get('input')!r} is not allowed "
+                         f"({err['msg'].replace('Input should be', 'use')})")
+        else:
+            parts.append(f"{where}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def complaint(reason: str) -> str:
+    """The follow-up user message that sends a rejected answer's problem back to the model."""
+    return (f"Your answer was rejected: {reason}. Answer again in the same JSON format, using only "
+            f"the listed words, at most one per category, brightness always included.")
+
+
+class OpenAIHarmonizer(Harmonizer):
+    """Asks an OpenAI vision model (structured output) for the object and the style words."""
+
+    name = "openai"
+
+    def __init__(self, **options: Any) -> None:
+        try:
+            opts = OpenAIOptions(**options)
+        except ValidationError as exc:
+            bad = ", ".join(f"{'.'.join(map(str, e['loc']))} ({e['msg'].lower()})" for e in exc.errors())
+            raise HarmonizerError(f"invalid openai harmonizer option: {bad}; see "
+                                  f"'spl harmonize --help'.") from None
+        import openai  # imported on use: plug-in discovery stays fast
+
+        key = opts.api_key or os.environ.get("OPENAI_API_KEY", "")
+        if not key.strip():
+            raise HarmonizerError("no OpenAI API key: set the OPENAI_API_KEY environment variable, "
+                                  "or use --harmonizer offline.")
+        self._key = SecretStr(key)
+        self.settings = opts.model_copy(update={"api_key": None})
+        super().__init__(**self.settings.model_dump(exclude={"api_key"}))
+        self.client = openai.OpenAI(api_key=key, base_url=opts.base_url, timeout=opts.timeout,
+                                    max_retries=opts.max_retries)
+
+    def __repr__(self) -> str:
+        s = self.settings
+        return (f"{type(self).__name__}(model={s.model!r}, base_url={str(self.client.base_url)!r}, "
+                f"timeout={s.timeout}, max_retries={s.max_retries}, max_attempts={s.max_attempts})")
+
+    def _scrub(self, text: str) -> str:
+        return text.replace(self._key.get_secret_value(), "***")
+
+    def messages(self, composite: Image.Image, mask: Image.Image,
+                 object_word: str | None) -> list[dict[str, Any]]:
+        """System prompt plus one user message with the composite and the mask at low detail."""
+        text = "Image 1: the composite. Image 2: its foreground mask (white = pasted object)."
+        if object_word:
+            text += f" The pasted object is: {object_word}."
+        size = self.settings.image_size
+        mask = mask.convert("L").resize(composite.size, Image.Resampling.BILINEAR)
+        images = [{"type": "image_url", "image_url": {"url": data_url(img, size), "detail": "low"}}
+                  for img in (composite.convert("RGB"), mask)]
+        return [{"role": "system", "content": SYSTEM_PROMPT},
+                {"role": "user", "content": [{"type": "text", "text": text}, *images]}]
+
+    def describe(self, composite: Image.Image, mask: Image.Image,
+                 object_word: str | None = None) -> Harmonization:
+        """Ask the model, re-asking with the reason when an answer breaks the vocabulary rules."""
+        import openai
+
+        check_regions(foreground_mask(mask, composite.size))
+        messages = self.messages(composite, mask, object_word)
+        attempts = self.settings.max_attempts
+        reason = ""
+        for attempt in range(1, attempts + 1):
+            raw_text, result = self._ask(messages)
+            try:
+                return self._harmonization(result, object_word)
+            except (ValidationError, VocabularyError, openai.LengthFinishReasonError) as exc:
+                reason = self._scrub(problem(exc))
+                log.info("openai harmonizer: answer %d/%d rejected: %s", attempt, attempts, reason)
+                if raw_text is not None:
+                    messages = [*messages, {"role": "assistant", "content": raw_text}]
+                messages = [*messages, {"role": "user", "content": complaint(reason)}]
+        raise HarmonizerError(
+            f"the model '{self.settings.model}' gave no valid answer in {attempts} attempts "
+            f"(last problem: {reason}); raise max_attempts, try another --harmonizer-model, "
+            f"or use --harmonizer offline.")
+
+    def _ask(self, messages: list[dict[str, Any]]) -> tuple[str | None, Any]:
+        """One API call: (the assistant's raw text, parsed completion or the parse error)."""
+        import openai
+
+        try:
+            raw = self.client.chat.completions.with_raw_response.parse(
+                model=self.settings.model, messages=messages, response_format=Answer)
+        except openai.APIError as exc:
+            raise self._api_error(exc) from None
+        raw_text = _message_text(raw.text)
+        try:
+            return raw_text, raw.parse()
+        except (ValidationError, openai.LengthFinishReasonError) as exc:
+            return raw_text, exc
+        except openai.ContentFilterFinishReasonError:
+            raise HarmonizerError("the OpenAI content filter stopped the answer for this image; "
+                                  "use --harmonizer offline for it.") from None
+
+    def _harmonization(self, result: Any, object_word: str | None) -> Harmonization:
+        if isinstance(result, Exception):
+            raise result
+        message = result.choices[0].message
+        if message.refusal:
+            raise HarmonizerError(f"the model refused to describe the image "
+                                  f"({self._scrub(message.refusal)[:200]}); use --harmonizer offline.")
+        answer: Answer | None = message.parsed
+        if answer is None:
+            raise VocabularyError("the answer was empty")
+        fg, bg = answer.foreground.model_dump(), answer.background.model_dump()
+        try:
+            return Harmonization(
+                foreground_object=(object_word or "").strip() or answer.foreground_object,
+                foreground_words=[w for w in fg.values() if w],
+                background_words=[w for w in bg.values() if w])
+        except ValidationError as exc:  # re-validation against the vocabulary (DESIGN.md section 6)
+            raise VocabularyError("; ".join(e["msg"].removeprefix("Value error, ")
+                                            for e in exc.errors())) from None
+
+    def _api_error(self, exc: openai.APIError) -> HarmonizerError:
+        """A one-sentence HarmonizerError for a failed call, naming the status; never the key."""
+        import openai
+
+        s = self.settings
+        tries = s.max_retries + 1
+        if isinstance(exc, openai.APITimeoutError):
+            text = (f"the OpenAI API did not answer within {s.timeout:g} s ({tries} tries); raise "
+                    f"the timeout or use --harmonizer offline.")
+        elif isinstance(exc, openai.APIConnectionError):
+            text = (f"cannot reach the OpenAI API at {self.client.base_url} ({tries} tries); check "
+                    f"the network or OPENAI_BASE_URL, or use --harmonizer offline.")
+        elif isinstance(exc, openai.AuthenticationError):
+            text = ("the OpenAI API rejected the API key (HTTP 401); check OPENAI_API_KEY, or use "
+                    "--harmonizer offline.")
+        elif isinstance(exc, openai.APIStatusError):
+            detail = _error_detail(exc)
+            if exc.status_code == 429 or exc.status_code >= 500:
+                what = "rate limit or quota" if exc.status_code == 429 else "server error"
+                text = (f"the OpenAI API answered HTTP {exc.status_code} ({what}: {detail}) "
+                        f"{tries} times in a row; try again later or use --harmonizer offline.")
+            else:
+                text = (f"the OpenAI API refused the request with HTTP {exc.status_code} ({detail}); "
+                        f"check the model name '{s.model}' or use --harmonizer offline.")
+        else:
+            text = f"the OpenAI API call failed ({type(exc).__name__}); use --harmonizer offline."
+        return HarmonizerError(self._scrub(text))
+
+
+def _error_detail(exc: openai.APIStatusError) -> str:
+    body = exc.body
+    message = body.get("message") if isinstance(body, dict) else None
+    return str(message or exc.response.reason_phrase or "no details")[:200]
+
+
+def _message_text(body: str) -> str | None:
+    """The assistant message content of a raw completion body, None if it cannot be read."""
+    try:
+        return json.loads(body)["choices"][0]["message"]["content"]
+    except (ValueError, KeyError, IndexError, TypeError):
+        return None
