@@ -50,6 +50,7 @@ def word_columns(tokenizer: Any, prompt: str, word: str, *, side: str = "source"
         raise PromptError(f"mask word {cleaned!r} is not in the {side} prompt {prompt!r}; "
                           f"use one of its words: {words}.")
     limit = int(getattr(tokenizer, "model_max_length", 77) or 77)
+    limit = limit if limit <= 4096 else 77  # transformers' "unset" sentinel is ~1e30
     columns = [s + k for s in starts for k in range(len(needle)) if s + k < limit - 1]
     if not columns:
         raise PromptError(f"mask word {cleaned!r} lies past the {limit}-token limit of the {side} "
