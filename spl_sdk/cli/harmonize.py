@@ -1,0 +1,245 @@
+"""``spl harmonize``: write the prompts for a composite and its mask, then run the harmonizing edit.
+
+The edit follows DESIGN.md section 6: SPL on the whole image, CPL on the
+background only (the inverted mask). With two folders it runs a batch: masks
+are matched to composites by file stem, every image gets one record in
+``OUT/harmonize.jsonl``, and a rerun skips the images already recorded as ok.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from spl_sdk.cli.options import config_options, handle_errors
+from spl_sdk.config import EditConfig, field_help
+from spl_sdk.errors import ImageError, SplError
+
+if TYPE_CHECKING:
+    from spl_sdk.components import Harmonizer
+    from spl_sdk.editor import Editor
+    from spl_sdk.harmonize import Harmonization
+
+EDIT_FIELDS = ["backbone", "device", "dtype", "cpu_offload", "working_size", "steps", "seed",
+               "structure_weight", "color_weight", "iterations", "solver", "post_process"]
+LOG_NAME = "harmonize.jsonl"
+SECRET_HINTS = ("key", "token", "secret", "password")
+
+
+@click.command()
+@click.argument("composite", type=click.Path(exists=True, path_type=Path))
+@click.argument("mask", type=click.Path(exists=True, path_type=Path))
+@click.option("--output", "-o", type=click.Path(path_type=Path), default=None,
+              help="Result file (one composite) or folder (folders of composites and masks).")
+@click.option("--harmonizer", "harmonizer_name", default="offline", show_default=True,
+              help="Harmonizer plug-in that writes the prompts: offline (measured colour statistics, "
+                   "no network), openai (vision model, needs OPENAI_API_KEY) or any installed one.")
+@click.option("--object", "object_word", default=None,
+              help="Word(s) naming the pasted object, e.g. 'cat' (offline default: 'object').")
+@click.option("--harmonizer-model", default=None,
+              help="Model the harmonizer asks (openai default: gpt-4o-2024-08-06).")
+@click.option("--api-key", default=None,
+              help="OpenAI API key; prefer the OPENAI_API_KEY environment variable (a flag ends up "
+                   "in the shell history). Never written to any output.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Seconds to wait for one harmonizer API call (openai default: 60).")
+@click.option("--max-attempts", type=click.IntRange(1, 10), default=None,
+              help="Answers to ask for before giving up when they break the vocabulary (openai default: 3).")
+@click.option("--prompts-only", is_flag=True, help="Only write the prompts; run no edit.")
+@click.option("--json", "as_json", is_flag=True, help="Print the harmonization as JSON.")
+@click.option("--backbone-model", default=None,
+              help="Backbone weights: " + field_help(EditConfig, "model"))
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="JSON, YAML or TOML file of edit configuration fields; flags override it.")
+@click.option("--force", is_flag=True, help="Overwrite existing output files.")
+@config_options(EditConfig, EDIT_FIELDS)
+@handle_errors
+def harmonize(composite: Path, mask: Path, output: Path | None, harmonizer_name: str,
+              object_word: str | None, harmonizer_model: str | None, api_key: str | None,
+              timeout: float | None, max_attempts: int | None, prompts_only: bool, as_json: bool,
+              backbone_model: str | None, config_file: Path | None, force: bool,
+              **fields: Any) -> None:
+    """Harmonize the object pasted into COMPOSITE (white in MASK) with its background.
+
+    COMPOSITE and MASK are image files, or two folders (masks matched by file name
+    without suffix; OUT is then a folder and gets harmonize.jsonl, and a rerun
+    resumes). The default harmonizer is 'offline'; choose '--harmonizer openai'
+    for a vision model. The edit keeps every edge (SPL on the whole image) and
+    the background's colours (CPL outside the mask); --config sets the rest.
+    """
+    from spl_sdk.plugins import get_plugins
+
+    batch = composite.is_dir()
+    if batch != mask.is_dir():
+        raise SplError(f"COMPOSITE '{composite}' and MASK '{mask}' must both be files or both be "
+                       f"folders (masks matched to composites by file name).")
+    if output is None and (batch or not prompts_only):
+        raise SplError("pass -o OUT: the result file, or a folder when COMPOSITE and MASK are folders.")
+    if output is not None and not batch and prompts_only:
+        raise SplError("--prompts-only writes no image for a single composite; drop -o OUT.")
+    plugins = get_plugins()
+    options = {k: v for k, v in {"model": harmonizer_model, "api_key": api_key, "timeout": timeout,
+                                 "max_attempts": max_attempts}.items() if v is not None}
+    harmonizer = plugins.harmonizer(harmonizer_name)(**options)
+    cfg = None if prompts_only else _edit_config(config_file, backbone_model, fields)
+    job = _Job(harmonizer, harmonizer_name, object_word, cfg, plugins, force, as_json, (api_key,))
+    if batch:
+        assert output is not None
+        failed = job.run_batch(composite, mask, output)
+        if failed:
+            raise SystemExit(1)
+    else:
+        job.run_single(composite, mask, output)
+
+
+def _edit_config(config_file: Path | None, backbone_model: str | None,
+                 fields: dict[str, Any]) -> EditConfig:
+    """The edit configuration with DESIGN.md section 6's loss settings (they win over the file)."""
+    from spl_sdk.config import build_config
+    from spl_sdk.harmonize import EDIT_SETTINGS
+
+    return build_config(EditConfig, config_file, **fields, model=backbone_model, **EDIT_SETTINGS)
+
+
+def _public_options(harmonizer: Harmonizer) -> dict[str, Any]:
+    """The harmonizer's options fit for output files: anything that looks like a secret is dropped."""
+    options = getattr(harmonizer, "options", {}) or {}
+    return {k: v for k, v in options.items() if not any(h in k.lower() for h in SECRET_HINTS)}
+
+
+class _Job:
+    """One ``spl harmonize`` run: a harmonizer, an optional editor (loaded on first use)."""
+
+    def __init__(self, harmonizer: Harmonizer, harmonizer_name: str, object_word: str | None,
+                 cfg: EditConfig | None, plugins: Any, force: bool, as_json: bool,
+                 secrets: tuple[str | None, ...] = ()) -> None:
+        self.harmonizer, self.harmonizer_name, self.object_word = harmonizer, harmonizer_name, object_word
+        self.cfg, self.plugins, self.force, self.as_json = cfg, plugins, force, as_json
+        self._editor: Editor | None = None
+        self.secrets = [s for s in (os.environ.get("OPENAI_API_KEY"), *secrets) if s and len(s) >= 8]
+
+    @property
+    def editor(self) -> Editor:
+        if self._editor is None:
+            from spl_sdk.editor import Editor
+
+            assert self.cfg is not None
+            self._editor = Editor.from_config(self.cfg, self.plugins)
+        return self._editor
+
+    def describe(self, composite: Path, mask: Path) -> tuple[Any, Any, Harmonization]:
+        """Load both images (the mask at the composite's size) and ask the harmonizer."""
+        from spl_sdk.imageio import load_image, load_mask
+
+        image = load_image(composite)
+        fg = load_mask(mask, image.size)
+        return image, fg, self.harmonizer.describe(image, fg, self.object_word)
+
+    def edit(self, image: Any, fg: Any, h: Harmonization, composite: Path, mask: Path,
+             output: Path, desc: str) -> dict[str, float]:
+        """Run the harmonizing edit and save it atomically with prompts in the metadata."""
+        from spl_sdk.cli.progress import progress_bar
+        from spl_sdk.harmonize import background_mask
+        from spl_sdk.imageio import save_image
+
+        with progress_bar(desc, unit="step") as bar:
+            result = self.editor.edit(image, h.source_prompt, h.target_prompt, mask=background_mask(fg),
+                                      callback=lambda step, total, _p: bar(step, total, None))
+        meta = result.metadata() | {
+            "command": "spl harmonize", "composite": str(composite), "mask": str(mask),
+            "harmonizer": self.harmonizer_name, "harmonizer_options": _public_options(self.harmonizer),
+            "harmonization": h.model_dump(mode="json")}
+        save_image(result.image, output, metadata=meta, force=self.force)
+        return result.timings
+
+    # ------------------------------------------------------------------ single
+    def run_single(self, composite: Path, mask: Path, output: Path | None) -> None:
+        from spl_sdk.imageio import check_output
+
+        if output is not None:
+            if output.is_dir():
+                output = output / f"{composite.stem}.png"
+            check_output(output, self.force)  # fail before the slow part
+        image, fg, h = self.describe(composite, mask)
+        if self.as_json and output is None:
+            click.echo(h.model_dump_json(indent=2))
+            return
+        if not self.as_json:
+            click.echo(f"source prompt: {h.source_prompt}\ntarget prompt: {h.target_prompt}")
+        if output is None:
+            return
+        timings = self.edit(image, fg, h, composite, mask, output, "harmonize")
+        if self.as_json:
+            click.echo(json.dumps(h.model_dump(mode="json") | {"output": str(output)}, indent=2))
+        else:
+            click.echo(f"wrote {output} ({', '.join(f'{k} {v:.1f}s' for k, v in timings.items())})")
+
+    # ------------------------------------------------------------------ batch
+    def run_batch(self, composites: Path, masks: Path, out_dir: Path) -> int:
+        """Process every composite not yet recorded ok; returns the number of failures."""
+        from spl_sdk.batch import JsonlLog, by_stem, image_files
+
+        if out_dir.exists() and not out_dir.is_dir():
+            raise SplError(f"-o '{out_dir}' must be a folder when COMPOSITE and MASK are folders.")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        log = JsonlLog(out_dir / LOG_NAME)
+        done = log.done()
+        mask_files = by_stem(image_files(masks))
+        todo = [p for p in image_files(composites) if p.name not in done]
+        skipped = len(image_files(composites)) - len(todo)
+        if todo and self.cfg is not None:
+            _ = self.editor  # load once up front: a load error stops the batch, not each file
+        failed = 0
+        for path in todo:
+            record = self._one(path, mask_files.get(path.stem, []), out_dir)
+            log.append(record)
+            failed += record["status"] != "ok"
+            self._report(record)
+        click.echo(f"{len(todo) - failed} ok, {failed} failed, {skipped} skipped (already done); "
+                   f"records in {log.path}", err=True)
+        return failed
+
+    def _one(self, composite: Path, masks: list[Path], out_dir: Path) -> dict[str, Any]:
+        """Harmonize one composite of a batch; any failure becomes an error record."""
+        began = time.perf_counter()
+        record: dict[str, Any] = {"file": composite.name, "mask": None, "harmonizer": self.harmonizer_name,
+                                  "output": None, "status": "ok", "error": None}
+        try:
+            if len(masks) != 1:
+                raise ImageError(
+                    f"no mask named '{composite.stem}.*' for composite '{composite.name}'; add one "
+                    f"to the mask folder." if not masks else
+                    f"several masks match '{composite.name}' ({', '.join(m.name for m in masks)}); "
+                    f"keep one.")
+            record["mask"] = masks[0].name
+            image, fg, h = self.describe(composite, masks[0])
+            record.update(h.model_dump(mode="json"))
+            if self.cfg is not None:
+                output = out_dir / f"{composite.stem}.png"
+                self.edit(image, fg, h, composite, masks[0], output, composite.name)
+                record["output"] = str(output)
+        except SplError as exc:
+            record.update(status="error", error=self.scrub(str(exc)))
+        except Exception as exc:  # one broken file must not stop the batch
+            record.update(status="error", error=self.scrub(f"{type(exc).__name__}: {exc}"))
+        record["seconds"] = round(time.perf_counter() - began, 3)
+        return record
+
+    def scrub(self, text: str) -> str:
+        """Belt and braces: no API key in a record, whatever an error message quoted."""
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    def _report(self, record: dict[str, Any]) -> None:
+        if self.as_json:
+            click.echo(json.dumps(record, sort_keys=True))
+        elif record["status"] == "ok":
+            click.echo(f"ok     {record['file']}: '{record['source_prompt']}' -> '{record['target_prompt']}'")
+        else:
+            click.echo(f"error  {record['file']}: {record['error']}")
