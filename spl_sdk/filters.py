@@ -6,21 +6,49 @@ import torch
 import torch.nn.functional as F
 
 
+def _window_sum(x: torch.Tensor, r: int, dim: int) -> torch.Tensor:
+    """Sum of the 2r+1 entries around each index along ``dim`` (zeros outside), by doubling.
+
+    Partial sums of 1, 2, 4, ... entries are added for the binary digits of
+    2r+1, so each output is a sum of at most 2r+1 inputs (float32-exact as a
+    direct sum) at O(log r) passes instead of 2r+1.
+    """
+    k, n = 2 * r + 1, x.shape[dim]
+    pad = (r, r) if dim == x.dim() - 1 else (0, 0, r, r)
+    part = F.pad(x, pad)
+    total, offset, span = None, 0, 1
+    while True:
+        if k & span:
+            piece = part.narrow(dim, offset, n)
+            total = piece.clone() if total is None else total.add_(piece)
+            offset += span
+        if span * 2 > k:
+            return total
+        m = part.shape[dim] - span
+        part = part.narrow(dim, 0, m) + part.narrow(dim, span, m)
+        span *= 2
+
+
 def box_filter(x: torch.Tensor, r: int) -> torch.Tensor:
     """Mean over the (2r+1) x (2r+1) window of each pixel, the window clipped at the borders.
 
-    Separable average pooling with ``count_include_pad=False`` divides by the
-    number of pixels really inside the window (DESIGN.md section 3), and unlike
-    a cumulative-sum filter it keeps full float32 precision on large images,
-    which matters because SPL subtracts window means of similar size.
+    Separable sliding sums divided by the number of pixels really inside the
+    window (DESIGN.md section 3); unlike a cumulative-sum filter it keeps full
+    float32 precision on large images, which matters because SPL subtracts
+    window means of similar size. Works with autograd.
     """
     if r <= 0:
         return x
     shape = x.shape
-    y = x.reshape(-1, 1, shape[-2], shape[-1])
-    k = 2 * r + 1
-    y = F.avg_pool2d(y, (1, k), stride=1, padding=(0, r), count_include_pad=False)
-    y = F.avg_pool2d(y, (k, 1), stride=1, padding=(r, 0), count_include_pad=False)
+    h, w = shape[-2], shape[-1]
+    y = x.reshape(-1, h, w)
+    y = _window_sum(_window_sum(y, r, 2), r, 1)
+
+    def count(size: int) -> torch.Tensor:
+        i = torch.arange(size, device=x.device)
+        return ((i + r).clamp(max=size - 1) - (i - r).clamp(min=0) + 1).to(y.dtype)
+
+    y /= count(h)[:, None] * count(w)[None, :]
     return y.reshape(shape)
 
 
