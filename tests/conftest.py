@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+import torch
 
 from spl_sdk.plugins import Plugins
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "apps" / "examples"
+
+# Test processes share few cores; one intra-op thread each avoids oversubscription (a tiny
+# UNet call measured 6x slower with 2 threads than with 1 at load 9 on 2 cores).
+# SPL_TEST_THREADS overrides; OMP_NUM_THREADS carries the choice into subprocesses.
+THREADS = int(os.environ.get("SPL_TEST_THREADS", "1"))
+os.environ.setdefault("OMP_NUM_THREADS", str(THREADS))
+torch.set_num_threads(THREADS)
 
 
 @pytest.fixture

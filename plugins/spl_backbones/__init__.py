@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from spl_backbones.lcm import LCMDreamshaperV7
+from spl_backbones.lora import LCMLoRASD15
 from spl_backbones.sd15_random import SD15Random
 from spl_backbones.tiny import TinyRandom
 from spl_sdk import hookimpl
@@ -12,5 +13,5 @@ from spl_sdk.hookspecs import Register
 @hookimpl
 def spl_register_backbones(register: Register) -> None:
     """Register every built-in backbone."""
-    for cls in (LCMDreamshaperV7, TinyRandom, SD15Random):
+    for cls in (LCMDreamshaperV7, LCMLoRASD15, TinyRandom, SD15Random):
         register(cls)

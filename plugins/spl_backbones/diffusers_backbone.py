@@ -72,19 +72,29 @@ class DiffusersBackbone(Backbone):
                         **kwargs: Any) -> DiffusersBackbone:
         """Each component with ``from_pretrained(model, subfolder=...)``; errors as ModelNotFoundError."""
         from diffusers import AutoencoderKL, LCMScheduler, UNet2DConditionModel
-        from transformers import CLIPTextModel, CLIPTokenizer
+        from transformers import CLIPTextModel
 
         dev = resolve_device(device)
         dt = resolve_dtype(dtype, dev)
         source = loading.resolve_model(str(model), example=cls.default_model or str(model))
         part = loading.load_part
-        return cls(
-            tokenizer=part(CLIPTokenizer.from_pretrained, source, "tokenizer"),
-            text_encoder=part(CLIPTextModel.from_pretrained, source, "text_encoder", dtype=dt),
-            unet=part(UNet2DConditionModel.from_pretrained, source, "unet", dtype=dt),
-            vae=part(AutoencoderKL.from_pretrained, source, "vae", dtype=dt),
-            scheduler=part(LCMScheduler.from_pretrained, source, "scheduler"),
-            device=dev, dtype=dt, cpu_offload=cpu_offload, **kwargs)
+        parts = {
+            "tokenizer": part(load_clip_tokenizer, source, "tokenizer"),
+            "text_encoder": part(CLIPTextModel.from_pretrained, source, "text_encoder", dtype=dt),
+            "unet": part(UNet2DConditionModel.from_pretrained, source, "unet", dtype=dt),
+            "vae": part(AutoencoderKL.from_pretrained, source, "vae", dtype=dt),
+            # Any SD scheduler config (PNDM, DDIM, ...) carries the noise schedule LCM needs.
+            "scheduler": part(LCMScheduler.from_pretrained, source, "scheduler"),
+        }
+        parts = cls.adapt(parts, source, **kwargs)
+        return cls(**parts, device=dev, dtype=dt, cpu_offload=cpu_offload)
+
+    @classmethod
+    def adapt(cls, parts: dict[str, Any], source: str | Path, **kwargs: Any) -> dict[str, Any]:
+        """Hook for subclasses to change loaded components (e.g. fuse a LoRA) before placement."""
+        if kwargs:
+            raise TypeError(f"{cls.__name__}.from_pretrained got unexpected options {sorted(kwargs)}")
+        return parts
 
     def save_pretrained(self, folder: str | Path) -> Path:
         """Write every component in diffusers layout (unet/, vae/, text_encoder/, tokenizer/, scheduler/)."""
@@ -143,6 +153,22 @@ class DiffusersBackbone(Backbone):
         self._using(self.vae)
         z = latents.to(self.device, torch.float32) / cfg.scaling_factor + shift
         return self.vae.decode(z.to(self.dtype)).sample.float().clamp(-1, 1)
+
+
+def load_clip_tokenizer(model: str, **kwargs: Any) -> Any:
+    """``CLIPTokenizer.from_pretrained`` that raises OSError for missing files instead of a stub.
+
+    transformers 5 returns a 2-token tokenizer (ids 0 and 2) when vocab.json and
+    merges.txt are absent, which would silently turn every prompt into noise.
+    """
+    from transformers import CLIPTokenizer
+
+    tokenizer = CLIPTokenizer.from_pretrained(model, **kwargs)
+    if len(tokenizer) <= 2 or tokenizer.eos_token not in tokenizer.get_vocab():
+        raise OSError("no tokenizer files (vocab.json and merges.txt, or tokenizer.json) found")
+    if tokenizer.model_max_length > 10_000:  # no tokenizer_config.json: SD 1.x's limit
+        tokenizer.model_max_length = 77
+    return tokenizer
 
 
 def save_tokenizer(tokenizer: Any, folder: Path) -> None:

@@ -36,10 +36,10 @@ def check_folder(folder: Path, subfolders: Sequence[str] = DIFFUSERS_SUBFOLDERS,
     """The folder itself if it holds every subfolder of a diffusers layout, else ModelNotFoundError."""
     folder = folder.expanduser()
     if not folder.is_dir():
+        layout = f" in diffusers layout ({', '.join(s + '/' for s in subfolders)})" if subfolders else ""
         raise ModelNotFoundError(
-            f"model folder '{folder}' does not exist; pass --model an existing folder in diffusers "
-            f"layout ({', '.join(s + '/' for s in subfolders)}) or a Hugging Face Hub id such as "
-            f"{example}.")
+            f"model folder '{folder}' does not exist; pass an existing folder{layout} or a "
+            f"Hugging Face Hub id such as {example}.")
     missing = [s for s in subfolders if not (folder / s).is_dir()]
     if missing:
         raise ModelNotFoundError(
@@ -78,7 +78,7 @@ def _first_line(exc: BaseException) -> str:
 
 
 def load_from_hub(loader: Callable[..., T], model: str, subfolder: str | None,
-                  **kwargs: Any) -> T:
+                  hint: str | None = None, **kwargs: Any) -> T:
     """``loader(model, subfolder=...)`` from the cache first, then the Hub only if it is reachable.
 
     Trying ``local_files_only=True`` first makes a cached model load without any
@@ -90,22 +90,23 @@ def load_from_hub(loader: Callable[..., T], model: str, subfolder: str | None,
         return loader(model, local_files_only=True, **sub, **kwargs)
     except (OSError, ValueError):
         pass  # not (completely) cached
-    what = f"'{model}'" + (f" ({subfolder})" if subfolder else "")
+    what = f"'{model}'" + (f" (its {subfolder}/ part)" if subfolder else "")
+    hint = hint or how_to_get(model)
     if offline():
         raise ModelNotFoundError(
             f"model {what} is not in the Hugging Face cache and HF_HUB_OFFLINE forbids downloading "
-            f"it; unset HF_HUB_OFFLINE on a machine with network access, or {how_to_get(model)}."
+            f"it; unset HF_HUB_OFFLINE on a machine with network access, or {hint}."
         ) from None
     if not hub_reachable():
         raise ModelNotFoundError(
             f"model {what} is not in the Hugging Face cache and the Hub cannot be reached from "
-            f"here; {how_to_get(model)}.") from None
+            f"here; {hint}.") from None
     try:
         return loader(model, **sub, **kwargs)
     except (OSError, ValueError) as exc:
         raise ModelNotFoundError(
             f"model {what} could not be downloaded from the Hugging Face Hub ({_first_line(exc)}); "
-            f"check the id (and `hf auth login` for a gated model), or {how_to_get(model)}."
+            f"check the id (and `hf auth login` for a gated model), or {hint}."
         ) from None
 
 
@@ -124,11 +125,14 @@ def load_from_folder(loader: Callable[..., T], folder: Path, subfolder: str | No
 
 
 def load_part(loader: Callable[..., T], model: str | Path, subfolder: str | None,
-              **kwargs: Any) -> T:
-    """Load one component from a local folder (never the network) or a Hub id (cache, then Hub)."""
+              hint: str | None = None, **kwargs: Any) -> T:
+    """Load one component from a local folder (never the network) or a Hub id (cache, then Hub).
+
+    ``hint`` replaces the default "how to get it" part of the missing-weights message.
+    """
     if isinstance(model, Path):
         return load_from_folder(loader, model, subfolder, **kwargs)
-    return load_from_hub(loader, model, subfolder, **kwargs)
+    return load_from_hub(loader, model, subfolder, hint, **kwargs)
 
 
 def resolve_model(model: str, subfolders: Sequence[str] = DIFFUSERS_SUBFOLDERS,
