@@ -1,0 +1,87 @@
+"""docs/plugins.md documents every hook spec with its exact signature, and its examples run."""
+
+from __future__ import annotations
+
+import inspect
+import re
+import types
+from pathlib import Path
+
+import pytest
+
+from spl_sdk import hookspecs
+from spl_sdk.components import KIND_BASES
+from spl_sdk.plugins import HOOK_OF_KIND, Plugins
+
+DOC = (Path(__file__).resolve().parents[1] / "docs" / "plugins.md").read_text(encoding="utf-8")
+SPECS = {name: fn for name, fn in inspect.getmembers(hookspecs, inspect.isfunction)
+         if hasattr(fn, f"{hookspecs.PROJECT}_spec")}
+
+
+def signature_text(fn: types.FunctionType) -> str:
+    """``name(arg: Type, ...) -> Ret`` as written in the source (string annotations unquoted)."""
+    def ann(a: object) -> str:
+        return a if isinstance(a, str) else inspect.formatannotation(a)
+
+    sig = inspect.signature(fn)
+    params = ", ".join(p.name if p.annotation is p.empty else f"{p.name}: {ann(p.annotation)}"
+                       for p in sig.parameters.values())
+    ret = "" if sig.return_annotation is sig.empty else f" -> {ann(sig.return_annotation)}"
+    return f"{fn.__name__}({params}){ret}"
+
+
+def sections() -> dict[str, str]:
+    """Hook reference sections: heading signature -> text up to the next heading."""
+    parts = re.split(r"^### `([^`]+)`\s*$", DOC, flags=re.M)
+    return dict(zip(parts[1::2], parts[2::2], strict=True))
+
+
+def test_there_are_six_hook_specs() -> None:
+    assert set(SPECS) == set(HOOK_OF_KIND.values())
+
+
+@pytest.mark.parametrize("name", sorted(SPECS))
+def test_every_hook_is_documented_with_its_exact_signature(name: str) -> None:
+    assert signature_text(SPECS[name]) in sections(), (
+        f"docs/plugins.md needs a heading '### `{signature_text(SPECS[name])}`'")
+
+
+def test_no_documented_hook_is_stale() -> None:
+    documented = {re.match(r"\w+", heading).group(0) for heading in sections()}
+    assert documented == set(SPECS)
+
+
+@pytest.mark.parametrize("kind", sorted(HOOK_OF_KIND))
+def test_each_section_names_the_methods_to_implement(kind: str) -> None:
+    text = sections()[signature_text(SPECS[HOOK_OF_KIND[kind]])]
+    base = KIND_BASES[kind]
+    assert f"`{base.__name__}`" in text
+    for method in sorted(base.__abstractmethods__):
+        assert f"`{method}(" in text, f"{kind}: abstract method {method} is not described"
+
+
+def test_environment_variables_and_example_package_are_described() -> None:
+    for needle in ("SPL_LOAD_PLUGINS", "SPL_DISABLE_PLUGINS", "[project.entry-points.spl_sdk]",
+                   "plugins/examples/spl-example-tv", "spl plugins"):
+        assert needle in DOC
+
+
+def _examples() -> list[str]:
+    blocks = re.findall(r"```python\n(.*?)```", DOC, flags=re.S)
+    return [b for b in blocks if "@hookimpl" in b and "class " in b]
+
+
+@pytest.mark.parametrize("index", range(6))
+def test_hook_examples_register_a_working_component(index: int) -> None:
+    code = _examples()[index]
+    module = types.ModuleType(f"doc_example_{index}")
+    exec(compile(code, f"docs/plugins.md example {index}", "exec"), module.__dict__)
+    plugins = Plugins(load_entrypoints=False)
+    plugins.register(module, name=module.__name__)
+    (row,) = plugins.listing()
+    cls = plugins.get(row["kind"], row["name"])
+    assert row["summary"] and not inspect.isabstract(cls)
+
+
+def test_all_examples_are_tested() -> None:
+    assert len(_examples()) == 6
