@@ -30,6 +30,7 @@ from spl_sdk.terms import build_terms
 ProgressCallback = Callable[[int, int, "Image.Image | None"], "bool | None"]
 # fields fixed when the backbone is loaded; an edit cannot override them
 LOAD_FIELDS = ("backbone", "model", "device", "dtype", "cpu_offload")
+PHASES = ("text", "vae", "mask", "unet", "optimisation", "post_process", "total")
 
 
 @dataclass
@@ -87,7 +88,7 @@ class Editor:
         """Edit ``image`` from ``source_prompt`` towards ``target_prompt``, keeping its edges."""
         cfg = self._config_with(overrides)
         self._check_prompts(source_prompt, target_prompt)
-        timer = _Timer()
+        timer = _Timer.fromkeys(PHASES, 0.0)
         try:
             with timer.phase("total"):
                 result = self._edit(cfg, image, source_prompt, target_prompt, mask, callback,
