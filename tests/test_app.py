@@ -1,0 +1,304 @@
+"""The Streamlit studio driven by AppTest: controls from EditConfig, uploads, edits, examples, harmonize."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+from spl_apps import compare
+from spl_apps.examples import EXAMPLES
+
+from spl_sdk.config import EditConfig
+
+pytest.importorskip("streamlit.testing.v1", reason="streamlit's AppTest is part of streamlit >= 1.28")
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+STUDIO = Path(__file__).resolve().parents[1] / "apps" / "studio.py"
+DESIGN_DEFAULTS = {  # DESIGN.md section 7, as the user first sees them
+    "steps": 15, "source_guidance": 1.0, "target_guidance": 2.0, "seed": 0, "cross_replace": 0.8,
+    "self_replace": 0.8, "opt_start": 0.8, "structure_weight": 10000.0, "structure_area": "whole",
+    "color_weight": 1000.0, "color_area": "whole", "iterations": 100, "post_process": True,
+    "mask_threshold_source": 0.5, "mask_threshold_target": 0.5, "mask_invert_source": False,
+    "mask_invert_target": False,
+}
+FAST = {"cfg.backbone": "tiny-random", "cfg.working_size": 128, "cfg.steps": 2, "cfg.iterations": 3}
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # a missing model fails at once instead of retrying
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+
+
+def png(size: tuple[int, int] = (128, 96), seed: int = 0) -> bytes:
+    """A small photo-like PNG: smooth gradients plus a bright disc (edges to keep)."""
+    w, h = size
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    disc = ((x - w * 0.6) ** 2 + (y - h * 0.5) ** 2 < (h * 0.25) ** 2).astype(np.float32)
+    rgb = np.stack([x / w, y / h, 0.5 + 0.5 * disc], -1) * 255
+    rgb += np.random.default_rng(seed).normal(0, 4, rgb.shape)
+    buf = io.BytesIO()
+    Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8), "RGB").save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def mask_png(size: tuple[int, int] = (128, 96)) -> bytes:
+    """White rectangle on black: the pasted object of a composite."""
+    mask = Image.new("L", size, 0)
+    mask.paste(255, (size[0] // 4, size[1] // 4, size[0] * 3 // 4, size[1] * 3 // 4))
+    buf = io.BytesIO()
+    mask.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def start() -> AppTest:
+    at = AppTest.from_file(str(STUDIO), default_timeout=300).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def settle(at: AppTest, values: dict) -> AppTest:
+    """Set widgets by key, then rerun once."""
+    for k, v in values.items():
+        at.get_by_key(k).set_value(v)
+    return at.run()
+
+
+def messages(at: AppTest) -> str:
+    return " | ".join(str(e.value) for e in [*at.error, *at.exception])
+
+
+def result_metadata(at: AppTest, slot: str) -> dict:
+    out = at.session_state[f"{slot}.result"]
+    return json.loads(Image.open(io.BytesIO(out.png)).info["spl_sdk"])
+
+
+# ------------------------------------------------------------------ controls
+def test_controls_have_editconfig_defaults_ranges_and_help() -> None:
+    at = start()
+    fields = EditConfig.model_fields
+    defaults = EditConfig()
+    # mask widgets appear only once a masked area is chosen
+    with pytest.raises(KeyError):
+        at.get_by_key("cfg.mask_words_source")
+    seen = {}
+    for name, info in fields.items():
+        if name.startswith("mask_"):
+            continue
+        w = at.get_by_key(f"cfg.{name}")
+        assert w.help == info.description, name
+        seen[name] = w.value
+        for meta in info.metadata:  # ranges come from the pydantic metadata
+            if hasattr(meta, "ge") and hasattr(w, "min"):
+                assert float(w.min) == float(meta.ge), name
+            if hasattr(meta, "le") and hasattr(w, "max"):
+                assert float(w.max) == float(meta.le), name
+    for name, value in DESIGN_DEFAULTS.items():
+        if name in seen:
+            assert seen[name] == value, name
+    assert seen["structure_loss"] == defaults.structure_loss == "spl"
+    assert at.toggle(key="cfg.structure_loss.on").value is True
+    assert at.toggle(key="cfg.color_loss.on").value is (defaults.color_loss is not None) is False
+    assert seen["backbone"] == defaults.backbone and seen["working_size"] == defaults.working_size
+    assert seen["model"] == "" and defaults.model is None
+    # choosing a masked area shows per-prompt words, threshold and invert with their defaults
+    at = settle(at, {"cfg.structure_area": "masked"})
+    for name, value in DESIGN_DEFAULTS.items():
+        if name.startswith("mask_"):
+            assert at.get_by_key(f"cfg.{name}").value == value, name
+    assert at.get_by_key("cfg.mask_words_source").value == ""
+    assert at.get_by_key("cfg.mask_extractor").value == defaults.mask_extractor
+    assert at.get_by_key("cfg.mask_words_target").help == fields["mask_words_target"].description
+    # and back: hidden again
+    at = settle(at, {"cfg.structure_area": "whole"})
+    with pytest.raises(KeyError):
+        at.get_by_key("cfg.mask_threshold_target")
+
+
+def test_plugin_choices_come_from_the_plugin_manager() -> None:
+    from spl_sdk.plugins import Plugins
+
+    plugins = Plugins()
+    at = start()
+    for key, kind in (("cfg.backbone", "backbone"), ("cfg.attention", "attention"),
+                      ("cfg.structure_loss", "loss"), ("cfg.post_processor", "postprocess")):
+        assert set(plugins.names(kind)) <= set(at.selectbox(key=key).options), key
+    assert "tiny-random" in at.selectbox(key="cfg.backbone").options
+    at = settle(at, {"page": "Harmonize"})
+    options = at.selectbox(key="harm.harmonizer").options
+    assert [o.split(" — ")[0] for o in options] == plugins.names("harmonizer")
+    assert at.selectbox(key="harm.harmonizer").value == "offline"
+
+
+def test_random_seed_button_draws_a_new_seed() -> None:
+    at = start()
+    at.button(key="seed.random").click().run()
+    first = at.number_input(key="cfg.seed").value
+    at.button(key="seed.random").click().run()
+    assert first != at.number_input(key="cfg.seed").value or first != 0
+
+
+# ------------------------------------------------------------------ uploads and errors
+def test_bad_upload_shows_a_clear_message() -> None:
+    at = start()
+    at.file_uploader(key="edit.upload").set_value(("holiday.png", b"this is not an image", "image/png"))
+    at.run()
+    assert not at.exception
+    text = messages(at)
+    assert "holiday.png" in text and "not an image" in text
+    assert "/tmp" not in text  # names the user's file, not the temp copy
+    at.button(key="edit.run").click().run()
+    assert "Upload a photo or load an example first" in " ".join(w.value for w in at.warning)
+
+
+def test_missing_weights_say_so_and_offer_tiny_random() -> None:
+    at = start()
+    at.file_uploader(key="edit.upload").set_value(("p.png", png(), "image/png"))
+    at = settle(at, {"edit.source_prompt": "a photo", "edit.target_prompt": "a red photo",
+                     "cfg.model": "/nonexistent/folder/of/weights"})
+    at.button(key="edit.run").click().run()
+    assert not at.exception
+    assert at.error and "/nonexistent/folder/of/weights" in messages(at)
+    assert at.get_by_key("edit.folder") is not None  # the local-folder offer
+    at.button(key="edit.use_tiny").click().run()
+    assert at.selectbox(key="cfg.backbone").value == "tiny-random"
+    assert at.text_input(key="cfg.model").value == ""
+
+
+def test_stopped_run_is_reported_and_page_stays_usable() -> None:
+    at = start()
+    at.session_state["edit.pending"] = True  # what an interrupted run leaves behind
+    at.run()
+    assert "stopped before it finished" in " ".join(i.value for i in at.info)
+    at.run()
+    assert not at.info and not at.exception
+
+
+# ------------------------------------------------------------------ edits
+@pytest.mark.slow
+def test_upload_prompts_run_result_and_download() -> None:
+    at = start()
+    at.file_uploader(key="edit.upload").set_value(("photo.png", png(), "image/png"))
+    at = settle(at, {**FAST, "edit.source_prompt": "a photo of a blue ball",
+                     "edit.target_prompt": "a photo of a red ball"})
+    at.button(key="edit.run").click().run()
+    assert not at.exception and not at.error, messages(at)
+    captions = [c for img in at.image for c in img.captions]
+    assert "After" in captions and "Before" in captions
+    download = at.get_by_key("edit.download")
+    assert download.label.startswith("Download PNG")
+    meta = result_metadata(at, "edit")
+    assert meta["source_prompt"] == "a photo of a blue ball"
+    assert meta["config"]["backbone"] == "tiny-random" and meta["config"]["steps"] == 2
+    out = at.session_state["edit.result"]
+    assert out.image.size == (128, 96) and out.mask is None
+    # moving the comparison slider redraws without running the edit again
+    at = settle(at, {"edit.compare.amount": 20})
+    assert at.session_state["edit.result"] is out and not at.exception
+
+
+@pytest.mark.slow
+def test_masked_example_loads_with_one_click_and_runs() -> None:
+    at = start()
+    at.button(key="example.marshmallow").click().run()
+    assert at.text_input(key="edit.source_prompt").value == "a white marshmallow on a stick"
+    assert at.text_input(key="edit.target_prompt").value == "a pink marshmallow on a stick"
+    assert at.toggle(key="cfg.color_loss.on").value is True
+    assert at.radio(key="cfg.color_area").value == "masked"
+    assert at.text_input(key="cfg.mask_words_source").value == "marshmallow"
+    assert at.checkbox(key="cfg.mask_invert_target").value is True
+    at = settle(at, {**FAST, "cfg.post_process": False})
+    at.button(key="edit.run").click().run()
+    assert not at.exception and not at.error, messages(at)
+    out = at.session_state["edit.result"]
+    assert out.mask is not None and out.mask.size == out.image.size == (512, 512)
+    assert "Mask used (white = masked area)" in [c for img in at.image for c in img.captions]
+    meta = result_metadata(at, "edit")
+    assert meta["config"]["mask_words_target"] == ["marshmallow"]
+    assert meta["config"]["color_area"] == "masked"
+    # another example resets the mask settings to the defaults
+    at.button(key="example.old_man").click().run()
+    assert at.toggle(key="cfg.color_loss.on").value is False
+    assert "edit.result" not in at.session_state
+
+
+@pytest.mark.slow
+def test_uploaded_user_mask_restricts_the_edit() -> None:
+    at = start()
+    at.file_uploader(key="edit.upload").set_value(("photo.png", png(), "image/png"))
+    at = settle(at, {**FAST, "edit.source_prompt": "a photo of a ball", "cfg.post_process": False,
+                     "edit.target_prompt": "a photo of a green ball", "cfg.structure_area": "masked"})
+    at = settle(at, {"edit.mask_source": "Upload a mask"})
+    at.file_uploader(key="edit.mask_upload").set_value(("m.png", mask_png(), "image/png")).run()
+    at.button(key="edit.run").click().run()
+    assert not at.exception and not at.error, messages(at)
+    out = at.session_state["edit.result"]
+    expected = np.asarray(Image.open(io.BytesIO(mask_png())).convert("L"))
+    assert np.abs(np.asarray(out.mask, dtype=int) - expected).max() <= 1
+
+
+@pytest.mark.slow
+def test_harmonize_page_writes_prompts_and_harmonizes() -> None:
+    at = start()
+    at = settle(at, {**FAST, "cfg.post_process": False, "page": "Harmonize"})
+    assert at.button(key="harm.describe").disabled
+    at.file_uploader(key="harm.upload").set_value(("composite.png", png(seed=1), "image/png")).run()
+    at.file_uploader(key="harm.mask_upload").set_value(("mask.png", mask_png(), "image/png")).run()
+    at.text_input(key="harm.object").set_value("ball").run()
+    at.button(key="harm.describe").click().run()
+    assert not at.exception and not at.error, messages(at)
+    source = at.text_input(key="harm.source_prompt").value
+    target = at.text_input(key="harm.target_prompt").value
+    assert source.endswith("ball") and target.endswith("ball")
+    at.text_input(key="harm.target_prompt").set_value("bright " + target.split(" ", 1)[1]).run()
+    at.button(key="harm.run").click().run()
+    assert not at.exception and not at.error, messages(at)
+    meta = result_metadata(at, "harm")
+    cfg = meta["config"]
+    assert (cfg["structure_loss"], cfg["structure_area"], cfg["color_loss"], cfg["color_area"]) == (
+        "spl", "whole", "cpl", "masked")
+    assert meta["target_prompt"].startswith("bright ")
+    # the edit's mask is the background: the inverted foreground mask
+    out = at.session_state["harm.result"]
+    assert np.asarray(out.mask)[48, 64] < 10 and np.asarray(out.mask)[2, 2] > 245
+
+
+# ------------------------------------------------------------------ pieces without Streamlit
+def test_comparison_images_are_computed_offline() -> None:
+    before = Image.new("RGB", (100, 40), (0, 0, 0))
+    after = Image.new("RGB", (50, 20), (200, 100, 0))  # resized to the before image
+    w = compare.wipe(before, after, 0.3)
+    assert w.size == (100, 40) and w.getpixel((10, 20)) == (0, 0, 0) and w.getpixel((90, 20)) == (200, 100, 0)
+    assert compare.blend(before, after, 0.5).getpixel((50, 20)) == (100, 50, 0)
+    assert compare.side_by_side(before, after, gap=4).size == (204, 40)
+    assert compare.difference(before, after).getpixel((0, 0)) == (255, 127, 0)
+
+
+def test_examples_exist_and_mask_words_are_in_their_prompts() -> None:
+    kinds = {e.kind for e in EXAMPLES}
+    assert {"Recolouring", "Relighting", "Season change", "Masked edit"} <= kinds
+    for e in EXAMPLES:
+        assert e.path.is_file(), e.path
+        EditConfig(**e.settings)
+        for word in e.settings.get("mask_words_source", []):
+            assert word in e.source_prompt.split()
+        for word in e.settings.get("mask_words_target", []):
+            assert word in e.target_prompt.split()
+
+
+def test_spl_app_runs_streamlit_on_the_studio_script() -> None:
+    from spl_sdk.cli import main
+
+    result = CliRunner().invoke(main, ["app", "--print-command", "--headless", "--server.port", "8765",
+                                       "--server.address", "0.0.0.0", "--", "--theme.base", "dark"])
+    assert result.exit_code == 0, result.output
+    words = result.output.split()
+    assert words[1:4] == ["-m", "streamlit", "run"] and Path(words[4]) == STUDIO
+    line = " ".join(words)
+    assert "--server.port 8765" in line and "--server.address 0.0.0.0" in line
+    assert "--server.headless true" in line and line.endswith("--theme.base dark")
