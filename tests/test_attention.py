@@ -321,7 +321,7 @@ def test_local_blend_mask_and_mix(backbone) -> None:
     assert mask.shape == (1, 1, 16, 12)
     assert set(mask.unique().tolist()) <= {0.0, 1.0} and mask.sum() > 0
     out = ctl.blend(x_t, x_s)
-    assert torch.equal(out, x_s + mask * (x_t - x_s))
+    assert torch.allclose(out, x_s + mask * (x_t - x_s), atol=1e-6)
 
 
 def test_local_blend_from_planted_maps() -> None:
@@ -346,3 +346,26 @@ def _tokenizer():
     from spl_backbones.tokenizer import build_clip_tokenizer
 
     return build_clip_tokenizer()
+
+
+def test_with_tiny_random_backbone_non_square(tiny_backbone) -> None:
+    """The real plug-in path: encode prompts, predict noise on a 256x192 working size, read 16-px maps."""
+    bb = tiny_backbone
+    before = dict(bb.unet.attn_processors)
+    ctl = make(backbone=bb, steps=2, blend_words_target=["red"])
+    emb = bb.encode_prompts(["", "", "", SOURCE, TARGET, SOURCE])
+    x = torch.randn(6, 4, 32, 24, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad(), ctl.installed():
+        for i in range(2):
+            ctl.begin_step(i)
+            bb.predict_noise(x, 500, emb)
+    assert all(bb.unet.attn_processors[k] is before[k] for k in before)
+    assert ctl.latent_shape == (32, 24)
+    # two layers per down block and three per up block at each of the three attention levels
+    assert ctl.store.counts == {(32, 24): 10, (16, 12): 10, (8, 6): 10}
+    maps = ctl.attention_maps(16)
+    assert maps.source.shape == (16, 12, 77) and maps.target.shape == (16, 12, 77)
+    x_t, x_s = torch.randn(1, 4, 32, 24), torch.randn(1, 4, 32, 24)
+    mixed = ctl.blend(x_t, x_s)
+    inside = ctl.local_blend.mask(maps, (32, 24)).bool().expand_as(x_t)
+    assert torch.equal(mixed[inside], x_t[inside]) and torch.equal(mixed[~inside], x_s[~inside])

@@ -39,6 +39,6 @@ class LocalBlend:
         return union.float()
 
     def __call__(self, maps: AttentionMaps, x_t: torch.Tensor, x_s: torch.Tensor) -> torch.Tensor:
-        """``x_s + mask (x_t - x_s)``."""
+        """``x_s + mask (x_t - x_s)``; ``lerp`` keeps both latents exact where the mask is 0 or 1."""
         mask = self.mask(maps, tuple(x_t.shape[-2:])).to(x_t.device, x_t.dtype)
-        return x_s + mask * (x_t - x_s)
+        return torch.lerp(x_s, x_t, mask.expand_as(x_t))
