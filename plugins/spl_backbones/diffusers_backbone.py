@@ -77,17 +77,26 @@ class DiffusersBackbone(Backbone):
         dev = resolve_device(device)
         dt = resolve_dtype(dtype, dev)
         source = loading.resolve_model(str(model), example=cls.default_model or str(model))
-        part = loading.load_part
+        hint = cls.download_hint(str(model))
+
+        def part(loader: Any, subfolder: str, **kw: Any) -> Any:
+            return loading.load_part(loader, source, subfolder, hint, **kw)
+
         parts = {
-            "tokenizer": part(load_clip_tokenizer, source, "tokenizer"),
-            "text_encoder": part(CLIPTextModel.from_pretrained, source, "text_encoder", dtype=dt),
-            "unet": part(UNet2DConditionModel.from_pretrained, source, "unet", dtype=dt),
-            "vae": part(AutoencoderKL.from_pretrained, source, "vae", dtype=dt),
+            "tokenizer": part(load_clip_tokenizer, "tokenizer"),
+            "text_encoder": part(CLIPTextModel.from_pretrained, "text_encoder", dtype=dt),
+            "unet": part(UNet2DConditionModel.from_pretrained, "unet", dtype=dt),
+            "vae": part(AutoencoderKL.from_pretrained, "vae", dtype=dt),
             # Any SD scheduler config (PNDM, DDIM, ...) carries the noise schedule LCM needs.
-            "scheduler": part(LCMScheduler.from_pretrained, source, "scheduler"),
+            "scheduler": part(LCMScheduler.from_pretrained, "scheduler"),
         }
         parts = cls.adapt(parts, source, **kwargs)
         return cls(**parts, device=dev, dtype=dt, cpu_offload=cpu_offload)
+
+    @classmethod
+    def download_hint(cls, model: str) -> str:
+        """How to get missing weights, the end of the missing-weights sentence."""
+        return loading.how_to_get(model)
 
     @classmethod
     def adapt(cls, parts: dict[str, Any], source: str | Path, **kwargs: Any) -> dict[str, Any]:
