@@ -205,6 +205,9 @@ class MaskExtractor(Component):
     def __init__(self, config: EditConfig) -> None:
         self.config = config
 
+    def check(self, context: MaskContext) -> None:
+        """Raise a user-facing error before any diffusion runs if the inputs cannot work."""
+
     @abstractmethod
     def extract(self, context: MaskContext) -> torch.Tensor:
         """The mask for this edit; 1 marks the area where masked losses apply."""

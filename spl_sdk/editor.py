@@ -222,6 +222,7 @@ class Editor:
         extractor = self.plugins.mask_extractor(cfg.mask_extractor)(cfg)
         context = MaskContext(source_image=source, source_prompt=source_prompt,
                               target_prompt=target_prompt, tokenizer=self.backbone.tokenizer)
+        extractor.check(context)
         if extractor.needs_first_pass:
             controller = self._controller(cfg, source_prompt, target_prompt)
             first = self._sample(cfg, controller, z0, embeddings, None, progress)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -66,7 +67,8 @@ def test_user_errors_are_one_line_without_traceback(tmp_path, example_image):
     for label, (extra, needle) in cases.items():
         argv = ["edit", str(photo), "-s", "a photo of a man", "-t", "a painting of a man", "-o", out,
                 "--working-size", "128", "--steps", "2", *extra]
-        run = subprocess.run([sys.executable, "-m", "spl_sdk.cli", *argv], capture_output=True, text=True)
+        run = subprocess.run([sys.executable, "-m", "spl_sdk.cli", *argv], capture_output=True, text=True,
+                             env={**os.environ, "OMP_NUM_THREADS": "1"})
         assert run.returncode == 1, label
         assert needle in run.stderr, (label, run.stderr)
         assert "Traceback" not in run.stderr, label

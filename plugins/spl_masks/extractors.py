@@ -44,8 +44,21 @@ class CrossAttentionMask(MaskExtractor):
             m = 1 - m
         return sharpen(m, image)
 
+    def check(self, context: MaskContext) -> None:
+        """Mask words must be given and present in their prompts (checked before any diffusion)."""
+        cfg = self.config
+        if not any(w.strip() for w in [*cfg.mask_words_source, *cfg.mask_words_target]):
+            raise PromptError(f"the '{self.name}' mask extractor needs mask words: set "
+                              "--mask-words-source/--mask-words-target (mask_words_source/"
+                              "mask_words_target), or give a mask file with --mask.")
+        if context.tokenizer is None:
+            raise ValueError("MaskContext.tokenizer is required to look up mask words")
+        words_columns(context.tokenizer, context.source_prompt, cfg.mask_words_source, side="source")
+        words_columns(context.tokenizer, context.target_prompt, cfg.mask_words_target, side="target")
+
     def extract(self, context: MaskContext) -> torch.Tensor:
         """Element-wise maximum of the source-word and target-word masks at the source's size."""
+        self.check(context)
         cfg = self.config
         source = context.source_image
         guide_t = context.first_result if context.first_result is not None else source
@@ -57,16 +70,10 @@ class CrossAttentionMask(MaskExtractor):
              cfg.mask_threshold_target, cfg.mask_invert_target),
         ]
         sides = [s for s in sides if any(w.strip() for w in s[1])]
-        if not sides:
-            raise PromptError(f"the '{self.name}' mask extractor needs mask words: set "
-                              "mask_words_source/mask_words_target (--mask-words-src/--mask-words-tgt), "
-                              "or give a mask file with mask_extractor 'file'.")
         if context.attention is None:
             raise ConfigError(f"the '{self.name}' mask extractor needs stored cross-attention maps, "
                               "and the attention controller stored none; use an attention controller "
                               "that stores them (e.g. infedit), or the 'file' mask extractor.")
-        if context.tokenizer is None:
-            raise ValueError("MaskContext.tokenizer is required to look up mask words")
         masks = []
         for side, words, prompt, image, threshold, invert in sides:
             columns = words_columns(context.tokenizer, prompt, words, side=side)
