@@ -15,10 +15,11 @@ from typing import Any
 
 import torch
 from PIL import Image
+from pydantic import ValidationError
 
 from spl_sdk import __version__
 from spl_sdk.components import AttentionController, Backbone, LossTerm, MaskContext
-from spl_sdk.config import EditConfig
+from spl_sdk.config import EditConfig, describe_validation_error
 from spl_sdk.errors import Cancelled, ConfigError, PromptError, SplError
 from spl_sdk.geometry import resize, working_shape
 from spl_sdk.imageio import load_image, load_mask, mask_to_tensor, pil_to_tensor, tensor_to_pil
@@ -111,9 +112,8 @@ class Editor:
         data.update(overrides)
         try:
             return EditConfig(**data)
-        except Exception as exc:  # pydantic ValidationError -> one sentence
-            from spl_sdk.config import describe_validation_error
-            raise ConfigError(describe_validation_error(exc, "edit options")) from None
+        except ValidationError as exc:
+            raise ConfigError(describe_validation_error(exc, "edit options", EditConfig)) from None
 
     def _check_prompts(self, source_prompt: str, target_prompt: str) -> None:
         limit = int(getattr(self.backbone.tokenizer, "model_max_length", 77))

@@ -8,7 +8,14 @@ import pytest
 import torch
 from diffusers import LCMScheduler
 
-from spl_sdk.sampler import Guidance, guided, injection_steps, sample, schedule, virtual_inversion_step
+from spl_sdk.sampler import (
+    Guidance,
+    guided,
+    injection_steps,
+    sample,
+    schedule,
+    virtual_inversion_step,
+)
 
 
 class FakeBackbone:
