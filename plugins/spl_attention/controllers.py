@@ -179,7 +179,7 @@ class P2PReplaceController(InfEditController):
 
 
 class P2PReweightController(InfEditController):
-    """InfEdit control plus Prompt-to-Prompt re-weighting: scales the target's attention to chosen words."""
+    """InfEdit control plus Prompt-to-Prompt re-weighting: scales the target's attention to chosen words at every step."""
 
     name = "p2p-reweight"
 

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 
-class Editor(Protocol):
+class Controller(Protocol):
     """What the processors ask of the controller."""
 
     def self_attention_indices(self, batch: int, device: torch.device) -> tuple[torch.Tensor, ...] | None:
@@ -102,7 +102,7 @@ def attention_probs(attn: Any, query: torch.Tensor, key: torch.Tensor, mask: tor
 class SelfAttentionProcessor:
     """Self-attention (``attn1``) with the query/key/value swaps of InfEdit's unified attention control."""
 
-    def __init__(self, controller: Editor, layer: str) -> None:
+    def __init__(self, controller: Controller, layer: str) -> None:
         self.controller = controller
         self.layer = layer
 
@@ -123,7 +123,7 @@ class SelfAttentionProcessor:
 class CrossAttentionProcessor:
     """Cross-attention (``attn2``): plain for the unconditional half, edited probabilities for the conditional half."""
 
-    def __init__(self, controller: Editor, layer: str, *, store: bool = True) -> None:
+    def __init__(self, controller: Controller, layer: str, *, store: bool = True) -> None:
         self.controller = controller
         self.layer = layer
         self.store = store
