@@ -28,6 +28,12 @@ class CPLLoss(LossTerm):
 
     def value_and_grad(self, source: torch.Tensor, edited: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Weighted CPL and its closed-form gradient in ``edited``."""
+        value, grad, _ = self.value_grad_and_curvature(source, edited)
+        return value, grad
+
+    def value_grad_and_curvature(self, source: torch.Tensor, edited: torch.Tensor
+                                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Weighted CPL, its gradient and a per-pixel diagonal curvature bound (row sums of |K^T K|)."""
         with torch.no_grad():
             s01, e01 = self.prepare(source, edited)
             diff = chroma(e01) - chroma(s01)
@@ -35,7 +41,12 @@ class CPLLoss(LossTerm):
             value = diff.square().mean()
             k = torch.tensor(_CHROMA, dtype=diff.dtype, device=diff.device)
             # dL/dE = 2 diff / numel, back through the chroma rows, times d(E01)/dE = m / 2
-            grad = torch.einsum("kc,bkhw->bchw", k, diff) * (self.weight / diff.numel())
+            scale = self.weight / diff.numel()
+            grad = torch.einsum("kc,bkhw->bchw", k, diff) * scale
+            # Hessian per pixel: weight 2/numel K^T K (m/2)^2
+            curv = ((k.T @ k).abs().sum(1) * (scale / 2)).view(1, 3, 1, 1)
             if self.mask is not None:
-                grad *= self.mask_like(edited)
-        return self.weight * value, grad
+                m = self.mask_like(edited)
+                grad *= m
+                curv = curv * m * m
+        return self.weight * value, grad, curv

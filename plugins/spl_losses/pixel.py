@@ -11,19 +11,32 @@ class _PixelLoss(LossTerm):
     """Shared closed-form gradient: d value / d E01 times d E01 / d E = m / 2."""
 
     default_weight = 1000.0
+    curvature_factor: float | None = None  # d2 value / d E01^2 times numel, when it exists
 
     def _dvalue(self, diff: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
     def value_and_grad(self, source: torch.Tensor, edited: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Weighted loss and its closed-form gradient in ``edited``."""
+        value, grad, _ = self.value_grad_and_curvature(source, edited)
+        return value, grad
+
+    def value_grad_and_curvature(self, source: torch.Tensor, edited: torch.Tensor
+                                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Weighted loss, its gradient and its diagonal curvature (None for L1, which has none)."""
         with torch.no_grad():
             s01, e01 = self.prepare(source, edited)
             value = self.value(s01, e01)
             grad = self._dvalue(e01 - s01) * (self.weight / 2)
+            curv = None
+            if self.curvature_factor is not None:
+                curv = torch.full((1, 1, 1, 1), self.weight / 4 * self.curvature_factor / grad.numel(),
+                                  dtype=grad.dtype, device=grad.device)
             if self.mask is not None:
-                grad *= self.mask_like(edited)
-        return self.weight * value, grad
+                m = self.mask_like(edited)
+                grad *= m
+                curv = None if curv is None else curv * m * m
+        return self.weight * value, grad, curv
 
 
 class L1Loss(_PixelLoss):
@@ -43,6 +56,7 @@ class MSELoss(_PixelLoss):
     """Mean squared pixel difference (a baseline)."""
 
     name = "mse"
+    curvature_factor = 2.0
 
     def value(self, source01: torch.Tensor, edited01: torch.Tensor) -> torch.Tensor:
         """Mean of (E - S)^2 over pixels and channels."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import weakref
+
 import torch
 
 from spl_sdk.components import LossTerm
@@ -25,28 +27,25 @@ class SPLLoss(LossTerm):
     radius = 5
     eps = 1e-4
 
-    def _fit(self, intensity: torch.Tensor, p: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """Window statistics and the local linear coefficients a, b (P ~ a I + b), a', b' (I ~ a' P + b').
+    def __init__(self, weight: float | None = None, mask: torch.Tensor | None = None) -> None:
+        super().__init__(weight, mask)
+        self._cache: tuple[object, ...] | None = None
 
-        ``p`` may carry autograd history; the coefficients are computed from
-        detached statistics because SPL treats them as constants.
-        """
-        r = self.radius
-        m_i, m_ii = box_filter(torch.cat([intensity, intensity * intensity], 1), r).split(1, 1)
-        m_p, m_pp, m_ip = box_filter(torch.cat([p, p * p, intensity * p], 1), r).split(1, 1)
-        var_i = m_ii - m_i * m_i
-        var_p = m_pp - m_p * m_p
-        cov = m_ip - m_i * m_p
+    def _coefficients(self, m_i: torch.Tensor, var_i: torch.Tensor, m_p: torch.Tensor,
+                      var_p: torch.Tensor, cov: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """a (P ~ a I + b) and a' (I ~ a' P + b'), detached: SPL treats them as constants."""
         with torch.no_grad():
-            a = cov / (var_i + self.eps)
-            a2 = cov / (var_p + self.eps)
-        return m_i, m_p, var_i, var_p, cov, a, a2
+            return cov / (var_i + self.eps), cov / (var_p + self.eps)
 
     def value(self, source01: torch.Tensor, edited01: torch.Tensor) -> torch.Tensor:
         """Mean over pixels of R1 + R2, the window residuals of both local linear fits."""
+        r = self.radius
         intensity = source01.mean(1, keepdim=True)
         p = edited01.mean(1, keepdim=True)
-        _, _, var_i, var_p, cov, a, a2 = self._fit(intensity, p)
+        m_i, m_ii = box_filter(torch.cat([intensity, intensity * intensity], 1), r).split(1, 1)
+        m_p, m_pp, m_ip = box_filter(torch.cat([p, p * p, intensity * p], 1), r).split(1, 1)
+        var_i, var_p, cov = m_ii - m_i * m_i, m_pp - m_p * m_p, m_ip - m_i * m_p
+        a, a2 = self._coefficients(m_i, var_i, m_p, var_p, cov)
         # With b = mP - a mI, DESIGN's R1 = mPP + a^2 mII + b^2 - 2a mIP - 2b mP + 2ab mI equals
         # varP - 2a cov + a^2 varI, and (a, b constant) its gradient in P is the same; this form
         # avoids subtracting large, nearly equal float32 terms. Likewise for R2 with a', b'.
@@ -54,34 +53,73 @@ class SPLLoss(LossTerm):
         r2 = var_i - 2 * a2 * cov + a2 * a2 * var_p
         return (r1 + r2).mean()
 
-    def value_and_grad(self, source: torch.Tensor, edited: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Weighted SPL and its closed-form gradient in ``edited`` (no autograd, six box filters)."""
+    def _source_stats(self, source: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """I, box(I), var(I) and the window counts; cached while ``source`` and the mask are unchanged."""
+        key = (source._version, source.shape, source.dtype, id(self.mask))
+        if self._cache is not None and self._cache[0]() is source and self._cache[1] == key:
+            return self._cache[2]  # type: ignore[return-value]
         with torch.no_grad():
-            s01, e01 = self.prepare(source, edited)
+            s01 = (source + 1) / 2
+            if self.mask is not None:
+                s01 = s01 * self.mask_like(source)
             intensity = s01.mean(1, keepdim=True)
+            del s01
+            m_i, m_ii = box_filter(torch.cat([intensity, intensity * intensity], 1), self.radius).split(1, 1)
+            var_i = m_ii - m_i * m_i
+            n = window_counts(*intensity.shape[-2:], self.radius, intensity)
+        stats = (intensity, m_i, var_i, n)
+        self._cache = (weakref.ref(source), key, stats)
+        return stats
+
+    def value_and_grad(self, source: torch.Tensor, edited: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Weighted SPL and its closed-form gradient in ``edited`` (no autograd, a few box filters)."""
+        value, grad, _ = self.value_grad_and_curvature(source, edited)
+        return value, grad
+
+    def value_grad_and_curvature(self, source: torch.Tensor, edited: torch.Tensor
+                                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Weighted SPL, its gradient in ``edited`` and a per-pixel diagonal curvature bound.
+
+        With a, b, a', b' fixed, SPL is a separable quadratic in P whose second
+        derivative is 2/M N box((1 + a'^2)/N); in E it is that times (m / 6)^2 on
+        every entry of the 3 x 3 channel block, bounded by 3 times that per
+        channel. Dividing the gradient by it gives the step that minimises each
+        pixel's P for fixed coefficients (a guided-filter-like update).
+        """
+        intensity, m_i, var_i, n = self._source_stats(source)
+        with torch.no_grad():
+            e01 = (edited + 1) / 2
+            if self.mask is not None:
+                e01 *= self.mask_like(edited)
             p = e01.mean(1, keepdim=True)
-            del s01, e01
-            m_i, m_p, var_i, var_p, cov, a, a2 = self._fit(intensity, p)
-            r1r2 = var_p - 2 * a * cov + a * a * var_i + var_i - 2 * a2 * cov + a2 * a2 * var_p
-            value = r1r2.mean()
-            del r1r2, var_i, var_p, cov
+            del e01
+            m_p, m_pp, m_ip = box_filter(torch.cat([p, p * p, intensity * p], 1), self.radius).split(1, 1)
+            var_p = m_pp - m_p * m_p
+            cov = m_ip - m_i * m_p
+            del m_pp, m_ip
+            a, a2 = self._coefficients(m_i, var_i, m_p, var_p, cov)
+            value = (var_p - 2 * a * cov + a * a * var_i + var_i - 2 * a2 * cov + a2 * a2 * var_p).mean()
+            del var_p, cov
             b = m_p - a * m_i
             b2 = m_i - a2 * m_p
-            del m_i, m_p
             # d/dP_j of sum_i box_i((a I + b - P)^2 + (a' P + b' - I)^2) sums over the windows i that
             # contain j; with clipped windows sum_{i in W_j} x_i / N_i = N_j box(x / N)_j, so
             # dSPL/dP = 2/M N (P box((1 + a'^2)/N) - I box((a + a')/N) - box((b - a' b')/N)).
-            h, w = p.shape[-2:]
-            n = window_counts(h, w, self.radius, p)
-            coeffs = torch.cat([(1 + a2 * a2) / n, (a + a2) / n, (b - a2 * b2) / n], 1)
-            del a, a2, b, b2
+            coeffs = torch.cat([1 + a2 * a2, a + a2, b - a2 * b2], 1).div_(n)
+            del a, a2, b, b2, m_p
             c_pp, c_ip, c_1 = box_filter(coeffs, self.radius).split(1, 1)
             del coeffs
             grad_p = p * c_pp - intensity * c_ip - c_1
-            grad_p *= n * (2.0 / grad_p.numel())
+            scale = n * (2.0 / grad_p.numel())
+            grad_p *= scale
+            curv = c_pp * scale
+            del c_pp, c_ip, c_1, scale
             # P = m * mean_c((E_c + 1) / 2): every channel receives m / 6 of dL/dP
-            scale = self.weight / 6.0
+            grad_p *= self.weight / 6.0
+            curv *= self.weight / 12.0
             if self.mask is not None:
-                grad_p = grad_p * self.mask_like(edited)
-            grad = (grad_p * scale).expand_as(edited).contiguous()
-        return self.weight * value, grad
+                m = self.mask_like(edited)
+                grad_p *= m
+                curv *= m * m
+            grad = grad_p.expand_as(edited).contiguous()
+        return self.weight * value, grad, curv
