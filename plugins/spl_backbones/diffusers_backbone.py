@@ -42,11 +42,11 @@ class DiffusersBackbone(Backbone):
         return [self.text_encoder, self.unet, self.vae]
 
     def _place(self, cpu_offload: bool) -> None:
-        # On the CPU there is nothing to offload to: cpu_offload is a no-op there.
         for module in self.modules():
             if any(p.dtype != self.dtype for p in module.parameters()):
                 # nn.Module.to: diffusers' own .to() warns about an empty list of fp32 modules.
                 torch.nn.Module.to(module, dtype=self.dtype)
+        # On the CPU there is nothing to offload to: cpu_offload is a documented no-op there.
         if cpu_offload and self.device.type != "cpu":
             self.offload_hooks = offload_hooks(self.modules(), self.device)
         else:
@@ -82,15 +82,16 @@ class DiffusersBackbone(Backbone):
         def part(loader: Any, subfolder: str, **kw: Any) -> Any:
             return loading.load_part(loader, source, subfolder, hint, **kw)
 
-        parts = {
-            "tokenizer": part(load_clip_tokenizer, "tokenizer"),
-            "text_encoder": part(CLIPTextModel.from_pretrained, "text_encoder", dtype=dt),
-            "unet": part(UNet2DConditionModel.from_pretrained, "unet", dtype=dt),
-            "vae": part(AutoencoderKL.from_pretrained, "vae", dtype=dt),
-            # Any SD scheduler config (PNDM, DDIM, ...) carries the noise schedule LCM needs.
-            "scheduler": part(LCMScheduler.from_pretrained, "scheduler"),
-        }
-        parts = cls.adapt(parts, source, **kwargs)
+        with loading.quiet_transformers():
+            parts = {
+                "tokenizer": part(load_clip_tokenizer, "tokenizer"),
+                "text_encoder": part(CLIPTextModel.from_pretrained, "text_encoder", dtype=dt),
+                "unet": part(UNet2DConditionModel.from_pretrained, "unet", dtype=dt),
+                "vae": part(AutoencoderKL.from_pretrained, "vae", dtype=dt),
+                # Any SD scheduler config (PNDM, DDIM, ...) carries the noise schedule LCM needs.
+                "scheduler": part(LCMScheduler.from_pretrained, "scheduler"),
+            }
+            parts = cls.adapt(parts, source, **kwargs)
         return cls(**parts, device=dev, dtype=dt, cpu_offload=cpu_offload)
 
     @classmethod
@@ -109,8 +110,9 @@ class DiffusersBackbone(Backbone):
         """Write every component in diffusers layout (unet/, vae/, text_encoder/, tokenizer/, scheduler/)."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        for name in ("unet", "vae", "text_encoder", "scheduler"):
-            getattr(self, name).save_pretrained(folder / name)
+        with loading.quiet_transformers():
+            for name in ("unet", "vae", "text_encoder", "scheduler"):
+                getattr(self, name).save_pretrained(folder / name)
         save_tokenizer(self.tokenizer, folder / "tokenizer")
         index = {"_class_name": "LatentConsistencyModelPipeline", "_diffusers_version": _version(),
                  "safety_checker": [None, None], "feature_extractor": [None, None],
