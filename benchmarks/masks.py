@@ -159,9 +159,9 @@ def run(count: int, seed: int) -> dict[str, dict[str, list[float]]]:
     config = EditConfig(mask_words_source=[WORD])
     extractors = {name: plugins.mask_extractor(name)(config) for name in EXTRACTORS}
     photos = [load_image(p) for p in sorted(EXAMPLES.glob("*.*"))]
-    results = {name: {"iou": [], "bf2": [], "bfd": [], "ms": []} for name in EXTRACTORS}
+    results = {name: {"iou": [], "bf2": [], "bfd": [], "ms": [], "kind": []} for name in EXTRACTORS}
     for i in range(count):
-        image, truth, _ = composite(i, seed, photos)
+        image, truth, kind = composite(i, seed, photos)
         rng = np.random.default_rng(seed * 1000 + 500 + i)
         maps = attention_maps(attention_like(truth, rng), column, rng)
         context = MaskContext(source_image=image, source_prompt=PROMPT, target_prompt=PROMPT,
@@ -172,6 +172,7 @@ def run(count: int, seed: int) -> dict[str, dict[str, list[float]]]:
             start = time.perf_counter()
             mask = extractor.extract(context)
             results[name]["ms"].append(1000 * (time.perf_counter() - start))
+            results[name]["kind"].append(kind)
             assert mask.shape == truth.shape, (name, mask.shape, truth.shape)
             pred = mask >= 0.5
             results[name]["iou"].append(iou(pred, t))
@@ -180,13 +181,19 @@ def run(count: int, seed: int) -> dict[str, dict[str, list[float]]]:
     return results
 
 
-def table(results: dict[str, dict[str, list[float]]], count: int) -> str:
-    """Markdown table of the mean metrics per extractor."""
-    lines = [f"| extractor ({count} composites) | IoU | boundary F (2 px) | boundary F (0.5% diag) | ms / mask |",
-             "|---|---|---|---|---|"]
-    for name, r in results.items():
-        lines.append(f"| {name} | {np.mean(r['iou']):.4f} | {np.mean(r['bf2']):.4f} | "
-                     f"{np.mean(r['bfd']):.4f} | {np.median(r['ms']):.0f} |")
+def table(results: dict[str, dict[str, list]], count: int) -> str:
+    """Markdown table of the mean metrics per extractor, overall and per shape."""
+    lines = ["| extractor | shapes | IoU | boundary F (2 px) | boundary F (0.5% diag) | median ms / mask |",
+             "|---|---|---|---|---|---|"]
+    for group in ["all", *SHAPES]:
+        for name, r in results.items():
+            keep = [group in ("all", k) for k in r["kind"]]
+            if not any(keep):
+                continue
+            mean = {k: np.mean([v for v, ok in zip(r[k], keep, strict=True) if ok]) for k in ("iou", "bf2", "bfd")}
+            ms = np.median([v for v, ok in zip(r["ms"], keep, strict=True) if ok])
+            label = f"all {count}" if group == "all" else f"{group} ({sum(keep)})"
+            lines.append(f"| {name} | {label} | {mean['iou']:.4f} | {mean['bf2']:.4f} | {mean['bfd']:.4f} | {ms:.0f} |")
     guided, bilinear = results[EXTRACTORS[0]], results[EXTRACTORS[1]]
     wins = {k: sum(g > b for g, b in zip(guided[k], bilinear[k], strict=True)) for k in ("iou", "bf2", "bfd")}
     lines.append("")

@@ -289,3 +289,44 @@ def test_mask_resize_keeps_proportions_of_a_non_square_mask(tmp_path):
     mask.save(tmp_path / "m.png")
     out = FileMask(EditConfig(mask_file=tmp_path / "m.png")).extract(file_context(50, 100))
     assert out.mean().item() == pytest.approx(math.pi * 25 * 12.5 / 5000, abs=0.02)
+
+
+# ----------------------------------------------------------------------------- a real run
+@pytest.mark.slow
+def test_infedit_maps_from_tiny_random_give_a_full_size_mask(tiny_backbone, plugins):
+    """Collect 16-px maps with the infedit controller on the tiny UNet, then extract at full size."""
+    from spl_sdk.geometry import resize as resize_image
+    from spl_sdk.geometry import working_shape
+    from spl_sdk.sampler import Guidance, sample
+
+    bb = tiny_backbone
+    source_prompt, target_prompt = "a marshmallow on a campfire", "a burnt Marshmallow, on a big campfire"
+    config = EditConfig(backbone="tiny-random", steps=3, mask_words_source=["marshmallow"],
+                        mask_words_target=["burnt", "campfire"], structure_area="masked")
+    image = torch.rand(1, 3, 300, 225, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    work = working_shape(300, 225, 256, bb.vae_scale_factor)
+    assert work == (256, 192)
+    controller = plugins.attention_controller("infedit")(
+        backbone=bb, source_prompt=source_prompt, target_prompt=target_prompt, num_steps=3, config=config)
+    embeddings = bb.encode_prompts(["", "", "", source_prompt, target_prompt, source_prompt])
+    with torch.no_grad():
+        z0 = bb.encode_image(resize_image(image, work)).float()
+        with controller.installed():
+            out = sample(bb, controller, z0, embeddings, steps=3, original_steps=50,
+                         guidance=Guidance(1.0, 2.0), seed=0)
+        first = resize_image(bb.decode_latents(out.latent).float(), (300, 225))
+    maps = controller.attention_maps(16)
+    assert maps.source.shape == maps.target.shape == (16, 12, 77)  # long side 16, aspect kept
+    # averages of softmax rows: each source pixel's attention over the 77 tokens sums to 1; the
+    # target's refined rows mix source and target columns (Prompt-to-Prompt), so only about 1
+    assert torch.allclose(maps.source.sum(-1), torch.ones(16, 12), atol=1e-4)
+    assert torch.allclose(maps.target.sum(-1), torch.ones(16, 12), atol=0.05) and maps.target.min() >= 0
+    assert not torch.equal(maps.source, maps.target)
+    context = MaskContext(source_image=image, source_prompt=source_prompt, target_prompt=target_prompt,
+                          first_result=first, attention=maps, tokenizer=bb.tokenizer)
+    extractor = plugins.mask_extractor("cross-attention")(config)
+    extractor.check(context)
+    mask = extractor.extract(context)
+    assert mask.shape == (1, 1, 300, 225)
+    assert torch.isfinite(mask).all() and 0 <= mask.min() and mask.max() <= 1
+    assert mask.max() > 0.5  # each word map's peak passes its own threshold
