@@ -1,0 +1,174 @@
+"""The image-space optimiser (DESIGN.md section 3): reference SGD, the fast solver and their contract."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import EXAMPLES
+from spl_losses import CPLLoss, L1Loss, MSELoss, SPLLoss
+
+from spl_sdk.components import LossTerm
+from spl_sdk.optimiser import OptimiseResult, optimise_image
+
+
+def photo_and_edit(h: int, w: int, name: str = "cats.png") -> tuple[torch.Tensor, torch.Tensor]:
+    """A photo in [-1, 1] and a synthetic edit of it: contrast and colour change plus a box blur."""
+    from PIL import Image
+
+    with Image.open(EXAMPLES / name) as img:
+        img = img.convert("RGB").resize((w, h), Image.Resampling.LANCZOS)
+    s = torch.from_numpy(np.asarray(img, dtype=np.float32)).permute(2, 0, 1)[None] / 127.5 - 1
+    e01 = (0.6 * (s + 1) / 2 + 0.25) * torch.tensor([1.15, 0.95, 0.8]).view(1, 3, 1, 1)
+    e01 = F.avg_pool2d(e01, 5, 1, 2, count_include_pad=False)
+    return s, (e01 * 2 - 1).clamp(-1, 1)
+
+
+def hand_written_sgd(source, start, terms, iterations):
+    """SGD with lr 1 and momentum 0.9 written out: buf = 0.9 buf + g; x -= buf; clamp."""
+    x = start.clone()
+    buf = None
+    for _ in range(iterations):
+        xg = x.clone().requires_grad_(True)
+        sum(t(source, xg) for t in terms).backward()
+        g = torch.nan_to_num(xg.grad, nan=0.0, posinf=float("inf"), neginf=float("-inf"))
+        buf = g.clone() if buf is None else buf.mul(0.9).add(g)
+        x = (x - buf).clamp(-1, 1)
+    return x
+
+
+def test_reference_mode_is_sgd_lr1_momentum09_with_clamping():
+    s, e = photo_and_edit(24, 32)
+    terms = [SPLLoss(), CPLLoss()]
+    result = optimise_image(s, e, terms, iterations=8, solver="reference")
+    expected = hand_written_sgd(s, e, terms, 8)
+    assert torch.allclose(result.image, expected, atol=1e-6)
+    assert result.iterations == 8  # (at this small size lr 1 overshoots: the loss may rise)
+
+
+@pytest.mark.parametrize(("h", "w"), [(48, 64), (160, 256)])
+@pytest.mark.parametrize("names", [("spl",), ("spl", "cpl")])
+def test_fast_reaches_at_most_the_reference_loss(h, w, names):
+    s, e = photo_and_edit(h, w)
+    make = {"spl": SPLLoss, "cpl": CPLLoss}
+    ref = optimise_image(s, e, [make[n]() for n in names], iterations=30, solver="reference")
+    fast = optimise_image(s, e, [make[n]() for n in names], iterations=30, solver="fast")
+    assert fast.loss_before == pytest.approx(ref.loss_before)
+    assert fast.loss_after <= ref.loss_after
+    assert fast.loss_after < 0.01 * fast.loss_before
+    assert fast.iterations <= 30
+
+
+def test_fast_step_does_not_shrink_with_the_pixel_count():
+    # the same photo at two sizes: after a few steps the fast solver has removed the
+    # same share of the loss, where fixed-learning-rate SGD falls behind on the larger one
+    shares = []
+    for h, w in ((40, 60), (160, 240)):
+        s, e = photo_and_edit(h, w)
+        r = optimise_image(s, e, [SPLLoss()], iterations=5)
+        shares.append(r.loss_after / r.loss_before)
+    assert shares[1] < 2 * shares[0] and shares[1] < 0.05
+
+
+def test_result_is_float32_in_range_and_inputs_are_untouched():
+    s, e = photo_and_edit(24, 32)
+    e64 = (e * 1.5).double()  # outside [-1, 1] and float64
+    before = e64.clone()
+    for solver in ("fast", "reference"):
+        r = optimise_image(s, e64, [MSELoss(weight=1e6)], iterations=5, solver=solver)
+        assert isinstance(r, OptimiseResult) and r.image.dtype == torch.float32
+        assert r.image.shape == e.shape
+        assert r.image.min() >= -1 and r.image.max() <= 1
+        assert r.seconds >= 0
+    assert torch.equal(e64, before)
+
+
+def test_clamping_keeps_pixels_in_range_when_the_target_lies_outside():
+    s, e = photo_and_edit(16, 16)
+    target = torch.full_like(s, 3.0)  # an MSE term pulls every pixel beyond 1
+    for solver in ("fast", "reference"):
+        r = optimise_image(target, e, [MSELoss()], iterations=20, solver=solver)
+        assert r.image.max() <= 1 and r.image.min() >= -1
+        assert torch.allclose(r.image, torch.ones_like(r.image), atol=1e-3)
+
+
+class _NaNGrad(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x.sum() * 0
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        (x,) = ctx.saved_tensors
+        g = torch.zeros_like(x)
+        g[..., :4, :4] = float("nan")
+        return g * grad_out
+
+
+class NaNTerm(LossTerm):
+    """MSE outside the top-left corner, plus a zero-valued part whose gradient is NaN in the corner."""
+
+    name = "nan-test"
+
+    def value(self, source01, edited01):
+        outside = torch.ones_like(edited01)
+        outside[..., :4, :4] = 0
+        return _NaNGrad.apply(edited01) + ((edited01 - source01) * outside).square().mean()
+
+
+@pytest.mark.parametrize("solver", ["fast", "reference"])
+def test_nan_gradients_are_zeroed(solver):
+    s, e = photo_and_edit(16, 16)
+    r = optimise_image(s, e, [NaNTerm(weight=100.0)], iterations=10, solver=solver)
+    assert torch.isfinite(r.image).all()
+    assert r.loss_after < 0.5 * r.loss_before
+    # the corner's only gradient was NaN, set to 0: it keeps its start values
+    assert torch.equal(r.image[..., :4, :4], e[..., :4, :4])
+
+
+@pytest.mark.parametrize("solver", ["fast", "reference"])
+def test_progress_is_called_per_iteration_and_ends_at_the_total(solver):
+    s, e = photo_and_edit(24, 32)
+    calls = []
+    r = optimise_image(s, e, [SPLLoss()], iterations=12, solver=solver,
+                       progress=lambda i, total, loss: calls.append((i, total, loss)))
+    assert len(calls) >= min(r.iterations, 12)
+    assert [c[0] for c in calls] == sorted(c[0] for c in calls)
+    assert calls[-1][0] == 12 and all(c[1] == 12 for c in calls)
+    assert all(isinstance(c[2], float) for c in calls)
+    if solver == "reference":
+        assert [c[0] for c in calls] == list(range(1, 13))
+
+
+def test_fast_handles_terms_without_curvature_and_stops_when_converged():
+    s, e = photo_and_edit(24, 32)
+    r = optimise_image(s, e, [L1Loss()], iterations=200)
+    assert r.loss_after < 0.2 * r.loss_before
+    converged = optimise_image(s, s, [SPLLoss()], iterations=200)
+    assert converged.iterations < 200  # nothing to do: it stops early
+    assert converged.loss_after <= converged.loss_before
+
+
+def test_no_terms_returns_the_start_image():
+    s, e = photo_and_edit(8, 8)
+    r = optimise_image(s, e, [], iterations=5)
+    assert torch.equal(r.image, e) and r.loss_before == r.loss_after == 0.0
+
+
+def test_unknown_solver_is_refused():
+    s, e = photo_and_edit(8, 8)
+    with pytest.raises(ValueError, match="solver"):
+        optimise_image(s, e, [SPLLoss()], solver="adam")
+
+
+def test_masked_terms_leave_pixels_outside_every_mask_unchanged():
+    s, e = photo_and_edit(32, 32)
+    mask = torch.zeros(1, 1, 32, 32)
+    mask[..., 8:24, 8:24] = 1
+    for solver in ("fast", "reference"):
+        r = optimise_image(s, e, [SPLLoss(mask=mask), CPLLoss(mask=mask)], iterations=10, solver=solver)
+        outside = (mask == 0).expand_as(e)
+        assert torch.equal(r.image[outside], e[outside])
+        assert not torch.equal(r.image[~outside], e[~outside])
