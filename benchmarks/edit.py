@@ -1,7 +1,7 @@
 """Time an edit per phase, with and without SPL, and its peak memory.
 
     python benchmarks/edit.py                       # tiny-random, 256 px, 15 steps
-    python benchmarks/edit.py --sd15 --steps 2      # random SD-1.5-sized backbone at 512 px
+    python benchmarks/edit.py --sd15 --steps 2 --no-warmup   # random SD-1.5-sized backbone at 512 px
     python benchmarks/edit.py --sd15 --device cuda --dtype float16 --steps 15   # on a GPU
 
 Each case runs in its own process so that its peak RSS (ru_maxrss) and, on CUDA,
@@ -36,7 +36,8 @@ def run_case(args: argparse.Namespace) -> dict:
     began = time.perf_counter()
     editor = Editor.from_config(cfg)
     load_s = time.perf_counter() - began
-    editor.edit(EXAMPLE, *PROMPTS)  # warm-up: first calls pay for lazy initialisation
+    if not args.no_warmup:
+        editor.edit(EXAMPLE, *PROMPTS)  # warm-up: first calls pay for lazy initialisation
     if args.device.startswith("cuda"):
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
@@ -66,6 +67,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="auto")
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--no-warmup", action="store_true", help="skip the untimed first edit")
+    parser.add_argument("--only", choices=("off", "on"), default=None, help="run only SPL off or on")
     parser.add_argument("--case", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--spl", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -76,9 +79,12 @@ def main() -> None:
         return
     rows = []
     for spl in (False, True):
+        if args.only and args.only != ("on" if spl else "off"):
+            continue
         cmd = [sys.executable, __file__, "--case", "--backbone", args.backbone, "--size", str(args.size),
                "--steps", str(args.steps), "--iters", str(args.iters), "--device", args.device,
-               "--dtype", args.dtype, "--threads", str(args.threads)] + (["--spl"] if spl else [])
+               "--dtype", args.dtype, "--threads", str(args.threads)] + (["--spl"] if spl else []) \
+            + (["--no-warmup"] if args.no_warmup else [])
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode != 0:
             sys.exit(f"case failed:\n{done.stderr[-3000:]}")
