@@ -30,7 +30,7 @@ class Example:
 EXAMPLES: tuple[Example, ...] = (
     Example("old_man", "Old man in colour", "Recolouring", "old_man.png",
             "a grayscale photo of an old man", "a colorful photo of an old man"),
-    Example("woman", "Starry portrait at sunset", "Relighting", "woman.png",
+    Example("woman", "Portrait at sunset", "Relighting", "woman.png",
             "a painting of a woman with flowing blonde hair under a starry night sky",
             "a painting of a woman with flowing blonde hair in warm golden sunset light"),
     Example("cats", "Cats in winter", "Season change", "cats.png",

@@ -21,6 +21,7 @@ from spl_apps import resources
 from spl_apps.controls import key
 
 from spl_sdk.config import EditConfig
+from spl_sdk.editor import EditResult
 from spl_sdk.errors import ModelNotFoundError, SplError
 from spl_sdk.imageio import save_image
 
@@ -73,49 +74,53 @@ def run(slot: str, cfg: EditConfig, image: Image.Image, source_prompt: str, targ
         mask: Image.Image | None = None) -> RunOutput | None:
     """Run one edit with a live progress bar; the result is also stored as ``<slot>.result``."""
     bar = st.progress(0.0, text="Loading the model…")
-    st.button("Cancel", key=f"{slot}.cancel", help="Stop the edit; settings and the last result are kept.")
+    cancel = st.empty()
+    cancel.button("Cancel", key=f"{slot}.cancel", help="Stop the edit; settings and the last result are kept.")
     preview = st.empty()
     st.session_state[f"{slot}.pending"] = True
     try:
-        loaded = resources.editor_for(cfg)
-        while not loaded.lock.acquire(timeout=0.5):
-            bar.progress(0.0, text="Waiting for another session's edit to finish…")
-        try:
-            def callback(step: int, total: int, picture: Image.Image | None) -> bool:
-                text = f"Step {step} of {total}" if step < total else "Finishing (post-processing)…"
-                bar.progress(step / total, text=text)
-                if picture is not None:
-                    preview.image(picture, caption=f"Step {step}", width=256)
-                return True
-
-            result = loaded.editor.edit(image, source_prompt, target_prompt, mask=mask,
-                                        callback=callback,
-                                        previews=bool(st.session_state.get("run.previews")),
-                                        **resources.edit_overrides(cfg))
-        finally:
-            loaded.lock.release()
-    except ModelNotFoundError as exc:
-        st.session_state[f"{slot}.pending"] = False
-        bar.empty()
-        model_missing(exc, slot)
+        result = _edit(bar, preview, cfg, image, source_prompt, target_prompt, mask)
+    except Exception as exc:
+        result = exc
+    # reached only when the edit ended by itself: a cancel unwinds past this point
+    st.session_state[f"{slot}.pending"] = False
+    for placeholder in (bar, cancel, preview):
+        placeholder.empty()
+    if isinstance(result, ModelNotFoundError):
+        model_missing(result, slot)
         return None
-    except SplError as exc:
-        st.session_state[f"{slot}.pending"] = False
-        bar.empty()
-        st.error(str(exc))
+    if isinstance(result, SplError):
+        st.error(str(result))
         return None
-    except Exception as exc:  # a plug-in bug: say so without taking the page down
-        st.session_state[f"{slot}.pending"] = False
-        bar.empty()
-        st.error(f"The edit failed inside a plug-in ({type(exc).__name__}: {exc}); "
+    if isinstance(result, Exception):  # a plug-in bug: say so without taking the page down
+        st.error(f"The edit failed inside a plug-in ({type(result).__name__}: {result}); "
                  f"try another plug-in choice or report the error.")
         return None
-    st.session_state[f"{slot}.pending"] = False
-    bar.empty()
-    preview.empty()
     metadata = result.metadata()
     out = RunOutput(source=image, image=result.image, mask=result.mask,
                     png=png_with_metadata(result.image, metadata), metadata=metadata,
                     timings=dict(result.timings))
     st.session_state[f"{slot}.result"] = out
     return out
+
+
+def _edit(bar: Any, preview: Any, cfg: EditConfig, image: Image.Image, source_prompt: str,
+          target_prompt: str, mask: Image.Image | None) -> EditResult:
+    """Load (or reuse) the editor and edit, feeding the progress bar from the step callback."""
+    loaded = resources.editor_for(cfg)
+    while not loaded.lock.acquire(timeout=0.5):
+        bar.progress(0.0, text="Waiting for another session's edit to finish…")
+
+    def callback(step: int, total: int, picture: Image.Image | None) -> bool:
+        text = f"Step {step} of {total}" if step < total else "Finishing (post-processing)…"
+        bar.progress(step / total, text=text)
+        if picture is not None:
+            preview.image(picture, caption=f"Step {step}", width=256)
+        return True
+
+    try:
+        return loaded.editor.edit(image, source_prompt, target_prompt, mask=mask, callback=callback,
+                                  previews=bool(st.session_state.get("run.previews")),
+                                  **resources.edit_overrides(cfg))
+    finally:
+        loaded.lock.release()

@@ -189,7 +189,7 @@ def test_upload_prompts_run_result_and_download() -> None:
     at.button(key="edit.run").click().run()
     assert not at.exception and not at.error, messages(at)
     captions = [c for img in at.image for c in img.captions]
-    assert "After" in captions and "Before" in captions
+    assert "After" in captions and "Before (left) | After (right)" in captions
     download = at.get_by_key("edit.download")
     assert download.label.startswith("Download PNG")
     meta = result_metadata(at, "edit")

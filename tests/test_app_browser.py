@@ -1,0 +1,171 @@
+"""End to end: ``streamlit run apps/studio.py`` on 127.0.0.1 driven by headless Chromium (Playwright).
+
+Needs Debian's chromium at /usr/bin/chromium and the playwright package; CI
+installs both with ``.ci/install-browser.sh``. Set SPL_UPDATE_SCREENSHOTS=1 to
+refresh docs/screenshots/app.png (the README's picture).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+STUDIO = ROOT / "apps" / "studio.py"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+INSTALL = "bash .ci/install-browser.sh"
+PHOTO = ROOT / "apps" / "examples" / "old_man.png"
+UPDATE_SCREENSHOT = bool(os.environ.get("SPL_UPDATE_SCREENSHOTS"))
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    """The studio served by ``streamlit run`` on a free local port; its URL."""
+    port = _free_port()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    env.pop("OPENAI_API_KEY", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(STUDIO), "--server.headless", "true",
+         "--server.address", "127.0.0.1", "--server.port", str(port),
+         "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                    if r.read().strip() == b"ok":
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail(f"streamlit did not come up on {url}:\n{proc.communicate()[0]}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture(scope="module")
+def page(server: str) -> Iterator[object]:
+    """A headless Chromium page showing the studio, ready for input."""
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing; install it (and playwright) with: {INSTALL}")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.fail(f"the playwright package is missing; install it with: {INSTALL}")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        pg = browser.new_page(viewport={"width": 1400, "height": 1000})
+        pg.set_default_timeout(120_000)
+        pg.goto(server)
+        pg.get_by_role("button", name="Run", exact=True).wait_for()
+        idle(pg)
+        yield pg
+        browser.close()
+
+
+def idle(pg, timeout: float = 300_000) -> None:  # noqa: ANN001
+    """Wait until Streamlit has finished the rerun an action started."""
+    try:  # the rerun may start a moment after the action, or be over already
+        pg.wait_for_selector("[data-test-script-state='running']", timeout=1_500)
+    except Exception:
+        pass
+    pg.wait_for_selector("[data-test-script-state='notRunning']", timeout=timeout)
+
+
+def fill(pg, label: str, value: str) -> None:  # noqa: ANN001
+    """Type into a text or number input found by its label and commit it (Enter)."""
+    box = pg.get_by_label(label, exact=True)
+    box.fill(value)
+    box.press("Enter")
+    idle(pg)
+
+
+def choose(pg, label: str, option: str) -> None:  # noqa: ANN001
+    """Pick ``option`` in the selectbox labelled ``label``."""
+    pg.locator("[data-testid='stSelectbox']").filter(has_text=label).first.click()
+    pg.get_by_role("option", name=option, exact=True).click()
+    idle(pg)
+
+
+def no_exception(pg) -> None:  # noqa: ANN001
+    assert pg.locator("[data-testid='stException']").count() == 0, pg.locator(
+        "[data-testid='stException']").first.inner_text()
+
+
+def test_upload_edit_and_screenshot(page, tmp_path: Path) -> None:  # noqa: ANN001
+    pg = page
+    pg.locator("[data-testid='stFileUploader'] input[type=file]").first.set_input_files(str(PHOTO))
+    idle(pg)
+    pg.get_by_text("old_man.png (512×512)").wait_for()
+    choose(pg, "Backbone", "tiny-random")
+    fill(pg, "Working size (px, long side)", "128")
+    pg.get_by_text("Sampling", exact=True).click()
+    fill(pg, "Inference steps", "2")
+    pg.get_by_text("Optimisation", exact=True).click()
+    # the README picture keeps the default 100 iterations: SPL then visibly restores the edges
+    fill(pg, "Iterations", "100" if UPDATE_SCREENSHOT else "3")
+    fill(pg, "Source prompt (describes the photo)", "a grayscale photo of an old man")
+    fill(pg, "Target prompt (describes the result)", "a colorful photo of an old man")
+    pg.get_by_role("button", name="Run", exact=True).click()
+    pg.get_by_role("button", name="Download PNG (settings embedded)").wait_for(timeout=300_000)
+    idle(pg)
+    no_exception(pg)
+    assert pg.locator("[data-testid='stImage'] img").count() >= 3  # photo, after, comparison
+    assert pg.get_by_text("Before (left) | After (right)").count() == 1
+    shot = tmp_path / "app.png"
+    pg.set_viewport_size({"width": 1400, "height": 1800})  # Streamlit scrolls inside its own pane
+    idle(pg)
+    pg.screenshot(path=str(shot))
+    pg.set_viewport_size({"width": 1400, "height": 1000})
+    assert shot.stat().st_size > 20_000
+    if UPDATE_SCREENSHOT:
+        target = ROOT / "docs" / "screenshots" / "app.png"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(shot, target)
+
+
+def test_cancel_stops_the_edit_and_the_app_stays_usable(page) -> None:  # noqa: ANN001
+    pg = page
+    fill(pg, "Inference steps", "50")
+    pg.get_by_role("button", name="Run", exact=True).click()
+    pg.get_by_text(re.compile(r"Step \d+ of 50")).wait_for(timeout=300_000)
+    pg.get_by_role("button", name="Cancel", exact=True).click()
+    pg.get_by_text("The edit was stopped before it finished").wait_for(timeout=120_000)
+    idle(pg)
+    no_exception(pg)
+    # a new edit runs to the end afterwards
+    fill(pg, "Inference steps", "2")
+    fill(pg, "Target prompt (describes the result)", "a sepia photo of an old man")
+    pg.get_by_role("button", name="Run", exact=True).click()
+    pg.get_by_text("→ “a sepia photo of an old man”").wait_for(timeout=300_000)
+    idle(pg)
+    no_exception(pg)
+    assert pg.get_by_text("The edit was stopped before it finished").count() == 0
