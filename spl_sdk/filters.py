@@ -16,14 +16,19 @@ def _window_sum(x: torch.Tensor, r: int, dim: int) -> torch.Tensor:
     k, n = 2 * r + 1, x.shape[dim]
     pad = (r, r) if dim == x.dim() - 1 else (0, 0, r, r)
     part = F.pad(x, pad)
-    total, offset, span = None, 0, 1
+    total, owned, offset, span = None, False, 0, 1
     while True:
         if k & span:
             piece = part.narrow(dim, offset, n)
-            total = piece.clone() if total is None else total.add_(piece)
+            if total is None:
+                total = piece
+            elif owned:
+                total.add_(piece)
+            else:
+                total, owned = total + piece, True
             offset += span
         if span * 2 > k:
-            return total
+            return total if owned else total.clone()
         m = part.shape[dim] - span
         part = part.narrow(dim, 0, m) + part.narrow(dim, span, m)
         span *= 2

@@ -46,7 +46,7 @@ def total_value_and_grad(terms: Sequence[LossTerm], source: torch.Tensor, edited
     uniform part added for terms that do not. None when no term gives one.
     """
     total = 0.0
-    grad = torch.zeros_like(edited)
+    grad: torch.Tensor | None = None
     curv: torch.Tensor | None = None
     unknown = False
     for term in terms:
@@ -56,12 +56,14 @@ def total_value_and_grad(terms: Sequence[LossTerm], source: torch.Tensor, edited
         else:
             (value, g), c = term.value_and_grad(source, edited), None
         total += float(value)
-        grad += g
+        grad = g.expand_as(edited).clone() if grad is None else grad.add_(g)
         del g
         if c is None:
             unknown = True
         else:
             curv = c.clone() if curv is None else curv + c
+    if grad is None:
+        grad = torch.zeros_like(edited)
     grad.nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0)
     if curv is not None:
         curv.nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0)
@@ -147,10 +149,10 @@ def _fast(source: torch.Tensor, x: torch.Tensor, terms: Sequence[LossTerm], iter
             x.copy_(best_x)
             v.zero_()
             continue
-        y.sub_(g / curv, alpha=step).clamp_(-1.0, 1.0)
+        y.addcdiv_(g, curv, value=-step).clamp_(-1.0, 1.0)
         del curv
         torch.sub(y, x, out=v)
-        if float((g * v).sum()) > 0:  # the move since x_prev goes uphill at y: drop the momentum
+        if float(torch.vdot(g.reshape(-1), v.reshape(-1))) > 0:  # the move since x_prev goes uphill at y
             v.zero_()
         del g
         x.copy_(y)
@@ -179,8 +181,8 @@ def optimise_image(source: torch.Tensor, start: torch.Tensor, terms: Sequence[Lo
     if solver not in SOLVERS:
         raise ValueError(f"solver must be one of {SOLVERS}, not {solver!r}")
     t0 = time.perf_counter()
-    source = source.detach().to(torch.float32)
-    x = start.detach().to(torch.float32).clone().clamp_(-1.0, 1.0)
+    source = source.detach().to(torch.float32).contiguous()
+    x = start.detach().to(torch.float32).clone(memory_format=torch.contiguous_format).clamp_(-1.0, 1.0)
     if not terms:
         loss = 0.0
         return OptimiseResult(x, loss, loss, time.perf_counter() - t0, 0)

@@ -74,7 +74,7 @@ class SPLLoss(LossTerm):
     def value_and_grad(self, source: torch.Tensor, edited: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Weighted SPL and its closed-form gradient in ``edited`` (no autograd, a few box filters)."""
         value, grad, _ = self.value_grad_and_curvature(source, edited)
-        return value, grad
+        return value, grad.contiguous()
 
     def value_grad_and_curvature(self, source: torch.Tensor, edited: torch.Tensor
                                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -84,7 +84,8 @@ class SPLLoss(LossTerm):
         derivative is 2/M N box((1 + a'^2)/N); in E it is that times (m / 6)^2 on
         every entry of the 3 x 3 channel block, bounded by 3 times that per
         channel. Dividing the gradient by it gives the step that minimises each
-        pixel's P for fixed coefficients (a guided-filter-like update).
+        pixel's P for fixed coefficients (a guided-filter-like update). The
+        gradient is the same in every channel and returned as a broadcast view.
         """
         intensity, m_i, var_i, n = self._source_stats(source)
         with torch.no_grad():
@@ -121,5 +122,5 @@ class SPLLoss(LossTerm):
                 m = self.mask_like(edited)
                 grad_p *= m
                 curv *= m * m
-            grad = grad_p.expand_as(edited).contiguous()
+            grad = grad_p.expand_as(edited)
         return self.weight * value, grad, curv
