@@ -165,6 +165,15 @@ def test_no_words_or_no_maps_are_user_errors(tokenizer):
         CrossAttentionMask(EditConfig(mask_words_source=["cat"])).extract(context)
 
 
+def test_check_rejects_a_missing_word_before_any_maps_exist(tokenizer):
+    context = MaskContext(source_image=flat(8, 8), source_prompt="a cat on grass",
+                          target_prompt="a big dog on grass", tokenizer=tokenizer)
+    extractor = CrossAttentionMask(EditConfig(mask_words_source=["cat"], mask_words_target=["cat"]))
+    with pytest.raises(PromptError, match="'cat' is not in the target prompt"):
+        extractor.check(context)
+    CrossAttentionMask(EditConfig(mask_words_source=["cat"], mask_words_target=["dog"])).check(context)
+
+
 def test_target_mask_is_guided_by_the_first_result(tokenizer):
     seen = []
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 
 from spl_masks.sharpen import sharpen
-from spl_masks.upsample import bilinear_upsample, guided_upsample, resize
+from spl_masks.upsample import GUIDED_EPS, bilinear_upsample, guided_upsample, resize
 from spl_masks.words import words_columns
 from spl_sdk.components import MaskContext, MaskExtractor
 from spl_sdk.errors import ConfigError, PromptError
@@ -32,10 +34,11 @@ class CrossAttentionMask(MaskExtractor):
 
     name = "cross-attention"
     needs_first_pass = True
+    eps: ClassVar[float] = GUIDED_EPS  # guided-filter regulariser; see docs/benchmarks/masks.md for 1e-3
 
     def upsample(self, mask: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
         """Low-resolution mask to the image's size: progressive guided filtering."""
-        return guided_upsample(mask, image)
+        return guided_upsample(mask, image, eps=self.eps)
 
     def side_mask(self, low: torch.Tensor, image: torch.Tensor, invert: bool) -> torch.Tensor:
         """Upsample, invert if asked, then sharpen the soft tail (DESIGN.md section 5, steps 3-4)."""
