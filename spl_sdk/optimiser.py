@@ -105,7 +105,7 @@ def _probe_curvature(terms: Sequence[LossTerm], source: torch.Tensor, x: torch.T
     _, g2, _ = total_value_and_grad(terms, source, x + s)
     ss = float((s * s).sum())
     c = float(((g2 - grad) * s).sum()) / ss if ss > 0 else 0.0
-    return torch.tensor(c if c > 0 else float(grad.abs().max()) / 0.1, dtype=x.dtype)
+    return torch.tensor(c if c > 0 else float(grad.abs().max()) / 0.1, dtype=x.dtype, device=x.device)
 
 
 def _fast(source: torch.Tensor, x: torch.Tensor, terms: Sequence[LossTerm], iterations: int,
@@ -136,7 +136,7 @@ def _fast(source: torch.Tensor, x: torch.Tensor, terms: Sequence[LossTerm], iter
         if curv is None:
             if fixed_curv is None:
                 fixed_curv = _probe_curvature(terms, source, y, g)
-                evals += 1
+                evals += 1  # the probe's gradient counts against the budget
             curv = fixed_curv
         if progress is not None:
             progress(evals, iterations, f)

@@ -55,7 +55,8 @@ class SPLLoss(LossTerm):
 
     def _source_stats(self, source: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """I, box(I), var(I) and the window counts; cached while ``source`` and the mask are unchanged."""
-        key = (source._version, source.shape, source.dtype, id(self.mask))
+        mask_key = None if self.mask is None else (id(self.mask), self.mask._version)
+        key = (source._version, source.shape, source.dtype, source.device, mask_key)
         if self._cache is not None and self._cache[0]() is source and self._cache[1] == key:
             return self._cache[2]  # type: ignore[return-value]
         with torch.no_grad():
