@@ -7,6 +7,8 @@ refresh docs/screenshots/app.png (the README's picture).
 
 from __future__ import annotations
 
+import importlib.util
+import io
 import os
 import re
 import shutil
@@ -18,6 +20,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -169,3 +172,35 @@ def test_cancel_stops_the_edit_and_the_app_stays_usable(page) -> None:  # noqa: 
     idle(pg)
     no_exception(pg)
     assert pg.get_by_text("The edit was stopped before it finished").count() == 0
+
+
+def test_drawn_mask_is_used(page) -> None:  # noqa: ANN001
+    if importlib.util.find_spec("streamlit_drawable_canvas") is None:
+        pytest.skip("drawing needs the optional streamlit-drawable-canvas package "
+                    "(pip install 'spl-sdk[draw]'); the upload fallback is tested in test_app.py")
+    from PIL import Image
+
+    pg = page
+    fill(pg, "Inference steps", "2")
+    pg.get_by_text("Masked area").first.click()
+    idle(pg)
+    pg.get_by_text("Draw", exact=True).click()
+    idle(pg)
+    canvas = pg.locator("canvas").last
+    canvas.wait_for()
+    canvas.scroll_into_view_if_needed()  # the mouse only draws inside the viewport
+    box = canvas.bounding_box()
+    pg.mouse.move(box["x"] + 100, box["y"] + 100)
+    pg.mouse.down()
+    for i in range(20):
+        pg.mouse.move(box["x"] + 100 + 10 * i, box["y"] + 100 + 5 * i)
+    pg.mouse.up()
+    idle(pg)
+    pg.get_by_role("button", name="Run", exact=True).click()
+    pg.get_by_text("Mask used (white = masked area)").wait_for(timeout=300_000)
+    idle(pg)
+    no_exception(pg)
+    src = pg.locator("[data-testid='stImage']").filter(has_text="Mask used").locator("img").last.get_attribute("src")
+    data = pg.request.get(src if src.startswith("http") else pg.url.rstrip("/") + src).body()
+    mask = np.asarray(Image.open(io.BytesIO(data)).convert("L")) > 127
+    assert 0.005 < mask.mean() < 0.5  # the stroke, not the whole image
