@@ -5,19 +5,16 @@ from __future__ import annotations
 import os
 
 import streamlit as st
-from PIL import Image, ImageOps
+from PIL import Image
 from spl_apps import controls, photo, results, runner
 from spl_apps.uploads import IMAGE_TYPES, MAX_UPLOAD_MB, read_mask
 
 from spl_sdk.errors import ConfigError, ImageError, SplError
+from spl_sdk.harmonize import EDIT_SETTINGS, background_mask
 from spl_sdk.plugins import Plugins
 
 SLOT = "harm"
 SOURCE_PROMPT, TARGET_PROMPT = f"{SLOT}.source_prompt", f"{SLOT}.target_prompt"
-# DESIGN §6: SPL on the whole image keeps every edge, CPL on the background (the inverted
-# mask, passed as the edit's mask) keeps the background's colours while the object adapts
-HARMONIZE_SETTINGS = {"structure_loss": "spl", "structure_area": "whole",
-                      "color_loss": "cpl", "color_area": "masked"}
 
 
 def _mask(composite: photo.Photo | None) -> Image.Image | None:
@@ -111,9 +108,9 @@ def _run(composite: photo.Photo, mask: Image.Image) -> None:
         st.warning("Press 'Write prompts' or type both prompts first.")
         return
     try:
-        cfg = controls.config_from_state(**HARMONIZE_SETTINGS)
+        cfg = controls.config_from_state(**EDIT_SETTINGS)
     except ConfigError as exc:
         st.error(str(exc))
         return
-    background = ImageOps.invert(mask.convert("L"))
-    runner.run(SLOT, cfg, composite.image, source_prompt, target_prompt, mask=background)
+    # DESIGN §6: SPL on the whole image, CPL on the background (the inverted mask)
+    runner.run(SLOT, cfg, composite.image, source_prompt, target_prompt, mask=background_mask(mask))
