@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 from spl_attention.alignment import align_tokens, identity_alignment, needleman_wunsch
-from spl_attention.tokens import context_length, prompt_ids, word_positions
 
 from spl_sdk.errors import PromptError
+from spl_sdk.prompts import context_length, prompt_ids, word_positions
 
 BOS, EOS = 49406, 49407
 
@@ -82,7 +82,7 @@ def test_word_positions_use_token_ids(tokenizer) -> None:
 
 
 def test_unknown_word_lists_prompt_words(tokenizer) -> None:
-    with pytest.raises(PromptError, match=r"'dog' is not in the target prompt .*a, cat, on, a, mat"):
-        word_positions(tokenizer, "a cat on a mat", "dog", role="target prompt")
+    with pytest.raises(PromptError, match=r"'dog' is not in the target prompt .*a, cat, on, mat"):
+        word_positions(tokenizer, "a cat on a mat", "dog", side="target")
     with pytest.raises(PromptError):
         word_positions(tokenizer, "a cats", "cat")  # a different token than 'cats'

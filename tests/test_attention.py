@@ -337,7 +337,7 @@ def test_local_blend_from_planted_maps() -> None:
 
 
 def test_unknown_blend_word_raises(backbone) -> None:
-    with pytest.raises(PromptError, match=r"'dog' is not in the source prompt 'a cat on a mat' \(its words"):
+    with pytest.raises(PromptError, match=r"'dog' is not in the source prompt 'a cat on a mat'; use one of its words"):
         make(backbone=backbone, blend_words_source=["dog"])
 
 

@@ -12,9 +12,9 @@ from spl_attention.alignment import TokenAlignment, align_tokens, identity_align
 from spl_attention.blend import LocalBlend
 from spl_attention.processors import CrossAttentionProcessor, SelfAttentionProcessor
 from spl_attention.store import AttentionStore, spatial_shape
-from spl_attention.tokens import context_length, prompt_ids, word_positions
 from spl_sdk.components import AttentionController, AttentionMaps, Backbone
 from spl_sdk.errors import PromptError
+from spl_sdk.prompts import context_length, prompt_ids, word_positions
 
 if TYPE_CHECKING:
     from spl_sdk.config import EditConfig
@@ -51,9 +51,9 @@ class InfEditController(AttentionController):
     def build_blend(self) -> LocalBlend | None:
         """Local blend over the configured words, or None when there are none."""
         tok = self.backbone.tokenizer
-        source = [word_positions(tok, self.source_prompt, w, role="source prompt")
+        source = [word_positions(tok, self.source_prompt, w, side="source")
                   for w in self.config.blend_words_source]
-        target = [word_positions(tok, self.target_prompt, w, role="target prompt")
+        target = [word_positions(tok, self.target_prompt, w, side="target")
                   for w in self.config.blend_words_target]
         return LocalBlend(source, target) if source or target else None
 
@@ -187,7 +187,7 @@ class P2PReweightController(InfEditController):
         super().__init__(**kwargs)
         self.equalizer = torch.ones(self.length)
         for word, factor in self.config.reweight.items():
-            positions = word_positions(self.backbone.tokenizer, self.target_prompt, word, role="target prompt")
+            positions = word_positions(self.backbone.tokenizer, self.target_prompt, word, side="target")
             self.equalizer[positions] = float(factor)
 
     def edit_target(self, source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

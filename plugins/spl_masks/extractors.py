@@ -8,9 +8,9 @@ import torch
 
 from spl_masks.sharpen import sharpen
 from spl_masks.upsample import GUIDED_EPS, bilinear_upsample, guided_upsample, resize
-from spl_masks.words import words_columns
 from spl_sdk.components import MaskContext, MaskExtractor
 from spl_sdk.errors import ConfigError, PromptError
+from spl_sdk.prompts import words_positions
 
 
 def word_mask(maps: torch.Tensor, columns: list[list[int]], threshold: float) -> torch.Tensor:
@@ -56,8 +56,8 @@ class CrossAttentionMask(MaskExtractor):
                               "mask_words_target), or give a mask file with --mask.")
         if context.tokenizer is None:
             raise ValueError("MaskContext.tokenizer is required to look up mask words")
-        words_columns(context.tokenizer, context.source_prompt, cfg.mask_words_source, side="source")
-        words_columns(context.tokenizer, context.target_prompt, cfg.mask_words_target, side="target")
+        words_positions(context.tokenizer, context.source_prompt, cfg.mask_words_source, side="source")
+        words_positions(context.tokenizer, context.target_prompt, cfg.mask_words_target, side="target")
 
     def extract(self, context: MaskContext) -> torch.Tensor:
         """Element-wise maximum of the source-word and target-word masks at the source's size."""
@@ -79,7 +79,7 @@ class CrossAttentionMask(MaskExtractor):
                               "that stores them (e.g. infedit), or the 'file' mask extractor.")
         masks = []
         for side, words, prompt, image, threshold, invert in sides:
-            columns = words_columns(context.tokenizer, prompt, words, side=side)
+            columns = words_positions(context.tokenizer, prompt, words, side=side)
             maps = getattr(context.attention, side).to(image.device)
             masks.append(self.side_mask(word_mask(maps, columns, threshold), image, invert))
         return torch.stack(masks).amax(0)
