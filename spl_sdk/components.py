@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from spl_sdk.harmonize import Harmonization
 
 
-class Component(ABC):
+class Component(ABC):  # noqa: B024 - abstract through its subclasses
     """Common part of every component: a registry name and a one-line summary."""
 
     name: ClassVar[str] = ""

@@ -22,7 +22,14 @@ from spl_sdk.components import AttentionController, Backbone, LossTerm, MaskCont
 from spl_sdk.config import EditConfig, describe_validation_error
 from spl_sdk.errors import Cancelled, ConfigError, PromptError, SplError
 from spl_sdk.geometry import resize, working_shape
-from spl_sdk.imageio import load_image, load_mask, mask_to_tensor, pil_to_tensor, tensor_to_pil
+from spl_sdk.imageio import (
+    load_image,
+    load_mask,
+    mask_image,
+    mask_to_tensor,
+    pil_to_tensor,
+    tensor_to_pil,
+)
 from spl_sdk.optimiser import optimise_image
 from spl_sdk.plugins import Plugins, get_plugins
 from spl_sdk.sampler import Guidance, SamplerOutput, sample
@@ -158,10 +165,10 @@ class Editor:
             post = self.plugins.post_processor(cfg.post_processor)(cfg)
             with timer.phase("post_process"):
                 edited = post.process(source, edited, terms)
-        mask_image = tensor_to_pil(mask_tensor.expand(-1, 3, -1, -1) * 2 - 1).convert("L") \
+        mask_pil = tensor_to_pil(mask_tensor.expand(-1, 3, -1, -1) * 2 - 1).convert("L") \
             if mask_tensor is not None else None
         return EditResult(image=tensor_to_pil(edited), config=cfg, source_prompt=source_prompt,
-                          target_prompt=target_prompt, mask=mask_image)
+                          target_prompt=target_prompt, mask=mask_pil)
 
     def _source_tensor(self, image: Any) -> torch.Tensor:
         if isinstance(image, (str, Path)):
@@ -179,7 +186,7 @@ class Editor:
         if mask is None:
             return None
         if isinstance(mask, Image.Image):
-            mask = mask_to_tensor(mask.convert("L"))
+            mask = mask_to_tensor(mask_image(mask))
         mask = mask.float()
         while mask.dim() < 4:
             mask = mask.unsqueeze(0)

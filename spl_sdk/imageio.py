@@ -88,9 +88,27 @@ def load_image(path: str | Path) -> Image.Image:
     return _to_rgb(_open(path))
 
 
+def alpha_of(img: Image.Image) -> Image.Image | None:
+    """The image's alpha channel as mode "L", or None when it has none or it is fully opaque."""
+    if (img.mode == "P" and "transparency" in img.info) or img.mode in ("PA", "LA", "La", "RGBa"):
+        img = img.convert("RGBA")
+    if "A" not in img.getbands():
+        return None
+    alpha = img.getchannel("A")
+    return alpha if alpha.getextrema()[0] < 255 else None
+
+
+def mask_image(img: Image.Image) -> Image.Image:
+    """Mode "L" mask of an image: its alpha when it has a non-opaque one, else its luminance."""
+    alpha = alpha_of(img)
+    if alpha is not None:
+        return alpha
+    return img if img.mode == "L" else _to_rgb(img).convert("L")
+
+
 def load_mask(path: str | Path, size: tuple[int, int] | None = None) -> Image.Image:
-    """Read a mask (white = inside) as mode "L", resized to ``size`` = (W, H) when given."""
-    mask = load_image(path).convert("L")
+    """Read a mask (white or opaque = inside) as mode "L", resized to ``size`` = (W, H) when given."""
+    mask = mask_image(_open(path))
     if size is not None and mask.size != tuple(size):
         mask = mask.resize(tuple(size), Image.Resampling.BILINEAR)
     return mask

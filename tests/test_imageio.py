@@ -234,3 +234,17 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def test_mask_with_transparency_uses_its_alpha_channel(tmp_path):
+    from spl_sdk.imageio import load_mask, mask_image
+
+    rgba = Image.new("RGBA", (40, 20), (0, 0, 0, 0))
+    rgba.paste((0, 0, 0, 255), (0, 0, 10, 20))  # opaque black = inside, although it is dark
+    path = tmp_path / "cutout.png"
+    rgba.save(path)
+    mask = load_mask(path, size=(80, 40))
+    assert mask.mode == "L" and mask.size == (80, 40)
+    assert mask.getpixel((5, 20)) == 255 and mask.getpixel((70, 20)) == 0
+    opaque = Image.new("RGBA", (4, 4), (255, 255, 255, 255))
+    assert mask_image(opaque).getpixel((0, 0)) == 255  # fully opaque alpha: luminance decides
