@@ -6,8 +6,11 @@ import functools
 import gzip
 import importlib.util
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from transformers import CLIPTokenizer
+if TYPE_CHECKING:
+    from transformers import CLIPTokenizer
+
 
 MERGES_FILE = "bpe_simple_vocab_16e6.txt.gz"
 # CLIP's vocabulary is 256 byte symbols + the same with "</w>" + one entry per merge
@@ -51,6 +54,8 @@ def clip_vocab_and_merges() -> tuple[dict[str, int], list[tuple[str, str]]]:
 
 def build_clip_tokenizer() -> CLIPTokenizer:
     """A ``CLIPTokenizer`` with SD 1.x ids: start 49406, end 49407, padded with the end token."""
+    from transformers import CLIPTokenizer  # imported here: transformers costs seconds to import
+
     vocab, merges = clip_vocab_and_merges()
     # transformers 5 ignores vocab_file=/merges_file=; pass the tables themselves.
     return CLIPTokenizer(vocab=dict(vocab), merges=list(merges), bos_token=BOS, eos_token=EOS,
