@@ -67,6 +67,8 @@ def render(plugins: Plugins) -> None:
         clicked = st.button("Run", key=f"{SLOT}.run", type="primary")
     if clicked:
         _run(current, mask, masked)
+    else:
+        runner.missing_model_offer(SLOT)
     kept = st.session_state.get(f"{SLOT}.result")
     if kept is not None:
         results.show(kept, SLOT)

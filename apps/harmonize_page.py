@@ -96,6 +96,8 @@ def render(plugins: Plugins) -> None:
         clicked = st.button("Run", key=f"{SLOT}.run", type="primary", disabled=not ready)
     if clicked:
         _run(composite, mask)
+    else:
+        runner.missing_model_offer(SLOT)
     kept = st.session_state.get(f"{SLOT}.result")
     if kept is not None:
         results.show(kept, SLOT, file_name="spl-harmonized.png")

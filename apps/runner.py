@@ -46,21 +46,37 @@ def png_with_metadata(image: Image.Image, metadata: dict[str, Any]) -> bytes:
         return save_image(image, Path(tmp) / "edit.png", metadata=metadata).read_bytes()
 
 
-def _use_backbone(name: str, model: str | None = None) -> None:
-    st.session_state[key("backbone")] = name
-    st.session_state[key("model")] = model or ""
+def _use_tiny(slot: str) -> None:
+    st.session_state[key("backbone")] = FALLBACK_BACKBONE
+    st.session_state[key("model")] = ""
+    st.session_state.pop(f"{slot}.missing", None)
 
 
-def model_missing(exc: ModelNotFoundError, slot: str) -> None:
-    """Say in one sentence that the weights are missing and offer tiny-random or a local folder."""
-    st.error(str(exc))
+def _use_folder(slot: str) -> None:
+    st.session_state[key("model")] = st.session_state.get(f"{slot}.folder", "").strip()
+    st.session_state.pop(f"{slot}.missing", None)
+
+
+def _model_choice() -> tuple[str, str]:
+    return st.session_state.get(key("backbone"), ""), st.session_state.get(key("model"), "")
+
+
+def missing_model_offer(slot: str) -> None:
+    """After a run found no weights: the one-sentence reason, and tiny-random or a local folder.
+
+    Shown on every rerun (typing the folder reruns the page) until the model choice changes.
+    """
+    missing = st.session_state.get(f"{slot}.missing")
+    if missing is None or missing[0] != _model_choice():
+        return
+    st.error(missing[1])
     left, right = st.columns(2)
     left.button(f"Use {FALLBACK_BACKBONE} (random weights, tries the app)", key=f"{slot}.use_tiny",
-                on_click=_use_backbone, args=(FALLBACK_BACKBONE,))
+                on_click=_use_tiny, args=(slot,))
     folder = right.text_input("…or a local folder with the model's weights", key=f"{slot}.folder",
                               placeholder="/path/to/model (diffusers format)")
-    right.button("Use this folder", key=f"{slot}.use_folder", disabled=not folder,
-                 on_click=lambda: _use_backbone(st.session_state[key("backbone")], folder))
+    right.button("Use this folder", key=f"{slot}.use_folder", disabled=not folder.strip(),
+                 on_click=_use_folder, args=(slot,))
 
 
 def stopped_notice(slot: str) -> None:
@@ -86,8 +102,10 @@ def run(slot: str, cfg: EditConfig, image: Image.Image, source_prompt: str, targ
     st.session_state[f"{slot}.pending"] = False
     for placeholder in (bar, cancel, preview):
         placeholder.empty()
+    st.session_state.pop(f"{slot}.missing", None)
     if isinstance(result, ModelNotFoundError):
-        model_missing(result, slot)
+        st.session_state[f"{slot}.missing"] = (_model_choice(), str(result))
+        missing_model_offer(slot)
         return None
     if isinstance(result, SplError):
         st.error(str(result))

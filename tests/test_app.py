@@ -161,12 +161,17 @@ def test_bad_upload_shows_a_clear_message() -> None:
 def test_missing_weights_say_so_and_offer_tiny_random() -> None:
     at = start()
     at.file_uploader(key="edit.upload").set_value(("p.png", png(), "image/png"))
-    at = settle(at, {"edit.source_prompt": "a photo", "edit.target_prompt": "a red photo",
-                     "cfg.model": "/nonexistent/folder/of/weights"})
-    at.button(key="edit.run").click().run()
+    at = settle(at, {"edit.source_prompt": "a photo", "edit.target_prompt": "a red photo"})
+    at.button(key="edit.run").click().run()  # the default backbone: no weights here, no network
     assert not at.exception
-    assert at.error and "/nonexistent/folder/of/weights" in messages(at)
-    assert at.get_by_key("edit.folder") is not None  # the local-folder offer
+    assert len(at.error) == 1 and "no" in at.error[0].value.lower()
+    # offer 1: a local folder
+    at = settle(at, {"edit.folder": "/nonexistent/folder/of/weights"})
+    at.button(key="edit.use_folder").click().run()
+    assert at.text_input(key="cfg.model").value == "/nonexistent/folder/of/weights"
+    at.button(key="edit.run").click().run()
+    assert "/nonexistent/folder/of/weights" in messages(at)
+    # offer 2: tiny-random
     at.button(key="edit.use_tiny").click().run()
     assert at.selectbox(key="cfg.backbone").value == "tiny-random"
     assert at.text_input(key="cfg.model").value == ""
