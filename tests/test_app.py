@@ -12,11 +12,9 @@ from click.testing import CliRunner
 from PIL import Image
 from spl_apps import compare
 from spl_apps.examples import EXAMPLES
+from streamlit.testing.v1 import AppTest
 
 from spl_sdk.config import EditConfig
-
-pytest.importorskip("streamlit.testing.v1", reason="streamlit's AppTest is part of streamlit >= 1.28")
-from streamlit.testing.v1 import AppTest  # noqa: E402
 
 STUDIO = Path(__file__).resolve().parents[1] / "apps" / "studio.py"
 DESIGN_DEFAULTS = {  # DESIGN.md section 7, as the user first sees them
