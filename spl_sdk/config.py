@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from spl_sdk.errors import ConfigError
 
@@ -91,6 +91,14 @@ class EditConfig(RefineConfig):
             return [w.strip() for w in value.split(",") if w.strip()]
         return value
 
+    @model_validator(mode="after")
+    def _steps_fit_the_schedule(self) -> EditConfig:
+        # LCM picks its timesteps among original_steps evenly spaced ones (DESIGN.md section 2)
+        if self.steps > self.original_steps:
+            raise ValueError(f"steps ({self.steps}) cannot exceed original_steps ({self.original_steps}); "
+                             f"lower steps or raise original_steps")
+        return self
+
     @property
     def needs_mask(self) -> bool:
         """True when a loss is restricted to the masked area."""
@@ -143,8 +151,10 @@ def describe_validation_error(exc: ValidationError, source: str = "config",
     """One sentence per invalid field: its name, what was wrong and the allowed range."""
     parts = []
     for err in exc.errors():
-        field = ".".join(str(p) for p in err["loc"]) or "(root)"
-        if err["type"] == "extra_forbidden":
+        field = ".".join(str(p) for p in err["loc"])
+        if not field:  # a rule across fields: its message names them
+            parts.append(str(err["msg"]).removeprefix("Value error, "))
+        elif err["type"] == "extra_forbidden":
             parts.append(f"unknown field '{field}' in {source}")
         else:
             allowed = allowed_range(cls, field) if cls is not None else None

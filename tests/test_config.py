@@ -139,3 +139,9 @@ def test_bad_value_in_file_is_rejected_with_range(tmp_path: Path) -> None:
     path.write_text('{"color_weight": -3}')
     with pytest.raises(ConfigError, match="'color_weight' = -3.*>= 0"):
         build_config(RefineConfig, path)
+
+
+def test_steps_beyond_the_lcm_schedule_are_refused_with_the_fix():
+    with pytest.raises(ConfigError, match=r"steps \(60\) cannot exceed original_steps \(50\)"):
+        build_config(EditConfig, steps=60)
+    assert build_config(EditConfig, steps=60, original_steps=100).steps == 60

@@ -1,0 +1,24 @@
+"""Base class of harmonizers (DESIGN.md section 6)."""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from typing import TYPE_CHECKING, Any
+
+from spl_sdk.components.base import Component
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from spl_sdk.harmonize import Harmonization
+
+class Harmonizer(Component):
+    """Writes source/target prompts for a composite image and its foreground mask."""
+
+    def __init__(self, **options: Any) -> None:
+        self.options = options
+
+    @abstractmethod
+    def describe(self, composite: Image.Image, mask: Image.Image,
+                 object_word: str | None = None) -> Harmonization:
+        """Describe the foreground object and pick style words for both regions."""
