@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import streamlit as st
 from PIL import Image
+
 from spl_apps import controls, mask_input, photo, results, runner, settings
 from spl_apps.examples import EXAMPLES, by_key
-
 from spl_sdk.errors import ConfigError, ImageError
 from spl_sdk.plugins import Plugins
 

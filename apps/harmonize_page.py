@@ -6,9 +6,9 @@ import os
 
 import streamlit as st
 from PIL import Image
+
 from spl_apps import controls, photo, results, runner
 from spl_apps.uploads import IMAGE_TYPES, MAX_UPLOAD_MB, read_mask
-
 from spl_sdk.errors import ConfigError, ImageError, SplError
 from spl_sdk.harmonize import EDIT_SETTINGS, background_mask
 from spl_sdk.plugins import Plugins

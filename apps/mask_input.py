@@ -7,8 +7,8 @@ from typing import Any
 import numpy as np
 import streamlit as st
 from PIL import Image
-from spl_apps.uploads import IMAGE_TYPES, MAX_UPLOAD_MB, read_mask
 
+from spl_apps.uploads import IMAGE_TYPES, MAX_UPLOAD_MB, read_mask
 from spl_sdk.errors import ImageError
 
 WORDS, UPLOAD, DRAW = "Prompt words", "Upload a mask", "Draw"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import streamlit as st
 from PIL import Image
-from spl_apps.uploads import IMAGE_TYPES, MAX_UPLOAD_MB, read_image
 
+from spl_apps.uploads import IMAGE_TYPES, MAX_UPLOAD_MB, read_image
 from spl_sdk.errors import ImageError
 from spl_sdk.imageio import load_image
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import streamlit as st
+
 from spl_apps import compare
 from spl_apps.runner import RunOutput
 

@@ -17,9 +17,9 @@ from typing import Any
 
 import streamlit as st
 from PIL import Image
+
 from spl_apps import resources
 from spl_apps.controls import key
-
 from spl_sdk.config import EditConfig
 from spl_sdk.editor import EditResult
 from spl_sdk.errors import ModelNotFoundError, SplError

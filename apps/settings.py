@@ -5,8 +5,8 @@ from __future__ import annotations
 import random
 
 import streamlit as st
-from spl_apps.controls import TOGGLED, bounds, key, loss_toggle, widget
 
+from spl_apps.controls import TOGGLED, bounds, key, loss_toggle, widget
 from spl_sdk.plugins import Plugins
 
 SIDEBAR_GROUPS: dict[str, tuple[str, ...]] = {

@@ -7,6 +7,7 @@ third-party loss term, backbone or mask extractor shows up without changes here.
 from __future__ import annotations
 
 import streamlit as st
+
 from spl_apps import controls, edit_page, harmonize_page, resources, settings
 
 PAGES = {"Edit": edit_page.render, "Harmonize": harmonize_page.render}

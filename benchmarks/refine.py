@@ -103,8 +103,8 @@ def max_rss_mib() -> float:
 def run_case(args: argparse.Namespace) -> dict:
     """One solver at one size, in this process."""
     import torch
-    from spl_losses import SPLLoss
 
+    from spl_losses import SPLLoss
     from spl_sdk.optimiser import optimise_image
 
     if args.threads:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from spl_attention.alignment import align_tokens, identity_alignment, needleman_wunsch
 
+from spl_attention.alignment import align_tokens, identity_alignment, needleman_wunsch
 from spl_sdk.errors import PromptError
 from spl_sdk.prompts import context_length, prompt_ids, word_positions
 

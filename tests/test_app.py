@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from PIL import Image
-from spl_apps import compare
-from spl_apps.examples import EXAMPLES
 from streamlit.testing.v1 import AppTest
 
+from spl_apps import compare
+from spl_apps.examples import EXAMPLES
 from spl_sdk.config import EditConfig
 
 STUDIO = Path(__file__).resolve().parents[1] / "apps" / "studio.py"
@@ -188,7 +188,6 @@ def test_stopped_run_is_reported_and_page_stays_usable() -> None:
 @pytest.mark.slow
 def test_upload_prompts_run_result_and_download(monkeypatch: pytest.MonkeyPatch) -> None:
     from spl_apps import resources
-
     from spl_sdk.editor import Editor
 
     loads = []

@@ -6,15 +6,15 @@ import functools
 from types import SimpleNamespace
 
 import pytest
-import spl_attention.processors as processors_module
 import torch
 import torch.nn.functional as F
 from diffusers import UNet2DConditionModel
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0
+
+import spl_attention.processors as processors_module
 from spl_attention import InfEditController, P2PReplaceController, P2PReweightController
 from spl_attention.processors import CrossAttentionProcessor, SelfAttentionProcessor
 from spl_attention.store import spatial_shape
-
 from spl_sdk import EditConfig, get_plugins
 from spl_sdk.components import AttentionMaps
 from spl_sdk.errors import PromptError

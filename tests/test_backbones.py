@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from spl_backbones.devices import resolve_device, resolve_dtype
 from spl_backbones.sd15_random import SD15_TEXT, SD15_UNET, SD15_VAE, SD15Random
 from spl_backbones.tiny import TINY_UNET, TinyRandom
-
 from spl_sdk.errors import ConfigError, ImageError, ModelNotFoundError
 
 BUILT_IN = {"lcm-dreamshaper-v7", "lcm-lora-sd15", "tiny-random", "sd15-random"}
@@ -177,6 +177,7 @@ def test_lcm_lora_fuses_a_local_lora_into_the_unet(tiny_backbone, saved_tiny, tm
     from diffusers.utils import convert_state_dict_to_diffusers
     from peft import LoraConfig
     from peft.utils import get_peft_model_state_dict
+
     from spl_backbones.lora import LCMLoRASD15
 
     reference = TinyRandom.build_components()["unet"]

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageEnhance, ImageOps
+
 from spl_harmonizers.offline import (
     BRIGHTNESS_BANDS,
     OfflineHarmonizer,
@@ -14,7 +15,6 @@ from spl_harmonizers.offline import (
     separate_brightness,
 )
 from spl_harmonizers.stats import foreground_mask, region_stats
-
 from spl_sdk import Plugins
 from spl_sdk.errors import HarmonizerError
 from spl_sdk.harmonize import brightness_rank, words_by_category

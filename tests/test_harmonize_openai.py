@@ -10,8 +10,8 @@ import time
 import pytest
 from fake_openai import FakeOpenAI, Reply, answer, error
 from PIL import Image, ImageDraw
-from spl_harmonizers.openai_harmonizer import DEFAULT_MODEL, Answer, OpenAIHarmonizer
 
+from spl_harmonizers.openai_harmonizer import DEFAULT_MODEL, Answer, OpenAIHarmonizer
 from spl_sdk import Plugins
 from spl_sdk.errors import HarmonizerError
 

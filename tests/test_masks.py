@@ -9,12 +9,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
+
 from spl_backbones.tokenizer import build_clip_tokenizer
 from spl_masks.extractors import CrossAttentionBilinearMask, CrossAttentionMask, word_mask
 from spl_masks.file import FileMask
 from spl_masks.sharpen import MARGIN, edge_pixels, gaussian_kernel, sharpen
 from spl_masks.upsample import bilinear_upsample, guided_upsample, upsample_sizes
-
 from spl_sdk import EditConfig, Plugins
 from spl_sdk.components import AttentionMaps, MaskContext
 from spl_sdk.errors import ConfigError, ImageError, PromptError

@@ -7,8 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import EXAMPLES
-from spl_losses import CPLLoss, L1Loss, MSELoss, SPLLoss
 
+from spl_losses import CPLLoss, L1Loss, MSELoss, SPLLoss
 from spl_sdk.components import LossTerm
 from spl_sdk.optimiser import OptimiseResult, optimise_image
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from spl_backbones.tokenizer import build_clip_tokenizer
 
+from spl_backbones.tokenizer import build_clip_tokenizer
 from spl_sdk.errors import PromptError
 from spl_sdk.prompts import prompt_words, word_positions, words_positions
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from spl_losses import CPLLoss, L1Loss, SPLLoss
 
+from spl_losses import CPLLoss, L1Loss, SPLLoss
 from spl_sdk.config import RefineConfig
 from spl_sdk.errors import ConfigError, UnknownComponentError
 from spl_sdk.terms import build_terms, total_loss

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from spl_backbones.diffusers_backbone import load_clip_tokenizer, save_tokenizer
 from spl_backbones.tokenizer import build_clip_tokenizer, byte_symbols
 
