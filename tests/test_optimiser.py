@@ -61,14 +61,12 @@ def test_fast_reaches_at_most_the_reference_loss(h, w, names):
 
 
 def test_fast_step_does_not_shrink_with_the_pixel_count():
-    # the same photo at two sizes: after a few steps the fast solver has removed the
-    # same share of the loss, where fixed-learning-rate SGD falls behind on the larger one
-    shares = []
+    # the same photo at two sizes (16x the pixels): five steps remove over 98 % of the
+    # loss at both (the reference SGD keeps 84 % and 17 % after five steps)
     for h, w in ((40, 60), (160, 240)):
         s, e = photo_and_edit(h, w)
         r = optimise_image(s, e, [SPLLoss()], iterations=5)
-        shares.append(r.loss_after / r.loss_before)
-    assert shares[1] < 2 * shares[0] and shares[1] < 0.05
+        assert r.loss_after < 0.02 * r.loss_before
 
 
 def test_result_is_float32_in_range_and_inputs_are_untouched():
