@@ -40,8 +40,8 @@ def total_value_and_grad(terms: Sequence[LossTerm], source: torch.Tensor, edited
                          ) -> tuple[float, torch.Tensor, torch.Tensor | None]:
     """Summed weighted loss, its gradient in ``edited`` (NaN entries set to 0) and a diagonal preconditioner.
 
-    Terms may offer ``value_grad_and_curvature(source, edited)`` returning a
-    per-pixel diagonal curvature bound as a third item (broadcastable to the
+    ``LossTerm.value_grad_and_curvature`` may return a per-pixel diagonal
+    curvature bound as a third item (broadcastable to the
     image, or None); the sum over the terms that give one is returned, with a
     uniform part added for terms that do not. None when no term gives one.
     """
@@ -50,11 +50,7 @@ def total_value_and_grad(terms: Sequence[LossTerm], source: torch.Tensor, edited
     curv: torch.Tensor | None = None
     unknown = False
     for term in terms:
-        fn = getattr(term, "value_grad_and_curvature", None)
-        if fn is not None:
-            value, g, c = fn(source, edited)
-        else:
-            (value, g), c = term.value_and_grad(source, edited), None
+        value, g, c = term.value_grad_and_curvature(source, edited)
         total += float(value)
         grad = g.expand_as(edited).clone() if grad is None else grad.add_(g)
         del g

@@ -57,3 +57,13 @@ class LossTerm(Component):
             loss = self(source.detach(), e)
             (grad,) = torch.autograd.grad(loss, e)
         return loss.detach(), grad
+
+    def value_grad_and_curvature(self, source: torch.Tensor, edited: torch.Tensor
+                                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Loss, gradient and a per-pixel curvature bound (None if unknown) for the fast solver.
+
+        The default solver divides the gradient by the summed curvature so that its
+        steps do not depend on the pixel count; a term that returns None gets a
+        uniform share estimated from one extra gradient evaluation.
+        """
+        return (*self.value_and_grad(source, edited), None)
