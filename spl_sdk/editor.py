@@ -135,7 +135,8 @@ class Editor:
 
     def _edit(self, cfg: EditConfig, image: Any, source_prompt: str, target_prompt: str,
               mask: Any, callback: ProgressCallback | None, previews: bool, timer: _Timer) -> EditResult:
-        source = self._source_tensor(image)
+        # everything, full-resolution post-processing included, runs on the model's device
+        source = self._source_tensor(image).to(self.backbone.device)
         size = tuple(source.shape[-2:])
         work_size = working_shape(*size, cfg.working_size, self.backbone.vae_scale_factor)
         source_work = resize(source, work_size)
