@@ -1,10 +1,20 @@
 """spl-sdk: structure-preserving, text-driven image editing with latent diffusion."""
 
-from spl_sdk.config import EditConfig, RefineConfig
-from spl_sdk.errors import SplError
-from spl_sdk.hookspecs import hookimpl
-from spl_sdk.plugins import Plugins, get_plugins
-
 __version__ = "0.1.0"
 
-__all__ = ["EditConfig", "Plugins", "RefineConfig", "SplError", "__version__", "get_plugins", "hookimpl"]
+from spl_sdk.config import EditConfig, RefineConfig  # noqa: E402
+from spl_sdk.errors import SplError  # noqa: E402
+from spl_sdk.hookspecs import hookimpl  # noqa: E402
+from spl_sdk.plugins import Plugins, get_plugins  # noqa: E402
+
+__all__ = ["EditConfig", "Editor", "EditResult", "Plugins", "RefineConfig", "SplError", "__version__",
+           "get_plugins", "hookimpl"]
+
+
+def __getattr__(name: str) -> object:
+    """``spl_sdk.Editor`` / ``spl_sdk.EditResult`` without importing the editor for every plug-in."""
+    if name in ("Editor", "EditResult"):
+        from spl_sdk import editor
+
+        return getattr(editor, name)
+    raise AttributeError(f"module 'spl_sdk' has no attribute {name!r}")
