@@ -83,3 +83,13 @@ def test_json_config_file_is_read_and_flags_override_it(tmp_path, example_image)
                                     "--config", str(cfg), "--steps", "2"])
     assert run.exit_code == 0, run.output
     assert read_metadata(out)["config"]["steps"] == 2
+
+
+def test_a_mask_file_alone_restricts_the_losses(tmp_path, example_image):
+    photo, out = _photo(tmp_path, example_image), tmp_path / "out.png"
+    mask = tmp_path / "m.png"
+    Image.new("L", (40, 30), 255).save(mask)
+    run = CliRunner().invoke(main, ["edit", str(photo), "-s", "a photo", "-t", "a painting", "-o", str(out),
+                                    "--mask", str(mask), *FAST])
+    assert run.exit_code == 0, run.output
+    assert read_metadata(out)["config"]["structure_area"] == "masked"

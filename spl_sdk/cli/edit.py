@@ -20,7 +20,8 @@ EDIT_FIELDS = [name for name in EditConfig.model_fields if name != "mask_file"]
 @click.option("--output", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Where to write the result (PNG keeps the run configuration).")
 @click.option("--mask", "mask_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Mask image for 'masked' losses instead of attention-derived masks (white = inside).")
+              help="Mask image (white or opaque = inside) used instead of attention-derived masks; "
+                   "when no area is set to 'masked', every active loss is masked.")
 @click.option("--save-mask", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the mask used by masked losses to this file.")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -35,15 +36,16 @@ def edit(image: Path, source_prompt: str, target_prompt: str, output: Path, mask
     from spl_sdk.cli.progress import progress_bar
     from spl_sdk.config import build_config
     from spl_sdk.editor import Editor
-    from spl_sdk.imageio import load_image, save_image
+    from spl_sdk.imageio import check_output, load_image, save_image
 
     if cpl and not fields.get("color_loss"):
         fields["color_loss"] = "cpl"
     cfg = build_config(EditConfig, config_file, mask_file=mask_file, **fields)
+    if cfg.mask_file is not None and not cfg.needs_mask:
+        # a mask given on its own restricts every active loss, as in `spl refine`
+        cfg = cfg.model_copy(update={"structure_area": "masked", "color_area": "masked"})
     for path in filter(None, (output, save_mask)):
-        if path.exists() and not force:
-            from spl_sdk.errors import OutputExistsError
-            raise OutputExistsError(f"'{path}' already exists; pass --force to overwrite it.")
+        check_output(path, force)  # fail before the work, not after
     photo = load_image(image)
     editor = Editor.from_config(cfg)
     with progress_bar("edit", unit="step") as bar:
