@@ -15,6 +15,9 @@ from spl_sdk.plugins import Plugins
 @st.cache_resource(show_spinner=False)
 def plugins() -> Plugins:
     """The installed plug-ins, loaded once per process (STYLE: the app caches one manager)."""
+    from spl_sdk.memory import keep_freed_memory
+
+    keep_freed_memory()  # full-size post-processing reuses its buffers (see spl_sdk.memory)
     return Plugins()
 
 

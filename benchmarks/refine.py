@@ -109,6 +109,10 @@ def run_case(args: argparse.Namespace) -> dict:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    if not args.default_malloc:
+        from spl_sdk.memory import keep_freed_memory
+
+        keep_freed_memory()  # as the spl command does; applies to every case alike
     box = None if args.case == "fast" else plain_box(args.case.split("-")[1])
     # warm-up on a small image: the first call pays for lazy imports (torch.optim takes seconds)
     small = make_inputs(32)
@@ -144,6 +148,8 @@ def child(case: str, size: int, args: argparse.Namespace, target: float | None =
     cmd = [sys.executable, __file__, "--case", case, "--size", str(size), "--iters", str(args.iters)]
     if args.threads:
         cmd += ["--threads", str(args.threads)]
+    if args.default_malloc:
+        cmd += ["--default-malloc"]
     if target is not None:
         cmd += ["--target", repr(target)]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
@@ -158,6 +164,8 @@ def main() -> None:
     ap.add_argument("--plain-box", nargs="+", choices=["conv", "pool"], default=["conv"],
                     help="plain baselines to run (2D conv with a ones kernel, or avg_pool2d)")
     ap.add_argument("--only-fast", action="store_true", help="skip the plain baselines")
+    ap.add_argument("--default-malloc", action="store_true",
+                    help="leave glibc's allocator settings alone (see spl_sdk.memory)")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch intra-op threads (0: torch's default); 1 keeps timings steady on a shared machine")
     ap.add_argument("--case", help=argparse.SUPPRESS)

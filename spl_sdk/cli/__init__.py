@@ -37,3 +37,6 @@ class LazyGroup(click.Group):
 @click.version_option(__version__, prog_name="spl")
 def main(**_: Any) -> None:
     """Structure-preserving, text-driven image editing (SPL + InfEdit)."""
+    from spl_sdk.memory import keep_freed_memory
+
+    keep_freed_memory()
