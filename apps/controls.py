@@ -156,26 +156,13 @@ def ensure_state() -> None:
         st.session_state[k] = st.session_state[k]
 
 
-def _parse_reweight(text: str) -> dict[str, float] | str:
-    out: dict[str, float] = {}
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        word, sep, factor = part.partition("=")
-        try:
-            out[word.strip()] = float(factor)
-        except ValueError:
-            return text  # pydantic then names the field and the bad value
-        if not sep:
-            return text
-    return out
-
-
 def from_widget(name: str, value: Any) -> Any:
     """The config value of a widget value (inverse of :func:`to_widget`)."""
     base = _base_type(field(name).annotation)
     if name in TOGGLED and not st.session_state.get(key(name) + ".on", True):
         return None
     if typing.get_origin(base) is dict:
-        return _parse_reweight(value)
+        return value  # "word=factor, ..." text: EditConfig parses it and names a bad entry
     if base is str and field(name).default is None and value == "":
         return None
     return value

@@ -91,6 +91,21 @@ class EditConfig(RefineConfig):
             return [w.strip() for w in value.split(",") if w.strip()]
         return value
 
+    @field_validator("reweight", mode="before")
+    @classmethod
+    def _word_factors(cls, value: Any) -> Any:
+        # the CLI and the app pass "word=factor, word=factor" text
+        if not isinstance(value, str):
+            return value
+        out: dict[str, float] = {}
+        for part in filter(None, (p.strip() for p in value.split(","))):
+            word, _, factor = part.partition("=")
+            try:
+                out[word.strip()] = float(factor)
+            except ValueError:  # also a part without '=' (float(""))
+                raise ValueError(f"'{part}' must look like word=factor, e.g. 'red=2'") from None
+        return out
+
     @model_validator(mode="after")
     def _steps_fit_the_schedule(self) -> EditConfig:
         # LCM picks its timesteps among original_steps evenly spaced ones (DESIGN.md section 2)
@@ -158,7 +173,8 @@ def describe_validation_error(exc: ValidationError, source: str = "config",
             parts.append(f"unknown field '{field}' in {source}")
         else:
             allowed = allowed_range(cls, field) if cls is not None else None
-            parts.append(f"'{field}' = {err.get('input')!r}: {err['msg'].lower()}"
+            message = str(err["msg"]).removeprefix("Value error, ")
+            parts.append(f"'{field}' = {err.get('input')!r}: {message[:1].lower() + message[1:]}"
                          + (f" (allowed: {allowed})" if allowed else ""))
     return "invalid configuration: " + "; ".join(parts) + "."
 

@@ -145,3 +145,9 @@ def test_steps_beyond_the_lcm_schedule_are_refused_with_the_fix():
     with pytest.raises(ConfigError, match=r"steps \(60\) cannot exceed original_steps \(50\)"):
         build_config(EditConfig, steps=60)
     assert build_config(EditConfig, steps=60, original_steps=100).steps == 60
+
+
+def test_reweight_text_from_the_cli_and_app_is_parsed_by_the_config():
+    assert build_config(EditConfig, reweight="red=2, big = 0.5").reweight == {"red": 2.0, "big": 0.5}
+    with pytest.raises(ConfigError, match="word=factor"):
+        build_config(EditConfig, reweight="red")

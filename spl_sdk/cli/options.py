@@ -17,19 +17,6 @@ from spl_sdk.config import field_help
 from spl_sdk.errors import SplError
 
 
-def _parse_reweight(text: str) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        word, sep, value = part.partition("=")
-        try:
-            out[word.strip()] = float(value)
-        except ValueError:
-            raise click.BadParameter(f"'{part}' must look like word=factor, e.g. 'red=2'") from None
-        if not sep:
-            raise click.BadParameter(f"'{part}' must look like word=factor, e.g. 'red=2'")
-    return out
-
-
 def _click_type(annotation: Any) -> tuple[Any, bool]:
     """(click type, is_flag) for a pydantic field annotation."""
     origin = typing.get_origin(annotation)
@@ -58,9 +45,8 @@ def config_options(cls: type[BaseModel], fields: list[str]) -> Callable[[Callabl
             help_text = field_help(cls, name)
             if is_flag:
                 fn = click.option(f"{flag}/--no-{flag[2:]}", name, default=None, help=help_text)(fn)
-            elif name == "reweight":
-                fn = click.option(flag, name, default=None, help=help_text + " Format: word=factor,...",
-                                  callback=lambda c, p, v: _parse_reweight(v) if v else None)(fn)
+            elif name == "reweight":  # text "word=factor,..." parsed by the config
+                fn = click.option(flag, name, default=None, help=help_text + " Format: word=factor,...")(fn)
             else:
                 fn = click.option(flag, name, type=ctype, default=None, help=help_text)(fn)
         return fn
