@@ -25,7 +25,7 @@ from spl_sdk.plugins import Plugins
 
 PREFIX = "cfg."
 # fields whose value names a plug-in of this kind: the widget lists the installed ones
-PLUGIN_KIND = {"backbone": "backbone", "attention": "attention", "post_processor": "postprocess",
+PLUGIN_KIND = {"backbone": "backbone", "method": "method", "attention": "attention", "post_processor": "postprocess",
                "mask_extractor": "mask", "structure_loss": "loss", "color_loss": "loss"}
 # optional loss terms get an on/off toggle (key cfg.<field>.on) beside the plug-in choice
 TOGGLED = {"structure_loss": "Preserve structure", "color_loss": "Preserve colour"}
@@ -35,7 +35,8 @@ AREA_LABELS = {"whole": "Whole image", "masked": "Masked area"}
 SKIPPED = {"mask_file"}  # the app takes a mask upload instead of a path
 LABELS = {
     "model": "Model (Hub id or local folder; empty = the backbone's default)",
-    "working_size": "Working size (px, long side)",
+    "method": "Edit method (empty = the backbone's default)",
+    "working_size": "Working size (px, long side; empty = the backbone's default)",
     "steps": "Inference steps",
     "original_steps": "LCM original steps",
     "source_guidance": "Source guidance",
@@ -191,6 +192,8 @@ def _plugin_options(name: str, plugins: Plugins) -> list[str]:
     for extra in (widget_default(name), current):
         if extra and extra not in names:
             names = [*names, extra]
+    if field(name).default is None and name not in TOGGLED:
+        names = ["", *names]  # empty: the backbone's default (e.g. its default_method)
     return names
 
 

@@ -55,8 +55,10 @@ class EditConfig(RefineConfig):
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
         "auto", description="Model dtype; auto is float16 on CUDA and float32 elsewhere.")
     cpu_offload: bool = Field(False, description="Offload idle model parts to the CPU (small GPUs; needs accelerate).")
-    working_size: int = Field(512, ge=64, le=2048, multiple_of=8,
-                              description="Long side in pixels at which the diffusion runs (multiple of 8).")
+    method: str | None = Field(None, description="Edit-method plug-in (e.g. infedit); the backbone's default if unset.")
+    working_size: int | None = Field(
+        None, ge=64, le=2048, multiple_of=8,
+        description="Long side in pixels at which the diffusion runs (multiple of 8); the backbone's default if unset.")
     steps: int = Field(15, ge=1, le=200, description="Number of inference steps.")
     original_steps: int = Field(50, ge=1, le=1000, description="LCM original_inference_steps of the schedule.")
     source_guidance: float = Field(1.0, ge=0, le=30, description="Guidance scale of the source and mutual branches.")

@@ -1,14 +1,17 @@
 """The editor: assembles backbone, attention controller, losses, masks and post-processing.
 
-Reads top to bottom like a diffusers pipeline: check inputs, encode prompts,
-encode the source, (build a mask), sample with loss injection, decode, post-process.
+Reads top to bottom like a diffusers pipeline: check inputs (method, controller, mask
+extractor against the backbone), encode the source, (build a mask), run the edit method
+with loss injection, decode, post-process. The editor knows only the method contract
+(:mod:`spl_sdk.components.method`), never a method's batch layout.
 """
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +21,19 @@ from PIL import Image
 from pydantic import ValidationError
 
 from spl_sdk import __version__
-from spl_sdk.components import AttentionController, Backbone, LossTerm, MaskContext
+from spl_sdk.components import (
+    AttentionController,
+    Backbone,
+    EditMethod,
+    EditOutput,
+    EditRequest,
+    LossTerm,
+    MaskContext,
+    MaskExtractor,
+    PostProcessor,
+)
+from spl_sdk.components.method import Injector
+from spl_sdk.components.postprocess import PostCallback
 from spl_sdk.config import EditConfig, describe_validation_error
 from spl_sdk.errors import Cancelled, ConfigError, PromptError, SplError
 from spl_sdk.geometry import resize, working_shape
@@ -32,7 +47,6 @@ from spl_sdk.imageio import (
 )
 from spl_sdk.optimiser import optimise_image
 from spl_sdk.plugins import Plugins, get_plugins
-from spl_sdk.sampler import Guidance, SamplerOutput, sample
 from spl_sdk.terms import build_terms
 
 ProgressCallback = Callable[[int, int, "Image.Image | None"], "bool | None"]
@@ -94,7 +108,7 @@ class Editor:
              mask: Image.Image | torch.Tensor | None = None, callback: ProgressCallback | None = None,
              previews: bool = False, **overrides: Any) -> EditResult:
         """Edit ``image`` from ``source_prompt`` towards ``target_prompt``, keeping its edges."""
-        cfg = self._config_with(overrides)
+        cfg = self._with_backbone_defaults(self._config_with(overrides))
         self._check_prompts(source_prompt, target_prompt)
         timer = _Timer.fromkeys(PHASES, 0.0)
         try:
@@ -122,6 +136,15 @@ class Editor:
         except ValidationError as exc:
             raise ConfigError(describe_validation_error(exc, "edit options", EditConfig)) from None
 
+    def _with_backbone_defaults(self, cfg: EditConfig) -> EditConfig:
+        """Fill the fields left to the backbone (method, working size); the result records them."""
+        update = {}
+        if cfg.method is None:
+            update["method"] = self.backbone.default_method
+        if cfg.working_size is None:
+            update["working_size"] = self.backbone.default_working_size
+        return cfg.model_copy(update=update) if update else cfg
+
     def _check_prompts(self, source_prompt: str, target_prompt: str) -> None:
         limit = int(getattr(self.backbone.tokenizer, "model_max_length", 77))
         for label, prompt in (("source", source_prompt), ("target", target_prompt)):
@@ -135,41 +158,69 @@ class Editor:
 
     def _edit(self, cfg: EditConfig, image: Any, source_prompt: str, target_prompt: str,
               mask: Any, callback: ProgressCallback | None, previews: bool, timer: _Timer) -> EditResult:
-        # everything, full-resolution post-processing included, runs on the model's device
+        # refuse what cannot work before any work: method, controller and mask extractor
+        method = self._method(cfg)
         source = self._source_tensor(image).to(self.backbone.device)
         size = tuple(source.shape[-2:])
-        work_size = working_shape(*size, cfg.working_size, self.backbone.vae_scale_factor)
-        source_work = resize(source, work_size)
-        with timer.phase("text"):
-            embeddings = self.backbone.encode_prompts(["", "", "", source_prompt, target_prompt,
-                                                        source_prompt])
-        with timer.phase("vae"):
-            z0 = self.backbone.encode_image(source_work).float()
-            round_trip = self.backbone.decode_latents(z0)
-        passes = 2 if (cfg.needs_mask and mask is None and cfg.mask_file is None) else 1
-        progress = _Progress(callback, cfg.steps * passes, self.backbone, previews)
-
         mask_tensor = self._user_mask(mask, cfg, size)
+        extractor = context = None
         if cfg.needs_mask and mask_tensor is None:
-            with timer.phase("mask"):
-                mask_tensor = self._extract_mask(cfg, source, source_prompt, target_prompt,
-                                                 z0, embeddings, size, progress)
-        terms = build_terms(self.plugins, cfg, mask_tensor)
+            extractor, context = self._extractor(cfg, source, source_prompt, target_prompt)
+        post = self._post_processor(cfg)
+        first_pass = extractor is not None and extractor.needs_first_pass
+        progress = _Progress(callback, cfg.steps * (2 if first_pass else 1),
+                             post.progress_total() if post is not None else 0, self.backbone, previews)
 
-        controller = self._controller(cfg, source_prompt, target_prompt)
+        # everything, full-resolution post-processing included, runs on the model's device
+        work_size = working_shape(*size, cfg.working_size, self.backbone.vae_scale_factor)
+        with timer.phase("vae"):
+            z0 = self.backbone.encode_image(resize(source, work_size)).float()
+            round_trip = self.backbone.decode_latents(z0)
+        if extractor is not None:
+            with timer.phase("mask"):
+                mask_tensor = self._extract_mask(cfg, method, extractor, context, z0, size, progress,
+                                                 timer)
+        terms = build_terms(self.plugins, cfg, mask_tensor)
         inject = self._injector(cfg, terms, round_trip, timer) if terms else None
-        out = self._sample(cfg, controller, z0, embeddings, inject, progress)
-        timer["unet"] = timer.get("unet", 0.0) + out.unet_seconds
+        controller = self._controller(cfg, method, source_prompt, target_prompt)
+        out = self._run(cfg, method, controller, source_prompt, target_prompt, z0, inject, progress, timer)
         with timer.phase("vae"):
             edited = resize(self.backbone.decode_latents(out.latent).float(), size)
-        if cfg.post_process and terms:
-            post = self.plugins.post_processor(cfg.post_processor)(cfg)
+        if post is not None and terms:
             with timer.phase("post_process"):
-                edited = post.process(source, edited, terms)
+                edited = call_post_processor(post, source, edited, terms, progress.post)
         mask_pil = tensor_to_pil(mask_tensor.expand(-1, 3, -1, -1) * 2 - 1).convert("L") \
             if mask_tensor is not None else None
         return EditResult(image=tensor_to_pil(edited), config=cfg, source_prompt=source_prompt,
                           target_prompt=target_prompt, mask=mask_pil)
+
+    def _method(self, cfg: EditConfig) -> EditMethod:
+        """The configured edit method, checked against the backbone (and its controller)."""
+        method = self.plugins.edit_method(cfg.method)()
+        method.check(self.backbone)
+        if method.uses_attention:
+            self.plugins.attention_controller(cfg.attention).check(self.backbone)
+        return method
+
+    def _post_processor(self, cfg: EditConfig) -> PostProcessor | None:
+        """The post-processor when one runs (post-processing on and a loss term active)."""
+        if not cfg.post_process or (cfg.structure_loss is None and cfg.color_loss is None):
+            return None
+        return self.plugins.post_processor(cfg.post_processor)(cfg)
+
+    def _run(self, cfg: EditConfig, method: EditMethod, controller: AttentionController | None,
+             source_prompt: str, target_prompt: str, z0: torch.Tensor, inject: Injector | None,
+             progress: _Progress, timer: _Timer) -> EditOutput:
+        """One pass of the edit method; its UNet and text-encoder time go to their phases."""
+        request = EditRequest(
+            backbone=self.backbone, source_prompt=source_prompt, target_prompt=target_prompt, z0=z0,
+            controller=controller, steps=cfg.steps, source_guidance=cfg.source_guidance,
+            target_guidance=cfg.target_guidance, seed=cfg.seed, opt_start=cfg.opt_start,
+            inject=inject, on_step=progress, original_steps=cfg.original_steps)
+        out = method.edit(request)
+        timer["unet"] = timer.get("unet", 0.0) + out.unet_seconds
+        timer["text"] = timer.get("text", 0.0) + out.text_seconds
+        return out
 
     def _source_tensor(self, image: Any) -> torch.Tensor:
         if isinstance(image, (str, Path)):
@@ -195,21 +246,17 @@ class Editor:
             mask = resize(mask, size)
         return mask.clamp(0, 1)
 
-    def _controller(self, cfg: EditConfig, source_prompt: str, target_prompt: str) -> AttentionController:
+    def _controller(self, cfg: EditConfig, method: EditMethod, source_prompt: str,
+                    target_prompt: str) -> AttentionController | None:
+        """A fresh attention controller for one pass, or None when the method drives none."""
+        if not method.uses_attention:
+            return None
         return self.plugins.attention_controller(cfg.attention)(
             backbone=self.backbone, source_prompt=source_prompt, target_prompt=target_prompt,
             num_steps=cfg.steps, config=cfg)
 
-    def _sample(self, cfg: EditConfig, controller: AttentionController, z0: torch.Tensor,
-                embeddings: torch.Tensor, inject: Any, progress: _Progress) -> SamplerOutput:
-        with controller.installed() if controller is not None else nullcontext():
-            return sample(self.backbone, controller, z0, embeddings, steps=cfg.steps,
-                          original_steps=cfg.original_steps,
-                          guidance=Guidance(cfg.source_guidance, cfg.target_guidance),
-                          seed=cfg.seed, opt_start=cfg.opt_start, inject=inject, on_step=progress)
-
     def _injector(self, cfg: EditConfig, terms: list[LossTerm], round_trip: torch.Tensor,
-                  timer: _Timer) -> Callable[[torch.Tensor], torch.Tensor]:
+                  timer: _Timer) -> Injector:
         """Loss injection: decode x0_hat, optimise it against the source's VAE round trip, re-encode."""
 
         def inject(x0_hat: torch.Tensor) -> torch.Tensor:
@@ -223,29 +270,51 @@ class Editor:
 
         return inject
 
-    def _extract_mask(self, cfg: EditConfig, source: torch.Tensor, source_prompt: str,
-                      target_prompt: str, z0: torch.Tensor, embeddings: torch.Tensor,
-                      size: tuple[int, int], progress: _Progress) -> torch.Tensor:
-        """First pass without losses for attention maps and a first result, then the mask."""
+    def _extractor(self, cfg: EditConfig, source: torch.Tensor, source_prompt: str,
+                   target_prompt: str) -> tuple[MaskExtractor, MaskContext]:
+        """The configured mask extractor and its context, checked before any work."""
         extractor = self.plugins.mask_extractor(cfg.mask_extractor)(cfg)
         context = MaskContext(source_image=source, source_prompt=source_prompt,
                               target_prompt=target_prompt, tokenizer=self.backbone.tokenizer)
         extractor.check(context)
+        return extractor, context
+
+    def _extract_mask(self, cfg: EditConfig, method: EditMethod, extractor: MaskExtractor,
+                      context: MaskContext, z0: torch.Tensor, size: tuple[int, int],
+                      progress: _Progress, timer: _Timer) -> torch.Tensor:
+        """A first pass of the method without losses (attention maps, first result), then the mask."""
         if extractor.needs_first_pass:
-            controller = self._controller(cfg, source_prompt, target_prompt)
-            first = self._sample(cfg, controller, z0, embeddings, None, progress)
+            controller = self._controller(cfg, method, context.source_prompt, context.target_prompt)
+            first = self._run(cfg, method, controller, context.source_prompt, context.target_prompt,
+                              z0, None, progress, timer)
             context.first_result = resize(self.backbone.decode_latents(first.latent).float(), size)
-            context.attention = controller.attention_maps(16)
+            context.attention = controller.attention_maps(16) if controller is not None else None
         mask = extractor.extract(context).float()
         return resize(mask, size) if tuple(mask.shape[-2:]) != size else mask
 
 
-class _Progress:
-    """Adapts the sampler's per-step hook to the user's callback (with optional previews)."""
+def call_post_processor(post: PostProcessor, source: torch.Tensor, edited: torch.Tensor,
+                        terms: list[LossTerm], callback: PostCallback) -> torch.Tensor:
+    """``post.process`` with the progress callback (``progress=`` for post-processors written before it)."""
+    params = inspect.signature(post.process).parameters
+    if "callback" in params or any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return post.process(source, edited, terms, callback=callback)
+    if "progress" in params:
+        return post.process(source, edited, terms, progress=lambda i, n, *_: callback(i, n))
+    return post.process(source, edited, terms)
 
-    def __init__(self, callback: ProgressCallback | None, total: int, backbone: Backbone,
-                 previews: bool) -> None:
-        self.callback, self.total, self.backbone, self.previews = callback, total, backbone, previews
+
+class _Progress:
+    """Adapts the method's per-step hook and the post-processor's callback to the user's callback.
+
+    The user sees one count over the work units: every denoising step of every pass,
+    then each unit the post-processor reports.
+    """
+
+    def __init__(self, callback: ProgressCallback | None, steps: int, post_units: int,
+                 backbone: Backbone, previews: bool) -> None:
+        self.callback, self.backbone, self.previews = callback, backbone, previews
+        self.steps, self.total = steps, steps + post_units
         self.done = 0
 
     def __call__(self, step: int, steps: int, x0_hat: torch.Tensor) -> None:
@@ -253,5 +322,15 @@ class _Progress:
         if self.callback is None:
             return
         preview = tensor_to_pil(self.backbone.decode_latents(x0_hat).float()) if self.previews else None
+        self._report(preview)
+
+    def post(self, done: int, total: int) -> None:
+        """The post-processor's progress: ``done`` of its own ``total`` units."""
+        self.total = self.steps + max(total, 0)
+        self.done = self.steps + min(max(done, 0), total)
+        if self.callback is not None:
+            self._report(None)
+
+    def _report(self, preview: Image.Image | None) -> None:
         if self.callback(self.done, self.total, preview) is False:
             raise Cancelled("the edit was cancelled; nothing was written.")

@@ -41,3 +41,7 @@ class OutputExistsError(SplError):
 
 class Cancelled(SplError):
     """A run stopped on request from a progress callback."""
+
+
+class IncompatibleError(SplError):
+    """Components that cannot work together, e.g. an edit method the backbone cannot serve."""

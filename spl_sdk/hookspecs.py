@@ -1,4 +1,4 @@
-"""Hook specifications: the six component kinds a plug-in can add to spl-sdk.
+"""Hook specifications: the seven component kinds a plug-in can add to spl-sdk.
 
 Every hook receives a ``register`` callback and calls it once per component class::
 
@@ -32,9 +32,10 @@ def spl_register_backbones(register: Register) -> None:
     """Register :class:`~spl_sdk.components.Backbone` classes (text encoder, UNet, VAE, scheduler).
 
     Called once per plug-in manager, the first time any component is looked up.
-    A backbone hides its model family from the sampler: it encodes prompts,
-    predicts noise for a batch, encodes and decodes images and exposes the
-    UNet attention processors.
+    A backbone hides its model family from the edit method: it encodes prompts
+    into a Conditioning, predicts noise or velocity for a batch, gives the
+    family's timesteps, encodes and decodes images, exposes the denoiser's
+    attention processors and declares its capabilities.
     """
 
 
@@ -81,4 +82,15 @@ def spl_register_harmonizers(register: Register) -> None:
 
     A harmonizer writes source and target prompts for a composite image and its
     foreground mask (DESIGN.md section 6).
+    """
+
+
+@hookspec
+def spl_register_edit_methods(register: Register) -> None:
+    """Register :class:`~spl_sdk.components.EditMethod` classes.
+
+    An edit method turns the source latent and the two prompts into the edited
+    clean latent with the backbone's denoiser (InfEdit's virtual inversion is
+    the built-in ``infedit``); it owns its batch layout, drives the attention
+    controller and calls the editor's injection and step callbacks.
     """

@@ -25,6 +25,7 @@ from spl_sdk.components import (
     AttentionController,
     Backbone,
     Component,
+    EditMethod,
     Harmonizer,
     LossTerm,
     MaskExtractor,
@@ -41,6 +42,7 @@ HOOK_OF_KIND = {
     "mask": "spl_register_mask_extractors",
     "postprocess": "spl_register_post_processors",
     "harmonizer": "spl_register_harmonizers",
+    "method": "spl_register_edit_methods",
 }
 KIND_LABEL = {
     "backbone": "backbone",
@@ -49,6 +51,7 @@ KIND_LABEL = {
     "mask": "mask extractor",
     "postprocess": "post-processor",
     "harmonizer": "harmonizer",
+    "method": "edit method",
 }
 
 C = TypeVar("C", bound=Component)
@@ -238,6 +241,10 @@ class Plugins:
     def harmonizer(self, name: str) -> type[Harmonizer]:
         """The harmonizer class registered as ``name``."""
         return self.get("harmonizer", name)
+
+    def edit_method(self, name: str) -> type[EditMethod]:
+        """The edit-method class registered as ``name``."""
+        return self.get("method", name)
 
     # ------------------------------------------------------------------ listing
     def listing(self) -> list[dict[str, Any]]:

@@ -15,6 +15,7 @@ import spl_attention.processors as processors_module
 from spl_attention import InfEditController, P2PReplaceController, P2PReweightController
 from spl_attention.processors import CrossAttentionProcessor, SelfAttentionProcessor
 from spl_attention.store import spatial_shape
+from spl_methods.infedit import LAYOUT
 from spl_sdk import EditConfig, get_plugins
 from spl_sdk.components import AttentionMaps
 from spl_sdk.errors import PromptError
@@ -31,12 +32,15 @@ def backbone():
         down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
         up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
         block_out_channels=(32, 32, 64, 64), cross_attention_dim=32, attention_head_dim=4).eval()
-    return SimpleNamespace(unet=unet, tokenizer=_tokenizer())
+    return SimpleNamespace(unet=unet, denoiser=unet, tokenizer=_tokenizer())
 
 
 def make(cls=InfEditController, backbone=None, source=SOURCE, target=TARGET, steps=5, **cfg):
-    return cls(backbone=backbone, source_prompt=source, target_prompt=target, num_steps=steps,
-               config=EditConfig(**cfg))
+    """A controller with the infedit method's batch layout, as the method would set it."""
+    controller = cls(backbone=backbone, source_prompt=source, target_prompt=target, num_steps=steps,
+                     config=EditConfig(**cfg))
+    controller.layout = LAYOUT
+    return controller
 
 
 def run_unet(controller, h=16, w=16, steps=None, seed=0):
@@ -353,12 +357,12 @@ def test_with_tiny_random_backbone_non_square(tiny_backbone) -> None:
     bb = tiny_backbone
     before = dict(bb.unet.attn_processors)
     ctl = make(backbone=bb, steps=2, blend_words_target=["red"])
-    emb = bb.encode_prompts(["", "", "", SOURCE, TARGET, SOURCE])
+    cond = bb.encode_prompts(["", "", "", SOURCE, TARGET, SOURCE])
     x = torch.randn(6, 4, 32, 24, generator=torch.Generator().manual_seed(0))
     with torch.no_grad(), ctl.installed():
         for i in range(2):
             ctl.begin_step(i)
-            bb.predict_noise(x, 500, emb)
+            bb.predict(x, 500, cond)
     assert all(bb.unet.attn_processors[k] is before[k] for k in before)
     assert ctl.latent_shape == (32, 24)
     # two layers per down block and three per up block at each of the three attention levels

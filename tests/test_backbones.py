@@ -55,7 +55,7 @@ def test_tiny_has_16x16_cross_attention_in_down_and_up_blocks_at_256px(tiny_back
              for n, m in tiny_backbone.unet.named_modules() if n.endswith("attn2")]
     try:
         emb = tiny_backbone.encode_prompts(["a cat"])
-        tiny_backbone.predict_noise(torch.zeros(1, 4, 32, 32), 500, emb)
+        tiny_backbone.predict(torch.zeros(1, 4, 32, 32), 500, emb)
     finally:
         for h in hooks:
             h.remove()
@@ -66,11 +66,11 @@ def test_tiny_has_16x16_cross_attention_in_down_and_up_blocks_at_256px(tiny_back
 
 def test_prompts_are_padded_with_the_end_token_to_77(tiny_backbone):
     emb = tiny_backbone.encode_prompts(["a photo of a cat", ""])
-    assert emb.shape == (2, 77, 32)
+    assert emb.embeddings.shape == (2, 77, 32) and emb.extras == {}
     ids = torch.tensor([[49406, 320, 1125, 539, 320, 2368] + [49407] * 71])
     with torch.no_grad():
         expected = tiny_backbone.text_encoder(ids)[0]
-    torch.testing.assert_close(emb[:1], expected)
+    torch.testing.assert_close(emb.embeddings[:1], expected)
     assert tiny_backbone.tokenize("a photo of a cat") == [49406, 320, 1125, 539, 320, 2368, 49407]
 
 
@@ -90,15 +90,43 @@ def test_encode_refuses_sizes_that_are_not_multiples_of_8(tiny_backbone):
         tiny_backbone.encode_image(torch.zeros(1, 3, 100, 64))
 
 
-def test_predict_noise_runs_one_batch_of_six(tiny_backbone):
+def test_predict_runs_one_batch_of_six(tiny_backbone):
     g = torch.Generator().manual_seed(0)
     latents = torch.randn(6, 4, 32, 32, generator=g)
     emb = tiny_backbone.encode_prompts(["", "", "", "a cat", "a dog", "a cat"])
-    out = tiny_backbone.predict_noise(latents, torch.tensor(500), emb)
+    out = tiny_backbone.predict(latents, torch.tensor(500), emb)
     assert out.shape == latents.shape and out.dtype == torch.float32 and torch.isfinite(out).all()
-    single = tiny_backbone.predict_noise(latents[4:5], 500, emb[4:5])
+    single = tiny_backbone.predict(latents[4:5], 500, emb.rows([4]))
     torch.testing.assert_close(out[4:5], single, atol=1e-5, rtol=1e-4)
     assert not torch.allclose(out[3], out[4])  # the prompt matters
+
+
+def test_predict_noise_is_a_deprecated_alias_taking_bare_embeddings(tiny_backbone):
+    latents = torch.randn(2, 4, 16, 16, generator=torch.Generator().manual_seed(3))
+    cond = tiny_backbone.encode_prompts(["a cat", "a dog"])
+    with pytest.warns(DeprecationWarning, match="predict_noise is deprecated"):
+        old = tiny_backbone.predict_noise(latents, 500, cond.embeddings)
+    torch.testing.assert_close(old, tiny_backbone.predict(latents, 500, cond), atol=0, rtol=0)
+
+
+def test_conditioning_rows_and_cat_keep_every_tensor_aligned():
+    from spl_sdk.components import Conditioning
+
+    cond = Conditioning(torch.arange(3.0).view(3, 1, 1), {"pooled": torch.arange(3.0).view(3, 1) * 10})
+    picked = cond.rows([2, 0])
+    assert picked.embeddings.flatten().tolist() == [2.0, 0.0]
+    assert picked.extras["pooled"].flatten().tolist() == [20.0, 0.0]
+    both = Conditioning.cat([picked, cond.rows(slice(1, 2))])
+    assert len(both) == 3 and both.extras["pooled"].flatten().tolist() == [20.0, 0.0, 10.0]
+    with pytest.raises(ValueError, match="same extras"):
+        Conditioning.cat([cond, Conditioning(torch.zeros(1, 1, 1))])
+
+
+def test_sd15_backbones_declare_the_contract(plugins):
+    for name in ("lcm-dreamshaper-v7", "lcm-lora-sd15", "sd15-random", "tiny-random"):
+        cls = plugins.backbone(name)
+        assert (cls.family, cls.prediction_type, cls.default_method) == ("sd15", "epsilon", "infedit")
+        assert {"epsilon", "alphas-cumprod", "attention-processors"} <= cls.capabilities
 
 
 def test_outputs_work_in_later_autograd(tiny_backbone):
@@ -136,17 +164,17 @@ def test_lcm_loader_loads_the_saved_tiny_model_identically(plugins, saved_tiny, 
     prompts = ["a photo of a cat", "a black cat on a red mat"]
     assert loaded.tokenize(prompts[1]) == tiny_backbone.tokenize(prompts[1])
     emb = tiny_backbone.encode_prompts(prompts)
-    torch.testing.assert_close(loaded.encode_prompts(prompts), emb, atol=0, rtol=0)
+    torch.testing.assert_close(loaded.encode_prompts(prompts).embeddings, emb.embeddings, atol=0, rtol=0)
     latents = torch.randn(2, 4, 32, 32, generator=torch.Generator().manual_seed(1))
-    torch.testing.assert_close(loaded.predict_noise(latents, 700, emb),
-                               tiny_backbone.predict_noise(latents, 700, emb), atol=0, rtol=0)
+    torch.testing.assert_close(loaded.predict(latents, 700, emb),
+                               tiny_backbone.predict(latents, 700, emb), atol=0, rtol=0)
     torch.testing.assert_close(loaded.decode_latents(latents), tiny_backbone.decode_latents(latents),
                                atol=0, rtol=0)
     public = lambda s: {k: v for k, v in s.config.items() if not k.startswith("_")}  # noqa: E731
     assert public(loaded.scheduler) == public(tiny_backbone.scheduler)
     again = TinyRandom.load(str(saved_tiny), device="cpu")  # tiny-random reloads its own folders
-    torch.testing.assert_close(again.predict_noise(latents, 700, emb),
-                               tiny_backbone.predict_noise(latents, 700, emb), atol=0, rtol=0)
+    torch.testing.assert_close(again.predict(latents, 700, emb),
+                               tiny_backbone.predict(latents, 700, emb), atol=0, rtol=0)
 
 
 def test_a_folder_missing_a_part_names_it(plugins, tmp_path, saved_tiny):
@@ -192,10 +220,10 @@ def test_lcm_lora_fuses_a_local_lora_into_the_unet(tiny_backbone, saved_tiny, tm
     emb = tiny_backbone.encode_prompts(["a cat", "a dog"])
     latents = torch.randn(2, 4, 32, 32, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
-        expected = reference(latents, 500, encoder_hidden_states=emb).sample
-    out = fused.predict_noise(latents, 500, emb)
+        expected = reference(latents, 500, encoder_hidden_states=emb.embeddings).sample
+    out = fused.predict(latents, 500, emb)
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-4)
-    assert (out - tiny_backbone.predict_noise(latents, 500, emb)).abs().max() > 1e-2
+    assert (out - tiny_backbone.predict(latents, 500, emb)).abs().max() > 1e-2
     attn = fused.unet.down_blocks[1].attentions[0].transformer_blocks[0].attn2
     assert type(attn.to_q) is torch.nn.Linear  # peft layers merged and removed
     assert type(fused.scheduler).__name__ == "LCMScheduler"

@@ -36,7 +36,7 @@ def sections() -> dict[str, str]:
     return dict(zip(parts[1::2], parts[2::2], strict=True))
 
 
-def test_there_are_six_hook_specs() -> None:
+def test_there_are_seven_hook_specs() -> None:
     assert set(SPECS) == set(HOOK_OF_KIND.values())
 
 
@@ -71,7 +71,7 @@ def _examples() -> list[str]:
     return [b for b in blocks if "@hookimpl" in b and "class " in b]
 
 
-@pytest.mark.parametrize("index", range(6))
+@pytest.mark.parametrize("index", range(7))
 def test_hook_examples_register_a_working_component(index: int) -> None:
     code = _examples()[index]
     module = types.ModuleType(f"doc_example_{index}")
@@ -84,4 +84,4 @@ def test_hook_examples_register_a_working_component(index: int) -> None:
 
 
 def test_all_examples_are_tested() -> None:
-    assert len(_examples()) == 6
+    assert len(_examples()) == 7

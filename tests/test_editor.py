@@ -7,12 +7,12 @@ import pytest
 import torch
 from PIL import Image
 
+from spl_sdk.components import EditRequest
 from spl_sdk.config import EditConfig
 from spl_sdk.editor import Editor
 from spl_sdk.errors import Cancelled, ConfigError, PromptError
 from spl_sdk.geometry import working_shape
 from spl_sdk.imageio import pil_to_tensor
-from spl_sdk.sampler import Guidance, sample
 
 FAST = dict(backbone="tiny-random", working_size=128, steps=3, iterations=5)
 
@@ -28,18 +28,20 @@ def photo(example_image) -> Image.Image:
 
 
 def test_equal_prompts_and_guidance_reproduce_the_vae_round_trip(tiny_backbone, plugins, example_image):
-    """DESIGN section 2 invariant, through the real UNet and the infedit controller."""
+    """docs/method.md section 2 invariant, through the infedit method, the real UNet and controller."""
     cfg = EditConfig(**FAST, source_guidance=1.5, target_guidance=1.5)
     source = pil_to_tensor(example_image.resize((128, 128)))
     z0 = tiny_backbone.encode_image(source).float()
     prompt = "a photo of an old man"
-    emb = tiny_backbone.encode_prompts(["", "", "", prompt, prompt, prompt])
     controller = plugins.attention_controller("infedit")(
         backbone=tiny_backbone, source_prompt=prompt, target_prompt=prompt, num_steps=4, config=cfg)
     seen: list[torch.Tensor] = []
-    with controller.installed():
-        out = sample(tiny_backbone, controller, z0, emb, steps=4, original_steps=50,
-                     guidance=Guidance(1.5, 1.5), seed=0, on_step=lambda i, n, x0: seen.append(x0))
+    method = plugins.edit_method("infedit")()
+    out = method.edit(EditRequest(
+        backbone=tiny_backbone, source_prompt=prompt, target_prompt=prompt, z0=z0, controller=controller,
+        steps=4, source_guidance=1.5, target_guidance=1.5, seed=0, original_steps=50,
+        on_step=lambda i, n, x0: seen.append(x0)))
+    assert controller.store.counts  # the controller was installed and saw the batch
     assert len(seen) == 4
     for x0 in seen:
         torch.testing.assert_close(x0, z0, atol=1e-5, rtol=0)
@@ -52,7 +54,8 @@ def test_edit_returns_the_source_size_and_timings(editor, photo):
     result = editor.edit(photo, "a photo of an old man", "a photo of a smiling old man", opt_start=0.5,
                          callback=lambda step, total, preview: calls.append((step, total)))
     assert result.image.size == photo.size
-    assert calls == [(1, 3), (2, 3), (3, 3)]
+    # three steps, then the loss-refine post-processor's five iterations (FAST iterations=5)
+    assert calls == [(i, 8) for i in range(1, 9)]
     for phase in ("total", "unet", "vae", "optimisation", "post_process"):
         assert result.timings[phase] > 0, phase
     assert result.metadata()["config"]["steps"] == 3
@@ -108,7 +111,7 @@ def test_masked_area_runs_two_passes_and_returns_the_mask(editor, photo):
     result = editor.edit(photo, "a photo of an old man", "a painting of an old man",
                          structure_area="masked", mask_words_source=["man"],
                          callback=lambda step, total, preview: totals.add(total))
-    assert totals == {6}  # first pass for attention maps + final pass
+    assert totals == {3 + 3 + 5}  # first pass for attention maps + final pass + post-processing
     assert result.mask is not None and result.mask.size == photo.size
 
 
@@ -118,7 +121,7 @@ def test_a_user_mask_is_used_without_a_first_pass(editor, photo):
     totals: set[int] = set()
     result = editor.edit(photo, "a photo", "a painting", mask=mask, structure_area="masked",
                          callback=lambda step, total, preview: totals.add(total))
-    assert totals == {3}
+    assert totals == {3 + 5}  # one pass + post-processing
     assert result.mask.size == photo.size
     m = np.asarray(result.mask)
     assert m[0, 0] == 0 and m[68, 100] == 255

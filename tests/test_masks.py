@@ -304,9 +304,10 @@ def test_mask_resize_keeps_proportions_of_a_non_square_mask(tmp_path):
 @pytest.mark.slow
 def test_infedit_maps_from_tiny_random_give_a_full_size_mask(tiny_backbone, plugins):
     """Collect 16-px maps with the infedit controller on the tiny UNet, then extract at full size."""
+    from spl_methods.infedit import LAYOUT, Guidance, prompts_for, sample
+    from spl_sdk.components import EditMethod
     from spl_sdk.geometry import resize as resize_image
     from spl_sdk.geometry import working_shape
-    from spl_sdk.sampler import Guidance, sample
 
     bb = tiny_backbone
     source_prompt, target_prompt = "a marshmallow on a campfire", "a burnt Marshmallow, on a big campfire"
@@ -317,11 +318,11 @@ def test_infedit_maps_from_tiny_random_give_a_full_size_mask(tiny_backbone, plug
     assert work == (256, 192)
     controller = plugins.attention_controller("infedit")(
         backbone=bb, source_prompt=source_prompt, target_prompt=target_prompt, num_steps=3, config=config)
-    embeddings = bb.encode_prompts(["", "", "", source_prompt, target_prompt, source_prompt])
+    cond = bb.encode_prompts(prompts_for(source_prompt, target_prompt))
     with torch.no_grad():
         z0 = bb.encode_image(resize_image(image, work)).float()
-        with controller.installed():
-            out = sample(bb, controller, z0, embeddings, steps=3, original_steps=50,
+        with EditMethod.controlling(controller, LAYOUT):
+            out = sample(bb, controller, z0, cond, steps=3, original_steps=50,
                          guidance=Guidance(1.0, 2.0), seed=0)
         first = resize_image(bb.decode_latents(out.latent).float(), (300, 225))
     maps = controller.attention_maps(16)

@@ -1,4 +1,4 @@
-"""The three-branch sampler against DESIGN.md section 2, with a stand-in UNet."""
+"""The infedit method's three-branch sampler against docs/method.md section 2, with a stand-in UNet."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ import pytest
 import torch
 from diffusers import LCMScheduler
 
-from spl_sdk.sampler import (
+from spl_methods.infedit import (
     Guidance,
     guided,
     injection_steps,
     sample,
-    schedule,
     virtual_inversion_step,
 )
+from spl_sdk.components import Conditioning
 
 
 class FakeBackbone:
@@ -25,8 +25,13 @@ class FakeBackbone:
         self.scheduler = LCMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
         self.calls: list[torch.Tensor] = []
 
-    def predict_noise(self, latents: torch.Tensor, t: int, embeddings: torch.Tensor) -> torch.Tensor:
+    def timesteps(self, steps: int, *, latent_shape: tuple[int, ...], original_steps: int = 50) -> list[int]:
+        self.scheduler.set_timesteps(num_inference_steps=steps, original_inference_steps=original_steps)
+        return [int(t) for t in self.scheduler.timesteps]
+
+    def predict(self, latents: torch.Tensor, t: int, cond: Conditioning, *, guidance=None) -> torch.Tensor:
         self.calls.append(latents.clone())
+        embeddings = cond.embeddings
         return torch.tanh(latents) * embeddings.mean(dim=(1, 2)).view(-1, 1, 1, 1) + embeddings.mean(dim=(1, 2)).view(-1, 1, 1, 1) + 1e-3 * t
 
 
@@ -41,9 +46,12 @@ def test_injection_happens_at_steps_12_13_14_of_15() -> None:
     assert injection_steps(4, 0.0) == [0, 1, 2, 3]
 
 
-def test_lcm_schedule_uses_original_inference_steps() -> None:
-    steps = schedule(FakeBackbone(), 15, 50)
+def test_lcm_schedule_uses_original_inference_steps(tiny_backbone) -> None:
+    steps = tiny_backbone.timesteps(15, latent_shape=(1, 4, 32, 32), original_steps=50)
     assert len(steps) == 15 and steps[0] == 999 and steps == sorted(steps, reverse=True)
+    coarse = tiny_backbone.timesteps(4, latent_shape=(1, 4, 32, 32), original_steps=4)
+    assert coarse == [999, 749, 499, 249]  # the LCM grid of 4 original steps
+    assert tiny_backbone.timesteps(15, latent_shape=(1, 4, 32, 32)) == steps  # default: 50
 
 
 def test_guidance_splits_the_batch_of_six() -> None:
@@ -69,8 +77,7 @@ def test_update_matches_the_equations() -> None:
 def test_equal_prompts_and_guidance_keep_x0_equal_to_the_source_latent() -> None:
     z0 = torch.randn(1, 4, 6, 5, generator=torch.Generator().manual_seed(0))
     seen: list[torch.Tensor] = []
-    out = sample(FakeBackbone(), None, z0, embeddings_for(0.7, 0.7), steps=6, original_steps=50,
-                 guidance=Guidance(1.5, 1.5), seed=3, on_step=lambda i, n, x0: seen.append(x0))
+    out = sample(FakeBackbone(), None, z0, embeddings_for(0.7, 0.7), steps=6, guidance=Guidance(1.5, 1.5), seed=3, on_step=lambda i, n, x0: seen.append(x0))
     assert len(seen) == 6
     for x0 in seen:
         torch.testing.assert_close(x0, z0, atol=1e-5, rtol=0)
@@ -105,8 +112,7 @@ def test_injection_replaces_the_target_estimate_at_scheduled_steps() -> None:
         calls.append(1)
         return torch.full_like(x0, 0.25)
 
-    out = sample(FakeBackbone(), None, z0, embeddings_for(0.1, 0.9), steps=5, original_steps=50,
-                 guidance=Guidance(), seed=0, opt_start=0.6, inject=inject)
+    out = sample(FakeBackbone(), None, z0, embeddings_for(0.1, 0.9), steps=5, guidance=Guidance(), seed=0, opt_start=0.6, inject=inject)
     assert out.steps_injected == [3, 4] and len(calls) == 2
     torch.testing.assert_close(out.latent, torch.full_like(z0, 0.25))
 
@@ -114,6 +120,5 @@ def test_injection_replaces_the_target_estimate_at_scheduled_steps() -> None:
 @pytest.mark.parametrize("eta", [1.0, 0.0])
 def test_last_step_reuses_its_own_alpha(eta: float) -> None:
     z0 = torch.randn(1, 4, 2, 2, generator=torch.Generator().manual_seed(2))
-    out = sample(FakeBackbone(), None, z0, embeddings_for(0.2, 0.2), steps=1, original_steps=50,
-                 guidance=Guidance(1, 1), seed=0, eta=eta)
+    out = sample(FakeBackbone(), None, z0, embeddings_for(0.2, 0.2), steps=1, guidance=Guidance(1, 1), seed=0, eta=eta)
     torch.testing.assert_close(out.latent, z0, atol=1e-5, rtol=0)

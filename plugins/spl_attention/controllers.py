@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
@@ -19,8 +19,10 @@ from spl_sdk.prompts import context_length, prompt_ids, word_positions
 if TYPE_CHECKING:
     from spl_sdk.config import EditConfig
 
-BRANCHES = 3  # source, target, mutual; the batch is [uncond x 3, cond x 3]
-SOURCE, TARGET, MUTUAL = range(BRANCHES)
+# Which branch's queries / keys-and-values each branch uses after the self-attention phase one
+# (mutual: target queries with source keys and values); a branch not named keeps its own.
+QUERY_OF = {"mutual": "target"}
+KV_OF = {"mutual": "source"}
 EPS = 1e-9  # progress comparisons: (i + 1) / n against a fraction such as 0.8
 
 
@@ -28,6 +30,7 @@ class InfEditController(AttentionController):
     """InfEdit unified attention control with Prompt-to-Prompt refinement of cross-attention."""
 
     name = "infedit"
+    requires: ClassVar[frozenset[str]] = frozenset({"attention-processors", "unet-cross-attention"})
     blend_res = 16  # maps the local blend reads, as Prompt-to-Prompt's local blend at 512 px
 
     def __init__(self, *, backbone: Backbone, source_prompt: str, target_prompt: str,
@@ -73,23 +76,31 @@ class InfEditController(AttentionController):
         """Cross-attention refinement window (``p <= cross_replace``)."""
         return self.progress <= self.config.cross_replace + EPS
 
+    def _edits(self, batch: int) -> bool:
+        """True when the batch has the method's layout with a source and a target branch."""
+        layout = self.layout
+        return (layout is not None and layout.fits(batch)
+                and {"source", "target"} <= set(layout.branches))
+
     def self_attention_indices(self, batch: int, device: torch.device) -> tuple[torch.Tensor, ...] | None:
-        """Batch indices (query, key, value) per output element, both CFG halves handled separately."""
-        if batch % (2 * BRANCHES):
+        """Batch indices (query, key, value) per output element, each guidance half handled separately."""
+        if not self._edits(batch):
             return None
-        base = torch.arange(batch, device=device).view(2, BRANCHES, batch // (2 * BRANCHES))
-        s, t = base[:, SOURCE], base[:, TARGET]
-        if self.self_replacing:
-            qk = torch.stack([s, s, s], 1).flatten()
+        layout = self.layout
+        n = len(layout.branches)
+        base = torch.arange(batch, device=device).view(layout.size // n, n, batch // layout.size)
+        row = {b: base[:, layout.branch(b)] for b in layout.branches}
+        if self.self_replacing:  # every branch reads the source's queries and keys
+            qk = torch.stack([row["source"]] * n, 1).flatten()
             return qk, qk, base.flatten()
-        q = torch.stack([s, t, t], 1).flatten()  # mutual: target queries ...
-        kv = torch.stack([s, t, s], 1).flatten()  # ... with source keys and values
+        q = torch.stack([row[QUERY_OF.get(b, b)] for b in layout.branches], 1).flatten()
+        kv = torch.stack([row[KV_OF.get(b, b)] for b in layout.branches], 1).flatten()
         return q, kv, kv
 
     # ------------------------------------------------------------------ cross-attention
     def edits_cross(self, batch: int) -> bool:
-        """Only the three-branch CFG layout is edited."""
-        return batch % (2 * BRANCHES) == 0
+        """Only a batch in the method's layout (with source and target branches) is edited."""
+        return self._edits(batch)
 
     def edit_target(self, source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Target probabilities (..., tokens) after editing; Prompt-to-Prompt refinement inside the window."""
@@ -98,16 +109,17 @@ class InfEditController(AttentionController):
         return target
 
     def edit_cross(self, probs: torch.Tensor, *, store: bool) -> torch.Tensor:
-        """Edit the conditional probabilities (3, k, heads, pixels, tokens) and store the maps of small layers."""
-        original = probs[TARGET]
-        target = self.edit_target(probs[SOURCE], original)
+        """Edit the conditional probabilities (branches, k, heads, pixels, tokens); store small layers' maps."""
+        s, t = self.layout.branch("source"), self.layout.branch("target")
+        original = probs[t]
+        target = self.edit_target(probs[s], original)
         if target is not original:
-            probs = torch.stack([probs[SOURCE], target, probs[MUTUAL]])
+            probs = torch.stack([target if i == t else probs[i] for i in range(probs.shape[0])])
         pixels = probs.shape[-2]
         if store and pixels <= self.store.max_pixels:
             shape = spatial_shape(pixels, self.latent_shape)
             if shape is not None:
-                self.store.add(shape, probs[SOURCE].mean((0, 1)), probs[TARGET].mean((0, 1)))
+                self.store.add(shape, probs[s].mean((0, 1)), probs[t].mean((0, 1)))
         return probs
 
     # ------------------------------------------------------------------ installation
@@ -135,9 +147,8 @@ class InfEditController(AttentionController):
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[AttentionController]:
-        """Install the processors (restored in ``finally``) and watch the UNet input for the latent shape."""
-        unet = self.backbone.unet
-        hook = unet.register_forward_pre_hook(self._capture_latent_shape, with_kwargs=True)
+        """Install the processors (restored in ``finally``) and watch the denoiser input for the latent shape."""
+        hook = self.backbone.denoiser.register_forward_pre_hook(self._capture_latent_shape, with_kwargs=True)
         try:
             with super().installed():
                 yield self

@@ -1,4 +1,4 @@
-"""Diffusers attention processors that let a controller edit the three-branch batch (DESIGN.md section 4).
+"""Diffusers attention processors that let a controller edit a method's batch (docs/method.md section 4).
 
 The flow around the attention itself (spatial/group norm, projections, output
 projection, residual, rescale) follows diffusers' ``AttnProcessor2_0``.
@@ -12,18 +12,22 @@ from typing import Any, Protocol
 import torch
 import torch.nn.functional as F
 
+from spl_sdk.components.layout import BatchLayout
+
 
 class Controller(Protocol):
     """What the processors ask of the controller."""
+
+    layout: BatchLayout | None
 
     def self_attention_indices(self, batch: int, device: torch.device) -> tuple[torch.Tensor, ...] | None:
         """Batch indices (query, key, value) each output element attends with, or None for plain attention."""
 
     def edits_cross(self, batch: int) -> bool:
-        """True when the cross-attention of this batch is edited (the three-branch CFG layout)."""
+        """True when the cross-attention of this batch is edited (a batch in the method's layout)."""
 
     def edit_cross(self, probs: torch.Tensor, *, store: bool) -> torch.Tensor:
-        """Edited conditional probabilities (3, k, heads, pixels, tokens); may store the maps."""
+        """Edited conditional probabilities (branches, k, heads, pixels, tokens); may store the maps."""
 
 
 @dataclass
@@ -121,7 +125,7 @@ class SelfAttentionProcessor:
 
 
 class CrossAttentionProcessor:
-    """Cross-attention (``attn2``): plain for the unconditional half, edited probabilities for the conditional half."""
+    """Cross-attention (``attn2``): plain for unconditional rows, edited probabilities for conditional ones."""
 
     def __init__(self, controller: Controller, layer: str, *, store: bool = True) -> None:
         self.controller = controller
@@ -135,14 +139,17 @@ class CrossAttentionProcessor:
         batch = p.query.shape[0]
         if not self.controller.edits_cross(batch):
             return finish(attn, sdpa(attn, p.query, p.key, p.value, p.mask), p)
-        half = batch // 2
+        layout = self.controller.layout
+        # guided layouts put every unconditional row first, then every conditional one
+        half = batch // 2 if layout.guided else 0
         mask_u = mask_c = None
         if p.mask is not None:
             mask_u, mask_c = (p.mask[:half], p.mask[half:]) if p.mask.shape[0] == batch else (p.mask, p.mask)
-        uncond = sdpa(attn, p.query[:half], p.key[:half], p.value[:half], mask_u)
+        parts = [sdpa(attn, p.query[:half], p.key[:half], p.value[:half], mask_u)] if half else []
         probs = attention_probs(attn, p.query[half:], p.key[half:], mask_c)
-        _, heads, pixels, tokens = probs.shape
-        probs = self.controller.edit_cross(probs.view(3, half // 3, heads, pixels, tokens), store=self.store)
+        rows, heads, pixels, tokens = probs.shape
+        n = len(layout.branches)
+        probs = self.controller.edit_cross(probs.view(n, rows // n, heads, pixels, tokens), store=self.store)
         value = p.value[half:]
-        cond = torch.matmul(probs.reshape(half, heads, pixels, tokens).to(value.dtype), value)
-        return finish(attn, torch.cat([uncond, cond]), p)
+        parts.append(torch.matmul(probs.reshape(rows, heads, pixels, tokens).to(value.dtype), value))
+        return finish(attn, torch.cat(parts), p)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -11,20 +12,26 @@ import torch
 from spl_backbones import loading
 from spl_backbones.devices import resolve_device, resolve_dtype
 from spl_backbones.offload import keep_only, offload_hooks
-from spl_sdk.components import Backbone
+from spl_sdk.components import Backbone, Conditioning
 from spl_sdk.errors import ImageError
 
 
 class DiffusersBackbone(Backbone):
     """Stable-Diffusion-1.x-style latent diffusion in diffusers layout, driven by an LCM scheduler.
 
-    Every method casts its inputs to the model's device and dtype; ``predict_noise``,
-    ``encode_image`` and ``decode_latents`` return float32 so the sampler's
+    Every method casts its inputs to the model's device and dtype; ``predict``,
+    ``encode_image`` and ``decode_latents`` return float32 so the edit method's
     arithmetic stays in float32 even when the weights are float16.
     """
 
     default_model: ClassVar[str | None] = None
+    family: ClassVar[str] = "sd15"
+    prediction_type: ClassVar[str] = "epsilon"
+    capabilities: ClassVar[frozenset[str]] = frozenset(
+        {"epsilon", "alphas-cumprod", "lcm-schedule", "attention-processors", "unet-cross-attention"})
     default_working_size: ClassVar[int] = 512
+    default_method: ClassVar[str] = "infedit"
+    default_original_steps: ClassVar[int] = 50  # LCM's original_inference_steps (docs/method.md section 2)
 
     def __init__(self, *, tokenizer: Any, text_encoder: Any, unet: Any, vae: Any, scheduler: Any,
                  device: torch.device, dtype: torch.dtype, cpu_offload: bool = False) -> None:
@@ -36,6 +43,11 @@ class DiffusersBackbone(Backbone):
         for module in self.modules():
             module.requires_grad_(False).eval()
         self._place(cpu_offload)
+
+    @property
+    def denoiser(self) -> Any:
+        """The UNet (``unet`` is the SD-style name of the same model)."""
+        return self.unet
 
     def modules(self) -> list[torch.nn.Module]:
         """The torch modules in execution order (text encoder, UNet, VAE)."""
@@ -123,24 +135,39 @@ class DiffusersBackbone(Backbone):
         (folder / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")
         return folder
 
-    # ------------------------------------------------------------------ the sampler's interface
+    # ------------------------------------------------------------------ the edit method's interface
     @torch.no_grad()
-    def encode_prompts(self, prompts: list[str]) -> torch.Tensor:
-        """(B, 77, D) last hidden states; padded with the end token and cut at 77 tokens, as in SD 1.x."""
+    def encode_prompts(self, prompts: list[str]) -> Conditioning:
+        """(B, 77, D) last hidden states, no extras; padded with the end token and cut at 77 tokens, as in SD 1.x."""
         ids = self.tokenizer(list(prompts), padding="max_length", truncation=True,
                              max_length=self.tokenizer.model_max_length, return_tensors="pt").input_ids
         self._using(self.text_encoder)
-        return self.text_encoder(ids.to(self.device))[0].to(self.dtype)
+        return Conditioning(self.text_encoder(ids.to(self.device))[0].to(self.dtype))
 
     @torch.no_grad()
-    def predict_noise(self, latents: torch.Tensor, timestep: torch.Tensor | int,
-                      embeddings: torch.Tensor) -> torch.Tensor:
-        """One UNet call for the whole batch; returns float32."""
+    def predict(self, latents: torch.Tensor, timestep: Any, cond: Conditioning, *,
+                guidance: float | None = None) -> torch.Tensor:
+        """One UNet call for the whole batch: float32 noise (``guidance`` is not an input here)."""
         self._using(self.unet)
         t = torch.as_tensor(timestep, device=self.device)
         out = self.unet(latents.to(self.device, self.dtype), t,
-                        encoder_hidden_states=embeddings.to(self.device, self.dtype)).sample
+                        encoder_hidden_states=cond.embeddings.to(self.device, self.dtype)).sample
         return out.float()
+
+    def predict_noise(self, latents: torch.Tensor, timestep: torch.Tensor | int,
+                      embeddings: torch.Tensor | Conditioning) -> torch.Tensor:
+        """Deprecated alias of :meth:`predict` taking bare embeddings."""
+        warnings.warn("Backbone.predict_noise is deprecated; use predict(latents, t, cond)",
+                      DeprecationWarning, stacklevel=2)
+        cond = embeddings if isinstance(embeddings, Conditioning) else Conditioning(embeddings)
+        return self.predict(latents, timestep, cond)
+
+    def timesteps(self, steps: int, *, latent_shape: tuple[int, ...] = (), original_steps: int | None = None,
+                  **kw: Any) -> list[int]:
+        """The LCM schedule: ``steps`` of ``original_steps`` evenly spaced training timesteps."""
+        self.scheduler.set_timesteps(num_inference_steps=steps,
+                                     original_inference_steps=original_steps or self.default_original_steps)
+        return [int(t) for t in self.scheduler.timesteps]
 
     @torch.no_grad()
     def encode_image(self, image: torch.Tensor) -> torch.Tensor:

@@ -23,17 +23,21 @@ class FileMask(MaskExtractor):
     name = "file"
     needs_first_pass = False
 
+    def check(self, context: MaskContext) -> None:
+        """Refuse, before any work, an edit that gives no mask at all."""
+        if context.extra.get("mask") is None and self.config.mask_file is None:
+            raise ConfigError("the 'file' mask extractor needs a mask image: pass --mask FILE to "
+                              "spl edit, mask= or mask_file= to Editor.edit, or draw one in the app.")
+
     def extract(self, context: MaskContext) -> torch.Tensor:
         """The drawn mask in ``context.extra['mask']`` if given, else the file ``mask_file``."""
+        self.check(context)
         height, width = context.source_image.shape[-2:]
         size = (int(width), int(height))
         drawn = context.extra.get("mask")
         if drawn is not None:
             img = mask_image(drawn)
             img = img.resize(size, Image.Resampling.BILINEAR) if img.size != size else img
-        elif self.config.mask_file is not None:
-            img = load_mask(self.config.mask_file, size)
         else:
-            raise ConfigError("the 'file' mask extractor needs a mask image: set mask_file "
-                              "(--mask-file PATH) or draw one in the app.")
+            img = load_mask(self.config.mask_file, size)
         return to_tensor(img, context.source_image)

@@ -8,6 +8,7 @@ import torch
 
 from spl_sdk import hookimpl
 from spl_sdk.components import LossTerm, PostProcessor
+from spl_sdk.components.postprocess import PostCallback
 from spl_sdk.optimiser import optimise_image
 
 
@@ -16,9 +17,14 @@ class LossRefine(PostProcessor):
 
     name = "loss-refine"
 
+    def progress_total(self) -> int:
+        """One unit per optimiser iteration."""
+        return self.config.iterations
+
     def process(self, source: torch.Tensor, edited: torch.Tensor, terms: list[LossTerm],
-                progress: Any = None) -> torch.Tensor:
-        """Run the core image-space optimiser (DESIGN.md section 2, post-processing)."""
+                callback: PostCallback | None = None) -> torch.Tensor:
+        """Run the core image-space optimiser (docs/method.md section 2, post-processing)."""
+        progress = None if callback is None else (lambda i, n, _loss: callback(i, n))
         return optimise_image(source, edited, terms, iterations=self.config.iterations,
                               solver=self.config.solver, progress=progress).image
 

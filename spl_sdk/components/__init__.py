@@ -1,11 +1,13 @@
-"""Base classes for the six component kinds that plug-ins register (see :mod:`spl_sdk.hookspecs`)."""
+"""Base classes for the seven component kinds that plug-ins register (see :mod:`spl_sdk.hookspecs`)."""
 
 from spl_sdk.components.attention import AttentionController, AttentionMaps
-from spl_sdk.components.backbone import Backbone
+from spl_sdk.components.backbone import CAPABILITIES, Backbone, Conditioning
 from spl_sdk.components.base import Component
 from spl_sdk.components.harmonizer import Harmonizer
+from spl_sdk.components.layout import BatchLayout
 from spl_sdk.components.loss import LossTerm
 from spl_sdk.components.mask import MaskContext, MaskExtractor
+from spl_sdk.components.method import EditMethod, EditOutput, EditRequest
 from spl_sdk.components.postprocess import PostProcessor
 
 KIND_BASES: dict[str, type[Component]] = {
@@ -15,7 +17,9 @@ KIND_BASES: dict[str, type[Component]] = {
     "mask": MaskExtractor,
     "postprocess": PostProcessor,
     "harmonizer": Harmonizer,
+    "method": EditMethod,
 }
 
-__all__ = ["KIND_BASES", "AttentionController", "AttentionMaps", "Backbone", "Component", "Harmonizer",
-           "LossTerm", "MaskContext", "MaskExtractor", "PostProcessor"]
+__all__ = ["CAPABILITIES", "KIND_BASES", "AttentionController", "AttentionMaps", "Backbone",
+           "BatchLayout", "Component", "Conditioning", "EditMethod", "EditOutput", "EditRequest",
+           "Harmonizer", "LossTerm", "MaskContext", "MaskExtractor", "PostProcessor"]

@@ -1,4 +1,4 @@
-"""Base class of attention controllers and the attention maps they store (DESIGN.md section 4)."""
+"""Base class of attention controllers and the attention maps they store (docs/method.md section 4)."""
 
 from __future__ import annotations
 
@@ -6,12 +6,13 @@ import contextlib
 from abc import abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
 from spl_sdk.components.backbone import Backbone
 from spl_sdk.components.base import Component
+from spl_sdk.components.layout import BatchLayout
 
 if TYPE_CHECKING:
     from spl_sdk.config import EditConfig
@@ -30,12 +31,16 @@ class AttentionMaps:
 
 
 class AttentionController(Component):
-    """Replaces UNet attention processors during an edit (DESIGN.md section 4).
+    """Replaces the denoiser's attention processors during an edit (docs/method.md section 4).
 
-    The batch the UNet sees is always ``[s_uncond, t_uncond, m_uncond, s_cond,
-    t_cond, m_cond]``. The sampler calls :meth:`begin_step` before each UNet
-    call and wraps the whole loop in :meth:`installed`.
+    The edit method sets :attr:`layout` (which batch rows are which branch) before
+    installing the controller, calls :meth:`begin_step` before each denoiser call and
+    wraps its loop in :meth:`installed`. ``requires`` lists the backbone capabilities
+    the controller needs; a batch that does not fit the layout is left alone.
     """
+
+    requires: ClassVar[frozenset[str]] = frozenset({"attention-processors"})
+    layout: BatchLayout | None = None
 
     def __init__(self, *, backbone: Backbone, source_prompt: str, target_prompt: str,
                  num_steps: int, config: EditConfig) -> None:
@@ -47,7 +52,7 @@ class AttentionController(Component):
         self.step = 0
 
     def begin_step(self, step: int) -> None:
-        """Called by the sampler with the 0-based step index before the UNet call."""
+        """Called by the edit method with the 0-based step index before the UNet call."""
         self.step = step
 
     @abstractmethod
@@ -56,14 +61,20 @@ class AttentionController(Component):
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[AttentionController]:
-        """Install this controller's processors on the UNet; restore the originals on exit."""
-        unet = self.backbone.unet
-        original = dict(unet.attn_processors)
-        unet.set_attn_processor(self.processors(original))
+        """Install this controller's processors on the denoiser; restore the originals on exit."""
+        denoiser = self.backbone.denoiser
+        original = dict(denoiser.attn_processors)
+        denoiser.set_attn_processor(self.processors(original))
         try:
             yield self
         finally:
-            unet.set_attn_processor(original)
+            denoiser.set_attn_processor(original)
+
+    @classmethod
+    def check(cls, backbone: Backbone) -> None:
+        """Refuse, before any work, a backbone that lacks a capability this controller needs."""
+        backbone.require(f"attention controller '{cls.name}'", cls.requires,
+                         "choose another --attention or --backbone")
 
     def attention_maps(self, res: int = 16) -> AttentionMaps | None:
         """Stored cross-attention maps at ``res`` x ``res``, or None when none were stored."""

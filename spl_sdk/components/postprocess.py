@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from abc import abstractmethod
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -13,13 +14,24 @@ from spl_sdk.components.loss import LossTerm
 if TYPE_CHECKING:
     from spl_sdk.config import EditConfig
 
+# (done, total) of the post-processor's own work; raises Cancelled when the user cancels
+PostCallback = Callable[[int, int], None]
+
+
 class PostProcessor(Component):
     """Runs once on the decoded result at the source's full resolution."""
 
     def __init__(self, config: EditConfig) -> None:
         self.config = config
 
+    def progress_total(self) -> int:
+        """How many units :meth:`process` reports through its callback (0: it reports none)."""
+        return 0
+
     @abstractmethod
     def process(self, source: torch.Tensor, edited: torch.Tensor, terms: list[LossTerm],
-                progress: Any = None) -> torch.Tensor:
-        """Return the improved edit (1, 3, H, W) in [-1, 1] given the original source."""
+                callback: PostCallback | None = None) -> torch.Tensor:
+        """Return the improved edit (1, 3, H, W) in [-1, 1] given the original source.
+
+        Call ``callback(done, total)`` as the work advances (total as in :meth:`progress_total`).
+        """

@@ -1,0 +1,89 @@
+"""Base class of edit methods (the seventh component kind) and the request/response they exchange."""
+
+from __future__ import annotations
+
+import contextlib
+from abc import abstractmethod
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+
+from spl_sdk.components.attention import AttentionController, BatchLayout
+from spl_sdk.components.backbone import Backbone
+from spl_sdk.components.base import Component
+
+Injector = Callable[[torch.Tensor], torch.Tensor]
+StepCallback = Callable[[int, int, torch.Tensor], None]
+
+__all__ = ["BatchLayout", "EditMethod", "EditOutput", "EditRequest", "Injector", "StepCallback"]
+
+
+@dataclass
+class EditRequest:
+    """Everything a method needs for one edit; the editor builds it, the method reads it."""
+
+    backbone: Backbone
+    source_prompt: str
+    target_prompt: str
+    z0: torch.Tensor  # source latent (backbone.encode_image), float32
+    controller: AttentionController | None = None
+    steps: int | None = None  # None: the method's (or family's) default
+    source_guidance: float | None = None
+    target_guidance: float | None = None
+    seed: int = 0
+    opt_start: float = 1.0  # inject at the steps with i / n >= opt_start
+    inject: Injector | None = None  # clean estimate of the edited branch -> refined clean latent
+    on_step: StepCallback | None = None  # (i, n, clean estimate of the edited branch)
+    original_steps: int | None = None  # LCM original_inference_steps (passed to backbone.timesteps)
+
+
+@dataclass
+class EditOutput:
+    """The edited clean latent plus time spent, and any extra tensors a method wants to expose."""
+
+    latent: torch.Tensor
+    unet_seconds: float = 0.0
+    inject_seconds: float = 0.0
+    text_seconds: float = 0.0
+    steps_injected: list[int] = field(default_factory=list)
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+class EditMethod(Component):
+    """Turns a source latent and two prompts into the edited clean latent (docs/method.md section 2).
+
+    ``requires`` lists the backbone capabilities the method needs
+    (:data:`spl_sdk.components.backbone.CAPABILITIES`); ``uses_attention`` says
+    whether it drives an attention controller (and so sets its layout).
+    """
+
+    requires: ClassVar[frozenset[str]] = frozenset()
+    uses_attention: ClassVar[bool] = True
+
+    def __init__(self, options: Any = None) -> None:
+        self.options = options
+
+    def check(self, backbone: Backbone) -> None:
+        """Refuse, before any work, a backbone that lacks a capability this method needs."""
+        hint = ""
+        if backbone.default_method and backbone.default_method != self.name:
+            hint = f"use --method {backbone.default_method} or another --backbone"
+        backbone.require(f"edit method '{self.name}'", self.requires, hint)
+
+    @abstractmethod
+    def edit(self, request: EditRequest) -> EditOutput:
+        """Run the edit; call ``request.on_step`` once per step and ``request.inject`` where due."""
+
+    @staticmethod
+    @contextlib.contextmanager
+    def controlling(controller: AttentionController | None,
+                    layout: BatchLayout) -> Iterator[AttentionController | None]:
+        """Give ``controller`` the method's batch layout and install it; originals restored on exit."""
+        if controller is None:
+            yield None
+            return
+        controller.layout = layout
+        with controller.installed():
+            yield controller
