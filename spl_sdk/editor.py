@@ -168,7 +168,7 @@ class Editor:
             extractor, context = self._extractor(cfg, source, source_prompt, target_prompt)
         post = self._post_processor(cfg)
         first_pass = extractor is not None and extractor.needs_first_pass
-        progress = _Progress(callback, cfg.steps * (2 if first_pass else 1),
+        progress = _Progress(callback, cfg.steps, 2 if first_pass else 1,
                              post.progress_total() if post is not None else 0, self.backbone, previews)
 
         # everything, full-resolution post-processing included, runs on the model's device
@@ -217,6 +217,7 @@ class Editor:
             controller=controller, steps=cfg.steps, source_guidance=cfg.source_guidance,
             target_guidance=cfg.target_guidance, seed=cfg.seed, opt_start=cfg.opt_start,
             inject=inject, on_step=progress, original_steps=cfg.original_steps)
+        progress.begin_pass()
         out = method.edit(request)
         timer["unet"] = timer.get("unet", 0.0) + out.unet_seconds
         timer["text"] = timer.get("text", 0.0) + out.text_seconds
@@ -307,17 +308,29 @@ def call_post_processor(post: PostProcessor, source: torch.Tensor, edited: torch
 class _Progress:
     """Adapts the method's per-step hook and the post-processor's callback to the user's callback.
 
-    The user sees one count over the work units: every denoising step of every pass,
+    The user sees one count over the work units: every denoising step of every pass
+    (a pass may report another step count than configured: the total follows it),
     then each unit the post-processor reports.
     """
 
-    def __init__(self, callback: ProgressCallback | None, steps: int, post_units: int,
+    def __init__(self, callback: ProgressCallback | None, steps: int, passes: int, post_units: int,
                  backbone: Backbone, previews: bool) -> None:
         self.callback, self.backbone, self.previews = callback, backbone, previews
-        self.steps, self.total = steps, steps + post_units
+        self.planned = steps  # steps per pass as configured
+        self.steps = steps * passes  # all passes' steps, corrected as passes report theirs
+        self.total = self.steps + post_units
         self.done = 0
+        self._pass_steps: int | None = None
+
+    def begin_pass(self) -> None:
+        """Called before each run of the method."""
+        self._pass_steps = None
 
     def __call__(self, step: int, steps: int, x0_hat: torch.Tensor) -> None:
+        if self._pass_steps is None:  # the first step of a pass says how many it has
+            self._pass_steps = steps
+            self.steps += steps - self.planned
+            self.total += steps - self.planned
         self.done += 1
         if self.callback is None:
             return

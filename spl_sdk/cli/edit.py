@@ -34,16 +34,12 @@ def edit(image: Path, source_prompt: str, target_prompt: str, output: Path, mask
          save_mask: Path | None, config_file: Path | None, force: bool, cpl: bool, **fields: Any) -> None:
     """Edit IMAGE from the --source sentence towards the --target sentence, keeping its edges."""
     from spl_sdk.cli.progress import progress_bar
-    from spl_sdk.config import build_config
     from spl_sdk.editor import Editor
     from spl_sdk.imageio import check_output, load_image, save_image
+    from spl_sdk.loss_flags import resolve_loss_options
 
-    if cpl and not fields.get("color_loss"):
-        fields["color_loss"] = "cpl"
-    cfg = build_config(EditConfig, config_file, mask_file=mask_file, **fields)
-    if cfg.mask_file is not None and not cfg.needs_mask:
-        # a mask given on its own restricts every active loss, as in `spl refine`
-        cfg = cfg.model_copy(update={"structure_area": "masked", "color_area": "masked"})
+    # --cpl and a lone --mask mean the same as in `spl refine` (one shared rule)
+    cfg = resolve_loss_options(EditConfig, config_file, mask=mask_file, cpl=cpl, **fields)
     for path in filter(None, (output, save_mask)):
         check_output(path, force)  # fail before the work, not after
     photo = load_image(image)

@@ -18,20 +18,14 @@ _FILE = click.Path(dir_okay=False, path_type=Path)
 
 def _resolve(config_file: Path | None, mask: Path | None, iters: int | None, cpl: bool,
              fields: dict[str, Any]) -> RefineConfig:
-    """The run's config: file, then flags; --iters/--cpl shortcuts; a lone --mask masks both terms."""
-    from spl_sdk.config import build_config
+    """The run's config: file, then flags; --iters alias; --cpl and a lone --mask as in ``spl edit``."""
     from spl_sdk.errors import ConfigError
+    from spl_sdk.loss_flags import resolve_loss_options
 
     if iters is not None and fields.get("iterations") not in (None, iters):
         raise ConfigError("--iters is an alias of --iterations; give only one of them.")
-    if cpl and fields.get("color_loss") not in (None, "cpl"):
-        raise ConfigError(f"--cpl means --color-loss cpl, but --color-loss {fields['color_loss']} "
-                          f"was given too; drop one of them.")
     fields["iterations"] = iters if iters is not None else fields.get("iterations")
-    fields["color_loss"] = "cpl" if cpl else fields.get("color_loss")
-    cfg = build_config(RefineConfig, config_file, mask_file=mask, **fields)
-    if cfg.mask_file is not None and "masked" not in (cfg.structure_area, cfg.color_area):
-        cfg = cfg.model_copy(update={"structure_area": "masked", "color_area": "masked"})
+    cfg = resolve_loss_options(RefineConfig, config_file, mask=mask, cpl=cpl, **fields)
     if cfg.structure_loss is None and cfg.color_loss is None:
         raise ConfigError("both --structure-loss and --color-loss are off; turn at least one on.")
     return cfg
