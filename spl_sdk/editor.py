@@ -160,6 +160,7 @@ class Editor:
               mask: Any, callback: ProgressCallback | None, previews: bool, timer: _Timer) -> EditResult:
         # refuse what cannot work before any work: method, controller and mask extractor
         method = self._method(cfg)
+        controller = self._controller(cfg, method, source_prompt, target_prompt)
         source = self._source_tensor(image).to(self.backbone.device)
         size = tuple(source.shape[-2:])
         mask_tensor = self._user_mask(mask, cfg, size)
@@ -182,7 +183,6 @@ class Editor:
                                                  timer)
         terms = build_terms(self.plugins, cfg, mask_tensor)
         inject = self._injector(cfg, terms, round_trip, timer) if terms else None
-        controller = self._controller(cfg, method, source_prompt, target_prompt)
         out = self._run(cfg, method, controller, source_prompt, target_prompt, z0, inject, progress, timer)
         with timer.phase("vae"):
             edited = resize(self.backbone.decode_latents(out.latent).float(), size)
