@@ -161,7 +161,7 @@ def run(count: int, seed: int, variant: bool = False) -> dict[str, dict[str, lis
     extractors = {name: plugins.mask_extractor(name)(config) for name in EXTRACTORS}
     if variant:
         guided = plugins.mask_extractor(EXTRACTORS[0])
-        extractors[VARIANT] = type("SmallEps", (guided,), {"eps": 1e-3})(config)
+        extractors[VARIANT] = guided(config, options=guided.Options(eps=1e-3))
     photos = [load_image(p) for p in sorted(EXAMPLES.glob("*.*"))]
     results = {name: {"iou": [], "bf2": [], "bfd": [], "ms": [], "kind": []} for name in extractors}
     for i in range(count):

@@ -17,6 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from spl_sdk.errors import ConfigError
 
 Area = Literal["whole", "masked"]
+# files read by --config as a result image's embedded configuration
+RESULT_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff")
 
 
 class _Base(BaseModel):
@@ -39,6 +41,21 @@ class RefineConfig(_Base):
         "fast", description="Image-space solver: 'fast' (closed-form gradients, size-independent steps) "
                             "or 'reference' (SGD lr 1, momentum 0.9, as the paper's code).")
     mask_file: Path | None = Field(None, description="Mask image restricting 'masked' losses (white = inside).")
+    options: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Options of components by NAME (or KIND/NAME), e.g. {\"spl\": {\"radius\": 3}}; "
+                    "'spl plugins NAME' lists a component's options.")
+
+    @field_validator("options", mode="before")
+    @classmethod
+    def _option_texts(cls, value: Any) -> Any:
+        # {NAME: {FIELD: VALUE}}, or a list of "NAME.FIELD=VALUE" texts as the CLI takes them
+        from spl_sdk.options import check_shape
+
+        try:
+            return check_shape(value)
+        except ConfigError as exc:
+            raise ValueError(str(exc).rstrip(".")) from None
 
     @field_validator("structure_loss", "color_loss", mode="before")
     @classmethod
@@ -129,6 +146,8 @@ Cfg = TypeVar("Cfg", bound=BaseModel)
 def read_config_file(path: str | Path) -> dict[str, Any]:
     """Read a JSON, YAML or TOML config file into a dict."""
     path = Path(path)
+    if path.suffix.lower() in RESULT_SUFFIXES:
+        return config_of_result(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -141,7 +160,8 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         elif path.suffix.lower() == ".toml":
             data = tomllib.loads(text)
         else:
-            raise ConfigError(f"config file '{path}' must end in .json, .yaml, .yml or .toml.")
+            raise ConfigError(f"config file '{path}' must end in .json, .yaml, .yml or .toml, or be "
+                              f"a PNG result written by spl-sdk.")
     except (json.JSONDecodeError, yaml.YAMLError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"config file '{path}' is not valid {path.suffix[1:].upper()}: "
                           f"{str(exc).splitlines()[0]}.") from None
@@ -150,17 +170,31 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def result_metadata(path: str | Path) -> dict[str, Any]:
+    """The run metadata embedded in a result image written by spl-sdk (one clear error if none)."""
+    from spl_sdk.imageio import read_metadata
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"cannot read config file '{path}' (no such file); check the path.")
+    meta = read_metadata(path)
+    if not meta or not isinstance(meta.get("config"), dict):
+        raise ConfigError(f"'{path}' carries no spl-sdk configuration; pass a PNG result written by "
+                          f"'spl edit', 'spl refine' or the studio, or a JSON, YAML or TOML file.")
+    return meta
+
+
+def config_of_result(path: str | Path) -> dict[str, Any]:
+    """The configuration a result image was made with, so the run can be repeated."""
+    return dict(result_metadata(path)["config"])
+
+
 def allowed_range(cls: type[BaseModel], name: str) -> str | None:
     """A field's numeric bounds as text ('0 to 1', '>= 0'), or None when it has none."""
+    from spl_sdk.components.base import field_range
+
     field = cls.model_fields.get(name)
-    if field is None:
-        return None
-    bounds = {k: getattr(m, k) for m in field.metadata for k in ("ge", "gt", "le", "lt")
-              if getattr(m, k, None) is not None}
-    if "ge" in bounds and "le" in bounds:
-        return f"{bounds['ge']} to {bounds['le']}"
-    ops = (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<"))
-    return ", ".join(f"{op} {bounds[k]}" for k, op in ops if k in bounds) or None
+    return None if field is None else field_range(field)
 
 
 def describe_validation_error(exc: ValidationError, source: str = "config",
@@ -190,7 +224,12 @@ def build_config(cls: type[Cfg], file: str | Path | None = None, **overrides: An
         known = set(cls.model_fields)
         wider = set(EditConfig.model_fields)
         data = {k: v for k, v in data.items() if k in known or k not in wider}
-    data.update({k: v for k, v in overrides.items() if v is not None})
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if "options" in given and "options" in data:  # --option flags refine the file's options
+        from spl_sdk.options import merge_options
+
+        given["options"] = merge_options(data["options"], given["options"])
+    data.update(given)
     try:
         return cls(**data)
     except ValidationError as exc:

@@ -46,6 +46,7 @@ from spl_sdk.imageio import (
     tensor_to_pil,
 )
 from spl_sdk.optimiser import optimise_image
+from spl_sdk.options import construct, load_backbone, with_resolved_options
 from spl_sdk.plugins import Plugins, get_plugins
 from spl_sdk.terms import build_terms
 
@@ -98,17 +99,15 @@ class Editor:
         """Load the configured backbone once (the slow part) and keep it for later edits."""
         config = config or EditConfig()
         plugins = plugins or get_plugins()
-        backbone_cls = plugins.backbone(config.backbone)
-        backbone = backbone_cls.load(config.model, device=config.device, dtype=config.dtype,
-                                     cpu_offload=config.cpu_offload)
-        return cls(backbone, config, plugins)
+        return cls(load_backbone(plugins, config), config, plugins)
 
     # ------------------------------------------------------------------ public API
     def edit(self, image: Image.Image | str | Path, source_prompt: str, target_prompt: str, *,
              mask: Image.Image | torch.Tensor | None = None, callback: ProgressCallback | None = None,
              previews: bool = False, **overrides: Any) -> EditResult:
         """Edit ``image`` from ``source_prompt`` towards ``target_prompt``, keeping its edges."""
-        cfg = self._with_backbone_defaults(self._config_with(overrides))
+        cfg = with_resolved_options(self.plugins, self._with_backbone_defaults(self._config_with(overrides)),
+                                    self.backbone)
         self._check_prompts(source_prompt, target_prompt)
         timer = _Timer.fromkeys(PHASES, 0.0)
         try:
@@ -196,7 +195,7 @@ class Editor:
 
     def _method(self, cfg: EditConfig) -> EditMethod:
         """The configured edit method, checked against the backbone (and its controller)."""
-        method = self.plugins.edit_method(cfg.method)()
+        method = construct(self.plugins, "method", cfg.method, cfg.options)
         method.check(self.backbone)
         if method.uses_attention:
             self.plugins.attention_controller(cfg.attention).check(self.backbone)
@@ -206,7 +205,7 @@ class Editor:
         """The post-processor when one runs (post-processing on and a loss term active)."""
         if not cfg.post_process or (cfg.structure_loss is None and cfg.color_loss is None):
             return None
-        return self.plugins.post_processor(cfg.post_processor)(cfg)
+        return construct(self.plugins, "postprocess", cfg.post_processor, cfg.options, cfg)
 
     def _run(self, cfg: EditConfig, method: EditMethod, controller: AttentionController | None,
              source_prompt: str, target_prompt: str, z0: torch.Tensor, inject: Injector | None,
@@ -252,8 +251,8 @@ class Editor:
         """A fresh attention controller for one pass, or None when the method drives none."""
         if not method.uses_attention:
             return None
-        return self.plugins.attention_controller(cfg.attention)(
-            backbone=self.backbone, source_prompt=source_prompt, target_prompt=target_prompt,
+        return construct(
+            self.plugins, "attention", cfg.attention, cfg.options, backbone=self.backbone, source_prompt=source_prompt, target_prompt=target_prompt,
             num_steps=cfg.steps, config=cfg)
 
     def _injector(self, cfg: EditConfig, terms: list[LossTerm], round_trip: torch.Tensor,
@@ -274,7 +273,7 @@ class Editor:
     def _extractor(self, cfg: EditConfig, source: torch.Tensor, source_prompt: str,
                    target_prompt: str) -> tuple[MaskExtractor, MaskContext]:
         """The configured mask extractor and its context, checked before any work."""
-        extractor = self.plugins.mask_extractor(cfg.mask_extractor)(cfg)
+        extractor = construct(self.plugins, "mask", cfg.mask_extractor, cfg.options, cfg)
         context = MaskContext(source_image=source, source_prompt=source_prompt,
                               target_prompt=target_prompt, tokenizer=self.backbone.tokenizer)
         extractor.check(context)

@@ -9,6 +9,7 @@ import torch
 from spl_sdk.components import LossTerm
 from spl_sdk.config import RefineConfig
 from spl_sdk.errors import ConfigError
+from spl_sdk.options import options_for
 from spl_sdk.plugins import Plugins
 
 
@@ -28,7 +29,8 @@ def build_terms(plugins: Plugins, config: RefineConfig, mask: torch.Tensor | Non
         if area == "masked" and mask is None:
             raise ConfigError(f"{role}_area is 'masked' but no mask was given; pass a mask "
                               f"(--mask FILE) or set {role}_area to 'whole'.")
-        terms.append(cls(weight=weight, mask=mask if area == "masked" else None))
+        terms.append(cls(weight=weight, mask=mask if area == "masked" else None,
+                         options=options_for(plugins, "loss", name, config.options)))
     return terms
 
 

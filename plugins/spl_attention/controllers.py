@@ -7,12 +7,14 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
+from pydantic import Field
 
 from spl_attention.alignment import TokenAlignment, align_tokens, identity_alignment
 from spl_attention.blend import LocalBlend
 from spl_attention.processors import CrossAttentionProcessor, SelfAttentionProcessor
 from spl_attention.store import AttentionStore, spatial_shape
 from spl_sdk.components import AttentionController, AttentionMaps, Backbone
+from spl_sdk.components.base import ComponentOptions
 from spl_sdk.errors import PromptError
 from spl_sdk.prompts import context_length, prompt_ids, word_positions
 
@@ -33,10 +35,19 @@ class InfEditController(AttentionController):
     requires: ClassVar[frozenset[str]] = frozenset({"attention-processors", "unet-cross-attention"})
     blend_res = 16  # maps the local blend reads, as Prompt-to-Prompt's local blend at 512 px
 
+    class Options(ComponentOptions):
+        """Local blend settings (docs/method.md section 4); used only with blend words."""
+
+        blend_threshold: float = Field(
+            0.3, ge=0, le=1, description="Local blend: latent cells whose max-normalised blend-word "
+                                         "attention exceeds this may change; the rest keep the source.")
+        blend_dilation: int = Field(1, ge=0, le=8, description="Local blend: max-pool radius (in "
+                                    "attention cells) that grows each word's map before thresholding.")
+
     def __init__(self, *, backbone: Backbone, source_prompt: str, target_prompt: str,
-                 num_steps: int, config: EditConfig) -> None:
+                 num_steps: int, config: EditConfig, options: ComponentOptions | None = None) -> None:
         super().__init__(backbone=backbone, source_prompt=source_prompt, target_prompt=target_prompt,
-                         num_steps=num_steps, config=config)
+                         num_steps=num_steps, config=config, options=options)
         tokenizer = backbone.tokenizer
         self.length = context_length(tokenizer)
         self.source_ids = prompt_ids(tokenizer, source_prompt)
@@ -58,7 +69,10 @@ class InfEditController(AttentionController):
                   for w in self.config.blend_words_source]
         target = [word_positions(tok, self.target_prompt, w, side="target")
                   for w in self.config.blend_words_target]
-        return LocalBlend(source, target) if source or target else None
+        if not (source or target):
+            return None
+        return LocalBlend(source, target, threshold=self.options.blend_threshold,
+                          dilation=self.options.blend_dilation)
 
     # ------------------------------------------------------------------ schedule
     @property

@@ -126,9 +126,9 @@ class OfflineHarmonizer(Harmonizer):
 
     name = "offline"
 
-    def __init__(self, **options: Any) -> None:
-        # options meant for other harmonizers (model, api_key, ...) are accepted and ignored
-        super().__init__(**{k: v for k, v in options.items() if k != "api_key"})
+    def __init__(self, options: Any = None, **fields: Any) -> None:
+        # keyword options meant for other harmonizers (model, api_key, ...) are accepted and ignored
+        super().__init__(options)
 
     def measure(self, composite: Image.Image, mask: Image.Image) -> tuple[RegionStats, RegionStats]:
         """Statistics of the foreground (mask > 0.5) and the background of the composite."""

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, c
 
 from spl_harmonizers.stats import check_regions, foreground_mask
 from spl_sdk.components import Harmonizer
+from spl_sdk.components.base import ComponentOptions
 from spl_sdk.errors import HarmonizerError
 from spl_sdk.harmonize import (
     CATEGORIES,
@@ -87,18 +88,23 @@ and the background differ: the difference is what the edit changes.
 """
 
 
-class OpenAIOptions(BaseModel):
+class OpenAIOptions(ComponentOptions):
     """Options of the openai harmonizer (the key comes from here or OPENAI_API_KEY)."""
 
-    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+    model_config = ConfigDict(hide_input_in_errors=True)
 
-    api_key: str | None = Field(None, repr=False)
-    model: str = DEFAULT_MODEL
-    base_url: str | None = None  # None: OPENAI_BASE_URL or the official endpoint
-    timeout: float = Field(60.0, gt=0, le=600)
-    max_retries: int = Field(2, ge=0, le=10)  # client-side retries of 429/5xx/connection errors
-    max_attempts: int = Field(3, ge=1, le=10)  # answers asked for in all (rejected ones re-asked)
-    image_size: int = Field(512, ge=64, le=2048)  # long side of the images sent
+    api_key: SecretStr | None = Field(
+        None, repr=False, exclude=True,
+        description="OpenAI API key; prefer the OPENAI_API_KEY environment variable. Never written out.")
+    model: str = Field(DEFAULT_MODEL, description="Vision model that writes the style words.")
+    base_url: str | None = Field(
+        None, description="API endpoint; unset: OPENAI_BASE_URL or the official endpoint.")
+    timeout: float = Field(60.0, gt=0, le=600, description="Seconds to wait for one API call.")
+    max_retries: int = Field(
+        2, ge=0, le=10, description="Client-side retries of 429, 5xx and connection errors per call.")
+    max_attempts: int = Field(
+        3, ge=1, le=10, description="Answers to ask for in all when they break the vocabulary.")
+    image_size: int = Field(512, ge=64, le=2048, description="Long side in pixels of the images sent.")
 
 
 def data_url(image: Image.Image, size: int) -> str:
@@ -137,23 +143,24 @@ class OpenAIHarmonizer(Harmonizer):
     """Asks an OpenAI vision model (structured output) for the object and the style words."""
 
     name = "openai"
+    Options = OpenAIOptions
 
-    def __init__(self, **options: Any) -> None:
-        try:
-            opts = OpenAIOptions(**options)
+    def __init__(self, options: OpenAIOptions | None = None, **fields: Any) -> None:
+        try:  # keyword fields (OpenAIHarmonizer(model=...)) are the older spelling of options=
+            opts = OpenAIOptions.model_validate({**dict(options or {}), **fields})
         except ValidationError as exc:
             bad = ", ".join(f"{'.'.join(map(str, e['loc']))} ({e['msg'].lower()})" for e in exc.errors())
             raise HarmonizerError(f"invalid openai harmonizer option: {bad}; see "
                                   f"'spl harmonize --help'.") from None
         import openai  # imported on use: plug-in discovery stays fast
 
-        key = opts.api_key or os.environ.get("OPENAI_API_KEY", "")
+        key = (opts.api_key.get_secret_value() if opts.api_key else "") or os.environ.get("OPENAI_API_KEY", "")
         if not key.strip():
             raise HarmonizerError("no OpenAI API key: set the OPENAI_API_KEY environment variable, "
                                   "or use --harmonizer offline.")
         self._key = SecretStr(key)
         self.settings = opts.model_copy(update={"api_key": None})
-        super().__init__(**self.settings.model_dump(exclude={"api_key"}))
+        super().__init__(self.settings)
         self.client = openai.OpenAI(api_key=key, base_url=opts.base_url, timeout=opts.timeout,
                                     max_retries=opts.max_retries)
 

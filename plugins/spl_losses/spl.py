@@ -5,8 +5,10 @@ from __future__ import annotations
 import weakref
 
 import torch
+from pydantic import Field
 
 from spl_sdk.components import LossTerm
+from spl_sdk.components.base import ComponentOptions
 from spl_sdk.filters import box_filter
 
 
@@ -24,11 +26,20 @@ class SPLLoss(LossTerm):
 
     name = "spl"
     default_weight = 10000.0
-    radius = 5
-    eps = 1e-4
 
-    def __init__(self, weight: float | None = None, mask: torch.Tensor | None = None) -> None:
-        super().__init__(weight, mask)
+    class Options(ComponentOptions):
+        """Window and regulariser of the local linear model (docs/method.md section 3)."""
+
+        radius: int = Field(5, ge=1, le=64, description="Window radius r: each local linear fit "
+                            "covers a (2r+1) x (2r+1) window (the paper's 11 x 11 at r = 5).")
+        eps: float = Field(1e-4, gt=0, le=1, description="Regulariser added to the window variances "
+                           "of the [0, 1] intensities; larger values ignore fainter edges.")
+
+    def __init__(self, weight: float | None = None, mask: torch.Tensor | None = None, *,
+                 options: ComponentOptions | None = None) -> None:
+        super().__init__(weight, mask, options=options)
+        self.radius: int = self.options.radius
+        self.eps: float = self.options.eps
         self._cache: tuple[object, ...] | None = None
 
     def _coefficients(self, m_i: torch.Tensor, var_i: torch.Tensor, m_p: torch.Tensor,

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 import torch
+from pydantic import Field
 
 from spl_masks.sharpen import sharpen
 from spl_masks.upsample import GUIDED_EPS, bilinear_upsample, guided_upsample, resize
 from spl_sdk.components import MaskContext, MaskExtractor
+from spl_sdk.components.base import ComponentOptions
 from spl_sdk.errors import ConfigError, PromptError
 from spl_sdk.prompts import words_positions
 
@@ -34,11 +34,26 @@ class CrossAttentionMask(MaskExtractor):
 
     name = "cross-attention"
     needs_first_pass = True
-    eps: ClassVar[float] = GUIDED_EPS  # guided-filter regulariser; see docs/benchmarks/masks.md for 1e-3
+
+    class Options(ComponentOptions):
+        """Guided upsampling of the attention mask (docs/method.md section 5)."""
+
+        eps: float = Field(
+            GUIDED_EPS, gt=0, le=1,
+            description="Guided-filter regulariser on the [0, 1] gray guide; 1e-2 is the method's "
+                        "published value. The project's synthetic benchmark (docs/benchmarks/masks.md) "
+                        "found 1e-3 better on four of five composite sets (boundary F always, IoU "
+                        "mostly): edges of lower contrast then steer the mask. Real attention maps "
+                        "may behave differently.")
+        radius: int = Field(1, ge=1, le=16, description="Guided-filter radius at the first (coarsest) "
+                            "upsampling level, in pixels of that level.")
+        radius_step: int = Field(1, ge=0, le=16, description="Radius added at each further level "
+                                 "(each level doubles the mask's size).")
 
     def upsample(self, mask: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
         """Low-resolution mask to the image's size: progressive guided filtering."""
-        return guided_upsample(mask, image, eps=self.eps)
+        o = self.options
+        return guided_upsample(mask, image, eps=o.eps, radius=o.radius, radius_step=o.radius_step)
 
     def side_mask(self, low: torch.Tensor, image: torch.Tensor, invert: bool) -> torch.Tensor:
         """Upsample, invert if asked, then sharpen the soft tail (DESIGN.md section 5, steps 3-4)."""
@@ -89,7 +104,7 @@ class CrossAttentionBilinearMask(CrossAttentionMask):
     """Mask from the mask words' cross-attention, upsampled bilinearly (baseline, no guided filter)."""
 
     name = "cross-attention-bilinear"
-
+    Options = ComponentOptions  # no guided filter, so none of its settings
     def upsample(self, mask: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
         """Low-resolution mask to the image's size in one bilinear step."""
         return bilinear_upsample(mask, image)

@@ -39,19 +39,22 @@ def resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=shrink)
 
 
-def guided_upsample(mask: torch.Tensor, image: torch.Tensor, *, eps: float = GUIDED_EPS) -> torch.Tensor:
+def guided_upsample(mask: torch.Tensor, image: torch.Tensor, *, eps: float = GUIDED_EPS,
+                    radius: int = 1, radius_step: int = 1) -> torch.Tensor:
     """Upsample a (1, 1, h, w) mask to the image's size along the image's edges (DESIGN.md section 5).
 
     Each level doubles the mask bilinearly, then runs the guided filter with
-    the gray image resized to that level as guide; the radius is 1 at the
-    first level and grows by 1 per level, so every level smooths over about
-    the same fraction of the picture while snapping the mask to edges.
+    the gray image resized to that level as guide; the radius is ``radius``
+    (1) at the first level and grows by ``radius_step`` (1) per level, so every
+    level smooths over about the same fraction of the picture while snapping
+    the mask to edges.
     """
     guide_full = gray_guide(image)
     m = mask.to(guide_full.device, torch.float32)
     for level, size in enumerate(upsample_sizes(tuple(m.shape[-2:]), tuple(image.shape[-2:])), 1):
         m = resize(m, size)
-        m = guided_filter(resize(guide_full, size), m, level, eps).clamp(0, 1)
+        r = radius + (level - 1) * radius_step
+        m = guided_filter(resize(guide_full, size), m, r, eps).clamp(0, 1)
     return m
 
 

@@ -7,16 +7,18 @@ from typing import Any
 
 import click
 
-from spl_sdk.cli.options import config_options, handle_errors
+from spl_sdk.cli.options import config_options, handle_errors, option_flag
 from spl_sdk.config import EditConfig
 
-EDIT_FIELDS = [name for name in EditConfig.model_fields if name != "mask_file"]
+EDIT_FIELDS = [name for name in EditConfig.model_fields if name not in ("mask_file", "options")]
 
 
 @click.command()
 @click.argument("image", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--source", "-s", "source_prompt", required=True, help="Sentence describing the photo.")
-@click.option("--target", "-t", "target_prompt", required=True, help="Sentence describing the wanted result.")
+@click.option("--source", "-s", "source_prompt", default=None,
+              help="Sentence describing the photo (required unless --config is a result PNG).")
+@click.option("--target", "-t", "target_prompt", default=None,
+              help="Sentence describing the wanted result (required unless --config is a result PNG).")
 @click.option("--output", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Where to write the result (PNG keeps the run configuration).")
 @click.option("--mask", "mask_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -25,21 +27,28 @@ EDIT_FIELDS = [name for name in EditConfig.model_fields if name != "mask_file"]
 @click.option("--save-mask", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the mask used by masked losses to this file.")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="JSON, YAML or TOML file of configuration fields; flags override it.")
+              help="JSON, YAML or TOML file of configuration fields, or a result PNG to repeat its "
+                   "run (configuration and prompts); flags override it.")
 @click.option("--force", is_flag=True, help="Overwrite existing output files.")
 @click.option("--cpl", is_flag=True, default=False, help="Shortcut for --color-loss cpl.")
+@option_flag
 @config_options(EditConfig, EDIT_FIELDS)
 @handle_errors
 def edit(image: Path, source_prompt: str, target_prompt: str, output: Path, mask_file: Path | None,
-         save_mask: Path | None, config_file: Path | None, force: bool, cpl: bool, **fields: Any) -> None:
+         save_mask: Path | None, config_file: Path | None, force: bool, cpl: bool,
+         option_texts: tuple[str, ...], **fields: Any) -> None:
     """Edit IMAGE from the --source sentence towards the --target sentence, keeping its edges."""
     from spl_sdk.cli.progress import progress_bar
     from spl_sdk.editor import Editor
     from spl_sdk.imageio import check_output, load_image, save_image
     from spl_sdk.loss_flags import resolve_loss_options
+    from spl_sdk.options import parse_options
 
+    source_prompt, target_prompt = _prompts(source_prompt, target_prompt, config_file)
+    options = parse_options(option_texts) if option_texts else None
     # --cpl and a lone --mask mean the same as in `spl refine` (one shared rule)
-    cfg = resolve_loss_options(EditConfig, config_file, mask=mask_file, cpl=cpl, **fields)
+    cfg = resolve_loss_options(EditConfig, config_file, mask=mask_file, cpl=cpl, options=options,
+                               **fields)
     for path in filter(None, (output, save_mask)):
         check_output(path, force)  # fail before the work, not after
     photo = load_image(image)
@@ -57,3 +66,18 @@ def edit(image: Path, source_prompt: str, target_prompt: str, output: Path, mask
             save_image(result.mask, save_mask, metadata=meta, force=force)
     timings = ", ".join(f"{k} {v:.1f}s" for k, v in result.timings.items())
     click.echo(f"wrote {output} ({timings})")
+
+
+def _prompts(source: str | None, target: str | None, config_file: Path | None) -> tuple[str, str]:
+    """The prompts given, else those of the result PNG passed as --config (repeating its run)."""
+    from spl_sdk.config import RESULT_SUFFIXES, result_metadata
+
+    if (source is None or target is None) and config_file is not None \
+            and config_file.suffix.lower() in RESULT_SUFFIXES:
+        meta = result_metadata(config_file)
+        source = source if source is not None else meta.get("source_prompt")
+        target = target if target is not None else meta.get("target_prompt")
+    for value, flag in ((source, "'--source' / '-s'"), (target, "'--target' / '-t'")):
+        if value is None:
+            raise click.UsageError(f"Missing option {flag}.")
+    return source, target  # type: ignore[return-value]

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from spl_sdk.cli.options import config_options, handle_errors
+from spl_sdk.cli.options import config_options, handle_errors, option_flag
 from spl_sdk.config import EditConfig, field_help
 from spl_sdk.errors import ImageError, SplError
 
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 EDIT_FIELDS = ["backbone", "device", "dtype", "cpu_offload", "working_size", "steps", "seed",
                "structure_weight", "color_weight", "iterations", "solver", "post_process"]
 LOG_NAME = "harmonize.jsonl"
+DEFAULT_HARMONIZER = "offline"  # needs no key and no network
 SECRET_HINTS = ("key", "token", "secret", "password")
 
 
@@ -36,31 +37,37 @@ SECRET_HINTS = ("key", "token", "secret", "password")
 @click.argument("mask", type=click.Path(exists=True, path_type=Path))
 @click.option("--output", "-o", type=click.Path(path_type=Path), default=None,
               help="Result file (one composite) or folder (folders of composites and masks).")
-@click.option("--harmonizer", "harmonizer_name", default="offline", show_default=True,
-              help="Harmonizer plug-in that writes the prompts: offline (measured colour statistics, "
-                   "no network), openai (vision model, needs OPENAI_API_KEY) or any installed one.")
+@click.option("--harmonizer", "harmonizer_name", default=DEFAULT_HARMONIZER, show_default=True,
+              help="Harmonizer plug-in that writes the prompts; 'spl plugins' lists the installed "
+                   "ones and 'spl plugins NAME' a harmonizer's options.")
 @click.option("--object", "object_word", default=None,
-              help="Word(s) naming the pasted object, e.g. 'cat' (offline default: 'object').")
+              help="Word(s) naming the pasted object, e.g. 'cat' (the harmonizer's guess if unset).")
+@option_flag
 @click.option("--harmonizer-model", default=None,
-              help="Model the harmonizer asks (openai default: gpt-4o-2024-08-06).")
+              help="Model the harmonizer asks (deprecated: use --option openai.model=...).")
 @click.option("--api-key", default=None,
-              help="OpenAI API key; prefer the OPENAI_API_KEY environment variable (a flag ends up "
-                   "in the shell history). Never written to any output.")
+              help="API key of the harmonizer; prefer its environment variable, e.g. OPENAI_API_KEY "
+                   "(a flag ends up in the shell history). Never written to any output "
+                   "(deprecated: use --option openai.api_key=...).")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Seconds to wait for one harmonizer API call (openai default: 60).")
+              help="Seconds to wait for one harmonizer API call "
+                   "(deprecated: use --option openai.timeout=...).")
 @click.option("--max-attempts", type=click.IntRange(1, 10), default=None,
-              help="Answers to ask for before giving up when they break the vocabulary (openai default: 3).")
+              help="Answers to ask for before giving up when they break the vocabulary "
+                   "(deprecated: use --option openai.max_attempts=...).")
 @click.option("--prompts-only", is_flag=True, help="Only write the prompts; run no edit.")
 @click.option("--json", "as_json", is_flag=True, help="Print the harmonization as JSON.")
 @click.option("--backbone-model", default=None,
               help="Backbone weights: " + field_help(EditConfig, "model"))
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="JSON, YAML or TOML file of edit configuration fields; flags override it.")
+              help="JSON, YAML or TOML file of edit configuration fields (or a result PNG); flags "
+                   "override it.")
 @click.option("--force", is_flag=True, help="Overwrite existing output files.")
 @config_options(EditConfig, EDIT_FIELDS)
 @handle_errors
 def harmonize(composite: Path, mask: Path, output: Path | None, harmonizer_name: str,
-              object_word: str | None, harmonizer_model: str | None, api_key: str | None,
+              object_word: str | None, option_texts: tuple[str, ...], harmonizer_model: str | None,
+              api_key: str | None,
               timeout: float | None, max_attempts: int | None, prompts_only: bool, as_json: bool,
               backbone_model: str | None, config_file: Path | None, force: bool,
               **fields: Any) -> None:
@@ -68,10 +75,12 @@ def harmonize(composite: Path, mask: Path, output: Path | None, harmonizer_name:
 
     COMPOSITE and MASK are image files, or two folders (masks matched by file name
     without suffix; OUT is then a folder and gets harmonize.jsonl, and a rerun
-    resumes). The default harmonizer is 'offline'; choose '--harmonizer openai'
-    for a vision model. The edit keeps every edge (SPL on the whole image) and
-    the background's colours (CPL outside the mask); --config sets the rest.
+    resumes). --harmonizer chooses the plug-in that writes the prompts and
+    --option NAME.FIELD=VALUE sets its options (and those of the edit's
+    components). The edit keeps every edge (SPL on the whole image) and the
+    background's colours (CPL outside the mask); --config sets the rest.
     """
+    from spl_sdk.options import check_options, construct
     from spl_sdk.plugins import get_plugins
 
     batch = composite.is_dir()
@@ -83,10 +92,13 @@ def harmonize(composite: Path, mask: Path, output: Path | None, harmonizer_name:
     if output is not None and not batch and prompts_only:
         raise SplError("--prompts-only writes no image for a single composite; drop -o OUT.")
     plugins = get_plugins()
-    options = {k: v for k, v in {"model": harmonizer_model, "api_key": api_key, "timeout": timeout,
-                                 "max_attempts": max_attempts}.items() if v is not None}
-    harmonizer = plugins.harmonizer(harmonizer_name)(**options)
-    cfg = None if prompts_only else _edit_config(config_file, backbone_model, fields)
+    legacy = {"model": harmonizer_model, "api_key": api_key, "timeout": timeout,
+              "max_attempts": max_attempts}
+    raw = _all_options(plugins, harmonizer_name, config_file, legacy, option_texts)
+    check_options(plugins, raw)  # every option, before any image is read or model loaded
+    harmonizer = construct(plugins, "harmonizer", harmonizer_name, raw)
+    edit_options = _edit_options(plugins, raw)
+    cfg = None if prompts_only else _edit_config(config_file, backbone_model, fields, edit_options)
     job = _Job(harmonizer, harmonizer_name, object_word, cfg, plugins, force, as_json, (api_key,))
     if batch:
         assert output is not None
@@ -97,18 +109,51 @@ def harmonize(composite: Path, mask: Path, output: Path | None, harmonizer_name:
         job.run_single(composite, mask, output)
 
 
+def _all_options(plugins: Any, harmonizer_name: str, config_file: Path | None,
+                 legacy: dict[str, Any], option_texts: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    """Options from the config file, the deprecated harmonizer flags and --option (later wins).
+
+    A deprecated flag maps onto the option of that name of the selected
+    harmonizer; a harmonizer without such an option ignores it with a note.
+    """
+    from spl_sdk.config import read_config_file
+    from spl_sdk.options import merge_options, parse_options
+
+    fields = plugins.harmonizer(harmonizer_name).Options.model_fields
+    given = {k: v for k, v in legacy.items() if v is not None}
+    for name in [k for k in given if k not in fields]:
+        flag = "--" + ("harmonizer-model" if name == "model" else name.replace("_", "-"))
+        click.echo(f"Note: {flag} does not apply to harmonizer '{harmonizer_name}' (it has no "
+                   f"option '{name}'); ignored.", err=True)
+        del given[name]
+    file_options = read_config_file(config_file).get("options") if config_file else None
+    return merge_options(file_options, {harmonizer_name: given} if given else None,
+                         parse_options(option_texts))
+
+
+def _edit_options(plugins: Any, raw: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The options meant for the edit's components (harmonizer options, keys included, stay out)."""
+    from spl_sdk.options import resolve_key
+
+    return {k: v for k, v in raw.items() if resolve_key(plugins, k)[0] != "harmonizer"}
+
+
 def _edit_config(config_file: Path | None, backbone_model: str | None,
-                 fields: dict[str, Any]) -> EditConfig:
+                 fields: dict[str, Any], options: dict[str, dict[str, Any]] | None = None) -> EditConfig:
     """The edit configuration with DESIGN.md section 6's loss settings (they win over the file)."""
     from spl_sdk.config import build_config
     from spl_sdk.harmonize import EDIT_SETTINGS
 
-    return build_config(EditConfig, config_file, **fields, model=backbone_model, **EDIT_SETTINGS)
+    cfg = build_config(EditConfig, config_file, **fields, model=backbone_model, **EDIT_SETTINGS)
+    # options were merged (file, flags) by the caller; harmonizer options are not the edit's
+    return cfg if options is None else cfg.model_copy(update={"options": options})
 
 
 def _public_options(harmonizer: Harmonizer) -> dict[str, Any]:
     """The harmonizer's options fit for output files: anything that looks like a secret is dropped."""
-    options = getattr(harmonizer, "options", {}) or {}
+    options = getattr(harmonizer, "options", None) or {}
+    if hasattr(options, "model_dump"):
+        options = options.model_dump(mode="json")
     return {k: v for k, v in options.items() if not any(h in k.lower() for h in SECRET_HINTS)}
 
 

@@ -54,6 +54,13 @@ def config_options(cls: type[BaseModel], fields: list[str]) -> Callable[[Callabl
     return decorate
 
 
+option_flag = click.option(
+    "--option", "option_texts", multiple=True, metavar="NAME.FIELD=VALUE",
+    help="Set an option of a component, e.g. --option spl.radius=3 (repeatable; KIND/NAME.FIELD=VALUE "
+         "where a name exists in two kinds; VALUE is read as JSON when it parses). "
+         "'spl plugins NAME' lists a component's options.")
+
+
 def handle_errors(fn: Callable) -> Callable:
     """Turn SplError (and Ctrl-C) into a one-line message and a non-zero exit code."""
 

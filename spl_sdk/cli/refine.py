@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import shlex
 from pathlib import Path
 from typing import Any
 
 import click
 
-from spl_sdk.cli.options import config_options, handle_errors
+from spl_sdk.cli.options import config_options, handle_errors, option_flag
 from spl_sdk.config import RefineConfig
 
 REFINE_FIELDS = ["structure_loss", "structure_weight", "structure_area", "color_loss",
@@ -17,15 +18,17 @@ _FILE = click.Path(dir_okay=False, path_type=Path)
 
 
 def _resolve(config_file: Path | None, mask: Path | None, iters: int | None, cpl: bool,
-             fields: dict[str, Any]) -> RefineConfig:
+             fields: dict[str, Any], option_texts: tuple[str, ...] = ()) -> RefineConfig:
     """The run's config: file, then flags; --iters alias; --cpl and a lone --mask as in ``spl edit``."""
     from spl_sdk.errors import ConfigError
     from spl_sdk.loss_flags import resolve_loss_options
+    from spl_sdk.options import parse_options
 
     if iters is not None and fields.get("iterations") not in (None, iters):
         raise ConfigError("--iters is an alias of --iterations; give only one of them.")
     fields["iterations"] = iters if iters is not None else fields.get("iterations")
-    cfg = resolve_loss_options(RefineConfig, config_file, mask=mask, cpl=cpl, **fields)
+    options = parse_options(option_texts) if option_texts else None
+    cfg = resolve_loss_options(RefineConfig, config_file, mask=mask, cpl=cpl, options=options, **fields)
     if cfg.structure_loss is None and cfg.color_loss is None:
         raise ConfigError("both --structure-loss and --color-loss are off; turn at least one on.")
     return cfg
@@ -36,7 +39,10 @@ def command_line(source: Path, edited: Path, output: Path, cfg: RefineConfig) ->
     args = ["spl", "refine", str(source), str(edited), "-o", str(output)]
     for name, value in cfg.model_dump(mode="json").items():
         flag = "--mask" if name == "mask_file" else "--" + name.replace("_", "-")
-        if value is not None:
+        if name == "options":
+            args += [a for component, fields in value.items() for field, v in fields.items()
+                     for a in ("--option", f"{component}.{field}={json.dumps(v)}")]
+        elif value is not None:
             args += [flag, str(value)]
         elif name.endswith("_loss"):
             args += [flag, "none"]
@@ -54,12 +60,15 @@ def command_line(source: Path, edited: Path, output: Path, cfg: RefineConfig) ->
 @click.option("--iters", type=int, default=None, help="Alias of --iterations.")
 @click.option("--cpl", is_flag=True, help="Shortcut for --color-loss cpl.")
 @click.option("--config", "config_file", type=_FILE, default=None,
-              help="JSON, YAML or TOML file of configuration fields; flags override it.")
+              help="JSON, YAML or TOML file of configuration fields, or a result PNG to repeat its "
+                   "configuration; flags override it.")
 @click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
+@option_flag
 @config_options(RefineConfig, REFINE_FIELDS)
 @handle_errors
 def refine(source: Path, edited: Path, output: Path, mask: Path | None, iters: int | None,
-           cpl: bool, config_file: Path | None, force: bool, **fields: Any) -> None:
+           cpl: bool, config_file: Path | None, force: bool, option_texts: tuple[str, ...],
+           **fields: Any) -> None:
     """Restore SOURCE's edges in EDITED (any edit of it) and write OUTPUT at SOURCE's size.
 
     EDITED and the mask are resized to SOURCE first (Lanczos / bilinear). No model
@@ -71,9 +80,13 @@ def refine(source: Path, edited: Path, output: Path, mask: Path | None, iters: i
     from spl_sdk.cli.plugins import load_plugins
     from spl_sdk.cli.progress import progress_bar
     from spl_sdk.optimiser import optimise_image
+    from spl_sdk.options import check_options, with_resolved_options
     from spl_sdk.terms import build_terms
 
-    cfg = _resolve(config_file, mask, iters, cpl, fields)
+    cfg = _resolve(config_file, mask, iters, cpl, fields, option_texts)
+    plugins = load_plugins()
+    check_options(plugins, cfg.options)  # every option, before the images are read
+    cfg = with_resolved_options(plugins, cfg)  # the metadata records every option value used
     imageio.check_output(output, force)  # fail before the work, not after
     src = imageio.load_image(source)
     start = imageio.load_image(edited)
@@ -84,7 +97,7 @@ def refine(source: Path, edited: Path, output: Path, mask: Path | None, iters: i
     mask_t = None
     if cfg.mask_file is not None:
         mask_t = imageio.mask_to_tensor(imageio.load_mask(cfg.mask_file, size=src.size))
-    terms = build_terms(load_plugins(), cfg, mask_t)
+    terms = build_terms(plugins, cfg, mask_t)
     with progress_bar("refine") as progress:
         result = optimise_image(imageio.pil_to_tensor(src), imageio.pil_to_tensor(start), terms,
                                 iterations=cfg.iterations, solver=cfg.solver, progress=progress)

@@ -2,7 +2,7 @@
 
 from spl_sdk.components.attention import AttentionController, AttentionMaps
 from spl_sdk.components.backbone import CAPABILITIES, Backbone, Conditioning
-from spl_sdk.components.base import Component
+from spl_sdk.components.base import Component, ComponentOptions
 from spl_sdk.components.harmonizer import Harmonizer
 from spl_sdk.components.layout import BatchLayout
 from spl_sdk.components.loss import LossTerm
@@ -21,5 +21,5 @@ KIND_BASES: dict[str, type[Component]] = {
 }
 
 __all__ = ["CAPABILITIES", "KIND_BASES", "AttentionController", "AttentionMaps", "Backbone",
-           "BatchLayout", "Component", "Conditioning", "EditMethod", "EditOutput", "EditRequest",
+           "BatchLayout", "Component", "ComponentOptions", "Conditioning", "EditMethod", "EditOutput", "EditRequest",
            "Harmonizer", "LossTerm", "MaskContext", "MaskExtractor", "PostProcessor"]

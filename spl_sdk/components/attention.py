@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 
 from spl_sdk.components.backbone import Backbone
-from spl_sdk.components.base import Component
+from spl_sdk.components.base import Component, ComponentOptions
 from spl_sdk.components.layout import BatchLayout
 
 if TYPE_CHECKING:
@@ -43,7 +43,8 @@ class AttentionController(Component):
     layout: BatchLayout | None = None
 
     def __init__(self, *, backbone: Backbone, source_prompt: str, target_prompt: str,
-                 num_steps: int, config: EditConfig) -> None:
+                 num_steps: int, config: EditConfig, options: ComponentOptions | None = None) -> None:
+        self.options = self.make_options(options)
         self.backbone = backbone
         self.source_prompt = source_prompt
         self.target_prompt = target_prompt

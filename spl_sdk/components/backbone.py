@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from spl_sdk.components.base import Component
+from spl_sdk.components.base import Component, ComponentOptions
 from spl_sdk.errors import IncompatibleError
 
 # The capability vocabulary (docs/plugins.md, "Backbones"); a method or controller lists what it needs.
@@ -96,8 +96,12 @@ class Backbone(Component):
     @classmethod
     @abstractmethod
     def load(cls, model: str | None = None, *, device: str = "auto", dtype: str = "auto",
-             cpu_offload: bool = False) -> Backbone:
-        """Build the backbone from a Hub id or local folder (``model``), or the class default."""
+             cpu_offload: bool = False, options: ComponentOptions | None = None) -> Backbone:
+        """Build the backbone from a Hub id or local folder (``model``), or the class default.
+
+        ``options`` is this class's validated ``Options`` (None: the defaults);
+        the editor also stores it as ``backbone.options`` after loading.
+        """
 
     @abstractmethod
     def encode_prompts(self, prompts: list[str]) -> Conditioning:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from abc import abstractmethod
 from typing import TYPE_CHECKING, Any
 
-from spl_sdk.components.base import Component
+from spl_sdk.components.base import Component, ComponentOptions
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -15,8 +15,10 @@ if TYPE_CHECKING:
 class Harmonizer(Component):
     """Writes source/target prompts for a composite image and its foreground mask."""
 
-    def __init__(self, **options: Any) -> None:
-        self.options = options
+    def __init__(self, options: ComponentOptions | None = None, **fields: Any) -> None:
+        # keyword fields (Harmonizer(model=...)) are the older spelling of options=
+        self.options = self.make_options(options if not fields else
+                                         {**(options.model_dump() if options else {}), **fields})
 
     @abstractmethod
     def describe(self, composite: Image.Image, mask: Image.Image,

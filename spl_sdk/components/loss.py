@@ -8,7 +8,7 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
-from spl_sdk.components.base import Component
+from spl_sdk.components.base import Component, ComponentOptions
 
 
 class LossTerm(Component):
@@ -21,9 +21,11 @@ class LossTerm(Component):
 
     default_weight: ClassVar[float] = 1000.0
 
-    def __init__(self, weight: float | None = None, mask: torch.Tensor | None = None) -> None:
+    def __init__(self, weight: float | None = None, mask: torch.Tensor | None = None, *,
+                 options: ComponentOptions | None = None) -> None:
         self.weight = self.default_weight if weight is None else float(weight)
         self.mask = mask
+        self.options = self.make_options(options)
 
     def prepare(self, source: torch.Tensor, edited: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Map both images to [0, 1] and multiply them by the mask (resized to fit) if set."""

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 
 from spl_sdk.components.attention import AttentionMaps
-from spl_sdk.components.base import Component
+from spl_sdk.components.base import Component, ComponentOptions
 
 if TYPE_CHECKING:
     from spl_sdk.config import EditConfig
@@ -32,8 +32,9 @@ class MaskExtractor(Component):
 
     needs_first_pass: ClassVar[bool] = False
 
-    def __init__(self, config: EditConfig) -> None:
+    def __init__(self, config: EditConfig, *, options: ComponentOptions | None = None) -> None:
         self.config = config
+        self.options = self.make_options(options)
 
     def check(self, context: MaskContext) -> None:
         """Raise a user-facing error before any diffusion runs if the inputs cannot work."""

@@ -12,7 +12,7 @@ import torch
 
 from spl_sdk.components.attention import AttentionController, BatchLayout
 from spl_sdk.components.backbone import Backbone
-from spl_sdk.components.base import Component
+from spl_sdk.components.base import Component, ComponentOptions
 
 Injector = Callable[[torch.Tensor], torch.Tensor]
 StepCallback = Callable[[int, int, torch.Tensor], None]
@@ -62,8 +62,8 @@ class EditMethod(Component):
     requires: ClassVar[frozenset[str]] = frozenset()
     uses_attention: ClassVar[bool] = True
 
-    def __init__(self, options: Any = None) -> None:
-        self.options = options
+    def __init__(self, options: ComponentOptions | None = None) -> None:
+        self.options = self.make_options(options)
 
     def check(self, backbone: Backbone) -> None:
         """Refuse, before any work, a backbone that lacks a capability this method needs."""

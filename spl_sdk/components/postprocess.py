@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from spl_sdk.components.base import Component
+from spl_sdk.components.base import Component, ComponentOptions
 from spl_sdk.components.loss import LossTerm
 
 if TYPE_CHECKING:
@@ -21,8 +21,9 @@ PostCallback = Callable[[int, int], None]
 class PostProcessor(Component):
     """Runs once on the decoded result at the source's full resolution."""
 
-    def __init__(self, config: EditConfig) -> None:
+    def __init__(self, config: EditConfig, *, options: ComponentOptions | None = None) -> None:
         self.config = config
+        self.options = self.make_options(options)
 
     def progress_total(self) -> int:
         """How many units :meth:`process` reports through its callback (0: it reports none)."""
