@@ -101,31 +101,31 @@ def merge_options(*sources: Mapping[str, Mapping[str, Any]] | None) -> RawOption
 
 
 # ---------------------------------------------------------------------- resolving names
-def resolve_key(plugins: Plugins, key: str) -> tuple[str, str]:
+def resolve_key(plugins: Plugins, key: str, where: str = "in options") -> tuple[str, str]:
     """(kind, name) of an options key ``NAME`` or ``KIND/NAME``; one clear error otherwise."""
     registry = plugins.registry
     kind, slash, name = key.rpartition("/")
     if slash:
         if kind not in registry:
-            raise ConfigError(f"unknown component kind '{kind}' in options key '{key}'; kinds: "
+            raise ConfigError(f"unknown component kind '{kind}' {where} ('{key}'); kinds: "
                               f"{', '.join(registry)}.")
         if name not in registry[kind]:
             available = ", ".join(sorted(registry[kind])) or "none installed"
-            raise ConfigError(f"unknown {_label(kind)} '{name}' in options key '{key}'; "
+            raise ConfigError(f"unknown {_label(kind)} '{name}' {where} ('{key}'); "
                               f"available: {available}.")
         return kind, name
     kinds = [k for k, names in registry.items() if key in names]
     if len(kinds) > 1:
         both = " and ".join(f"a {_label(k)}" for k in kinds)
         spelled = " or ".join(f"{k}/{key}" for k in kinds)
-        raise ConfigError(f"'{key}' names {both}; write {spelled} to say which one the options are for.")
+        raise ConfigError(f"'{key}' {where} names {both}; write {spelled} to say which one.")
     if not kinds:
         names = sorted({n for names in registry.values() for n in names})
         close = difflib.get_close_matches(key, names, n=1)
         hint = f" did you mean '{close[0]}'?" if close else ""
         with_options = sorted({n for names in registry.values() for n, infos in names.items()
                                if infos and infos[0].cls.Options.model_fields})
-        raise ConfigError(f"unknown component '{key}' in options;{hint} components with options: "
+        raise ConfigError(f"unknown component '{key}' {where};{hint} components with options: "
                           f"{', '.join(with_options) or 'none'} ('spl plugins' lists them all).")
     return kinds[0], key
 

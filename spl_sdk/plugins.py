@@ -77,6 +77,12 @@ class ComponentInfo:
         """The component's one-line description."""
         return self.cls.summary() if hasattr(self.cls, "summary") else ""
 
+    @property
+    def options_schema(self) -> dict[str, Any]:
+        """JSON Schema of the component's ``Options`` model (no properties when it has none)."""
+        options = getattr(self.cls, "Options", None)
+        return options.model_json_schema() if options is not None else {}
+
 
 def _split_env(value: str | None) -> set[str] | None:
     if value is None or not value.strip():
@@ -254,7 +260,8 @@ class Plugins:
             for name in sorted(names):
                 for i in names[name]:
                     rows.append({"name": i.name, "kind": i.kind, "summary": i.summary,
-                                 "plugin": i.plugin, "package": i.package, "version": i.version})
+                                 "plugin": i.plugin, "package": i.package, "version": i.version,
+                                 "options": i.options_schema})
         return rows
 
     def plugin_names(self) -> list[str]:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import textwrap
 import warnings
 
 import click
 
 from spl_sdk.cli.options import handle_errors
-from spl_sdk.plugins import Plugins, PluginWarning, get_plugins
+from spl_sdk.plugins import KIND_LABEL, ComponentInfo, Plugins, PluginWarning, get_plugins
 
 COLUMNS = ("name", "kind", "package", "version", "summary")
 
@@ -35,14 +36,51 @@ def format_table(rows: list[dict], columns: tuple[str, ...] = COLUMNS) -> str:
 
 
 @click.command("plugins")
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON list, one object per component.")
+@click.argument("component", required=False, metavar="[NAME | KIND/NAME]")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print JSON: one object per component, its options as JSON Schema.")
 @handle_errors
-def plugins(as_json: bool) -> None:
-    """List installed plug-ins: each component's name, kind, package, version and summary."""
-    rows = load_plugins().listing()
+def plugins(component: str | None, as_json: bool) -> None:
+    """List installed plug-ins: each component's name, kind, package, version and summary.
+
+    With NAME (or KIND/NAME where a name exists in two kinds), show that
+    component, the plug-in and package it comes from, and its options.
+    """
+    loaded = load_plugins()
+    if component is not None:
+        from spl_sdk.options import resolve_key
+
+        kind, name = resolve_key(loaded, component, where="among the installed plug-ins")
+        info = loaded.info(kind, name)
+        if as_json:
+            row = next(r for r in loaded.listing() if (r["kind"], r["name"]) == (kind, name))
+            click.echo(json.dumps(row, indent=2))
+        else:
+            from spl_sdk.options import key_of
+
+            click.echo(describe_component(info, key_of(loaded, kind, name)))
+        return
+    rows = loaded.listing()
     if as_json:
         click.echo(json.dumps(rows, indent=2))
     elif rows:
         click.echo(format_table(rows))
     else:
         click.echo("No plug-in components are installed.")
+
+
+def describe_component(info: ComponentInfo, key: str | None = None) -> str:
+    """A component's kind, origin, summary and options table, as ``spl plugins NAME`` prints it."""
+    label = KIND_LABEL.get(info.kind, info.kind)
+    lines = [f"{info.name}: {label} from plug-in '{info.plugin}' (package {info.package} {info.version})".rstrip(),
+             f"  {info.summary}", ""]
+    described = info.cls.describe_options() if hasattr(info.cls, "describe_options") else []
+    if not described:
+        lines.append("No options.")
+        return "\n".join(lines)
+    lines.append(f"Options (set with --option {key or info.name}.FIELD=VALUE):")
+    for o in described:
+        facts = ", ".join(filter(None, [o.type, f"default {json.dumps(o.default, default=str)}", o.range]))
+        lines.append(f"  {o.name}  ({facts})")
+        lines += textwrap.wrap(o.description, 88, initial_indent="      ", subsequent_indent="      ")
+    return "\n".join(lines)
