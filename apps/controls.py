@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import annotated_types
 import streamlit as st
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 from pydantic.fields import FieldInfo
 
 from spl_sdk.config import EditConfig, describe_validation_error
@@ -32,7 +32,9 @@ TOGGLED = {"structure_loss": "Preserve structure", "color_loss": "Preserve colou
 # a loss that is off by default still needs a plug-in to offer when switched on
 SUGGESTED = {"color_loss": "cpl", "structure_loss": "spl"}
 AREA_LABELS = {"whole": "Whole image", "masked": "Masked area"}
-SKIPPED = {"mask_file"}  # the app takes a mask upload instead of a path
+# the app takes a mask upload instead of a path; options get widgets from each component's
+# Options model (spl_apps.option_controls)
+SKIPPED = {"mask_file", "options"}
 LABELS = {
     "model": "Model (Hub id or local folder; empty = the backbone's default)",
     "method": "Edit method (empty = the backbone's default)",
@@ -80,8 +82,13 @@ def field(name: str) -> FieldInfo:
 
 def bounds(name: str) -> tuple[Any, Any, Any]:
     """(ge, le, multiple_of) of a field from its pydantic metadata; None where unset."""
+    return field_bounds(field(name))
+
+
+def field_bounds(info: FieldInfo) -> tuple[Any, Any, Any]:
+    """(ge, le, multiple_of) of any pydantic field; None where unset."""
     ge = le = multiple = None
-    for m in field(name).metadata:
+    for m in info.metadata:
         if isinstance(m, annotated_types.Ge):
             ge = m.ge
         elif isinstance(m, annotated_types.Le):
@@ -197,18 +204,20 @@ def _plugin_options(name: str, plugins: Plugins) -> list[str]:
     return names
 
 
-def _number_step(name: str) -> Any:
-    ge, le, multiple = bounds(name)
-    base = _base_type(field(name).annotation)
+def _number_step(info: FieldInfo) -> Any:
+    ge, le, multiple = field_bounds(info)
+    base = _base_type(info.annotation)
     if multiple:
         return multiple
     if base is int:
         return 1
+    if isinstance(info.default, float) and 0 < abs(info.default) < 0.1:  # a small regulariser
+        return abs(info.default) / 10
     if le is not None and ge is not None and le - ge <= 1:
         return 0.05
     if le is not None:
         return 0.1
-    default = field(name).default or 1.0
+    default = info.default or 1.0
     return max(float(default) / 10, 0.1)
 
 
@@ -217,23 +226,30 @@ def widget(name: str, plugins: Plugins, container: Any = st, **kwargs: Any) -> A
     f = field(name)
     label = kwargs.pop("label", None) or _label(name)
     opts: dict[str, Any] = {"key": key(name), "help": f.description, **kwargs}
-    base = _base_type(f.annotation)
-    allowed = choices(name)
     if name in PLUGIN_KIND:
         return container.selectbox(label, _plugin_options(name, plugins), **opts)
+    return field_widget(label, f, container, **opts)
+
+
+def field_widget(label: str, f: FieldInfo, container: Any = st, **opts: Any) -> Any:
+    """A widget for any pydantic field from its type, range and description (``opts``: key, help...)."""
+    base = _base_type(f.annotation)
+    allowed = list(typing.get_args(base)) if typing.get_origin(base) is Literal else None
     if allowed is not None:
         if set(allowed) == set(AREA_LABELS):
             return container.radio(label, allowed, format_func=AREA_LABELS.get, horizontal=True, **opts)
         return container.selectbox(label, allowed, **opts)
     if base is bool:
         return container.checkbox(label, **opts)
-    ge, le, _ = bounds(name)
+    ge, le, _ = field_bounds(f)
     if base in (int, float):
-        step = _number_step(name)
+        step = _number_step(f)
         number = base
         if base is float and le is not None and ge is not None:
             return container.slider(label, min_value=float(ge), max_value=float(le),
                                     step=float(step), **opts)
+        if base is float and isinstance(f.default, float) and 0 < abs(f.default) < 0.01:
+            opts.setdefault("format", "%g")  # 1e-4 would show as 0.00
         return container.number_input(label, min_value=None if ge is None else number(ge),
                                       max_value=None if le is None else number(le),
                                       step=number(step), **opts)
@@ -241,9 +257,11 @@ def widget(name: str, plugins: Plugins, container: Any = st, **kwargs: Any) -> A
         return container.text_input(label, placeholder="comma-separated words", **opts)
     if typing.get_origin(base) is dict:
         return container.text_input(label, placeholder="e.g. red=2, sky=0.5", **opts)
+    if base is SecretStr:
+        return container.text_input(label, type="password", **opts)
     if base in (str, Path):
         return container.text_input(label, **opts)
-    raise TypeError(f"no widget for config field {name!r} of type {f.annotation!r}")
+    raise TypeError(f"no widget for field {label!r} of type {f.annotation!r}")
 
 
 def loss_toggle(name: str, plugins: Plugins, container: Any = st,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 from PIL import Image
 
-from spl_apps import controls, mask_input, photo, results, runner, settings
+from spl_apps import controls, mask_input, option_controls, photo, results, runner, settings
 from spl_apps.examples import EXAMPLES, by_key
 from spl_sdk.errors import ConfigError, ImageError
 from spl_sdk.plugins import Plugins
@@ -66,7 +66,7 @@ def render(plugins: Plugins) -> None:
                     mask = mask_input.user_mask(SLOT, source, current.image if current else None)
         clicked = st.button("Run", key=f"{SLOT}.run", type="primary")
     if clicked:
-        _run(current, mask, masked)
+        _run(current, mask, masked, option_controls.options_from_state(plugins))
     else:
         runner.missing_model_offer(SLOT)
     kept = st.session_state.get(f"{SLOT}.result")
@@ -74,7 +74,8 @@ def render(plugins: Plugins) -> None:
         results.show(kept, SLOT)
 
 
-def _run(current: photo.Photo | None, mask: Image.Image | None, masked: bool) -> None:
+def _run(current: photo.Photo | None, mask: Image.Image | None, masked: bool,
+         options: dict[str, dict]) -> None:
     source_prompt = st.session_state.get(SOURCE_PROMPT, "").strip()
     target_prompt = st.session_state.get(TARGET_PROMPT, "").strip()
     if current is None:
@@ -87,7 +88,7 @@ def _run(current: photo.Photo | None, mask: Image.Image | None, masked: bool) ->
         st.warning("A masked area is chosen: upload or draw a mask, or pick 'Prompt words'.")
         return
     try:
-        cfg = controls.config_from_state()
+        cfg = controls.config_from_state(options=options)
     except ConfigError as exc:
         st.error(str(exc))
         return

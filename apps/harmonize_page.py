@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import streamlit as st
 from PIL import Image
 
-from spl_apps import controls, photo, results, runner
+from spl_apps import controls, option_controls, photo, results, runner
 from spl_apps.uploads import IMAGE_TYPES, MAX_UPLOAD_MB, read_mask
 from spl_sdk.errors import ConfigError, ImageError, SplError
 from spl_sdk.harmonize import EDIT_SETTINGS, background_mask
+from spl_sdk.options import construct
 from spl_sdk.plugins import Plugins
 
 SLOT = "harm"
@@ -42,18 +44,21 @@ def _harmonizer_choice(plugins: Plugins) -> str | None:
                         format_func=lambda n: f"{n} — {plugins.info('harmonizer', n).summary}")
 
 
-def _options() -> dict[str, str]:
+def _options(plugins: Plugins, name: str | None) -> dict[str, Any]:
+    """Widgets generated from the chosen harmonizer's Options; the values that differ from defaults."""
+    if name is None or not plugins.harmonizer(name).Options.model_fields:
+        return {}
     with st.expander("Harmonizer options"):
-        api_key = st.text_input("API key (else OPENAI_API_KEY)", type="password", key=f"{SLOT}.api_key")
-        model = st.text_input("Vision model (empty = the harmonizer's default)", key=f"{SLOT}.model")
-    return {k: v for k, v in (("api_key", api_key), ("model", model)) if v.strip()}
+        option_controls.component_widgets(plugins, "harmonizer", name)
+    return option_controls.values(plugins, "harmonizer", name)
 
 
 def _describe(plugins: Plugins, name: str, composite: Image.Image, mask: Image.Image,
-              object_word: str, options: dict[str, str]) -> None:
+              object_word: str, options: dict[str, Any]) -> None:
     try:
         with st.spinner(f"Asking the {name} harmonizer…"):
-            found = plugins.harmonizer(name)(**options).describe(composite, mask, object_word or None)
+            harmonizer = construct(plugins, "harmonizer", name, {name: options})
+            found = harmonizer.describe(composite, mask, object_word or None)
     except SplError as exc:
         st.error(str(exc))
         return
@@ -79,7 +84,7 @@ def render(plugins: Plugins) -> None:
         name = _harmonizer_choice(plugins)
         object_word = st.text_input("Object (optional)", key=f"{SLOT}.object",
                                     placeholder="e.g. cat; the harmonizer names it if empty")
-        options = _options()
+        options = _options(plugins, name)
         ready = composite is not None and mask is not None and name is not None
         if st.button("Write prompts", key=f"{SLOT}.describe", disabled=not ready,
                      help="The harmonizer picks style words for the object and the background."):
@@ -95,7 +100,7 @@ def render(plugins: Plugins) -> None:
                             .capitalize() + " weight")
         clicked = st.button("Run", key=f"{SLOT}.run", type="primary", disabled=not ready)
     if clicked:
-        _run(composite, mask)
+        _run(composite, mask, option_controls.options_from_state(plugins))
     else:
         runner.missing_model_offer(SLOT)
     kept = st.session_state.get(f"{SLOT}.result")
@@ -103,14 +108,14 @@ def render(plugins: Plugins) -> None:
         results.show(kept, SLOT, file_name="spl-harmonized.png")
 
 
-def _run(composite: photo.Photo, mask: Image.Image) -> None:
+def _run(composite: photo.Photo, mask: Image.Image, options: dict[str, dict]) -> None:
     source_prompt = st.session_state.get(SOURCE_PROMPT, "").strip()
     target_prompt = st.session_state.get(TARGET_PROMPT, "").strip()
     if not source_prompt or not target_prompt:
         st.warning("Press 'Write prompts' or type both prompts first.")
         return
     try:
-        cfg = controls.config_from_state(**EDIT_SETTINGS)
+        cfg = controls.config_from_state(**EDIT_SETTINGS, options=options)
     except ConfigError as exc:
         st.error(str(exc))
         return

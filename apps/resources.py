@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from dataclasses import dataclass, field
 
@@ -9,6 +10,7 @@ import streamlit as st
 
 from spl_sdk.config import EditConfig
 from spl_sdk.editor import LOAD_FIELDS, Editor
+from spl_sdk.options import options_for
 from spl_sdk.plugins import Plugins
 
 
@@ -30,14 +32,18 @@ class LoadedEditor:
 
 
 @st.cache_resource(show_spinner=False, max_entries=2)
-def _load(backbone: str, model: str | None, device: str, dtype: str, cpu_offload: bool) -> LoadedEditor:
-    cfg = EditConfig(backbone=backbone, model=model, device=device, dtype=dtype, cpu_offload=cpu_offload)
+def _load(backbone: str, model: str | None, device: str, dtype: str, cpu_offload: bool,
+          backbone_options: str = "{}") -> LoadedEditor:
+    cfg = EditConfig(backbone=backbone, model=model, device=device, dtype=dtype, cpu_offload=cpu_offload,
+                     options={backbone: json.loads(backbone_options)})
     return LoadedEditor(Editor.from_config(cfg, plugins()))
 
 
 def editor_for(cfg: EditConfig) -> LoadedEditor:
-    """The editor for the config's backbone/model/device/dtype, loaded on first use only."""
-    return _load(*(getattr(cfg, name) for name in LOAD_FIELDS))
+    """The editor for the config's backbone/model/device/dtype and options, loaded on first use only."""
+    options = options_for(plugins(), "backbone", cfg.backbone, cfg.options)
+    return _load(*(getattr(cfg, name) for name in LOAD_FIELDS),
+                 json.dumps(options.model_dump(mode="json"), sort_keys=True))
 
 
 def edit_overrides(cfg: EditConfig) -> dict:

@@ -6,6 +6,7 @@ import random
 
 import streamlit as st
 
+from spl_apps import option_controls
 from spl_apps.controls import TOGGLED, bounds, key, loss_toggle, widget
 from spl_sdk.plugins import Plugins
 
@@ -38,6 +39,7 @@ def sidebar(plugins: Plugins) -> None:
                 if title == "Sampling":
                     st.button("Random seed", key="seed.random", on_click=_random_seed,
                               help="Draw a new seed; the edit stays reproducible with the seed shown.")
+        option_controls.sidebar_section(plugins)
         st.checkbox("Live preview", key="run.previews", value=False,
                     help="Decode the intermediate result at every step (a little slower).")
 

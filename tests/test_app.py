@@ -86,7 +86,7 @@ def test_controls_have_editconfig_defaults_ranges_and_help() -> None:
         at.get_by_key("cfg.mask_words_source")
     seen = {}
     for name, info in fields.items():
-        if name.startswith("mask_"):
+        if name.startswith("mask_") or name == "options":  # options: one widget per option below
             continue
         w = at.get_by_key(f"cfg.{name}")
         assert w.help == info.description, name
@@ -131,6 +131,40 @@ def test_plugin_choices_come_from_the_plugin_manager() -> None:
     options = at.selectbox(key="harm.harmonizer").options
     assert [o.split(" — ")[0] for o in options] == plugins.names("harmonizer")
     assert at.selectbox(key="harm.harmonizer").value == "offline"
+
+
+def test_option_widgets_come_from_the_selected_components_options() -> None:
+    from spl_sdk.plugins import Plugins
+
+    plugins = Plugins()
+    at = start()
+    spl_radius = at.number_input(key="opt.loss/spl.radius")
+    info = plugins.loss_term("spl").Options.model_fields["radius"]
+    assert (spl_radius.value, spl_radius.min, spl_radius.max) == (5, 1, 64)
+    assert spl_radius.help == info.description
+    assert at.slider(key="opt.attention/infedit.blend_threshold").value == 0.3
+    with pytest.raises(KeyError):  # no masked area: the mask extractor is not used
+        at.get_by_key("opt.mask/cross-attention.eps")
+    at = settle(at, {"cfg.structure_area": "masked"})
+    assert at.number_input(key="opt.mask/cross-attention.eps").value == pytest.approx(1e-2)
+    # a changed value survives hiding its component and comes back
+    at = settle(at, {"opt.mask/cross-attention.eps": 1e-3, "cfg.structure_area": "whole"})
+    at = settle(at, {"cfg.structure_area": "masked"})
+    assert at.number_input(key="opt.mask/cross-attention.eps").value == pytest.approx(1e-3)
+    assert not at.exception
+
+
+@pytest.mark.slow
+def test_changed_option_widget_reaches_the_edit() -> None:
+    at = start()
+    at.file_uploader(key="edit.upload").set_value(("photo.png", png(), "image/png"))
+    at = settle(at, {**FAST, "cfg.post_process": False, "edit.source_prompt": "a photo of a ball",
+                     "edit.target_prompt": "a photo of a red ball", "opt.loss/spl.radius": 3})
+    at.button(key="edit.run").click().run()
+    assert not at.exception and not at.error, messages(at)
+    options = result_metadata(at, "edit")["config"]["options"]
+    assert options["spl"] == {"radius": 3, "eps": 1e-4}  # the changed value, the rest defaults
+    assert options["infedit"]["blend_threshold"] == 0.3
 
 
 def test_random_seed_button_draws_a_new_seed() -> None:

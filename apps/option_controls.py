@@ -1,0 +1,128 @@
+"""Widgets for the options of the selected components, generated from each component's ``Options``.
+
+The same pydantic models give the CLI's ``--option`` checks, ``spl plugins
+NAME`` and these widgets, so defaults, ranges and help are written once, in the
+plug-in. A widget is keyed ``opt.<kind>/<name>.<field>``; its value is kept
+while the component is not selected, and only values that differ from the
+default reach the edit.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from typing import Any
+
+import streamlit as st
+from pydantic import SecretStr
+from pydantic.fields import FieldInfo
+
+from spl_apps import controls
+from spl_sdk.options import COMPONENT_FIELDS, RawOptions, key_of
+from spl_sdk.plugins import KIND_LABEL, Plugins
+
+PREFIX = "opt."
+
+
+def key(kind: str, name: str, field: str) -> str:
+    """Session-state key of the widget of option ``field`` of component ``kind/name``."""
+    return f"{PREFIX}{kind}/{name}.{field}"
+
+
+def _setting(name: str) -> Any:
+    """A config field's current value from its widget (None when its widget is absent)."""
+    k = controls.key(name)
+    return controls.from_widget(name, st.session_state[k]) if k in st.session_state else None
+
+
+def selected(plugins: Plugins) -> list[tuple[str, str]]:
+    """(kind, name) of each component the current settings use, once each, in pipeline order."""
+    masked = any(_setting(loss) is not None and _setting(area) == "masked"
+                 for loss, area in (("structure_loss", "structure_area"), ("color_loss", "color_area")))
+    skip = {"mask_extractor"} if not masked else set()
+    if _setting("post_process") is False:
+        skip.add("post_processor")
+    found: list[tuple[str, str]] = []
+    for field, kind in COMPONENT_FIELDS:
+        name = None if field in skip else _setting(field)
+        if name and kind in plugins.registry and name in plugins.registry[kind] \
+                and (kind, name) not in found:
+            found.append((kind, name))
+    return found
+
+
+def _is_secret(info: FieldInfo) -> bool:
+    return SecretStr in (info.annotation, *typing.get_args(info.annotation))
+
+
+def _optional(info: FieldInfo) -> bool:
+    return typing.get_origin(info.annotation) in (typing.Union, types.UnionType) and \
+        type(None) in typing.get_args(info.annotation)
+
+
+def to_widget(info: FieldInfo, value: Any) -> Any:
+    """An option value in the form its widget holds ("" for None, floats as floats)."""
+    if value is None or _is_secret(info):  # a key is typed, never shown back
+        return ""
+    if info.annotation is float:
+        return float(value)
+    return value
+
+
+def from_widget(info: FieldInfo, value: Any) -> Any:
+    """The option value of a widget value (inverse of :func:`to_widget`)."""
+    if value == "" and (_optional(info) or _is_secret(info)):
+        return None
+    return value
+
+
+def component_widgets(plugins: Plugins, kind: str, name: str, container: Any = st) -> None:
+    """One widget per option of component ``kind/name`` (nothing when it has no options)."""
+    fields = plugins.get(kind, name).Options.model_fields
+    for field, info in fields.items():
+        k = key(kind, name, field)
+        if k not in st.session_state:
+            st.session_state[k] = to_widget(info, info.get_default(call_default_factory=True))
+        controls.field_widget(field.replace("_", " ").capitalize(), info, container, key=k,
+                              help=info.description)
+
+
+def values(plugins: Plugins, kind: str, name: str) -> dict[str, Any]:
+    """The options of ``kind/name`` whose widgets differ from the default."""
+    out = {}
+    for field, info in plugins.get(kind, name).Options.model_fields.items():
+        k = key(kind, name, field)
+        if k in st.session_state:
+            value = from_widget(info, st.session_state[k])
+            if value != info.get_default(call_default_factory=True):
+                out[field] = value
+    return out
+
+
+def options_from_state(plugins: Plugins) -> RawOptions:
+    """Raw options {NAME: {FIELD: VALUE}} of the selected components, as the edit takes them."""
+    out: RawOptions = {}
+    for kind, name in selected(plugins):
+        changed = values(plugins, kind, name)
+        if changed:
+            out[key_of(plugins, kind, name)] = changed
+    return out
+
+
+def keep_state() -> None:
+    """Keep option values of components that are not drawn on this run (hidden widgets)."""
+    for k in [k for k in st.session_state if str(k).startswith(PREFIX)]:
+        st.session_state[k] = st.session_state[k]
+
+
+def sidebar_section(plugins: Plugins) -> None:
+    """An expander with the options of every selected component that has any."""
+    keep_state()
+    chosen = [(kind, name) for kind, name in selected(plugins)
+              if plugins.get(kind, name).Options.model_fields]
+    with st.expander("Component options", expanded=False):
+        if not chosen:
+            st.caption("The selected components have no options.")
+        for kind, name in chosen:
+            st.markdown(f"**{name}** ({KIND_LABEL.get(kind, kind)})")
+            component_widgets(plugins, kind, name)
