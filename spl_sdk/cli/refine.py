@@ -41,12 +41,19 @@ def command_line(source: Path, edited: Path, output: Path, cfg: RefineConfig) ->
         flag = "--mask" if name == "mask_file" else "--" + name.replace("_", "-")
         if name == "options":
             args += [a for component, fields in value.items() for field, v in fields.items()
-                     for a in ("--option", f"{component}.{field}={json.dumps(v)}")]
+                     for a in ("--option", f"{component}.{field}={_option_text(v)}")]
         elif value is not None:
             args += [flag, str(value)]
         elif name.endswith("_loss"):
             args += [flag, "none"]
     return shlex.join(args)
+
+
+def _option_text(value: Any) -> str:
+    """VALUE as --option reads it back: plain text for a string that is not JSON, else JSON."""
+    from spl_sdk.options import parse_value
+
+    return value if isinstance(value, str) and parse_value(value) == value else json.dumps(value)
 
 
 @click.command("refine")
