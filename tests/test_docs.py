@@ -85,3 +85,56 @@ def test_hook_examples_register_a_working_component(index: int) -> None:
 
 def test_all_examples_are_tested() -> None:
     assert len(_examples()) == 7
+
+
+def _options_section() -> str:
+    return DOC.split("\n## Options\n", 1)[1].split("\n## ", 1)[0]
+
+
+def test_options_worked_example_runs_as_documented() -> None:
+    import torch
+    import yaml
+
+    from spl_sdk.config import EditConfig
+    from spl_sdk.errors import ConfigError
+    from spl_sdk.options import check_options, options_for
+
+    section = _options_section()
+    (code,) = [b for b in re.findall(r"```python\n(.*?)```", section, flags=re.S) if "class " in b]
+    module = types.ModuleType("doc_options_example")
+    exec(compile(code, "docs/plugins.md options example", "exec"), module.__dict__)
+    plugins = Plugins(load_entrypoints=False)
+    module.spl_register_loss_terms = _register(module.EdgeLoss)
+    plugins.register(module, name="doc-options")
+    (config_yaml,) = re.findall(r"```yaml\n(.*?)```", section, flags=re.S)
+    cfg = EditConfig(**yaml.safe_load(config_yaml))
+    options = options_for(plugins, "loss", "edge-l1", cfg.options)
+    assert (options.step, options.power) == (2, 2.0)
+    term = module.EdgeLoss(options=options)
+    x, y = torch.rand(2, 1, 3, 8, 8) * 2 - 1
+    assert float(term(x, x)) == 0.0 and float(term(x, y)) > 0
+    # the error line quoted in the section is the real one
+    quoted = re.search(r"`(invalid options for loss term 'edge-l1'.*?)`", section, flags=re.S).group(1)
+    with pytest.raises(ConfigError) as info:
+        check_options(plugins, {"edge-l1": {"step": 0}})
+    assert str(info.value) == " ".join(quoted.split())
+
+
+def _register(cls: type) -> types.FunctionType:
+    from spl_sdk import hookimpl
+
+    @hookimpl
+    def spl_register_loss_terms(register):
+        register(cls)
+
+    return spl_register_loss_terms
+
+
+def test_builtin_options_table_matches_the_components() -> None:
+    plugins = Plugins(load_entrypoints=True, env={})
+    section = _options_section()
+    for kind, name in (("loss", "spl"), ("mask", "cross-attention"), ("attention", "infedit"),
+                       ("harmonizer", "openai")):
+        row = next(line for line in section.splitlines() if line.startswith(f"| `{name}`"))
+        for field in plugins.get(kind, name).Options.model_fields:
+            assert f"`{field}`" in row, (name, field)
