@@ -151,7 +151,7 @@ class OpenAIHarmonizer(Harmonizer):
         except ValidationError as exc:
             bad = ", ".join(f"{'.'.join(map(str, e['loc']))} ({e['msg'].lower()})" for e in exc.errors())
             raise HarmonizerError(f"invalid openai harmonizer option: {bad}; see "
-                                  f"'spl harmonize --help'.") from None
+                                  f"'spl plugins openai'.") from None
         import openai  # imported on use: plug-in discovery stays fast
 
         key = (opts.api_key.get_secret_value() if opts.api_key else "") or os.environ.get("OPENAI_API_KEY", "")
@@ -206,7 +206,7 @@ class OpenAIHarmonizer(Harmonizer):
                 messages = [*messages, {"role": "user", "content": complaint(reason)}]
         raise HarmonizerError(
             f"the model '{self.settings.model}' gave no valid answer in {attempts} attempts "
-            f"(last problem: {reason}); raise max_attempts, try another --harmonizer-model, "
+            f"(last problem: {reason}); raise max_attempts, try another model (--option openai.model=...), "
             f"or use --harmonizer offline.")
 
     def _ask(self, messages: list[dict[str, Any]]) -> tuple[str | None, Any]:
