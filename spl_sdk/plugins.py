@@ -25,6 +25,7 @@ from spl_sdk.components import (
     AttentionController,
     Backbone,
     Component,
+    ComponentOptions,
     EditMethod,
     Harmonizer,
     LossTerm,
@@ -81,7 +82,12 @@ class ComponentInfo:
     def options_schema(self) -> dict[str, Any]:
         """JSON Schema of the component's ``Options`` model (no properties when it has none)."""
         options = getattr(self.cls, "Options", None)
-        return options.model_json_schema() if options is not None else {}
+        if options is None:
+            return {}
+        schema = options.model_json_schema()
+        if options is ComponentOptions:  # the base's docstring describes no component
+            schema.pop("description", None)
+        return schema
 
 
 def _split_env(value: str | None) -> set[str] | None:

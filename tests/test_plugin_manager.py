@@ -85,7 +85,9 @@ def test_inline_registration_without_entry_points() -> None:
     rows = plugins.listing()
     assert {r["name"] for r in rows} == {"alpha", "beta"}
     assert rows[0] == {"name": "alpha", "kind": "loss", "summary": "Loss alpha from my_losses.",
-                       "plugin": "mine", "package": "my-pkg", "version": "2.0"}
+                       "plugin": "mine", "package": "my-pkg", "version": "2.0",
+                       "options": {"additionalProperties": False, "properties": {},
+                                   "title": "ComponentOptions", "type": "object"}}
     assert float(cls(weight=2.0)(torch.zeros(1, 3, 4, 4), torch.ones(1, 3, 4, 4))) == pytest.approx(0.5)
 
 
