@@ -27,6 +27,7 @@ def load_example(example_key: str) -> None:
     keep = {n: controls.from_widget(n, st.session_state[controls.key(n)])
             for n in settings.SIDEBAR_GROUPS["Model"]}  # a chosen model stays chosen
     controls.reset_state({**keep, **example.settings})
+    option_controls.reset_state()
     st.session_state[f"{SLOT}.mask_source"] = mask_input.WORDS
     st.session_state.pop(f"{SLOT}.result", None)
 

@@ -109,6 +109,12 @@ def options_from_state(plugins: Plugins) -> RawOptions:
     return out
 
 
+def reset_state() -> None:
+    """Every option back to its default (the widgets are re-created with their defaults)."""
+    for k in [k for k in st.session_state if str(k).startswith(PREFIX)]:
+        del st.session_state[k]
+
+
 def keep_state() -> None:
     """Keep option values of components that are not drawn on this run (hidden widgets)."""
     for k in [k for k in st.session_state if str(k).startswith(PREFIX)]:

@@ -151,7 +151,33 @@ def test_option_widgets_come_from_the_selected_components_options() -> None:
     at = settle(at, {"opt.mask/cross-attention.eps": 1e-3, "cfg.structure_area": "whole"})
     at = settle(at, {"cfg.structure_area": "masked"})
     assert at.number_input(key="opt.mask/cross-attention.eps").value == pytest.approx(1e-3)
+    # loading an example puts every setting, options included, back to its default
+    at.button(key="example.marshmallow").click().run()
+    assert at.number_input(key="opt.mask/cross-attention.eps").value == pytest.approx(1e-2)
     assert not at.exception
+
+
+def test_harmonizer_option_widgets_reach_the_harmonizer() -> None:
+    from fake_openai import FakeOpenAI, answer
+
+    at = start()
+    at = settle(at, {"page": "Harmonize"})
+    with pytest.raises(KeyError):  # offline has no options
+        at.get_by_key("opt.harmonizer/offline.model")
+    at = settle(at, {"harm.harmonizer": "openai"})
+    assert at.text_input(key="opt.harmonizer/openai.model").value == "gpt-4o-2024-08-06"
+    assert at.number_input(key="opt.harmonizer/openai.timeout").value == 60.0
+    at.file_uploader(key="harm.upload").set_value(("composite.png", png(seed=1), "image/png")).run()
+    at.file_uploader(key="harm.mask_upload").set_value(("mask.png", mask_png(), "image/png")).run()
+    reply = {"foreground_object": "ball", "foreground": {"brightness": "dim"},
+             "background": {"brightness": "bright"}}
+    with FakeOpenAI([answer(reply)]) as server:
+        at = settle(at, {"opt.harmonizer/openai.model": "gpt-app", "opt.harmonizer/openai.api_key": "sk-app-1234",
+                         "opt.harmonizer/openai.base_url": server.base_url})
+        at.button(key="harm.describe").click().run()
+    assert not at.exception and not at.error, messages(at)
+    assert [r["model"] for r in server.requests] == ["gpt-app"]
+    assert at.text_input(key="harm.target_prompt").value == "bright ball"
 
 
 @pytest.mark.slow
