@@ -190,7 +190,7 @@ def test_changed_option_widget_reaches_the_edit() -> None:
     assert not at.exception and not at.error, messages(at)
     options = result_metadata(at, "edit")["config"]["options"]
     assert options["spl"] == {"radius": 3, "eps": 1e-4}  # the changed value, the rest defaults
-    assert options["infedit"]["blend_threshold"] == 0.3
+    assert options["attention/infedit"]["blend_threshold"] == 0.3
 
 
 def test_random_seed_button_draws_a_new_seed() -> None:

@@ -44,11 +44,11 @@ def pixels(path: Path) -> np.ndarray:
 def test_edit_option_is_recorded_and_a_result_png_repeats_the_run(tmp_path: Path, photo: Path) -> None:
     first, again = tmp_path / "first.png", tmp_path / "again.png"
     run = spl("edit", photo, "-s", "a photo of a man", "-t", "a painting of a man", "-o", first, *FAST,
-              "--option", "spl.radius=2", "--option", "infedit.blend_threshold=0.5")
+              "--option", "spl.radius=2", "--option", "attention/infedit.blend_threshold=0.5")
     assert run.exit_code == 0, run.output
     options = read_metadata(first)["config"]["options"]
     assert options["spl"] == {"radius": 2, "eps": 1e-4}  # every value used, defaults included
-    assert options["infedit"]["blend_threshold"] == 0.5
+    assert options["attention/infedit"]["blend_threshold"] == 0.5
     # the PNG alone repeats the run: configuration, options and prompts
     run = spl("edit", photo, "--config", first, "-o", again)
     assert run.exit_code == 0, run.output

@@ -114,6 +114,13 @@ def _clash_module() -> types.ModuleType:
     return module
 
 
+def test_builtin_infedit_is_two_kinds(plugins: Plugins) -> None:
+    with pytest.raises(ConfigError, match="write attention/infedit or method/infedit"):
+        check_options(plugins, {"infedit": {"blend_threshold": 0.5}})
+    assert options_for(plugins, "attention", "infedit",
+                       {"attention/infedit": {"blend_threshold": 0.5}}).blend_threshold == 0.5
+
+
 def test_a_name_in_two_kinds_needs_kind_slash_name(plugins: Plugins) -> None:
     plugins.register(_clash_module(), name="clash")
     with pytest.raises(ConfigError) as info:
@@ -167,7 +174,8 @@ def test_resolved_options_hold_every_value_of_the_used_components(plugins: Plugi
     cfg = EditConfig(options={"spl": {"radius": 3}, "cross-attention": {"eps": 1e-3}})
     resolved = resolved_options(plugins, cfg)
     assert resolved["spl"] == {"radius": 3, "eps": 1e-4}
-    assert resolved["infedit"] == {"blend_threshold": 0.3, "blend_dilation": 1}
+    # 'infedit' is an attention controller and an edit method: its key says which
+    assert resolved["attention/infedit"] == {"blend_threshold": 0.3, "blend_dilation": 1}
     assert "cross-attention" not in resolved  # no masked area: the extractor is not used
     masked = cfg.model_copy(update={"structure_area": "masked"})
     assert resolved_options(plugins, masked)["cross-attention"]["eps"] == 1e-3
@@ -208,7 +216,7 @@ def test_cross_attention_eps_and_radii_change_the_mask(plugins: Plugins, example
 
 def test_local_blend_threshold_reaches_the_blend(plugins: Plugins, tiny_backbone) -> None:
     cfg = EditConfig(blend_words_source=["cat"], blend_words_target=["dog"],
-                     options={"infedit": {"blend_threshold": 0.6, "blend_dilation": 0}})
+                     options={"attention/infedit": {"blend_threshold": 0.6, "blend_dilation": 0}})
     controller = construct(plugins, "attention", "infedit", cfg.options, backbone=tiny_backbone,
                            source_prompt="a cat", target_prompt="a dog", num_steps=2, config=cfg)
     assert (controller.local_blend.threshold, controller.local_blend.dilation) == (0.6, 0)
