@@ -46,7 +46,7 @@ from spl_sdk.imageio import (
     tensor_to_pil,
 )
 from spl_sdk.optimiser import optimise_image
-from spl_sdk.options import construct, load_backbone, with_resolved_options
+from spl_sdk.options import construct, load_backbone, merge_options, with_resolved_options
 from spl_sdk.plugins import Plugins, get_plugins
 from spl_sdk.terms import build_terms
 
@@ -130,6 +130,8 @@ class Editor:
                               f"loaded); build a new Editor with Editor.from_config(...) instead.")
         data = self.config.model_dump()
         data.update(overrides)
+        if overrides.get("options"):  # field by field over the editor's (backbone options included)
+            data["options"] = merge_options(self.config.options, overrides["options"])
         try:
             return EditConfig(**data)
         except ValidationError as exc:

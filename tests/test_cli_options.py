@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
+import types
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +13,11 @@ import pytest
 from click.testing import CliRunner, Result
 from fake_openai import FakeOpenAI, answer
 from PIL import Image, ImageDraw, ImageFilter
+from pydantic import Field
 
+from spl_sdk import hookimpl
 from spl_sdk.cli import main
+from spl_sdk.components import ComponentOptions
 from spl_sdk.config import EditConfig
 from spl_sdk.editor import Editor
 from spl_sdk.errors import ConfigError
@@ -209,3 +213,41 @@ def test_plugins_name_prints_the_component_and_its_options() -> None:
     assert single["name"] == "spl" and "radius" in single["options"]["properties"]
     run = spl("plugins", "spll")
     assert run.exit_code == 1 and "did you mean 'spl'?" in run.stderr
+
+
+def test_backbone_options_are_fixed_at_load_and_edit_options_merge(tiny_backbone, plugins,
+                                                                   example_image) -> None:
+    tiny = plugins.backbone("tiny-random")
+
+    class Knobbed(tiny):  # type: ignore[misc, valid-type]
+        """tiny-random with an option (only recorded: it shows how backbone options travel)."""
+
+        name = "tiny-knobbed"
+
+        class Options(ComponentOptions):
+            knob: int = Field(1, ge=0, le=9, description="A setting fixed when the model loads.")
+
+        @classmethod
+        def load(cls, model=None, *, device="auto", dtype="auto", cpu_offload=False, options=None):
+            assert options is not None and options.knob == 7  # load() receives the validated options
+            return tiny_backbone
+
+    @hookimpl
+    def spl_register_backbones(register):
+        register(Knobbed)
+
+    plugins.register(types.SimpleNamespace(spl_register_backbones=spl_register_backbones), name="knobbed")
+    cfg = EditConfig(backbone="tiny-knobbed", working_size=64, steps=1, iterations=1, post_process=False,
+                     options={"tiny-knobbed": {"knob": 7}})
+    editor = Editor.from_config(cfg, plugins)
+    try:
+        assert editor.backbone.options.knob == 7
+        photo = example_image.resize((64, 64))
+        # edit options merge over the editor's: the backbone keeps its knob
+        result = editor.edit(photo, "a photo", "a painting", options={"spl": {"radius": 2}})
+        assert result.config.options["tiny-knobbed"] == {"knob": 7}
+        assert result.config.options["spl"]["radius"] == 2
+        with pytest.raises(ConfigError, match="options of backbone 'tiny-knobbed' cannot change per edit"):
+            editor.edit(photo, "a photo", "a painting", options={"tiny-knobbed": {"knob": 3}})
+    finally:
+        del tiny_backbone.options  # the session's shared backbone goes back as it was
