@@ -106,8 +106,8 @@ class Editor:
              mask: Image.Image | torch.Tensor | None = None, callback: ProgressCallback | None = None,
              previews: bool = False, **overrides: Any) -> EditResult:
         """Edit ``image`` from ``source_prompt`` towards ``target_prompt``, keeping its edges."""
-        cfg = with_resolved_options(self.plugins, self._with_backbone_defaults(self._config_with(overrides)),
-                                    self.backbone)
+        cfg = self._with_backbone_defaults(self._config_with(overrides))
+        cfg = with_resolved_options(self.plugins, cfg, self.backbone)  # every option value, checked
         self._check_prompts(source_prompt, target_prompt)
         timer = _Timer.fromkeys(PHASES, 0.0)
         try:
@@ -253,9 +253,9 @@ class Editor:
         """A fresh attention controller for one pass, or None when the method drives none."""
         if not method.uses_attention:
             return None
-        return construct(
-            self.plugins, "attention", cfg.attention, cfg.options, backbone=self.backbone, source_prompt=source_prompt, target_prompt=target_prompt,
-            num_steps=cfg.steps, config=cfg)
+        return construct(self.plugins, "attention", cfg.attention, cfg.options, backbone=self.backbone,
+                         source_prompt=source_prompt, target_prompt=target_prompt,
+                         num_steps=cfg.steps, config=cfg)
 
     def _injector(self, cfg: EditConfig, terms: list[LossTerm], round_trip: torch.Tensor,
                   timer: _Timer) -> Injector:

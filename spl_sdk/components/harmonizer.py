@@ -18,7 +18,7 @@ class Harmonizer(Component):
     def __init__(self, options: ComponentOptions | None = None, **fields: Any) -> None:
         # keyword fields (Harmonizer(model=...)) are the older spelling of options=
         self.options = self.make_options(options if not fields else
-                                         {**(options.model_dump() if options else {}), **fields})
+                                         {**dict(options or {}), **fields})
 
     @abstractmethod
     def describe(self, composite: Image.Image, mask: Image.Image,
