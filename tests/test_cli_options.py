@@ -145,14 +145,17 @@ def test_example_tv_option_from_the_cli_and_from_a_config_file(tmp_path: Path) -
 
 
 # ------------------------------------------------------------------ spl harmonize
-def _composite(tmp_path: Path) -> tuple[Path, Path]:
+def _composite(folder: Path, mask_folder: Path) -> tuple[Path, Path]:
+    """A composite ``c.png`` in ``folder`` and its mask ``c.png`` in ``mask_folder``."""
     with Image.open(ROOT / "apps" / "examples" / "woman.png") as img:
         image = img.convert("RGB").resize((96, 64))
     mask = Image.new("L", image.size, 0)
     ImageDraw.Draw(mask).ellipse((24, 16, 72, 48), fill=255)
-    image.save(tmp_path / "c.png")
-    mask.save(tmp_path / "m.png")
-    return tmp_path / "c.png", tmp_path / "m.png"
+    for path in (folder, mask_folder):
+        path.mkdir(parents=True, exist_ok=True)
+    image.save(folder / "c.png")
+    mask.save(mask_folder / "c.png")
+    return folder / "c.png", mask_folder / "c.png"
 
 
 REPLY = {"foreground_object": "cat", "foreground": {"brightness": "shaded"},
@@ -161,13 +164,20 @@ REPLY = {"foreground_object": "cat", "foreground": {"brightness": "shaded"},
 
 def test_harmonizer_options_and_deprecated_flags(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-harmonize-options-0123")
-    composite, mask = _composite(tmp_path)
+    composite, mask = _composite(tmp_path / "cs", tmp_path / "ms")
     base = ["harmonize", composite, mask, "--prompts-only", "--harmonizer", "openai"]
     with FakeOpenAI([answer(REPLY)]) as server:
         for extra in (["--option", "openai.model=gpt-opt"], ["--harmonizer-model", "gpt-opt"]):
             run = spl(*base, "--option", f"openai.base_url={server.base_url}", *extra)
             assert run.exit_code == 0, run.output
-    assert [r["model"] for r in server.requests] == ["gpt-opt", "gpt-opt"]
+        key = "sk-given-as-an-option-42"
+        out = tmp_path / "batch"
+        run = spl("harmonize", tmp_path / "cs", tmp_path / "ms", "-o", out, "--prompts-only",
+                  "--harmonizer", "openai", "--option", f"openai.base_url={server.base_url}",
+                  "--option", f"openai.api_key={key}", "--option", "openai.model=gpt-opt")
+        assert run.exit_code == 0, run.output
+        assert key not in run.output and key not in (out / "harmonize.jsonl").read_text()
+    assert [r["model"] for r in server.requests] == ["gpt-opt"] * 3
     run = spl(*base, "--option", "openai.timeout=0")
     assert run.exit_code == 1 and "'openai.timeout' = 0" in run.stderr and "max_attempts (int" in run.stderr
     # a deprecated flag the chosen harmonizer has no option for is ignored with a note

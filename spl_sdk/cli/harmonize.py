@@ -30,6 +30,8 @@ EDIT_FIELDS = ["backbone", "device", "dtype", "cpu_offload", "working_size", "st
 LOG_NAME = "harmonize.jsonl"
 DEFAULT_HARMONIZER = "offline"  # needs no key and no network
 SECRET_HINTS = ("key", "token", "secret", "password")
+# environment variables whose values are scrubbed from records (e.g. a harmonizer's API key)
+SECRET_VARIABLES = ("_API_KEY", "_TOKEN", "_SECRET")
 
 
 @click.command()
@@ -99,7 +101,8 @@ def harmonize(composite: Path, mask: Path, output: Path | None, harmonizer_name:
     harmonizer = construct(plugins, "harmonizer", harmonizer_name, raw)
     edit_options = _edit_options(plugins, raw)
     cfg = None if prompts_only else _edit_config(config_file, backbone_model, fields, edit_options)
-    job = _Job(harmonizer, harmonizer_name, object_word, cfg, plugins, force, as_json, (api_key,))
+    secrets = [str(v) for fields in raw.values() for k, v in fields.items() if _secret_name(k)]
+    job = _Job(harmonizer, harmonizer_name, object_word, cfg, plugins, force, as_json, (api_key, *secrets))
     if batch:
         assert output is not None
         failed = job.run_batch(composite, mask, output)
@@ -154,7 +157,12 @@ def _public_options(harmonizer: Harmonizer) -> dict[str, Any]:
     options = getattr(harmonizer, "options", None) or {}
     if hasattr(options, "model_dump"):
         options = options.model_dump(mode="json")
-    return {k: v for k, v in options.items() if not any(h in k.lower() for h in SECRET_HINTS)}
+    return {k: v for k, v in options.items() if not _secret_name(k)}
+
+
+def _secret_name(name: str) -> bool:
+    """True for option names that look like they hold a secret (api_key, token, ...)."""
+    return any(h in name.lower() for h in SECRET_HINTS)
 
 
 class _Job:
@@ -166,7 +174,8 @@ class _Job:
         self.harmonizer, self.harmonizer_name, self.object_word = harmonizer, harmonizer_name, object_word
         self.cfg, self.plugins, self.force, self.as_json = cfg, plugins, force, as_json
         self._editor: Editor | None = None
-        self.secrets = [s for s in (os.environ.get("OPENAI_API_KEY"), *secrets) if s and len(s) >= 8]
+        from_env = [v for k, v in os.environ.items() if k.upper().endswith(SECRET_VARIABLES)]
+        self.secrets = [s for s in (*from_env, *secrets) if s and len(s) >= 8]
 
     @property
     def editor(self) -> Editor:
