@@ -13,10 +13,11 @@ from __future__ import annotations
 import difflib
 import inspect
 import json
+import typing
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, SecretStr, ValidationError
 
 from spl_sdk.components.base import Component, ComponentOptions
 from spl_sdk.errors import ConfigError
@@ -247,8 +248,15 @@ def resolved_options(plugins: Plugins, config: BaseModel, backbone: Backbone | N
             raise ConfigError(f"the options of backbone '{name}' cannot change per edit (the model is "
                               f"already loaded); build a new Editor with Editor.from_config(...) instead.")
         if type(options).model_fields:
-            out[key_of(plugins, kind, name)] = options.model_dump(mode="json")
+            out[key_of(plugins, kind, name)] = public_dump(options)
     return out
+
+
+def public_dump(options: ComponentOptions) -> dict[str, Any]:
+    """JSON values of the options fit for metadata: secrets (SecretStr, repr=False) left out."""
+    hidden = {name for name, f in type(options).model_fields.items()
+              if not f.repr or SecretStr in (f.annotation, *typing.get_args(f.annotation))}
+    return options.model_dump(mode="json", exclude=hidden)
 
 
 def with_resolved_options(plugins: Plugins, config: Any, backbone: Backbone | None = None) -> Any:

@@ -235,6 +235,19 @@ def test_openai_harmonizer_takes_options_and_never_keeps_the_key(plugins: Plugin
     assert key not in repr(harmonizer) and "api_key" not in harmonizer.options.model_dump()
 
 
+def test_secrets_never_reach_the_recorded_options() -> None:
+    from pydantic import SecretStr
+
+    from spl_sdk.options import public_dump
+
+    class Opts(ComponentOptions):
+        token: SecretStr | None = None
+        hidden: str = Field("x", repr=False)
+        size: int = 3
+
+    assert public_dump(Opts(token="sk-1234567890", hidden="y")) == {"size": 3}
+
+
 class _Plain(LossTerm):
     """A third-party term without options: the default empty Options applies."""
 

@@ -154,9 +154,12 @@ def _edit_config(config_file: Path | None, backbone_model: str | None,
 
 def _public_options(harmonizer: Harmonizer) -> dict[str, Any]:
     """The harmonizer's options fit for output files: anything that looks like a secret is dropped."""
+    from spl_sdk.components import ComponentOptions
+    from spl_sdk.options import public_dump
+
     options = getattr(harmonizer, "options", None) or {}
-    if hasattr(options, "model_dump"):
-        options = options.model_dump(mode="json")
+    if isinstance(options, ComponentOptions):
+        options = public_dump(options)
     return {k: v for k, v in options.items() if not _secret_name(k)}
 
 
