@@ -92,8 +92,29 @@ def _first_line(exc: BaseException) -> str:
     return text[0].rstrip(".") if text else type(exc).__name__
 
 
+def is_gated(exc: BaseException) -> bool:
+    """True when ``exc`` or an exception it came from says the Hub repository is gated."""
+    from huggingface_hub.errors import GatedRepoError
+
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, GatedRepoError) or "gated repo" in str(cur).lower():
+            return True
+        cur = cur.__cause__ or cur.__context__
+    return False
+
+
+def gated_message(model: str) -> str:
+    """The one sentence for a gated repository: accept the licence, set a token."""
+    return (f"model '{model}' is gated on the Hugging Face Hub: accept its licence on "
+            f"https://huggingface.co/{model} while logged in, then set HF_TOKEN to an access token "
+            f"of that account (or run `hf auth login`) and try again.")
+
+
 def load_from_hub(loader: Callable[..., T], model: str, subfolder: str | None,
-                  hint: str | None = None, **kwargs: Any) -> T:
+                  hint: str | None = None, gated: bool = False, **kwargs: Any) -> T:
     """``loader(model, subfolder=...)`` from the cache first, then the Hub only if it is reachable.
 
     Trying ``local_files_only=True`` first makes a cached model load without any
@@ -119,6 +140,9 @@ def load_from_hub(loader: Callable[..., T], model: str, subfolder: str | None,
     try:
         return loader(model, **sub, **kwargs)
     except (OSError, ValueError) as exc:
+        # a gated repo without an accepted licence answers 401/403 ("gated repo" in the message)
+        if is_gated(exc) or (gated and any(c in str(exc) for c in ("401", "403"))):
+            raise ModelNotFoundError(gated_message(model)) from None
         raise ModelNotFoundError(
             f"model {what} could not be downloaded from the Hugging Face Hub ({_first_line(exc)}); "
             f"check the id (and `hf auth login` for a gated model), or {hint}."
@@ -140,14 +164,14 @@ def load_from_folder(loader: Callable[..., T], folder: Path, subfolder: str | No
 
 
 def load_part(loader: Callable[..., T], model: str | Path, subfolder: str | None,
-              hint: str | None = None, **kwargs: Any) -> T:
+              hint: str | None = None, gated: bool = False, **kwargs: Any) -> T:
     """Load one component from a local folder (never the network) or a Hub id (cache, then Hub).
 
     ``hint`` replaces the default "how to get it" part of the missing-weights message.
     """
     if isinstance(model, Path):
         return load_from_folder(loader, model, subfolder, **kwargs)
-    return load_from_hub(loader, model, subfolder, hint, **kwargs)
+    return load_from_hub(loader, model, subfolder, hint, gated, **kwargs)
 
 
 def resolve_model(model: str, subfolders: Sequence[str] = DIFFUSERS_SUBFOLDERS,

@@ -1,0 +1,209 @@
+"""The shared part of flow-matching backbones (SD3, FLUX): parts, placement, VAE, schedule, save/load.
+
+A flow model predicts the velocity v of the path z_t = (1 - t) x0 + t n
+(t = sigma in [0, 1], scheduler timestep = 1000 t). Families differ in their text
+encoders, their transformer's inputs and how the scheduler's shift is chosen;
+subclasses give those, this class does the rest.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+
+from spl_backbones import loading
+from spl_backbones.devices import resolve_device, resolve_dtype
+from spl_backbones.offload import keep_only, offload_hooks
+from spl_sdk.components import Backbone
+from spl_sdk.errors import ConfigError, ImageError
+
+
+def calculate_shift(seq_len: int, base_seq_len: int = 256, max_seq_len: int = 4096,
+                    base_shift: float = 0.5, max_shift: float = 1.15) -> float:
+    """The resolution-dependent shift mu: linear in the number of image tokens (FLUX, SD3 dynamic)."""
+    slope = (max_shift - base_shift) / (max_seq_len - base_seq_len)
+    return seq_len * slope + base_shift - slope * base_seq_len
+
+
+def flow_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype:
+    """``auto`` is bfloat16 on CUDA (T5 overflows in float16) and float32 elsewhere."""
+    if isinstance(dtype, str) and dtype.strip().lower() in ("", "auto") and device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return resolve_dtype(dtype, device)
+
+
+class FlowBackbone(Backbone):
+    """A flow-matching latent model in diffusers layout: text encoders, transformer, 16-channel VAE."""
+
+    prediction_type: ClassVar[str] = "flow"
+    capabilities: ClassVar[frozenset[str]] = frozenset({"flow", "attention-processors"})
+    default_method: ClassVar[str] = "flowedit"
+    default_working_size: ClassVar[int] = 1024
+    pipeline_class: ClassVar[str] = ""
+    gated: ClassVar[bool] = False  # the Hub repository asks users to accept a licence
+    max_sequence_length: ClassVar[int] = 256  # T5 tokens
+    # subfolder -> loader(model, subfolder=..., **kw); tokenizers and scheduler get no dtype
+    tokenizer_parts: ClassVar[tuple[str, ...]] = ()
+    model_parts: ClassVar[tuple[str, ...]] = ()  # torch modules, in execution order
+    optional_parts: ClassVar[tuple[str, ...]] = ()
+    patch_size: ClassVar[int] = 2
+
+    def __init__(self, *, device: torch.device, dtype: torch.dtype, cpu_offload: bool = False,
+                 **parts: Any) -> None:
+        for name in (*self.tokenizer_parts, *self.model_parts, "scheduler"):
+            setattr(self, name, parts.get(name))
+        self.denoiser = self.transformer
+        self.device, self.dtype = device, dtype
+        self.vae_scale_factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
+        # pixels per transformer token: working sizes must be multiples of it
+        self.size_multiple = self.vae_scale_factor * self.patch_size
+        self.offload_hooks: list[Any] = []
+        for module in self.modules():
+            module.requires_grad_(False).eval()
+        self._place(cpu_offload)
+
+    def modules(self) -> list[torch.nn.Module]:
+        """The torch modules in execution order (text encoders, transformer, VAE); absent ones skipped."""
+        return [m for m in (getattr(self, n) for n in self.model_parts) if m is not None]
+
+    def _place(self, cpu_offload: bool) -> None:
+        for module in self.modules():
+            if any(p.dtype != self.dtype for p in module.parameters()):
+                torch.nn.Module.to(module, dtype=self.dtype)
+        if cpu_offload and self.device.type != "cpu":  # a no-op on the CPU, as for SD 1.x
+            self.offload_hooks = offload_hooks(self.modules(), self.device)
+        else:
+            for module in self.modules():
+                module.to(self.device)
+
+    def _using(self, module: torch.nn.Module) -> None:
+        if self.offload_hooks:
+            keep_only(self.offload_hooks, self.modules().index(module))
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def part_loaders(cls) -> dict[str, Callable[..., Any]]:
+        """``from_pretrained`` of each part, keyed by subfolder."""
+        raise NotImplementedError
+
+    @classmethod
+    def load(cls, model: str | None = None, *, device: str = "auto", dtype: str = "auto",
+             cpu_offload: bool = False, **_: Any) -> FlowBackbone:
+        """Load from a Hub id (cache first, network only if reachable) or a local diffusers folder."""
+        return cls.from_pretrained(model or cls.default_model, device=device, dtype=dtype,
+                                   cpu_offload=cpu_offload)
+
+    @classmethod
+    def from_pretrained(cls, model: str | Path | None, *, device: str | torch.device = "auto",
+                        dtype: str | torch.dtype = "auto", cpu_offload: bool = False) -> FlowBackbone:
+        """Each part with ``from_pretrained(model, subfolder=...)``; errors as ModelNotFoundError."""
+        dev = resolve_device(device)
+        dt = flow_dtype(dtype, dev)
+        required = tuple(p for p in cls.part_loaders() if p not in cls.optional_parts)
+        source = loading.resolve_model(str(model), subfolders=required,
+                                       example=cls.default_model or str(model))
+        hint = loading.how_to_get(str(model))
+        parts: dict[str, Any] = {}
+        with loading.quiet_transformers():
+            for name, loader in cls.part_loaders().items():
+                if name in cls.optional_parts and isinstance(source, Path) and not (source / name).is_dir():
+                    continue  # e.g. SD3 without its T5 encoder
+                kw = {"dtype": dt} if name in cls.model_parts else {}
+                parts[name] = loading.load_part(loader, source, name, hint, gated=cls.gated, **kw)
+        return cls(**parts, device=dev, dtype=dt, cpu_offload=cpu_offload)
+
+    def save_pretrained(self, folder: str | Path) -> Path:
+        """Write every part in diffusers layout with a ``model_index.json`` the diffusers pipeline reads."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        index: dict[str, Any] = {"_class_name": self.pipeline_class, "_diffusers_version": _version()}
+        with loading.quiet_transformers():
+            for name in (*self.tokenizer_parts, *self.model_parts, "scheduler"):
+                part = getattr(self, name)
+                if part is None:
+                    index[name] = [None, None]
+                    continue
+                part.save_pretrained(folder / name)
+                index[name] = [type(part).__module__.split(".")[0], type(part).__name__]
+        (folder / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")
+        return folder
+
+    # ------------------------------------------------------------------ schedule
+    def image_tokens(self, latent_shape: tuple[int, ...]) -> int:
+        """Number of image tokens the transformer sees for a (B, C, h, w) latent."""
+        h, w = latent_shape[-2:]
+        return (h // self.patch_size) * (w // self.patch_size)
+
+    def set_schedule(self, steps: int, latent_shape: tuple[int, ...]) -> None:
+        """``scheduler.set_timesteps`` as the family's diffusers pipeline calls it."""
+        cfg = self.scheduler.config
+        kw: dict[str, Any] = {}
+        if cfg.get("use_dynamic_shifting", False):
+            kw["mu"] = calculate_shift(self.image_tokens(latent_shape),
+                                       cfg.get("base_image_seq_len", 256), cfg.get("max_image_seq_len", 4096),
+                                       cfg.get("base_shift", 0.5), cfg.get("max_shift", 1.15))
+        self.scheduler.set_timesteps(num_inference_steps=steps, **kw)
+
+    def timesteps(self, steps: int, *, latent_shape: tuple[int, ...], **_: Any) -> list[float]:
+        """The scheduler's timesteps (1000 t, shifted) for ``steps`` steps at this latent size."""
+        if steps < 1:
+            raise ConfigError(f"steps must be at least 1, got {steps}.")
+        self.set_schedule(steps, latent_shape)
+        return [float(t) for t in self.scheduler.timesteps]
+
+    def sigmas(self, steps: int, *, latent_shape: tuple[int, ...]) -> list[float]:
+        """The path times t of the schedule, one per step plus the final 0 (what the Euler step uses)."""
+        self.set_schedule(steps, latent_shape)
+        return [float(s) for s in self.scheduler.sigmas]
+
+    # ------------------------------------------------------------------ VAE
+    @torch.no_grad()
+    def encode_image(self, image: torch.Tensor) -> torch.Tensor:
+        """(mean latent - shift factor) * scaling factor of images in [-1, 1]; float32."""
+        h, w = image.shape[-2:]
+        f = self.size_multiple
+        if h % f or w % f:
+            raise ImageError(f"image of {w}x{h} pixels cannot be encoded by {self.name}: width and "
+                             f"height must be multiples of {f}; resize it to {w // f * f}x{h // f * f} first.")
+        cfg = self.vae.config
+        self._using(self.vae)
+        latent = self.vae.encode(image.to(self.device, self.dtype)).latent_dist.mean
+        return (latent.float() - (cfg.shift_factor or 0.0)) * cfg.scaling_factor
+
+    @torch.no_grad()
+    def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        """Images in [-1, 1] (clamped, float32) from scaled, shifted latents."""
+        cfg = self.vae.config
+        self._using(self.vae)
+        z = latents.to(self.device, torch.float32) / cfg.scaling_factor + (cfg.shift_factor or 0.0)
+        return self.vae.decode(z.to(self.dtype)).sample.float().clamp(-1, 1)
+
+    def predict_noise(self, latents: torch.Tensor, timestep: Any, embeddings: Any) -> torch.Tensor:
+        """Not available: a flow backbone predicts velocity (use ``predict``)."""
+        raise ConfigError(f"backbone '{self.name}' is a flow-matching model: it predicts velocity with "
+                          f"predict(), not noise; use the flowedit method with it.")
+
+    def tokenize(self, prompt: str) -> list[int]:
+        """CLIP token ids of one prompt (the first text encoder's, as word look-ups use)."""
+        return list(self.tokenizer(prompt).input_ids)
+
+    # ------------------------------------------------------------------ text helpers
+    def _clip_ids(self, tokenizer: Any, prompts: list[str]) -> torch.Tensor:
+        return tokenizer(prompts, padding="max_length", max_length=tokenizer.model_max_length,
+                         truncation=True, return_tensors="pt").input_ids.to(self.device)
+
+    def _t5(self, tokenizer: Any, encoder: Any, prompts: list[str]) -> torch.Tensor:
+        ids = tokenizer(prompts, padding="max_length", max_length=self.max_sequence_length,
+                        truncation=True, add_special_tokens=True, return_tensors="pt").input_ids
+        self._using(encoder)
+        return encoder(ids.to(self.device))[0].to(self.dtype)
+
+
+def _version() -> str:
+    import diffusers
+
+    return diffusers.__version__
