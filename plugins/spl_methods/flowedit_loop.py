@@ -1,0 +1,126 @@
+"""The FlowEdit update (Kulikov et al. 2024; docs/method.md section 9) as functions of a velocity field.
+
+For a flow model (z_t = (1 - t) x0 + t n) FlowEdit keeps an edited latent z_fe,
+starting at the source latent z_src, and for the steps n_max .. n_min (counted
+from the end of a T-step schedule) moves it along the difference of velocities:
+
+    z_t^src = (1 - t) z_src + t n,   n ~ N(0, I)
+    z_t^tar = z_t^src + (z_fe - z_src)
+    z_fe   += (t_next - t) * mean over n_avg draws of [v(z_t^tar, tgt) - v(z_t^src, src)]
+
+Below n_min it samples from the target plainly, starting from z_t^tar. With
+equal prompts and guidance the two velocities are equal, so z_fe stays z_src.
+
+Loss injection (docs/method.md section 9) works on the edited branch's clean
+estimate x0 = z_t^tar - t v_tar. The refined x0' is put back by shifting the
+state by d = x0' - x0: z_fe += d moves z_t^tar by d, so (with v held) the
+branch's clean estimate becomes x0' exactly; in the plain-sampling phase
+z_t += d does the same, and the Euler step keeps that clean estimate.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+# (z_t^src, z_t^tar, timestep) -> (v_src, v_tar), each guided
+VelocityPair = Callable[[torch.Tensor, torch.Tensor, float], tuple[torch.Tensor, torch.Tensor]]
+# (z_t, timestep) -> v_tar
+TargetVelocity = Callable[[torch.Tensor, float], torch.Tensor]
+Injector = Callable[[torch.Tensor], torch.Tensor]
+StepCallback = Callable[[int, int, torch.Tensor], None]
+
+
+@dataclass
+class FlowEditResult:
+    """The edited clean latent and what the loop did."""
+
+    latent: torch.Tensor
+    velocity_seconds: float = 0.0
+    inject_seconds: float = 0.0
+    steps_injected: list[int] = field(default_factory=list)
+    steps_run: int = 0
+
+
+def edit_steps(steps: int, n_max: int, n_min: int) -> list[int]:
+    """Schedule indices that run: from step ``steps - n_max`` to the end (FlowEdit, then plain below n_min)."""
+    return list(range(max(steps - n_max, 0), steps))
+
+
+def injection_steps(count: int, opt_start: float) -> list[int]:
+    """Positions (0-based, among the ``count`` steps that run) with ``k / count >= opt_start``."""
+    return [k for k in range(count) if opt_start < 1.0 and k / count >= opt_start]
+
+
+def coupled_latents(z_fe: torch.Tensor, z_src: torch.Tensor, noise: torch.Tensor,
+                    t: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(z_t^src, z_t^tar): the noised source and the edited branch carrying the same noise."""
+    z_src_t = (1 - t) * z_src + t * noise
+    # z_t^src + (z_fe - z_src), not z_fe + z_t^src - z_src: exact when z_fe == z_src
+    return z_src_t, z_src_t + (z_fe - z_src)
+
+
+def clean_estimate(z_t: torch.Tensor, v: torch.Tensor, t: float) -> torch.Tensor:
+    """x0 = z_t - t v for the path z_t = (1 - t) x0 + t n."""
+    return z_t - t * v
+
+
+def flowedit(z_src: torch.Tensor, timesteps: Sequence[float], sigmas: Sequence[float],
+             velocity_pair: VelocityPair, target_velocity: TargetVelocity | None = None, *,
+             n_max: int, n_min: int = 0, n_avg: int = 1, seed: int = 0, opt_start: float = 1.0,
+             inject: Injector | None = None, on_step: StepCallback | None = None) -> FlowEditResult:
+    """Run FlowEdit over ``timesteps`` (path times ``sigmas``, one more than steps, ending at 0).
+
+    ``on_step(k, count, x0)`` and injection count only the steps that run (n_max of them).
+    """
+    steps = len(timesteps)
+    if n_min > 0 and target_velocity is None:
+        raise ValueError("n_min > 0 needs target_velocity for the plain-sampling steps")
+    generator = torch.Generator("cpu").manual_seed(seed)
+    z_src = z_src.float()
+
+    def draw() -> torch.Tensor:
+        return torch.randn(z_src.shape, generator=generator).to(z_src.device)
+
+    run = edit_steps(steps, n_max, n_min)
+    inject_at = set(injection_steps(len(run), opt_start)) if inject is not None else set()
+    out = FlowEditResult(latent=z_src, steps_run=len(run))
+    z_fe, z_t = z_src.clone(), None
+    for k, i in enumerate(run):
+        t, t_next, timestep = float(sigmas[i]), float(sigmas[i + 1]), timesteps[i]
+        began = time.perf_counter()
+        if i < steps - n_min:  # FlowEdit: the ODE on the difference of velocities
+            v_delta = torch.zeros_like(z_src)
+            x0 = torch.zeros_like(z_src)
+            for _ in range(n_avg):
+                z_src_t, z_tar_t = coupled_latents(z_fe, z_src, draw(), t)
+                v_src, v_tar = velocity_pair(z_src_t, z_tar_t, timestep)
+                v_delta += (v_tar - v_src) / n_avg
+                x0 += clean_estimate(z_tar_t, v_tar, t) / n_avg
+        else:  # below n_min: plain sampling from the target, starting from z_t^tar
+            if z_t is None:
+                z_t = coupled_latents(z_fe, z_src, draw(), t)[1]
+            v = target_velocity(z_t, timestep)  # type: ignore[misc]
+            x0 = clean_estimate(z_t, v, t)
+        out.velocity_seconds += time.perf_counter() - began
+        if k in inject_at:
+            began = time.perf_counter()
+            shift = inject(x0) - x0  # type: ignore[misc]
+            out.inject_seconds += time.perf_counter() - began
+            out.steps_injected.append(k)
+            x0 = x0 + shift
+            if z_t is None:
+                z_fe = z_fe + shift
+            else:
+                z_t = z_t + shift
+        if z_t is None:
+            z_fe = z_fe + (t_next - t) * v_delta
+        else:
+            z_t = z_t + (t_next - t) * v
+        if on_step is not None:
+            on_step(k, len(run), x0)
+    out.latent = z_fe if z_t is None else z_t
+    return out
