@@ -37,7 +37,7 @@ def test_equal_velocities_leave_the_source_latent_exactly_unchanged():
     out = flowedit(z_src, TIMESTEPS, SIGMAS, pair(point_mass(x), point_mass(x)), n_max=7, n_avg=2,
                    on_step=lambda k, n, x0: seen.append((k, n)))
     assert torch.equal(out.latent, z_src)
-    assert seen == [(k, 7) for k in range(7)]
+    assert seen == [(i, STEPS) for i in range(STEPS)]  # every step of the schedule is reported
 
 
 def test_coupled_latents_share_the_noise_and_differ_by_the_edit():
@@ -76,8 +76,9 @@ def test_below_n_min_it_samples_the_target_plainly():
         flowedit(z_src, TIMESTEPS, SIGMAS, pair(point_mass(x_src), point_mass(x_tar)), n_max=6, n_min=2)
 
 
-def test_injection_steps_count_the_steps_that_run():
-    assert injection_steps(33, 0.8) == list(range(27, 33))
+def test_injection_steps_are_those_with_i_over_n_at_least_opt_start():
+    assert injection_steps(50, 0.8) == list(range(40, 50))
+    assert injection_steps(10, 0.2, first=6) == [6, 7, 8, 9]
     assert injection_steps(10, 1.0) == []
 
 

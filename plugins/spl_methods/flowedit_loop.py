@@ -50,9 +50,9 @@ def edit_steps(steps: int, n_max: int, n_min: int) -> list[int]:
     return list(range(max(steps - n_max, 0), steps))
 
 
-def injection_steps(count: int, opt_start: float) -> list[int]:
-    """Positions (0-based, among the ``count`` steps that run) with ``k / count >= opt_start``."""
-    return [k for k in range(count) if opt_start < 1.0 and k / count >= opt_start]
+def injection_steps(steps: int, opt_start: float, first: int = 0) -> list[int]:
+    """Steps ``i`` (0-based, of ``steps``) with ``i / steps >= opt_start`` among those from ``first`` on."""
+    return [i for i in range(first, steps) if opt_start < 1.0 and i / steps >= opt_start]
 
 
 def coupled_latents(z_fe: torch.Tensor, z_src: torch.Tensor, noise: torch.Tensor,
@@ -74,7 +74,8 @@ def flowedit(z_src: torch.Tensor, timesteps: Sequence[float], sigmas: Sequence[f
              inject: Injector | None = None, on_step: StepCallback | None = None) -> FlowEditResult:
     """Run FlowEdit over ``timesteps`` (path times ``sigmas``, one more than steps, ending at 0).
 
-    ``on_step(k, count, x0)`` and injection count only the steps that run (n_max of them).
+    ``on_step(i, steps, x0)`` is called for every step of the schedule; before step
+    ``steps - n_max`` nothing runs and the edited latent is the source itself.
     """
     steps = len(timesteps)
     if n_min > 0 and target_velocity is None:
@@ -86,10 +87,13 @@ def flowedit(z_src: torch.Tensor, timesteps: Sequence[float], sigmas: Sequence[f
         return torch.randn(z_src.shape, generator=generator).to(z_src.device)
 
     run = edit_steps(steps, n_max, n_min)
-    inject_at = set(injection_steps(len(run), opt_start)) if inject is not None else set()
+    inject_at = set(injection_steps(steps, opt_start, run[0] if run else steps)) if inject else set()
     out = FlowEditResult(latent=z_src, steps_run=len(run))
     z_fe, z_t = z_src.clone(), None
-    for k, i in enumerate(run):
+    if on_step is not None:
+        for i in range(steps - len(run)):  # skipped: the edit has not started, z_fe = z_src
+            on_step(i, steps, z_src)
+    for i in run:
         t, t_next, timestep = float(sigmas[i]), float(sigmas[i + 1]), timesteps[i]
         began = time.perf_counter()
         if i < steps - n_min:  # FlowEdit: the ODE on the difference of velocities
@@ -106,11 +110,11 @@ def flowedit(z_src: torch.Tensor, timesteps: Sequence[float], sigmas: Sequence[f
             v = target_velocity(z_t, timestep)  # type: ignore[misc]
             x0 = clean_estimate(z_t, v, t)
         out.velocity_seconds += time.perf_counter() - began
-        if k in inject_at:
+        if i in inject_at:
             began = time.perf_counter()
             shift = inject(x0) - x0  # type: ignore[misc]
             out.inject_seconds += time.perf_counter() - began
-            out.steps_injected.append(k)
+            out.steps_injected.append(i)
             x0 = x0 + shift
             if z_t is None:
                 z_fe = z_fe + shift
@@ -121,6 +125,6 @@ def flowedit(z_src: torch.Tensor, timesteps: Sequence[float], sigmas: Sequence[f
         else:
             z_t = z_t + (t_next - t) * v
         if on_step is not None:
-            on_step(k, len(run), x0)
+            on_step(i, steps, x0)
     out.latent = z_fe if z_t is None else z_t
     return out
