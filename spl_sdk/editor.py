@@ -108,6 +108,7 @@ class Editor:
         """Edit ``image`` from ``source_prompt`` towards ``target_prompt``, keeping its edges."""
         cfg = self._with_backbone_defaults(self._config_with(overrides))
         cfg = with_resolved_options(self.plugins, cfg, self.backbone)  # every option value, checked
+        cfg = self._with_method_defaults(cfg)
         self._check_prompts(source_prompt, target_prompt)
         timer = _Timer.fromkeys(PHASES, 0.0)
         try:
@@ -128,7 +129,8 @@ class Editor:
         if fixed:
             raise ConfigError(f"{', '.join(fixed)} cannot change per edit (the model is already "
                               f"loaded); build a new Editor with Editor.from_config(...) instead.")
-        data = self.config.model_dump()
+        # only the fields the user set stay set, so a method may fill the others (_with_method_defaults)
+        data = self.config.model_dump(exclude_unset=True)
         data.update(overrides)
         if overrides.get("options"):  # field by field over the editor's (backbone options included)
             data["options"] = merge_options(self.config.options, overrides["options"])
@@ -144,6 +146,13 @@ class Editor:
             update["method"] = self.backbone.default_method
         if cfg.working_size is None:
             update["working_size"] = self.backbone.default_working_size
+        return cfg.model_copy(update=update) if update else cfg
+
+    def _with_method_defaults(self, cfg: EditConfig) -> EditConfig:
+        """Fields the user left unset that the method sets itself (flowedit: steps and guidance per family)."""
+        method = self.plugins.edit_method(cfg.method)
+        update = {k: v for k, v in method().config_defaults(self.backbone).items()
+                  if k not in cfg.model_fields_set}
         return cfg.model_copy(update=update) if update else cfg
 
     def _check_prompts(self, source_prompt: str, target_prompt: str) -> None:
@@ -174,7 +183,9 @@ class Editor:
                              post.progress_total() if post is not None else 0, self.backbone, previews)
 
         # everything, full-resolution post-processing included, runs on the model's device
-        work_size = working_shape(*size, cfg.working_size, self.backbone.vae_scale_factor)
+        # flow transformers take 2x2 latent patches: their sizes are multiples of 16 pixels
+        multiple = getattr(self.backbone, "size_multiple", self.backbone.vae_scale_factor)
+        work_size = working_shape(*size, cfg.working_size, multiple)
         with timer.phase("vae"):
             z0 = self.backbone.encode_image(resize(source, work_size)).float()
             round_trip = self.backbone.decode_latents(z0)
@@ -276,6 +287,8 @@ class Editor:
                    target_prompt: str) -> tuple[MaskExtractor, MaskContext]:
         """The configured mask extractor and its context, checked before any work."""
         extractor = construct(self.plugins, "mask", cfg.mask_extractor, cfg.options, cfg)
+        self.backbone.require(f"mask extractor '{extractor.name}'", extractor.requires,
+                              "pass a mask image with --mask FILE (mask= in Python) instead")
         context = MaskContext(source_image=source, source_prompt=source_prompt,
                               target_prompt=target_prompt, tokenizer=self.backbone.tokenizer)
         extractor.check(context)

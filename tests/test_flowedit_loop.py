@@ -100,3 +100,17 @@ def test_an_injected_clean_estimate_is_put_back_into_the_state(n_min):
     torch.testing.assert_close(estimates[-1], before[-1] + bump)
     if n_min:  # plain sampling ends on its last clean estimate
         torch.testing.assert_close(out.latent, estimates[-1], rtol=1e-5, atol=1e-5)
+
+
+def test_the_edit_estimate_injected_at_the_last_step_is_the_result():
+    z_src, x_src, x_tar, goal = torch.randn(4, 1, 4, 4, 4, generator=torch.Generator().manual_seed(6))
+    velocities = pair(point_mass(x_src), lambda z, t: point_mass(x_tar)(z, t) + 0.3)
+    for estimate in ("edit", "target"):
+        seen: list[torch.Tensor] = []
+        out = flowedit(z_src, TIMESTEPS, SIGMAS, velocities, n_max=STEPS, opt_start=0.9,
+                       inject=lambda x0: goal, on_step=lambda i, n, x0: seen.append(x0), estimate=estimate)
+        torch.testing.assert_close(seen[-1], goal)
+        if estimate == "edit":
+            torch.testing.assert_close(out.latent, goal, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="estimate"):
+        flowedit(z_src, TIMESTEPS, SIGMAS, velocities, n_max=2, estimate="x")

@@ -34,6 +34,8 @@ class CrossAttentionMask(MaskExtractor):
 
     name = "cross-attention"
     needs_first_pass = True
+    # reads the UNet cross-attention maps that the Prompt-to-Prompt controllers store
+    requires: ClassVar[frozenset[str]] = frozenset({"unet-cross-attention"})
 
     class Options(ComponentOptions):
         """Guided upsampling of the attention mask (docs/method.md section 5)."""

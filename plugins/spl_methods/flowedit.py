@@ -4,16 +4,24 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
-from pydantic import Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from spl_methods.flowedit_loop import flowedit
 from spl_methods.velocity import EMBEDDED, GuidedVelocity
 from spl_sdk.components.backbone import Backbone
-from spl_sdk.components.base import ComponentOptions
 from spl_sdk.components.method import EditMethod, EditOutput, EditRequest
 from spl_sdk.errors import ConfigError
+
+try:
+    from spl_sdk.components.base import ComponentOptions
+except ImportError:  # before per-component options (CONTRACT section 3) land: the same base
+
+    class ComponentOptions(BaseModel):  # type: ignore[no-redef]
+        """Base of a component's options: unknown fields refused."""
+
+        model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
 @dataclass(frozen=True)
@@ -82,6 +90,10 @@ class FlowEdit(EditMethod):
         target_guidance: float | None = Field(None, ge=0, le=30, description=(
             "Guidance of the target velocity (SD3 13.5 CFG, dev 5.5 embedded); --target-guidance too."))
 
+        inject_on: Literal["edit", "target"] = Field("edit", description=(
+            "Clean estimate refined by loss injection: 'edit' = z_fe - t (v_tar - v_src), FlowEdit's "
+            "own estimate of its result (default); 'target' = z_t^tar - t v_tar."))
+
         @model_validator(mode="after")
         def _window(self) -> FlowEdit.Options:
             if self.n_max is not None and self.n_min >= self.n_max:
@@ -89,8 +101,12 @@ class FlowEdit(EditMethod):
             return self
 
     def __init__(self, options: Any = None) -> None:
-        make = getattr(type(self), "make_options", None)
-        super().__init__(make(options) if make is not None else (options or self.Options()))
+        make = getattr(type(self), "make_options", None)  # the options helper's validation
+        if make is not None:
+            options = make(options)
+        elif not isinstance(options, self.Options):
+            options = self.Options(**dict(options or {}))
+        super().__init__(options)
 
     def settings(self, backbone: Backbone, steps: int | None = None,
                  source_guidance: float | None = None,
@@ -113,9 +129,11 @@ class FlowEdit(EditMethod):
                                 target_guidance=float(pick(opt.target_guidance, target_guidance,
                                                            fam.target_guidance)))
 
-    def total_steps(self, backbone: Backbone, steps: int | None = None) -> int:
-        """How many progress steps one pass reports (T: every step of the schedule)."""
-        return self.settings(backbone, steps).steps
+    def config_defaults(self, backbone: Backbone) -> dict[str, Any]:
+        """Steps and guidance for the edit's unset fields: the options, else the family's defaults."""
+        s = self.settings(backbone)
+        return {"steps": s.steps, "source_guidance": s.source_guidance,
+                "target_guidance": s.target_guidance}
 
     def edit(self, request: EditRequest) -> EditOutput:
         """Run FlowEdit from the source latent; loss injection on the edited branch's clean estimate."""
@@ -139,7 +157,8 @@ class FlowEdit(EditMethod):
 
         out = flowedit(request.z0, timesteps, sigmas, pair, plain if target else None, n_max=s.n_max,
                        n_min=s.n_min, n_avg=s.n_avg, seed=request.seed, opt_start=request.opt_start,
-                       inject=request.inject, on_step=request.on_step)
+                       inject=request.inject, on_step=request.on_step,
+                       estimate=self.options.inject_on)
         return EditOutput(latent=out.latent, unet_seconds=out.velocity_seconds,
                           inject_seconds=out.inject_seconds, text_seconds=text_seconds,
                           steps_injected=out.steps_injected,

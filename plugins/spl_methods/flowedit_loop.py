@@ -11,11 +11,23 @@ from the end of a T-step schedule) moves it along the difference of velocities:
 Below n_min it samples from the target plainly, starting from z_t^tar. With
 equal prompts and guidance the two velocities are equal, so z_fe stays z_src.
 
-Loss injection (docs/method.md section 9) works on the edited branch's clean
-estimate x0 = z_t^tar - t v_tar. The refined x0' is put back by shifting the
-state by d = x0' - x0: z_fe += d moves z_t^tar by d, so (with v held) the
-branch's clean estimate becomes x0' exactly; in the plain-sampling phase
-z_t += d does the same, and the Euler step keeps that clean estimate.
+Loss injection (docs/method.md section 9) refines a clean estimate of the edit and
+puts it back by shifting the state by d = x0' - x0. Two estimates are offered:
+
+- "edit" (default): z_fe - t (v_tar - v_src) = z_src + (x0_tar - x0_src), where the
+  Euler step would land if it went straight to t = 0. It is FlowEdit's own estimate of
+  its output: the target branch's clean estimate x0_tar = z_t^tar - t v_tar with the
+  source branch's reconstruction error (z_src - x0_src) added back, as FlowEdit's
+  coupling does. z_fe += d makes it x0' exactly, so an injection at the last step
+  is the result itself.
+- "target": x0_tar = z_t^tar - t v_tar, the edited branch's clean estimate as
+  docs/method.md section 9 words it. z_fe += d moves z_t^tar by d, so (with v held)
+  x0_tar becomes x0'; the result still carries (z_src - x0_src), which for a model
+  that reconstructs the source poorly at that t is large (measured in docs/flow.md).
+
+Both differ by a term that does not depend on z_fe, so the put-back rule is the
+same. In the plain-sampling phase (below n_min) the estimate is z_t - t v and
+z_t += d; the Euler step keeps that clean estimate.
 """
 
 from __future__ import annotations
@@ -71,12 +83,16 @@ def clean_estimate(z_t: torch.Tensor, v: torch.Tensor, t: float) -> torch.Tensor
 def flowedit(z_src: torch.Tensor, timesteps: Sequence[float], sigmas: Sequence[float],
              velocity_pair: VelocityPair, target_velocity: TargetVelocity | None = None, *,
              n_max: int, n_min: int = 0, n_avg: int = 1, seed: int = 0, opt_start: float = 1.0,
-             inject: Injector | None = None, on_step: StepCallback | None = None) -> FlowEditResult:
+             inject: Injector | None = None, on_step: StepCallback | None = None,
+             estimate: str = "edit") -> FlowEditResult:
     """Run FlowEdit over ``timesteps`` (path times ``sigmas``, one more than steps, ending at 0).
 
     ``on_step(i, steps, x0)`` is called for every step of the schedule; before step
     ``steps - n_max`` nothing runs and the edited latent is the source itself.
+    ``estimate`` ("edit" or "target") picks the clean estimate that is injected and reported.
     """
+    if estimate not in ("edit", "target"):
+        raise ValueError(f"estimate must be 'edit' or 'target', not {estimate!r}")
     steps = len(timesteps)
     if n_min > 0 and target_velocity is None:
         raise ValueError("n_min > 0 needs target_velocity for the plain-sampling steps")
@@ -103,7 +119,10 @@ def flowedit(z_src: torch.Tensor, timesteps: Sequence[float], sigmas: Sequence[f
                 z_src_t, z_tar_t = coupled_latents(z_fe, z_src, draw(), t)
                 v_src, v_tar = velocity_pair(z_src_t, z_tar_t, timestep)
                 v_delta += (v_tar - v_src) / n_avg
-                x0 += clean_estimate(z_tar_t, v_tar, t) / n_avg
+                if estimate == "target":
+                    x0 += clean_estimate(z_tar_t, v_tar, t) / n_avg
+            if estimate == "edit":
+                x0 = z_fe - t * v_delta
         else:  # below n_min: plain sampling from the target, starting from z_t^tar
             if z_t is None:
                 z_t = coupled_latents(z_fe, z_src, draw(), t)[1]

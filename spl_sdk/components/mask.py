@@ -31,6 +31,7 @@ class MaskExtractor(Component):
     """Produces a soft mask (1, 1, H, W) in [0, 1] at the source image's size."""
 
     needs_first_pass: ClassVar[bool] = False
+    requires: ClassVar[frozenset[str]] = frozenset()  # backbone capabilities the extractor needs
 
     def __init__(self, config: EditConfig, *, options: ComponentOptions | None = None) -> None:
         self.config = config

@@ -72,6 +72,10 @@ class EditMethod(Component):
             hint = f"use --method {backbone.default_method} or another --backbone"
         backbone.require(f"edit method '{self.name}'", self.requires, hint)
 
+    def config_defaults(self, backbone: Backbone) -> dict[str, Any]:
+        """The method's own values for edit fields the user left unset (steps, guidance); none here."""
+        return {}
+
     @abstractmethod
     def edit(self, request: EditRequest) -> EditOutput:
         """Run the edit; call ``request.on_step`` once per step and ``request.inject`` where due."""
