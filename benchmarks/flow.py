@@ -108,12 +108,16 @@ def count() -> dict[str, Any]:
     rows: dict[str, Any] = {}
     for model in FULL:
         _, parts = build_parts(model, "meta", None)
-        sizes = {k: sum(p.numel() for p in v.parameters()) for k, v in parts.items() if hasattr(v, "parameters")}
-        total = sum(sizes.values())
+        modules = {k: v for k, v in parts.items() if hasattr(v, "parameters")}
+        sizes = {k: sum(p.numel() for p in v.parameters()) for k, v in modules.items()}
+        # memory also holds float buffers (SD3's 384 x 384 position table: 0.23 B values)
+        held = {k: sizes[k] + sum(b.numel() for b in v.buffers() if b.is_floating_point())
+                for k, v in modules.items()}
         rows[model] = {"params": {k: round(v / 1e9, 3) for k, v in sizes.items()},
-                       "total_billion": round(total / 1e9, 2),
-                       "bf16_weights_gib": round(total * 2 / 2**30, 1),
-                       "largest_part_bf16_gib": round(max(sizes.values()) * 2 / 2**30, 1)}
+                       "total_billion": round(sum(sizes.values()) / 1e9, 2),
+                       "bf16_weights_gib": round(sum(held.values()) * 2 / 2**30, 1),
+                       "largest_part_bf16_gib": {k: round(v * 2 / 2**30, 1) for k, v in held.items()
+                                                 if v == max(held.values())}}
     return rows
 
 

@@ -76,10 +76,10 @@ class EditConfig(RefineConfig):
     working_size: int | None = Field(
         None, ge=64, le=2048, multiple_of=8,
         description="Long side in pixels at which the diffusion runs (multiple of 8); the backbone's default if unset.")
-    steps: int = Field(15, ge=1, le=200, description="Number of inference steps.")
+    steps: int = Field(15, ge=1, le=200, description="Number of inference steps (a method may set its own when unset: flowedit per model family).")
     original_steps: int = Field(50, ge=1, le=1000, description="LCM original_inference_steps of the schedule.")
-    source_guidance: float = Field(1.0, ge=0, le=30, description="Guidance scale of the source and mutual branches.")
-    target_guidance: float = Field(2.0, ge=0, le=30, description="Guidance scale of the target branch.")
+    source_guidance: float = Field(1.0, ge=0, le=30, description="Guidance scale of the source (and mutual) branch; flowedit's per-family default when unset.")
+    target_guidance: float = Field(2.0, ge=0, le=30, description="Guidance scale of the target branch; flowedit's per-family default when unset.")
     seed: int = Field(0, ge=0, le=2**32 - 1, description="Random seed of the initial noise and per-step noise.")
     attention: str = Field("infedit", description="Attention-controller plug-in.")
     cross_replace: float = Field(0.8, ge=0, le=1, description="Fraction of steps with cross-attention replacement.")
