@@ -194,3 +194,24 @@ def test_working_size_is_a_multiple_of_16_for_flow_backbones(flux, monkeypatch):
         torch.zeros(1, 3, 100, 150), "a", "a")
     assert result.image.size == (150, 100)
     assert shapes[0][-2:] == (48, 64)  # 72 x 48 in multiples of 16 (multiples of 8 would keep 48 x 72)
+
+
+# ------------------------------------------------------------------ the command line
+def test_spl_edit_runs_flowedit_and_records_the_values_used(tmp_path, example_image):
+    from click.testing import CliRunner
+
+    from spl_sdk.cli import main
+    from spl_sdk.imageio import read_metadata
+
+    photo, out = tmp_path / "photo.png", tmp_path / "out.png"
+    example_image.resize((160, 120)).save(photo)
+    fast = ["--working-size", "64", "--iterations", "3", "-s", "a photo of a man", "-t", "a painting of a man"]
+    run = CliRunner().invoke(main, ["edit", str(photo), "--backbone", "tiny-random-flux", "--method",
+                                    "flowedit", "--steps", "3", "-o", str(out), *fast])
+    assert run.exit_code == 0, run.output
+    config = read_metadata(out)["config"]
+    assert (config["method"], config["steps"], config["target_guidance"]) == ("flowedit", 3, 5.5)
+    run = CliRunner().invoke(main, ["edit", str(photo), "--backbone", "tiny-random-flux", "--method",
+                                    "infedit", "-o", str(tmp_path / "no.png"), *fast])
+    assert run.exit_code != 0 and "use --method flowedit" in run.output
+    assert "Traceback" not in run.output and not (tmp_path / "no.png").exists()
