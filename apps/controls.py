@@ -180,6 +180,9 @@ def config_from_state(**overrides: Any) -> EditConfig:
     """A validated EditConfig from the widget values (raises ConfigError naming the field)."""
     data = {n: from_widget(n, st.session_state[key(n)]) for n in EditConfig.model_fields
             if n not in SKIPPED and key(n) in st.session_state}
+    # a field left at its default stays unset, so the edit method may set it (flowedit's
+    # steps and guidance per model family)
+    data = {n: v for n, v in data.items() if v != field(n).get_default(call_default_factory=True)}
     data.update(overrides)
     try:
         return EditConfig(**data)

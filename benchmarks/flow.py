@@ -56,10 +56,19 @@ FULL = ("sd35-medium", "flux-dev", "flux-schnell")
 def build_parts(model: str, device: str, dtype: Any) -> tuple[type, dict[str, Any]]:
     """The backbone class and its parts with random weights (meta -> device, N(0, 0.02))."""
     import torch
-    from diffusers import (AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxTransformer2DModel,
-                           SD3Transformer2DModel)
-    from transformers import (CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, T5Config,
-                              T5EncoderModel)
+    from diffusers import (
+        AutoencoderKL,
+        FlowMatchEulerDiscreteScheduler,
+        FluxTransformer2DModel,
+        SD3Transformer2DModel,
+    )
+    from transformers import (
+        CLIPTextConfig,
+        CLIPTextModel,
+        CLIPTextModelWithProjection,
+        T5Config,
+        T5EncoderModel,
+    )
 
     from spl_backbones.flux import FluxDev, FluxSchnell
     from spl_backbones.sd3 import SD3Backbone

@@ -108,7 +108,8 @@ def test_the_edit_estimate_injected_at_the_last_step_is_the_result():
     for estimate in ("edit", "target"):
         seen: list[torch.Tensor] = []
         out = flowedit(z_src, TIMESTEPS, SIGMAS, velocities, n_max=STEPS, opt_start=0.9,
-                       inject=lambda x0: goal, on_step=lambda i, n, x0: seen.append(x0), estimate=estimate)
+                       inject=lambda x0: goal, on_step=lambda i, n, x0, seen=seen: seen.append(x0),
+                       estimate=estimate)
         torch.testing.assert_close(seen[-1], goal)
         if estimate == "edit":
             torch.testing.assert_close(out.latent, goal, rtol=1e-5, atol=1e-5)

@@ -101,7 +101,12 @@ class TinyRandomSD3(_TinyFlow, SD3Backbone):
     def build_components(cls) -> dict[str, Any]:
         """CLIP-L/CLIP-G/T5 stand-ins, MMDiT, VAE and SD3.5's scheduler config."""
         from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel
-        from transformers import CLIPTextConfig, CLIPTextModelWithProjection, T5Config, T5EncoderModel
+        from transformers import (
+            CLIPTextConfig,
+            CLIPTextModelWithProjection,
+            T5Config,
+            T5EncoderModel,
+        )
 
         def clip() -> Any:
             return CLIPTextModelWithProjection(CLIPTextConfig(**TINY_CLIP))
