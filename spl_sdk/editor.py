@@ -150,8 +150,9 @@ class Editor:
 
     def _with_method_defaults(self, cfg: EditConfig) -> EditConfig:
         """Fields the user left unset that the method sets itself (flowedit: steps and guidance per family)."""
-        method = self.plugins.edit_method(cfg.method)
-        update = {k: v for k, v in method().config_defaults(self.backbone).items()
+        method = self._new_method(cfg)
+        method.check(self.backbone)  # a method's defaults mean nothing for a backbone it refuses
+        update = {k: v for k, v in method.config_defaults(self.backbone).items()
                   if k not in cfg.model_fields_set}
         return cfg.model_copy(update=update) if update else cfg
 
@@ -208,11 +209,15 @@ class Editor:
 
     def _method(self, cfg: EditConfig) -> EditMethod:
         """The configured edit method, checked against the backbone (and its controller)."""
-        method = construct(self.plugins, "method", cfg.method, cfg.options)
+        method = self._new_method(cfg)
         method.check(self.backbone)
         if method.uses_attention:
             self.plugins.attention_controller(cfg.attention).check(self.backbone)
         return method
+
+    def _new_method(self, cfg: EditConfig) -> EditMethod:
+        """An instance of the configured edit method with its options (the one place it is built)."""
+        return construct(self.plugins, "method", cfg.method, cfg.options)
 
     def _post_processor(self, cfg: EditConfig) -> PostProcessor | None:
         """The post-processor when one runs (post-processing on and a loss term active)."""
