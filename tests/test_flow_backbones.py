@@ -228,3 +228,27 @@ def test_flux_dev_offline_without_weights_is_one_sentence(monkeypatch, tmp_path)
     with pytest.raises(ModelNotFoundError, match="FLUX.1-dev") as info:
         FluxDev.load(device="cpu")
     assert "\n" not in str(info.value)
+
+
+def test_schnell_layout_runs_without_guidance_and_matches_the_pipeline():
+    from diffusers import FlowMatchEulerDiscreteScheduler, FluxTransformer2DModel
+
+    from spl_backbones.tiny_flow import TINY_FLUX_TRANSFORMER
+    from spl_methods.velocity import GuidedVelocity
+
+    parts = TinyRandomFlux.build_components()
+    parts["transformer"] = TinyRandomFlux.seeded(3, lambda: FluxTransformer2DModel(
+        **{**TINY_FLUX_TRANSFORMER, "guidance_embeds": False}))
+    parts["scheduler"] = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=1.0)
+    schnell = FluxSchnell(**parts, device=torch.device("cpu"), dtype=torch.float32)
+    schnell.max_sequence_length = TinyRandomFlux.max_sequence_length
+    pipe = _flux_pipeline(schnell)
+    expected = pipe("a cat", num_inference_steps=3, guidance_scale=0.0, height=64, width=64,
+                    generator=torch.Generator("cpu").manual_seed(3), output_type="latent",
+                    max_sequence_length=schnell.max_sequence_length).images
+    ours = text_to_image(schnell, "a cat", steps=3, guidance=1.0, seed=3, height=64, width=64)
+    torch.testing.assert_close(pack(ours), expected, rtol=1e-4, atol=1e-4)
+    assert schnell.sigmas(3, latent_shape=(1, 16, 8, 8))[:3] == pytest.approx([1.0, 2 / 3, 1 / 3])  # no shift
+    # unguided branches: one row each, no classifier-free batch
+    velocity = GuidedVelocity(schnell, ["a cat", "a dog"], [1.0, 1.0])
+    assert len(velocity.cond) == 2 and not velocity.cfg
