@@ -6,22 +6,14 @@ import time
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from spl_methods.flowedit_loop import flowedit
 from spl_methods.velocity import EMBEDDED, GuidedVelocity
 from spl_sdk.components.backbone import Backbone
+from spl_sdk.components.base import ComponentOptions
 from spl_sdk.components.method import EditMethod, EditOutput, EditRequest
 from spl_sdk.errors import ConfigError
-
-try:
-    from spl_sdk.components.base import ComponentOptions
-except ImportError:  # before per-component options (CONTRACT section 3) land: the same base
-
-    class ComponentOptions(BaseModel):  # type: ignore[no-redef]
-        """Base of a component's options: unknown fields refused."""
-
-        model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
 @dataclass(frozen=True)
@@ -99,14 +91,6 @@ class FlowEdit(EditMethod):
             if self.n_max is not None and self.n_min >= self.n_max:
                 raise ValueError(f"n_min ({self.n_min}) must be below n_max ({self.n_max})")
             return self
-
-    def __init__(self, options: Any = None) -> None:
-        make = getattr(type(self), "make_options", None)  # the options helper's validation
-        if make is not None:
-            options = make(options)
-        elif not isinstance(options, self.Options):
-            options = self.Options(**dict(options or {}))
-        super().__init__(options)
 
     def settings(self, backbone: Backbone, steps: int | None = None,
                  source_guidance: float | None = None,
