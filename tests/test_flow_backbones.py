@@ -252,3 +252,17 @@ def test_schnell_layout_runs_without_guidance_and_matches_the_pipeline():
     # unguided branches: one row each, no classifier-free batch
     velocity = GuidedVelocity(schnell, ["a cat", "a dog"], [1.0, 1.0])
     assert len(velocity.cond) == 2 and not velocity.cfg
+
+
+def test_offload_hooks_follow_every_part_of_a_flow_backbone():
+    from spl_backbones.offload import offload_hooks
+
+    b = TinyRandomSD3.load(device="cpu")
+    z = torch.randn(1, 16, 8, 8, generator=torch.Generator().manual_seed(4))
+    cond = b.encode_prompts(["a cat"])
+    expected = b.predict(z, 500.0, cond)
+    b.offload_hooks = offload_hooks(b.modules(), torch.device("cpu"))  # the mechanism; "cuda" on a GPU
+    assert len(b.offload_hooks) == 5  # three text encoders, transformer, VAE
+    torch.testing.assert_close(b.predict(z, 500.0, b.encode_prompts(["a cat"])), expected)
+    assert b.decode_latents(b.encode_image(torch.zeros(1, 3, 32, 32))).shape == (1, 3, 32, 32)
+    assert TinyRandomFlux.load(device="cpu", cpu_offload=True).offload_hooks == []  # a no-op on the CPU
