@@ -12,17 +12,39 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from spl_sdk.errors import ConfigError
 
 Area = Literal["whole", "masked"]
 # files read by --config as a result image's embedded configuration
 RESULT_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff")
+MAX_WEIGHT = 1e8  # loss weights above this overflow float32 losses (and no use needs them)
 
 
 class _Base(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # allow_inf_nan=False: inf, nan and 'Infinity' in a JSON file are refused with the field's name
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        # pydantic's lax mode reads True as 1: a boolean where a number belongs is a mistake
+        field = cls.model_fields.get(info.field_name or "")
+        if isinstance(value, bool) and field is not None and field.annotation in (int, float):
+            raise ValueError("a number is expected, not a boolean")
+        if isinstance(value, dict) and any(isinstance(v, bool) for v in value.values()):
+            if field is not None and field.annotation == dict[str, float]:
+                raise ValueError("every value must be a number, not a boolean")
+        return value
 
 
 class RefineConfig(_Base):
@@ -30,11 +52,11 @@ class RefineConfig(_Base):
 
     structure_loss: str | None = Field(
         "spl", description="Loss term that keeps the source's edges (any installed loss term; none turns it off).")
-    structure_weight: float = Field(10000.0, ge=0, description="Weight of the structure loss.")
+    structure_weight: float = Field(10000.0, ge=0, le=MAX_WEIGHT, description="Weight of the structure loss.")
     structure_area: Area = Field("whole", description="Where the structure loss applies: whole image or masked area.")
     color_loss: str | None = Field(
         None, description="Loss term that keeps the source's colours (e.g. cpl); off by default.")
-    color_weight: float = Field(1000.0, ge=0, description="Weight of the colour loss (sensible range 100 to 10000).")
+    color_weight: float = Field(1000.0, ge=0, le=MAX_WEIGHT, description="Weight of the colour loss (sensible range 100 to 10000).")
     color_area: Area = Field("whole", description="Where the colour loss applies: whole image or masked area.")
     iterations: int = Field(100, ge=1, le=10000, description="Image-space optimisation iterations per optimisation.")
     solver: Literal["fast", "reference"] = Field(

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 
 from spl_sdk.components import LossTerm
+from spl_sdk.finite import check_finite_loss
 
 Progress = Callable[[int, int, float], object]
 SOLVERS = ("fast", "reference")
@@ -187,4 +188,5 @@ def optimise_image(source: torch.Tensor, start: torch.Tensor, terms: Sequence[Lo
     used, after = run(source, x, list(terms), iterations, progress)
     if after is None:
         after = _total(terms, source, x)
+    check_finite_loss(before, after)  # an overflowed loss would leave the image silently unchanged
     return OptimiseResult(x, before, after, time.perf_counter() - t0, used)

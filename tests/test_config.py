@@ -41,8 +41,8 @@ def test_every_field_is_described() -> None:
 
 
 @pytest.mark.parametrize("name, value, allowed", [
-    ("structure_weight", -1.0, ">= 0"),
-    ("color_weight", -0.5, ">= 0"),
+    ("structure_weight", -1.0, "0 to 1e+08"),
+    ("color_weight", -0.5, "0 to 1e+08"),
     ("cross_replace", 1.5, "0 to 1"),
     ("self_replace", -0.1, "0 to 1"),
     ("opt_start", 2.0, "0 to 1"),
@@ -137,7 +137,7 @@ def test_missing_file_raises_config_error(tmp_path: Path) -> None:
 def test_bad_value_in_file_is_rejected_with_range(tmp_path: Path) -> None:
     path = tmp_path / "neg.json"
     path.write_text('{"color_weight": -3}')
-    with pytest.raises(ConfigError, match="'color_weight' = -3.*>= 0"):
+    with pytest.raises(ConfigError, match="'color_weight' = -3.*0 to 1e\+08"):
         build_config(RefineConfig, path)
 
 

@@ -47,6 +47,7 @@ def field_range(field: FieldInfo) -> str | None:
     """A field's numeric bounds as text ('1 to 64', '> 0'), or None when it has none."""
     bounds = {k: getattr(m, k) for m in field.metadata for k in ("ge", "gt", "le", "lt")
               if getattr(m, k, None) is not None}
+    bounds = {k: f"{v:g}" if isinstance(v, float) else str(v) for k, v in bounds.items()}  # 1e+08
     if "ge" in bounds and "le" in bounds:
         return f"{bounds['ge']} to {bounds['le']}"
     ops = (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<"))

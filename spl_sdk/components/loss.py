@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from abc import abstractmethod
 from typing import ClassVar
 
@@ -9,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from spl_sdk.components.base import Component, ComponentOptions
+from spl_sdk.errors import ConfigError
 
 
 class LossTerm(Component):
@@ -24,6 +26,9 @@ class LossTerm(Component):
     def __init__(self, weight: float | None = None, mask: torch.Tensor | None = None, *,
                  options: ComponentOptions | None = None) -> None:
         self.weight = self.default_weight if weight is None else float(weight)
+        if not math.isfinite(self.weight) or isinstance(weight, bool):
+            raise ConfigError(f"loss term '{self.name}' got weight {weight!r}; give a finite number "
+                              f"(0 to 1e8).")
         self.mask = mask
         self.options = self.make_options(options)
 
