@@ -174,6 +174,9 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read config file '{path}' ({exc.strerror}); check the path.") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file '{path}' is not valid UTF-8 text (byte {exc.start}); "
+                          f"save it as UTF-8.") from None
     try:
         if path.suffix.lower() == ".json":
             data = json.loads(text)

@@ -15,6 +15,8 @@ from typing import Any
 from PIL import Image, ImageOps
 from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator
 
+from spl_sdk.text import neutralise
+
 # DESIGN.md section 6, category by category, in the order words appear in a prompt.
 # Brightness words are listed from the brightest to the darkest.
 VOCABULARY: dict[str, tuple[str, ...]] = {
@@ -107,7 +109,7 @@ class Harmonization(BaseModel):
     def _object(cls, value: Any) -> Any:
         if isinstance(value, str):
             value = " ".join(value.split())
-            if any(ch in value for ch in "{}\"<>"):
+            if any(ch in value for ch in "{}\"<>") or neutralise(value) != value:  # ESC, C1, bidi
                 raise VocabularyError(f"foreground_object {value!r} must be plain words, e.g. 'cat'.")
         return value
 

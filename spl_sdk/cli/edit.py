@@ -9,6 +9,7 @@ import click
 
 from spl_sdk.cli.options import config_options, handle_errors, option_flag
 from spl_sdk.config import EditConfig
+from spl_sdk.text import printable
 
 EDIT_FIELDS = [name for name in EditConfig.model_fields if name not in ("mask_file", "options")]
 
@@ -65,7 +66,7 @@ def edit(image: Path, source_prompt: str, target_prompt: str, output: Path, mask
         else:
             save_image(result.mask, save_mask, metadata=meta, force=force)
     timings = ", ".join(f"{k} {v:.1f}s" for k, v in result.timings.items())
-    click.echo(f"wrote {output} ({timings})")
+    click.echo(f"wrote {printable(output)} ({timings})")
 
 
 def _prompts(source: str | None, target: str | None, config_file: Path | None) -> tuple[str, str]:

@@ -19,6 +19,7 @@ import click
 from spl_sdk.cli.options import config_options, handle_errors, option_flag
 from spl_sdk.config import EditConfig, field_help
 from spl_sdk.errors import ImageError, SplError
+from spl_sdk.text import printable
 
 if TYPE_CHECKING:
     from spl_sdk.components import Harmonizer
@@ -227,14 +228,15 @@ class _Job:
             click.echo(h.model_dump_json(indent=2))
             return
         if not self.as_json:
-            click.echo(f"source prompt: {h.source_prompt}\ntarget prompt: {h.target_prompt}")
+            click.echo(f"source prompt: {printable(h.source_prompt)}\n"
+                       f"target prompt: {printable(h.target_prompt)}")
         if output is None:
             return
         timings = self.edit(image, fg, h, composite, mask, output, "harmonize")
         if self.as_json:
             click.echo(json.dumps(h.model_dump(mode="json") | {"output": str(output)}, indent=2))
         else:
-            click.echo(f"wrote {output} ({', '.join(f'{k} {v:.1f}s' for k, v in timings.items())})")
+            click.echo(f"wrote {printable(output)} ({', '.join(f'{k} {v:.1f}s' for k, v in timings.items())})")
 
     # ------------------------------------------------------------------ batch
     def run_batch(self, composites: Path, masks: Path, out_dir: Path) -> int:
@@ -297,6 +299,7 @@ class _Job:
         if self.as_json:
             click.echo(json.dumps(record, sort_keys=True))
         elif record["status"] == "ok":
-            click.echo(f"ok     {record['file']}: '{record['source_prompt']}' -> '{record['target_prompt']}'")
+            click.echo(printable(f"ok     {record['file']}: '{record['source_prompt']}' -> "
+                                 f"'{record['target_prompt']}'"))
         else:
-            click.echo(f"error  {record['file']}: {record['error']}")
+            click.echo(printable(f"error  {record['file']}: {record['error']}"))

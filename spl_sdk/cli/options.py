@@ -15,6 +15,7 @@ from pydantic import BaseModel
 
 from spl_sdk.config import field_help
 from spl_sdk.errors import SplError
+from spl_sdk.text import printable
 
 
 def _click_type(annotation: Any) -> tuple[Any, bool]:
@@ -69,7 +70,7 @@ def handle_errors(fn: Callable) -> Callable:
         try:
             return fn(*args, **kwargs)
         except SplError as exc:
-            click.echo(f"Error: {exc}", err=True)
+            click.echo(f"Error: {printable(exc)}", err=True)
             sys.exit(1)
         except KeyboardInterrupt:
             click.echo("Interrupted; no output was written.", err=True)

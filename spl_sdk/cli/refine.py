@@ -11,6 +11,7 @@ import click
 
 from spl_sdk.cli.options import config_options, handle_errors, option_flag
 from spl_sdk.config import RefineConfig
+from spl_sdk.text import printable
 
 REFINE_FIELDS = ["structure_loss", "structure_weight", "structure_area", "color_loss",
                  "color_weight", "color_area", "iterations", "solver"]
@@ -98,7 +99,7 @@ def refine(source: Path, edited: Path, output: Path, mask: Path | None, iters: i
     src = imageio.load_image(source)
     start = imageio.load_image(edited)
     if start.size != src.size:
-        click.echo(f"resizing {edited} from {start.size[0]}x{start.size[1]} to the source's "
+        click.echo(f"resizing {printable(edited)} from {start.size[0]}x{start.size[1]} to the source's "
                    f"{src.size[0]}x{src.size[1]}", err=True)
         start = start.resize(src.size, Image.Resampling.LANCZOS)
     mask_t = None
@@ -114,4 +115,4 @@ def refine(source: Path, edited: Path, output: Path, mask: Path | None, iters: i
                 "loss_before": result.loss_before, "loss_after": result.loss_after}
     imageio.save_image(imageio.tensor_to_pil(result.image), output, metadata=metadata, force=force)
     click.echo(f"loss before: {result.loss_before:.6g}, after: {result.loss_after:.6g}")
-    click.echo(f"wrote {output} ({src.size[0]}x{src.size[1]}, {result.seconds:.1f} s)")
+    click.echo(f"wrote {printable(output)} ({src.size[0]}x{src.size[1]}, {result.seconds:.1f} s)")

@@ -1,0 +1,34 @@
+"""Text that is safe to print: what a file name or a model's answer holds must not drive the terminal."""
+
+from __future__ import annotations
+
+import sys
+import unicodedata
+
+# bidirectional overrides and isolates reorder what the terminal shows (Trojan-Source style)
+_BIDI = frozenset(chr(c) for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A)))
+
+
+def _escape(ch: str) -> str:
+    code = ord(ch)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def neutralise(text: object) -> str:
+    """``str(text)`` with control characters (ESC, CR, newlines, C1, bidi overrides) shown as escapes."""
+    return "".join(_escape(ch) if ch in _BIDI or unicodedata.category(ch) == "Cc" else ch
+                   for ch in str(text))
+
+
+def printable(text: object, encoding: str | None = None) -> str:
+    """:func:`neutralise`, then characters the terminal's encoding lacks as backslash escapes.
+
+    ``encoding`` defaults to stdout's; a name such as 'résumé.png' prints as
+    'r\\xe9sum\\xe9.png' on an ASCII terminal, and a file name holding bytes that
+    are not UTF-8 (Python's surrogate escapes) as '\\udcff'.
+    """
+    enc = encoding or getattr(sys.stdout, "encoding", None) or "utf-8"
+    try:
+        return neutralise(text).encode(enc, "backslashreplace").decode(enc)
+    except LookupError:  # an encoding Python does not know: ASCII is always printable
+        return neutralise(text).encode("ascii", "backslashreplace").decode("ascii")
