@@ -45,3 +45,11 @@ class Cancelled(SplError):
 
 class IncompatibleError(SplError):
     """Components that cannot work together, e.g. an edit method the backbone cannot serve."""
+
+
+class SplWarning(UserWarning):
+    """Base class of warnings meant for the user; the CLI prints them as one 'Warning:' line."""
+
+
+class EmptyMaskWarning(SplWarning):
+    """A mask that selects no pixel, so the losses restricted to it do nothing."""
