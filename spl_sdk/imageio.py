@@ -9,12 +9,14 @@ bombs over ``PIL.Image.MAX_IMAGE_PIXELS``, raises :class:`ImageError` naming it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
@@ -144,15 +146,62 @@ def _format_of(path: Path) -> str:
 
 
 def check_output(path: str | Path, force: bool = False) -> Path:
-    """Validate an output path before any work: a known suffix, and no clobbering without force."""
+    """Validate an output path before any work: a known suffix, a writable folder, no clobbering."""
     path = Path(path)
     _format_of(path)
+    return check_writable(path, force)
+
+
+def check_writable(path: str | Path, force: bool = False) -> Path:
+    """Check before any work that ``path`` can be created: not a folder, not taken, folder writable.
+
+    The nearest existing folder is probed by creating (and removing) a hidden
+    file in it, which also catches read-only file systems and root-owned folders.
+    """
+    path = Path(path)
     if path.is_dir():
         raise ImageError(f"output '{path}' is a folder; give a file name such as {path / 'out.png'}.")
-    if path.exists() and not force:
+    if (path.exists() or path.is_symlink()) and not force:
         raise OutputExistsError(f"output '{path}' already exists; use --force (force=True) "
                                 f"to overwrite it.")
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise ImageError(f"cannot write output '{path}': '{folder}' is a file, not a folder; "
+                         f"choose another path.")
+    probe = folder / f".spl-probe-{secrets.token_hex(6)}"
+    try:
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        probe.unlink()
+    except OSError as exc:
+        raise ImageError(f"cannot write output '{path}': folder '{folder}' is not writable "
+                         f"({exc.strerror}); choose another folder.") from None
     return path
+
+
+def same_file(a: str | Path, b: str | Path) -> bool:
+    """True when two paths name one file: equal once resolved (symlinks, '..') or hard links of one inode."""
+    a, b = Path(a), Path(b)
+    if os.path.normcase(a.resolve()) == os.path.normcase(b.resolve()):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist yet
+        return False
+
+
+def check_distinct(outputs: dict[str, str | Path | None]) -> None:
+    """Refuse, before any work, two outputs of one command that would be the same file.
+
+    ``outputs`` maps a label the user recognises (e.g. '-o', '--save-mask') to a path.
+    """
+    given = [(label, Path(p)) for label, p in outputs.items() if p is not None]
+    for i, (label_a, a) in enumerate(given):
+        for label_b, b in given[i + 1:]:
+            if same_file(a, b):
+                raise ImageError(f"{label_a} '{a}' and {label_b} '{b}' are the same file, so one "
+                                 f"result would overwrite the other; give them different names.")
 
 
 def _save_options(fmt: str, metadata: dict | None) -> dict[str, Any]:
@@ -173,17 +222,33 @@ def _save_options(fmt: str, metadata: dict | None) -> dict[str, Any]:
 
 def save_image(img: Image.Image, path: str | Path, *, metadata: dict | None = None,
                force: bool = False) -> Path:
-    """Write ``img`` atomically (temp file, fsync, rename); the format follows the suffix.
+    """Write ``img`` atomically (temp file, fsync, publish); the format follows the suffix.
 
     ``metadata`` (the run configuration) is stored as JSON: in the PNG text chunk
     "spl_sdk", or in the EXIF ImageDescription tag of JPEG, WebP and TIFF outputs
     (EXIF limits those to about 64 KB). An existing file is only replaced when
-    ``force`` is true; missing folders are created. On any error or Ctrl-C the
-    temp file is removed and an existing output is left untouched.
+    ``force`` is true, even when another process creates it while we write;
+    missing folders are created. On any error, Ctrl-C or SIGTERM the temp file is
+    removed and an existing output is left untouched.
     """
     path = check_output(path, force)
     fmt = _format_of(path)
     options = _save_options(fmt, metadata)
+    with atomic_write(path, force=force) as f:
+        img.save(f, format=fmt, **options)
+    return path
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | Path, *, force: bool = False) -> Iterator[BinaryIO]:
+    """Yield a binary temp file next to ``path``; publish it as ``path`` only if the block succeeds.
+
+    The file is flushed and fsynced, then published with :func:`publish`, so
+    ``path`` either does not exist or holds the whole content. Any exception,
+    KeyboardInterrupt included, removes the temp file. Reusable for any output
+    (images, JSON, logs rewritten whole).
+    """
+    path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         # O_EXCL with mode 0o666 gives a fresh file with the usual umask permissions (mkstemp: 0o600)
@@ -193,18 +258,44 @@ def save_image(img: Image.Image, path: str | Path, *, metadata: dict | None = No
         raise ImageError(f"cannot write output '{path}' ({exc.strerror}); choose another folder.") from None
     try:
         with os.fdopen(fd, "wb") as f:
-            img.save(f, format=fmt, **options)
+            yield f
             f.flush()
             os.fsync(f.fileno())
-        if path.exists() and not force:  # created by someone else while we were writing
-            raise OutputExistsError(f"output '{path}' appeared while writing; use --force to overwrite it.")
-        os.replace(tmp, path)
-    except BaseException as exc:  # KeyboardInterrupt included: never leave a half-written file
+        publish(tmp, path, force=force)
+    except BaseException as exc:  # KeyboardInterrupt and SIGTERM included: no half-written file
         tmp.unlink(missing_ok=True)
         if isinstance(exc, OSError):
             raise ImageError(f"cannot write output '{path}' ({exc}); check free space and "
                              f"permissions.") from None
         raise
+
+
+def publish(tmp: str | Path, path: str | Path, *, force: bool = False) -> Path:
+    """Give the finished file ``tmp`` its final name ``path`` atomically, then remove ``tmp``'s name.
+
+    Without ``force`` the final name is created with a hard link, which fails
+    if the name exists, so of two processes racing for one name the second gets
+    OutputExistsError and the first one's file stays. Where hard links are not
+    supported the name is reserved with O_EXCL first. With ``force``, os.replace.
+    """
+    tmp, path = Path(tmp), Path(path)
+    if force:
+        os.replace(tmp, path)
+    else:
+        try:
+            os.link(tmp, path, follow_symlinks=False)
+        except FileExistsError:
+            raise OutputExistsError(f"output '{path}' appeared while writing (another run?); it "
+                                    f"was left untouched; use --force to overwrite it.") from None
+        except OSError:  # no hard links here (FAT, some network file systems): reserve the name
+            try:
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            except FileExistsError:
+                raise OutputExistsError(f"output '{path}' appeared while writing (another run?); "
+                                        f"it was left untouched; use --force to overwrite it.") from None
+            os.replace(tmp, path)
+        else:
+            tmp.unlink()
     _fsync_dir(path.parent)
     return path
 

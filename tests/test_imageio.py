@@ -221,11 +221,14 @@ def test_interrupted_write_leaves_no_file(tmp_path: Path, monkeypatch: pytest.Mo
 
 def test_write_is_fsynced_then_renamed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[str] = []
-    real_fsync, real_replace = os.fsync, os.replace
+    real_fsync, real_replace, real_link = os.fsync, os.replace, os.link
     monkeypatch.setattr(os, "fsync", lambda fd: (calls.append("fsync"), real_fsync(fd))[1])
     monkeypatch.setattr(os, "replace", lambda a, b: (calls.append("replace"), real_replace(a, b))[1])
+    monkeypatch.setattr(os, "link", lambda a, b, **kw: (calls.append("link"), real_link(a, b, **kw))[1])
     imageio.save_image(_gradient(), tmp_path / "out.png")
-    assert calls[:2] == ["fsync", "replace"]
+    assert calls[:2] == ["fsync", "link"]  # never-overwrite: the final name is created by a hard link
+    imageio.save_image(_gradient(), tmp_path / "out.png", force=True)
+    assert calls[-3:-1] == ["fsync", "replace"]  # --force: renamed over the old file
     assert Image.open(tmp_path / "out.png").size == (24, 16)
     assert (os.stat(tmp_path / "out.png").st_mode & 0o777) == (0o666 & ~_umask())
 

@@ -37,9 +37,11 @@ class LazyGroup(click.Group):
 @click.version_option(__version__, prog_name="spl")
 def main(**_: Any) -> None:
     """Structure-preserving, text-driven image editing (SPL + InfEdit)."""
+    from spl_sdk.cli.signals import exit_cleanly_on_signals
     from spl_sdk.cli.streams import plain_warnings, tolerant_streams
     from spl_sdk.memory import keep_freed_memory
 
     tolerant_streams()
     plain_warnings()
+    exit_cleanly_on_signals()
     keep_freed_memory()

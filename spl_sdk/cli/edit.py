@@ -41,7 +41,7 @@ def edit(image: Path, source_prompt: str, target_prompt: str, output: Path, mask
     """Edit IMAGE from the --source sentence towards the --target sentence, keeping its edges."""
     from spl_sdk.cli.progress import progress_bar
     from spl_sdk.editor import Editor
-    from spl_sdk.imageio import check_output, load_image, save_image
+    from spl_sdk.imageio import check_distinct, check_output, load_image, save_image
     from spl_sdk.loss_flags import resolve_loss_options
     from spl_sdk.options import parse_options
 
@@ -50,6 +50,7 @@ def edit(image: Path, source_prompt: str, target_prompt: str, output: Path, mask
     # --cpl and a lone --mask mean the same as in `spl refine` (one shared rule)
     cfg = resolve_loss_options(EditConfig, config_file, mask=mask_file, cpl=cpl, options=options,
                                **fields)
+    check_distinct({"-o": output, "--save-mask": save_mask})  # one result must not clobber the other
     for path in filter(None, (output, save_mask)):
         check_output(path, force)  # fail before the work, not after
     photo = load_image(image)

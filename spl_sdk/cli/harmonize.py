@@ -169,6 +169,27 @@ def _secret_name(name: str) -> bool:
     return any(h in name.lower() for h in SECRET_HINTS)
 
 
+def recovered_record(output: Path, composite: Path) -> dict[str, Any]:
+    """The harmonization of an existing batch output written for ``composite`` by spl harmonize.
+
+    Raises OutputExistsError when the file is not such an output (it is then never overwritten
+    without --force).
+    """
+    from spl_sdk.errors import OutputExistsError
+    from spl_sdk.imageio import read_metadata
+
+    try:
+        meta = read_metadata(output) or {}
+    except ImageError:
+        meta = {}
+    ours = (meta.get("command") == "spl harmonize" and isinstance(meta.get("harmonization"), dict)
+            and Path(str(meta.get("composite", ""))).name == composite.name)
+    if not ours:
+        raise OutputExistsError(f"output '{output}' already exists and was not written by spl "
+                                f"harmonize for '{composite.name}'; move it away or use --force.")
+    return {**meta["harmonization"], "recovered": True}
+
+
 class _Job:
     """One ``spl harmonize`` run: a harmonizer, an optional editor (loaded on first use)."""
 
@@ -242,16 +263,19 @@ class _Job:
     def run_batch(self, composites: Path, masks: Path, out_dir: Path) -> int:
         """Process every composite not yet recorded ok; returns the number of failures."""
         from spl_sdk.batch import JsonlLog, by_stem, image_files
+        from spl_sdk.imageio import check_writable
 
         if out_dir.exists() and not out_dir.is_dir():
             raise SplError(f"-o '{out_dir}' must be a folder when COMPOSITE and MASK are folders.")
+        check_writable(out_dir / LOG_NAME, force=True)  # before the model loads
         out_dir.mkdir(parents=True, exist_ok=True)
         log = JsonlLog(out_dir / LOG_NAME)
         done = log.done()
         mask_files = by_stem(image_files(masks))
         todo = [p for p in image_files(composites) if p.name not in done]
         skipped = len(image_files(composites)) - len(todo)
-        if todo and self.cfg is not None:
+        fresh = [p for p in todo if not (out_dir / f"{p.stem}.png").exists()]  # others: recovered
+        if fresh and self.cfg is not None:
             _ = self.editor  # load once up front: a load error stops the batch, not each file
         failed = 0
         for path in todo:
@@ -276,10 +300,15 @@ class _Job:
                     f"several masks match '{composite.name}' ({', '.join(m.name for m in masks)}); "
                     f"keep one.")
             record["mask"] = masks[0].name
+            output = out_dir / f"{composite.stem}.png"
+            if self.cfg is not None and (output.exists() or output.is_symlink()) and not self.force:
+                # a run killed between writing the image and its record: take the image's own record
+                record.update(recovered_record(output, composite), output=str(output))
+                record["seconds"] = round(time.perf_counter() - began, 3)
+                return record
             image, fg, h = self.describe(composite, masks[0])
             record.update(h.model_dump(mode="json"))
             if self.cfg is not None:
-                output = out_dir / f"{composite.stem}.png"
                 self.edit(image, fg, h, composite, masks[0], output, composite.name)
                 record["output"] = str(output)
         except SplError as exc:

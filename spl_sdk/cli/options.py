@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import signal
 import sys
 import types
 import typing
@@ -72,8 +73,10 @@ def handle_errors(fn: Callable) -> Callable:
         except SplError as exc:
             click.echo(f"Error: {printable(exc)}", err=True)
             sys.exit(1)
-        except KeyboardInterrupt:
-            click.echo("Interrupted; no output was written.", err=True)
-            sys.exit(130)
+        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP (spl_sdk.cli.signals)
+            signum = getattr(exc, "signum", signal.SIGINT)
+            what = "Interrupted" if signum == signal.SIGINT else f"Stopped by {signal.Signals(signum).name}"
+            click.echo(f"{what}; no unfinished output was written.", err=True)
+            sys.exit(128 + signum)
 
     return wrapper
