@@ -2,7 +2,9 @@
 
 respx does not intercept openai 3.x (NOTES.md), so tests talk HTTP to this
 server instead: each request gets the next scripted :class:`Reply` (the last
-one repeats once the script is used up) and its JSON body is recorded.
+one repeats once the script is used up) and its JSON body is recorded. A reply
+may also misbehave: trickle its body a byte at a time, send an HTML page or
+broken JSON, or send an answer of any size.
 """
 
 from __future__ import annotations
@@ -25,6 +27,10 @@ class Reply:
     delay: float = 0.0
     finish_reason: str = "stop"
     refusal: str | None = None
+    raw: bytes | None = None  # the body as-is (HTML pages, broken JSON) instead of JSON
+    content_type: str = "application/json"
+    trickle: float = 0.0  # seconds between single bytes of the body (a server that never finishes)
+    huge: int = 0  # send this many bytes of filler after the body (an answer of unbounded size)
 
 
 def answer(obj: Any) -> Reply:
@@ -93,17 +99,33 @@ class FakeOpenAI:
                 reply = fake._next(json.loads(raw or b"{}"), self.path)
                 if reply.delay and fake._stop.wait(reply.delay):
                     return
-                body = reply.body if reply.body is not None else _completion(reply)
-                data = json.dumps(body).encode()
+                if reply.raw is not None:
+                    data = reply.raw
+                else:
+                    data = json.dumps(reply.body if reply.body is not None else _completion(reply)).encode()
                 try:
                     self.send_response(reply.status)
-                    self.send_header("content-type", "application/json")
-                    self.send_header("content-length", str(len(data)))
+                    self.send_header("content-type", reply.content_type)
+                    self.send_header("content-length", str(len(data) + reply.huge))
                     for key, value in reply.headers.items():
                         self.send_header(key, value)
                     self.end_headers()
-                    self.wfile.write(data)
+                    self._send(data, reply)
                 except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout test)
                     pass
+
+            def _send(self, data: bytes, reply: Reply) -> None:
+                if reply.trickle:
+                    for i in range(len(data)):
+                        self.wfile.write(data[i:i + 1])
+                        self.wfile.flush()
+                        if fake._stop.wait(reply.trickle):
+                            return
+                else:
+                    self.wfile.write(data)
+                filler, left = b" " * 65536, reply.huge
+                while left > 0 and not fake._stop.is_set():
+                    self.wfile.write(filler[:left])
+                    left -= len(filler)
 
         return Handler

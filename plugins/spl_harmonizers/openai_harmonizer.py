@@ -3,24 +3,26 @@
 The composite and the mask go to the chat-completions API as low-detail PNG
 data URLs; the answer is parsed into :class:`Answer` (one Literal-typed field
 per category, so structured output can only name vocabulary words) and checked
-again against the vocabulary. A rejected answer is sent back with the reason,
-at most ``max_attempts`` times in all; 429/5xx/connection errors are retried
-with backoff by the client itself (``max_retries``). The API key is held by
-the client only and never appears in a message, log line or repr.
+again against the vocabulary. A rejected answer is sent back (cut short) with
+the reason, at most ``max_attempts`` times in all. The request itself goes
+through :mod:`spl_harmonizers.openai_transport`: ``timeout`` bounds each
+request as a whole, 429/5xx/connection errors are retried ``max_retries``
+times, and anything that is not a chat completion is one error sentence. The
+API key is held by the client only and never appears in a message, log line or repr.
 """
 
 from __future__ import annotations
 
 import base64
 import io
-import json
 import logging
 import os
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, create_model
 
+from spl_harmonizers.openai_transport import Completion, Endpoint, quote
 from spl_harmonizers.stats import check_regions, foreground_mask
 from spl_sdk.components import Harmonizer
 from spl_sdk.components.base import ComponentOptions
@@ -33,12 +35,10 @@ from spl_sdk.harmonize import (
     vocabulary_text,
 )
 
-if TYPE_CHECKING:
-    import openai
-
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "gpt-4o-2024-08-06"
+MAX_RESENT = 4000  # characters of a rejected answer sent back with the complaint
 
 
 def _category_field(category: str) -> tuple[Any, Any]:
@@ -119,18 +119,18 @@ def data_url(image: Image.Image, size: int) -> str:
 def problem(exc: Exception) -> str:
     """What was wrong with an answer, in words the model can act on."""
     if not isinstance(exc, ValidationError):
-        return str(exc)
+        return quote(str(exc), 600)
     parts = []
     for err in exc.errors(include_url=False):
         where = ".".join(str(p) for p in err["loc"]) or "answer"
         if err["type"] == "json_invalid":
             parts.append("the answer was not valid JSON")
         elif err["type"] == "literal_error":
-            parts.append(f"{where} = {err.get('input')!r} is not allowed "
+            parts.append(f"{where} = {quote(repr(err.get('input')), 80)} is not allowed "
                          f"({err['msg'].replace('Input should be', 'use')})")
         else:
             parts.append(f"{where}: {err['msg']}")
-    return "; ".join(parts)
+    return quote("; ".join(parts), 600)
 
 
 def complaint(reason: str) -> str:
@@ -188,55 +188,56 @@ class OpenAIHarmonizer(Harmonizer):
     def describe(self, composite: Image.Image, mask: Image.Image,
                  object_word: str | None = None) -> Harmonization:
         """Ask the model, re-asking with the reason when an answer breaks the vocabulary rules."""
-        import openai
-
         check_regions(foreground_mask(mask, composite.size))
         messages = self.messages(composite, mask, object_word)
         attempts = self.settings.max_attempts
         reason = ""
         for attempt in range(1, attempts + 1):
-            raw_text, result = self._ask(messages)
+            completion = self._ask(messages)
             try:
-                return self._harmonization(result, object_word)
-            except (ValidationError, VocabularyError, openai.LengthFinishReasonError) as exc:
+                return self._harmonization(completion, object_word)
+            except (ValidationError, VocabularyError) as exc:
                 reason = self._scrub(problem(exc))
                 log.info("openai harmonizer: answer %d/%d rejected: %s", attempt, attempts, reason)
-                if raw_text is not None:
-                    messages = [*messages, {"role": "assistant", "content": raw_text}]
+                if completion.content is not None:  # sent back, cut short: never an unbounded answer
+                    messages = [*messages, {"role": "assistant", "content": completion.content[:MAX_RESENT]}]
                 messages = [*messages, {"role": "user", "content": complaint(reason)}]
         raise HarmonizerError(
-            f"the model '{self.settings.model}' gave no valid answer in {attempts} attempts "
+            f"the model '{quote(self.settings.model)}' gave no valid answer in {attempts} attempts "
             f"(last problem: {reason}); raise max_attempts, try another model (--option openai.model=...), "
             f"or use --harmonizer offline.")
 
-    def _ask(self, messages: list[dict[str, Any]]) -> tuple[str | None, Any]:
-        """One API call: (the assistant's raw text, parsed completion or the parse error)."""
-        import openai
+    def endpoint(self) -> Endpoint:
+        """The chat-completions URL and headers of this harmonizer's client, with its limits."""
+        headers = {k: v for k, v in {**self.client.default_headers, **self.client.auth_headers}.items()
+                   if isinstance(v, str)}
+        return Endpoint(url=str(self.client.base_url).rstrip("/") + "/chat/completions",
+                        headers=headers, timeout=self.settings.timeout,
+                        max_retries=self.settings.max_retries, model=self.settings.model)
 
-        try:
-            raw = self.client.chat.completions.with_raw_response.parse(
-                model=self.settings.model, messages=messages, response_format=Answer)
-        except openai.APIError as exc:
-            raise self._api_error(exc) from None
-        raw_text = _message_text(raw.text)
-        try:
-            return raw_text, raw.parse()
-        except (ValidationError, openai.LengthFinishReasonError) as exc:
-            return raw_text, exc
-        except openai.ContentFilterFinishReasonError:
-            raise HarmonizerError("the OpenAI content filter stopped the answer for this image; "
-                                  "use --harmonizer offline for it.") from None
+    def _ask(self, messages: list[dict[str, Any]]) -> Completion:
+        """One API call (with its transient-failure retries) under the total deadline."""
+        from openai.lib._parsing import type_to_response_format_param  # what .parse() sends
 
-    def _harmonization(self, result: Any, object_word: str | None) -> Harmonization:
-        if isinstance(result, Exception):
-            raise result
-        message = result.choices[0].message
-        if message.refusal:
+        body = {"model": self.settings.model, "messages": messages,
+                "response_format": type_to_response_format_param(Answer)}
+        try:
+            return self.endpoint().complete(body)
+        except HarmonizerError as exc:
+            raise HarmonizerError(self._scrub(str(exc))) from None
+
+    def _harmonization(self, completion: Completion, object_word: str | None) -> Harmonization:
+        if completion.refusal:
             raise HarmonizerError(f"the model refused to describe the image "
-                                  f"({self._scrub(message.refusal)[:200]}); use --harmonizer offline.")
-        answer: Answer | None = message.parsed
-        if answer is None:
+                                  f"({quote(self._scrub(completion.refusal))}); use --harmonizer offline.")
+        if completion.finish_reason == "content_filter":
+            raise HarmonizerError("the OpenAI content filter stopped the answer for this image; "
+                                  "use --harmonizer offline for it.")
+        if completion.finish_reason == "length":
+            raise VocabularyError("the answer was cut off (too long); answer with the JSON object only")
+        if not completion.content:
             raise VocabularyError("the answer was empty")
+        answer = Answer.model_validate_json(completion.content)
         fg, bg = answer.foreground.model_dump(), answer.background.model_dump()
         try:
             return Harmonization(
@@ -246,45 +247,3 @@ class OpenAIHarmonizer(Harmonizer):
         except ValidationError as exc:  # re-validation against the vocabulary (DESIGN.md section 6)
             raise VocabularyError("; ".join(e["msg"].removeprefix("Value error, ")
                                             for e in exc.errors())) from None
-
-    def _api_error(self, exc: openai.APIError) -> HarmonizerError:
-        """A one-sentence HarmonizerError for a failed call, naming the status; never the key."""
-        import openai
-
-        s = self.settings
-        tries = s.max_retries + 1
-        if isinstance(exc, openai.APITimeoutError):
-            text = (f"the OpenAI API did not answer within {s.timeout:g} s ({tries} tries); raise "
-                    f"the timeout or use --harmonizer offline.")
-        elif isinstance(exc, openai.APIConnectionError):
-            text = (f"cannot reach the OpenAI API at {self.client.base_url} ({tries} tries); check "
-                    f"the network or OPENAI_BASE_URL, or use --harmonizer offline.")
-        elif isinstance(exc, openai.AuthenticationError):
-            text = ("the OpenAI API rejected the API key (HTTP 401); check OPENAI_API_KEY, or use "
-                    "--harmonizer offline.")
-        elif isinstance(exc, openai.APIStatusError):
-            detail = _error_detail(exc)
-            if exc.status_code == 429 or exc.status_code >= 500:
-                what = "rate limit or quota" if exc.status_code == 429 else "server error"
-                text = (f"the OpenAI API answered HTTP {exc.status_code} ({what}: {detail}) "
-                        f"{tries} times in a row; try again later or use --harmonizer offline.")
-            else:
-                text = (f"the OpenAI API refused the request with HTTP {exc.status_code} ({detail}); "
-                        f"check the model name '{s.model}' or use --harmonizer offline.")
-        else:
-            text = f"the OpenAI API call failed ({type(exc).__name__}); use --harmonizer offline."
-        return HarmonizerError(self._scrub(text))
-
-
-def _error_detail(exc: openai.APIStatusError) -> str:
-    body = exc.body
-    message = body.get("message") if isinstance(body, dict) else None
-    return str(message or exc.response.reason_phrase or "no details")[:200]
-
-
-def _message_text(body: str) -> str | None:
-    """The assistant message content of a raw completion body, None if it cannot be read."""
-    try:
-        return json.loads(body)["choices"][0]["message"]["content"]
-    except (ValueError, KeyError, IndexError, TypeError):
-        return None
