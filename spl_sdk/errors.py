@@ -53,3 +53,7 @@ class SplWarning(UserWarning):
 
 class EmptyMaskWarning(SplWarning):
     """A mask that selects no pixel, so the losses restricted to it do nothing."""
+
+
+class UnsafeWeightsError(ModelNotFoundError):
+    """Model weights stored only as pickle files, which can run code when loaded."""

@@ -94,12 +94,16 @@ class DiffusersBackbone(Backbone):
         def part(loader: Any, subfolder: str, **kw: Any) -> Any:
             return loading.load_part(loader, source, subfolder, hint, **kw)
 
+        def weights(loader: Any, subfolder: str, **kw: Any) -> Any:  # safetensors only by default
+            where = source / subfolder if isinstance(source, Path) else None
+            return part(loader, subfolder, **loading.weights_kwargs(where), **kw)
+
         with loading.quiet_transformers():
             parts = {
                 "tokenizer": part(load_clip_tokenizer, "tokenizer"),
-                "text_encoder": part(CLIPTextModel.from_pretrained, "text_encoder", dtype=dt),
-                "unet": part(UNet2DConditionModel.from_pretrained, "unet", dtype=dt),
-                "vae": part(AutoencoderKL.from_pretrained, "vae", dtype=dt),
+                "text_encoder": weights(CLIPTextModel.from_pretrained, "text_encoder", dtype=dt),
+                "unet": weights(UNet2DConditionModel.from_pretrained, "unet", dtype=dt),
+                "vae": weights(AutoencoderKL.from_pretrained, "vae", dtype=dt),
                 # Any SD scheduler config (PNDM, DDIM, ...) carries the noise schedule LCM needs.
                 "scheduler": part(LCMScheduler.from_pretrained, "scheduler"),
             }

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from spl_sdk.errors import ModelNotFoundError
+from spl_sdk.errors import ModelNotFoundError, SplWarning, UnsafeWeightsError
+from spl_sdk.weights import PICKLE_SUFFIXES, pickle_allowed
 
 T = TypeVar("T")
 
@@ -113,6 +115,37 @@ def gated_message(model: str) -> str:
             f"of that account (or run `hf auth login`) and try again.")
 
 
+def weights_kwargs(where: Path | None) -> dict[str, Any]:
+    """``from_pretrained`` keywords for weights in ``where`` (None: a Hub id): safetensors only by default.
+
+    A local folder holding only pickle weights is refused with one sentence
+    (UnsafeWeightsError); when the user allowed pickle files, it loads with a warning.
+    """
+    pickles = sorted(p.name for p in where.rglob("*") if p.suffix in PICKLE_SUFFIXES) \
+        if where is not None and where.is_dir() else []
+    safe = where is not None and where.is_dir() and any(where.rglob("*.safetensors"))
+    if pickle_allowed():
+        if pickles and not safe:
+            warnings.warn(SplWarning(
+                f"loading pickle weights from '{where}' ({', '.join(pickles[:3])}): pickle files can "
+                f"run code when loaded; use this only for files you trust."), stacklevel=2)
+        return {}
+    if pickles and not safe:
+        raise UnsafeWeightsError(
+            f"'{where}' holds only pickle weights ({', '.join(pickles[:3])}), which can run code when "
+            f"loaded; convert them to safetensors, or pass --allow-pickle (SPL_ALLOW_PICKLE=1) if you "
+            f"trust these files.")
+    return {"use_safetensors": True}
+
+
+def _broken(where: object, exc: BaseException) -> ModelNotFoundError:
+    """One sentence for a model file that exists but fails to load (truncated, corrupt, hostile)."""
+    return ModelNotFoundError(
+        f"model files in '{where}' could not be loaded ({type(exc).__name__}: {_first_line(exc)}); "
+        f"they are damaged or not in diffusers format: copy the complete folder again (e.g. with "
+        f"`hf download ... --local-dir`) and pass it with --model.")
+
+
 def load_from_hub(loader: Callable[..., T], model: str, subfolder: str | None,
                   hint: str | None = None, gated: bool = False, **kwargs: Any) -> T:
     """``loader(model, subfolder=...)`` from the cache first, then the Hub only if it is reachable.
@@ -126,6 +159,10 @@ def load_from_hub(loader: Callable[..., T], model: str, subfolder: str | None,
         return loader(model, local_files_only=True, **sub, **kwargs)
     except (OSError, ValueError):
         pass  # not (completely) cached
+    except (MemoryError, ImportError):
+        raise
+    except Exception as exc:  # a cached file that is damaged: one sentence, not a traceback
+        raise _broken(f"the cache of {model}", exc) from None
     what = f"'{model}'" + (f" (its {subfolder}/ part)" if subfolder else "")
     hint = hint or how_to_get(model)
     if offline():
@@ -147,20 +184,23 @@ def load_from_hub(loader: Callable[..., T], model: str, subfolder: str | None,
             f"model {what} could not be downloaded from the Hugging Face Hub ({_first_line(exc)}); "
             f"check the id (and `hf auth login` for a gated model), or {hint}."
         ) from None
+    except (MemoryError, ImportError):
+        raise
+    except Exception as exc:
+        raise _broken(what, exc) from None
 
 
 def load_from_folder(loader: Callable[..., T], folder: Path, subfolder: str | None,
                      **kwargs: Any) -> T:
     """``loader(folder, subfolder=...)`` without network; unreadable files become ModelNotFoundError."""
     sub = {"subfolder": subfolder} if subfolder else {}
+    where = folder / subfolder if subfolder else folder
     try:
         return loader(str(folder), local_files_only=True, **sub, **kwargs)
-    except (OSError, ValueError) as exc:
-        where = folder / subfolder if subfolder else folder
-        raise ModelNotFoundError(
-            f"model files in '{where}' could not be loaded ({_first_line(exc)}); copy the complete "
-            f"folder again (e.g. with `hf download ... --local-dir`) and pass it with --model."
-        ) from None
+    except (MemoryError, ImportError):
+        raise
+    except Exception as exc:  # OSError, ValueError, SafetensorError, UnpicklingError, ...
+        raise _broken(where, exc) from None
 
 
 def load_part(loader: Callable[..., T], model: str | Path, subfolder: str | None,

@@ -65,6 +65,7 @@ class LCMLoRASD15(DiffusersBackbone):
         hint = (f"download it on a machine with network access with `hf download {adapter} "
                 f"--local-dir {LORA_SUBFOLDER}`, copy it into the local SD 1.5 model folder as its "
                 f"{LORA_SUBFOLDER}/ subfolder and pass that folder with --model")
-        state_dict, alphas = loading.load_part(load_lora_state_dict, where, None, hint)
+        safety = loading.weights_kwargs(where if isinstance(where, Path) else None)
+        state_dict, alphas = loading.load_part(load_lora_state_dict, where, None, hint, **safety)
         fuse_lora(parts["unet"], state_dict, alphas, scale=lora_scale)
         return parts

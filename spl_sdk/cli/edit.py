@@ -10,6 +10,7 @@ import click
 from spl_sdk.cli.options import config_options, handle_errors, option_flag
 from spl_sdk.config import EditConfig
 from spl_sdk.text import printable
+from spl_sdk.weights import ALLOW_PICKLE_HELP
 
 EDIT_FIELDS = [name for name in EditConfig.model_fields if name not in ("mask_file", "options")]
 
@@ -32,11 +33,12 @@ EDIT_FIELDS = [name for name in EditConfig.model_fields if name not in ("mask_fi
                    "run (configuration and prompts); flags override it.")
 @click.option("--force", is_flag=True, help="Overwrite existing output files.")
 @click.option("--cpl", is_flag=True, default=False, help="Shortcut for --color-loss cpl.")
+@click.option("--allow-pickle", is_flag=True, help=ALLOW_PICKLE_HELP)
 @option_flag
 @config_options(EditConfig, EDIT_FIELDS)
 @handle_errors
 def edit(image: Path, source_prompt: str, target_prompt: str, output: Path, mask_file: Path | None,
-         save_mask: Path | None, config_file: Path | None, force: bool, cpl: bool,
+         save_mask: Path | None, config_file: Path | None, force: bool, cpl: bool, allow_pickle: bool,
          option_texts: tuple[str, ...], **fields: Any) -> None:
     """Edit IMAGE from the --source sentence towards the --target sentence, keeping its edges."""
     from spl_sdk.cli.progress import progress_bar
@@ -44,6 +46,7 @@ def edit(image: Path, source_prompt: str, target_prompt: str, output: Path, mask
     from spl_sdk.imageio import check_distinct, check_output, load_image, save_image
     from spl_sdk.loss_flags import resolve_loss_options
     from spl_sdk.options import parse_options
+    from spl_sdk.weights import allowing_pickle
 
     source_prompt, target_prompt = _prompts(source_prompt, target_prompt, config_file)
     options = parse_options(option_texts) if option_texts else None
@@ -54,7 +57,8 @@ def edit(image: Path, source_prompt: str, target_prompt: str, output: Path, mask
     for path in filter(None, (output, save_mask)):
         check_output(path, force)  # fail before the work, not after
     photo = load_image(image)
-    editor = Editor.from_config(cfg)
+    with allowing_pickle(allow_pickle):
+        editor = Editor.from_config(cfg)
     with progress_bar("edit", unit="step") as bar:
         result = editor.edit(photo, source_prompt, target_prompt,
                              callback=lambda step, total, _p: bar(step, total, None))

@@ -20,6 +20,7 @@ from spl_sdk.cli.options import config_options, handle_errors, option_flag
 from spl_sdk.config import EditConfig, field_help
 from spl_sdk.errors import ImageError, SplError
 from spl_sdk.text import printable
+from spl_sdk.weights import ALLOW_PICKLE_HELP
 
 if TYPE_CHECKING:
     from spl_sdk.components import Harmonizer
@@ -66,6 +67,7 @@ SECRET_VARIABLES = ("_API_KEY", "_TOKEN", "_SECRET")
               help="JSON, YAML or TOML file of edit configuration fields (or a result PNG); flags "
                    "override it.")
 @click.option("--force", is_flag=True, help="Overwrite existing output files.")
+@click.option("--allow-pickle", is_flag=True, help=ALLOW_PICKLE_HELP)
 @config_options(EditConfig, EDIT_FIELDS)
 @handle_errors
 def harmonize(composite: Path, mask: Path, output: Path | None, harmonizer_name: str,
@@ -73,7 +75,7 @@ def harmonize(composite: Path, mask: Path, output: Path | None, harmonizer_name:
               api_key: str | None,
               timeout: float | None, max_attempts: int | None, prompts_only: bool, as_json: bool,
               backbone_model: str | None, config_file: Path | None, force: bool,
-              **fields: Any) -> None:
+              allow_pickle: bool, **fields: Any) -> None:
     """Harmonize the object pasted into COMPOSITE (white in MASK) with its background.
 
     COMPOSITE and MASK are image files, or two folders (masks matched by file name
@@ -104,6 +106,7 @@ def harmonize(composite: Path, mask: Path, output: Path | None, harmonizer_name:
     cfg = None if prompts_only else _edit_config(config_file, backbone_model, fields, edit_options)
     secrets = [str(v) for fields in raw.values() for k, v in fields.items() if _secret_name(k)]
     job = _Job(harmonizer, harmonizer_name, object_word, cfg, plugins, force, as_json, (api_key, *secrets))
+    job.allow_pickle = allow_pickle
     if batch:
         assert output is not None
         failed = job.run_batch(composite, mask, output)
@@ -199,6 +202,7 @@ class _Job:
         self.harmonizer, self.harmonizer_name, self.object_word = harmonizer, harmonizer_name, object_word
         self.cfg, self.plugins, self.force, self.as_json = cfg, plugins, force, as_json
         self._editor: Editor | None = None
+        self.allow_pickle = False  # --allow-pickle: pickle weights may load (with a warning)
         from_env = [v for k, v in os.environ.items() if k.upper().endswith(SECRET_VARIABLES)]
         self.secrets = [s for s in (*from_env, *secrets) if s and len(s) >= 8]
 
@@ -206,9 +210,11 @@ class _Job:
     def editor(self) -> Editor:
         if self._editor is None:
             from spl_sdk.editor import Editor
+            from spl_sdk.weights import allowing_pickle
 
             assert self.cfg is not None
-            self._editor = Editor.from_config(self.cfg, self.plugins)
+            with allowing_pickle(self.allow_pickle):
+                self._editor = Editor.from_config(self.cfg, self.plugins)
         return self._editor
 
     def describe(self, composite: Path, mask: Path) -> tuple[Any, Any, Harmonization]:
