@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -10,10 +12,38 @@ from typing import Any
 from PIL import Image
 
 from spl_sdk.errors import ImageError
+from spl_sdk.footprint import MemoryBudgetError, check_fits
 from spl_sdk.imageio import load_image, load_mask
 
 MAX_UPLOAD_MB = 50  # per file; also passed to st.file_uploader so the browser refuses bigger ones
 IMAGE_TYPES = ["png", "jpg", "jpeg", "webp", "tif", "tiff"]
+# a few hundred KB of PNG can hold 8000x8000 pixels: the pixel count is limited before decoding
+DEFAULT_MAX_PIXELS = 4096 * 4096
+
+
+def max_pixels() -> int:
+    """The studio's upload limit in pixels: SPL_STUDIO_MAX_PIXELS, else 4096x4096."""
+    try:
+        return int(os.environ.get("SPL_STUDIO_MAX_PIXELS", DEFAULT_MAX_PIXELS))
+    except ValueError:
+        return DEFAULT_MAX_PIXELS
+
+
+def check_pixels(name: str, data: bytes) -> None:
+    """Refuse, from the header alone, an upload over the pixel limit or the machine's memory."""
+    try:
+        with Image.open(io.BytesIO(data)) as img:  # lazy: reads the size, decodes nothing
+            width, height = img.size
+    except Exception:  # not an image, or a bomb: the reader names the problem properly
+        return
+    limit = max_pixels()
+    if width * height > limit:
+        raise ImageError(f"upload '{name}' is {width}x{height} pixels ({width * height / 1e6:.3g} MP), "
+                         f"over this studio's limit of {limit / 1e6:.3g} MP; downscale it first.")
+    try:
+        check_fits(width, height, "edit it at full size", hint="downscale it first")
+    except MemoryBudgetError as exc:
+        raise ImageError(f"upload '{name}': {exc}") from None
 
 
 def _via_file(name: str, data: bytes, reader: Callable[..., Image.Image], **kwargs: Any) -> Image.Image:
@@ -21,6 +51,7 @@ def _via_file(name: str, data: bytes, reader: Callable[..., Image.Image], **kwar
     if len(data) > MAX_UPLOAD_MB * 1024 * 1024:
         raise ImageError(f"upload '{name}' is {len(data) / 2**20:.0f} MB, over the "
                          f"{MAX_UPLOAD_MB} MB limit; downscale or compress it first.")
+    check_pixels(name, data)
     suffix = Path(name).suffix.lower() or ".png"
     with tempfile.TemporaryDirectory(prefix="spl-upload-") as tmp:
         path = Path(tmp) / f"upload{suffix}"

@@ -9,6 +9,7 @@ import click
 
 from spl_sdk.cli.options import config_options, handle_errors, option_flag
 from spl_sdk.config import EditConfig
+from spl_sdk.footprint import ALLOW_LARGE_HELP
 from spl_sdk.text import printable
 from spl_sdk.weights import ALLOW_PICKLE_HELP
 
@@ -34,15 +35,17 @@ EDIT_FIELDS = [name for name in EditConfig.model_fields if name not in ("mask_fi
 @click.option("--force", is_flag=True, help="Overwrite existing output files.")
 @click.option("--cpl", is_flag=True, default=False, help="Shortcut for --color-loss cpl.")
 @click.option("--allow-pickle", is_flag=True, help=ALLOW_PICKLE_HELP)
+@click.option("--allow-large", is_flag=True, help=ALLOW_LARGE_HELP)
 @option_flag
 @config_options(EditConfig, EDIT_FIELDS)
 @handle_errors
 def edit(image: Path, source_prompt: str, target_prompt: str, output: Path, mask_file: Path | None,
          save_mask: Path | None, config_file: Path | None, force: bool, cpl: bool, allow_pickle: bool,
-         option_texts: tuple[str, ...], **fields: Any) -> None:
+         allow_large: bool, option_texts: tuple[str, ...], **fields: Any) -> None:
     """Edit IMAGE from the --source sentence towards the --target sentence, keeping its edges."""
     from spl_sdk.cli.progress import progress_bar
     from spl_sdk.editor import Editor
+    from spl_sdk.footprint import check_fits, out_of_memory_as_error
     from spl_sdk.imageio import check_distinct, check_output, load_image, save_image
     from spl_sdk.loss_flags import resolve_loss_options
     from spl_sdk.options import parse_options
@@ -57,9 +60,11 @@ def edit(image: Path, source_prompt: str, target_prompt: str, output: Path, mask
     for path in filter(None, (output, save_mask)):
         check_output(path, force)  # fail before the work, not after
     photo = load_image(image)
+    if cfg.post_process:  # full-size post-processing: refuse before the model loads
+        check_fits(*photo.size, "post-process it at full size", allow_large)
     with allowing_pickle(allow_pickle):
         editor = Editor.from_config(cfg)
-    with progress_bar("edit", unit="step") as bar:
+    with progress_bar("edit", unit="step") as bar, out_of_memory_as_error(*photo.size, "edit it"):
         result = editor.edit(photo, source_prompt, target_prompt,
                              callback=lambda step, total, _p: bar(step, total, None))
     meta = result.metadata() | {"command": "spl edit", "image": str(image)}

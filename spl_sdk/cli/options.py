@@ -73,6 +73,10 @@ def handle_errors(fn: Callable) -> Callable:
         except SplError as exc:
             click.echo(f"Error: {printable(exc)}", err=True)
             sys.exit(1)
+        except MemoryError:  # anywhere the commands did not guard with the image size
+            click.echo("Error: ran out of memory; downscale the image, close other programs, or "
+                       "use a machine with more memory.", err=True)
+            sys.exit(1)
         except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP (spl_sdk.cli.signals)
             signum = getattr(exc, "signum", signal.SIGINT)
             what = "Interrupted" if signum == signal.SIGINT else f"Stopped by {signal.Signals(signum).name}"

@@ -11,6 +11,7 @@ import click
 
 from spl_sdk.cli.options import config_options, handle_errors, option_flag
 from spl_sdk.config import RefineConfig
+from spl_sdk.footprint import ALLOW_LARGE_HELP
 from spl_sdk.text import printable
 
 REFINE_FIELDS = ["structure_loss", "structure_weight", "structure_area", "color_loss",
@@ -71,12 +72,13 @@ def _option_text(value: Any) -> str:
               help="JSON, YAML or TOML file of configuration fields, or a result PNG to repeat its "
                    "configuration; flags override it.")
 @click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
+@click.option("--allow-large", is_flag=True, help=ALLOW_LARGE_HELP)
 @option_flag
 @config_options(RefineConfig, REFINE_FIELDS)
 @handle_errors
 def refine(source: Path, edited: Path, output: Path, mask: Path | None, iters: int | None,
-           cpl: bool, config_file: Path | None, force: bool, option_texts: tuple[str, ...],
-           **fields: Any) -> None:
+           cpl: bool, config_file: Path | None, force: bool, allow_large: bool,
+           option_texts: tuple[str, ...], **fields: Any) -> None:
     """Restore SOURCE's edges in EDITED (any edit of it) and write OUTPUT at SOURCE's size.
 
     EDITED and the mask are resized to SOURCE first (Lanczos / bilinear). No model
@@ -87,6 +89,7 @@ def refine(source: Path, edited: Path, output: Path, mask: Path | None, iters: i
     from spl_sdk import __version__, imageio
     from spl_sdk.cli.plugins import load_plugins
     from spl_sdk.cli.progress import progress_bar
+    from spl_sdk.footprint import check_fits, out_of_memory_as_error
     from spl_sdk.optimiser import optimise_image
     from spl_sdk.options import check_options, with_resolved_options
     from spl_sdk.terms import build_terms
@@ -97,6 +100,7 @@ def refine(source: Path, edited: Path, output: Path, mask: Path | None, iters: i
     cfg = with_resolved_options(plugins, cfg)  # the metadata records every option value used
     imageio.check_output(output, force)  # fail before the work, not after
     src = imageio.load_image(source)
+    check_fits(*src.size, "refine it at full size", allow_large)  # before the slow part
     start = imageio.load_image(edited)
     if start.size != src.size:
         click.echo(f"resizing {printable(edited)} from {start.size[0]}x{start.size[1]} to the source's "
@@ -106,7 +110,7 @@ def refine(source: Path, edited: Path, output: Path, mask: Path | None, iters: i
     if cfg.mask_file is not None:
         mask_t = imageio.mask_to_tensor(imageio.load_mask(cfg.mask_file, size=src.size))
     terms = build_terms(plugins, cfg, mask_t)
-    with progress_bar("refine") as progress:
+    with progress_bar("refine") as progress, out_of_memory_as_error(*src.size, "refine it"):
         result = optimise_image(imageio.pil_to_tensor(src), imageio.pil_to_tensor(start), terms,
                                 iterations=cfg.iterations, solver=cfg.solver, progress=progress)
     metadata = {"spl_sdk": __version__, "command": command_line(source, edited, output, cfg),
