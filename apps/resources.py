@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import threading
 from dataclasses import dataclass, field
 
@@ -10,8 +12,12 @@ import streamlit as st
 
 from spl_sdk.config import EditConfig
 from spl_sdk.editor import LOAD_FIELDS, Editor
+from spl_sdk.errors import ConfigError
 from spl_sdk.options import options_for
 from spl_sdk.plugins import Plugins
+
+
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")  # 'name' or 'owner/name', no path parts
 
 
 @st.cache_resource(show_spinner=False)
@@ -41,9 +47,36 @@ def _load(backbone: str, model: str | None, device: str, dtype: str, cpu_offload
 
 def editor_for(cfg: EditConfig) -> LoadedEditor:
     """The editor for the config's backbone/model/device/dtype and options, loaded on first use only."""
+    check_model_choice(cfg.model)
     options = options_for(plugins(), "backbone", cfg.backbone, cfg.options)
     return _load(*(getattr(cfg, name) for name in LOAD_FIELDS),
                  json.dumps(options.model_dump(mode="json"), sort_keys=True))
+
+
+def model_folders_allowed() -> bool:
+    """Whether users may name a model folder on the server's disk (off unless the operator enables it).
+
+    Enabled by the environment variable SPL_STUDIO_MODEL_FOLDERS=1 or the Streamlit
+    secret ``studio_model_folders = true``: a studio served beyond localhost must not
+    let visitors load (or probe for) arbitrary files on the server.
+    """
+    if os.environ.get("SPL_STUDIO_MODEL_FOLDERS", "").strip().lower() in ("1", "true", "yes", "on"):
+        return True
+    try:
+        return bool(st.secrets.get("studio_model_folders", False))
+    except Exception:  # no secrets file: the default, off
+        return False
+
+
+def check_model_choice(model: str | None) -> None:
+    """Refuse a model that is a server-side path unless model folders are allowed; Hub ids always pass."""
+    if not model or model_folders_allowed():
+        return
+    if HUB_ID.fullmatch(model) and not os.path.exists(model):
+        return
+    raise ConfigError("this studio does not load model folders from the server's disk; leave Model "
+                      "empty or give a Hugging Face Hub id (owner/name). The operator can allow "
+                      "folders with SPL_STUDIO_MODEL_FOLDERS=1.")
 
 
 def edit_overrides(cfg: EditConfig) -> dict:

@@ -73,6 +73,8 @@ def missing_model_offer(slot: str) -> None:
     left, right = st.columns(2)
     left.button(f"Use {FALLBACK_BACKBONE} (random weights, tries the app)", key=f"{slot}.use_tiny",
                 on_click=_use_tiny, args=(slot,))
+    if not resources.model_folders_allowed():  # a served studio: no paths on the server's disk
+        return
     folder = right.text_input("…or a local folder with the model's weights", key=f"{slot}.folder",
                               placeholder="/path/to/model (diffusers format)")
     right.button("Use this folder", key=f"{slot}.use_folder", disabled=not folder.strip(),

@@ -216,7 +216,8 @@ def test_bad_upload_shows_a_clear_message() -> None:
     assert "Upload a photo or load an example first" in " ".join(w.value for w in at.warning)
 
 
-def test_missing_weights_say_so_and_offer_tiny_random() -> None:
+def test_missing_weights_say_so_and_offer_tiny_random(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SPL_STUDIO_MODEL_FOLDERS", "1")  # the operator allows server-side folders
     at = start()
     at.file_uploader(key="edit.upload").set_value(("p.png", png(), "image/png"))
     at = settle(at, {"edit.source_prompt": "a photo", "edit.target_prompt": "a red photo"})
