@@ -16,7 +16,6 @@ from spl_sdk.errors import ConfigError
 from spl_sdk.options import options_for
 from spl_sdk.plugins import Plugins
 
-
 HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")  # 'name' or 'owner/name', no path parts
 
 

@@ -137,7 +137,7 @@ def test_missing_file_raises_config_error(tmp_path: Path) -> None:
 def test_bad_value_in_file_is_rejected_with_range(tmp_path: Path) -> None:
     path = tmp_path / "neg.json"
     path.write_text('{"color_weight": -3}')
-    with pytest.raises(ConfigError, match="'color_weight' = -3.*0 to 1e\+08"):
+    with pytest.raises(ConfigError, match=r"'color_weight' = -3.*0 to 1e\+08"):
         build_config(RefineConfig, path)
 
 

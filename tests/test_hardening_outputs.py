@@ -3,7 +3,6 @@ the model loads, never-overwrite holds under a race, SIGTERM/SIGHUP clean up, ba
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -15,11 +14,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from PIL import Image
+from test_cli_harmonize import FAST, make_pair, records
 
 from spl_sdk import imageio
 from spl_sdk.cli import main
 from spl_sdk.errors import ImageError, OutputExistsError
-from test_cli_harmonize import FAST, make_pair, records
 
 
 @pytest.fixture
