@@ -120,3 +120,16 @@ def test_studio_limit_follows_memory_and_the_operator(monkeypatch, tiny_memory):
         read_image("p.png", buffer.getvalue())
     monkeypatch.setenv("SPL_STUDIO_MAX_PIXELS", "100000")
     assert read_image("p.png", buffer.getvalue()).size == (300, 200)
+
+
+def test_harmonize_refuses_up_front(tmp_path, tiny_memory, monkeypatch):
+    from test_cli_harmonize import make_pair
+
+    from spl_sdk.editor import Editor
+
+    monkeypatch.setattr(Editor, "from_config", lambda *a, **k: pytest.fail("model loaded"))
+    composite = make_pair(tmp_path, tmp_path / "m", "a", "woman.png", "cats.png", size=(64, 48))
+    run = CliRunner().invoke(main, ["harmonize", str(composite), str(tmp_path / "m" / "a.png"),
+                                    "-o", str(tmp_path / "o.png"), "--backbone", "tiny-random"])
+    assert run.exit_code == 1
+    assert run.stderr.strip().splitlines()[-1].startswith("Error: a 64x48 image needs about")
