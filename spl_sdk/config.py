@@ -38,13 +38,9 @@ class _Base(BaseModel):
     @classmethod
     def _no_bool_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
         # pydantic's lax mode reads True as 1: a boolean where a number belongs is a mistake
-        field = cls.model_fields.get(info.field_name or "")
-        if isinstance(value, bool) and field is not None and field.annotation in (int, float):
-            raise ValueError("a number is expected, not a boolean")
-        if isinstance(value, dict) and any(isinstance(v, bool) for v in value.values()):
-            if field is not None and field.annotation == dict[str, float]:
-                raise ValueError("every value must be a number, not a boolean")
-        return value
+        from spl_sdk.components.base import reject_bool_for_number
+
+        return reject_bool_for_number(cls, info.field_name, value)
 
 
 class RefineConfig(_Base):

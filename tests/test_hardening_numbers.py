@@ -83,3 +83,13 @@ def test_overflowing_loss_stops_the_optimisation():
     nan_source[0, 0, 0, 0] = float("nan")
     with pytest.raises(NonFiniteLossError):
         optimise_image(nan_source, edited, [cls(weight=1.0)], iterations=2)
+
+
+@pytest.mark.parametrize(("value", "message"), [(True, "a number is expected, not a boolean"),
+                                                (float("inf"), "finite number")])
+def test_component_options_refuse_booleans_and_infinities(value, message):
+    from spl_sdk.options import options_for
+
+    with pytest.raises(ConfigError, match=f"'spl.(radius|eps)' = .*{message}"):
+        options_for(Plugins(env={}), "loss", "spl",
+                    {"spl": {"radius": value} if value is True else {"eps": value}})
