@@ -54,3 +54,12 @@ def test_the_app_refuses_a_typed_folder_and_offers_none(tmp_path: Path):
     at = settle(at, {"cfg.model": ""})
     at.button(key="edit.run").click().run()  # the default backbone: no weights here
     assert at.error and not [w for w in at.text_input if w.key == "edit.folder"]
+
+
+def test_spl_app_allows_folders_on_loopback_only():
+    from spl_sdk.cli.app import studio_env
+
+    assert studio_env("127.0.0.1", {})["SPL_STUDIO_MODEL_FOLDERS"] == "1"  # the one local user
+    assert "SPL_STUDIO_MODEL_FOLDERS" not in studio_env("0.0.0.0", {})  # served: off by default
+    assert studio_env("0.0.0.0", {"SPL_STUDIO_MODEL_FOLDERS": "1"})["SPL_STUDIO_MODEL_FOLDERS"] == "1"
+    assert studio_env("localhost", {"SPL_STUDIO_MODEL_FOLDERS": "0"})["SPL_STUDIO_MODEL_FOLDERS"] == "0"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -33,9 +34,26 @@ def streamlit_command(address: str, port: int, headless: bool, extra: tuple[str,
             "--browser.gatherUsageStats", "false", *extra]
 
 
+LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def studio_env(address: str, environ: dict[str, str] | None = None) -> dict[str, str]:
+    """The app's environment: on a loopback address the one user may load model folders from disk.
+
+    Served on any other address, visitors may not (spl_apps.resources), unless the
+    operator sets SPL_STUDIO_MODEL_FOLDERS; an explicit setting always wins.
+    """
+    env = dict(os.environ if environ is None else environ)
+    if address in LOOPBACK:
+        env.setdefault("SPL_STUDIO_MODEL_FOLDERS", "1")
+    return env
+
+
 @click.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 @click.option("--address", "--server.address", "address", default="127.0.0.1", show_default=True,
-              help="Interface to listen on (0.0.0.0 makes the app reachable from other machines).")
+              help="Interface to listen on (0.0.0.0 makes the app reachable from other machines; "
+                   "visitors then cannot load model folders from this machine unless "
+                   "SPL_STUDIO_MODEL_FOLDERS=1).")
 @click.option("--port", "--server.port", "port", type=click.IntRange(1, 65535), default=8501,
               show_default=True, help="TCP port of the app.")
 @click.option("--headless/--browser", default=False, show_default=True,
@@ -50,4 +68,4 @@ def app(address: str, port: int, headless: bool, print_command: bool,
     if print_command:
         click.echo(" ".join(command))
         return
-    sys.exit(subprocess.call(command))
+    sys.exit(subprocess.call(command, env=studio_env(address)))
