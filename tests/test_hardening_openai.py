@@ -129,3 +129,27 @@ def test_error_detail_from_the_server_is_neutralised(images):
         with pytest.raises(HarmonizerError, match=r"HTTP 400 \(bad \\x1b\[31mmodel") as info:
             harmonizer(server).describe(*images)
     assert len(_one_line(info)) < 500
+
+
+def test_the_fallback_schema_matches_the_clients(monkeypatch):
+    import builtins
+
+    from spl_harmonizers.openai_harmonizer import response_format
+
+    def strip(x):
+        if isinstance(x, dict):
+            return {k: strip(v) for k, v in x.items() if k not in ("title", "description")}
+        return [strip(v) for v in x] if isinstance(x, list) else x
+
+    client_own = response_format()
+    real_import = builtins.__import__
+
+    def no_private_helper(name, *args, **kwargs):
+        if name == "openai.lib._parsing":
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_private_helper)
+    fallback = response_format()
+    assert fallback["json_schema"]["strict"] is True
+    assert strip(fallback["json_schema"]["schema"]) == strip(client_own["json_schema"]["schema"])

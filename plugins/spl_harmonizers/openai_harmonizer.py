@@ -107,6 +107,27 @@ class OpenAIOptions(ComponentOptions):
     image_size: int = Field(512, ge=64, le=2048, description="Long side in pixels of the images sent.")
 
 
+def _strict(schema: dict[str, Any]) -> dict[str, Any]:
+    """Structured-output rules on a pydantic schema: every property required, no others allowed."""
+    for node in [schema, *schema.get("$defs", {}).values()]:
+        if node.get("type") == "object":
+            node["required"] = list(node.get("properties", {}))
+            node["additionalProperties"] = False
+            for prop in node.get("properties", {}).values():
+                prop.pop("default", None)
+    return schema
+
+
+def response_format() -> dict[str, Any]:
+    """The json_schema response format of :class:`Answer`, as ``chat.completions.parse`` sends it."""
+    try:
+        from openai.lib._parsing import type_to_response_format_param  # the client's own
+    except ImportError:  # a private helper that moved: build the same strict schema here
+        return {"type": "json_schema", "json_schema": {
+            "name": "Answer", "strict": True, "schema": _strict(Answer.model_json_schema())}}
+    return dict(type_to_response_format_param(Answer))
+
+
 def data_url(image: Image.Image, size: int) -> str:
     """The image shrunk to ``size`` px on the long side, as a base64 PNG data URL."""
     image = image.copy()
@@ -217,10 +238,7 @@ class OpenAIHarmonizer(Harmonizer):
 
     def _ask(self, messages: list[dict[str, Any]]) -> Completion:
         """One API call (with its transient-failure retries) under the total deadline."""
-        from openai.lib._parsing import type_to_response_format_param  # what .parse() sends
-
-        body = {"model": self.settings.model, "messages": messages,
-                "response_format": type_to_response_format_param(Answer)}
+        body = {"model": self.settings.model, "messages": messages, "response_format": response_format()}
         try:
             return self.endpoint().complete(body)
         except HarmonizerError as exc:
