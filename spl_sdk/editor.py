@@ -308,7 +308,8 @@ class Editor:
             first = self._run(cfg, method, controller, context.source_prompt, context.target_prompt,
                               z0, None, progress, timer)
             context.first_result = resize(self.backbone.decode_latents(first.latent).float(), size)
-            context.attention = controller.attention_maps(16) if controller is not None else None
+            context.attention = (controller.attention_maps(self.backbone.attention_res)
+                                 if controller is not None else None)
         mask = extractor.extract(context).float()
         return resize(mask, size) if tuple(mask.shape[-2:]) != size else mask
 

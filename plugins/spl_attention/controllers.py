@@ -33,7 +33,6 @@ class InfEditController(AttentionController):
 
     name = "infedit"
     requires: ClassVar[frozenset[str]] = frozenset({"attention-processors", "unet-cross-attention"})
-    blend_res = 16  # maps the local blend reads, as Prompt-to-Prompt's local blend at 512 px
 
     class Options(ComponentOptions):
         """Local blend settings (docs/method.md section 4); used only with blend words."""
@@ -56,6 +55,9 @@ class InfEditController(AttentionController):
         self.store = AttentionStore()
         self.latent_shape: tuple[int, int] | None = None
         self.local_blend = self.build_blend()
+        # maps the local blend reads: the backbone's mask resolution (16 for SD 1.x at 512 px,
+        # as Prompt-to-Prompt's local blend; 32 for SDXL at 1024 px)
+        self.blend_res = int(getattr(backbone, "attention_res", 16))
 
     # ------------------------------------------------------------------ set-up
     def build_alignment(self) -> TokenAlignment:
@@ -130,11 +132,20 @@ class InfEditController(AttentionController):
         if target is not original:
             probs = torch.stack([target if i == t else probs[i] for i in range(probs.shape[0])])
         pixels = probs.shape[-2]
-        if store and pixels <= self.store.max_pixels:
+        if store and pixels <= self.store_limit():
             shape = spatial_shape(pixels, self.latent_shape)
             if shape is not None:
                 self.store.add(shape, probs[s].mean((0, 1)), probs[t].mean((0, 1)))
         return probs
+
+    def store_limit(self) -> int:
+        """Most query pixels of a stored layer: 32 x 32, or more when a quarter of the latent is larger."""
+        # docs/method.md section 4 stores layers of at most 32 x 32; at large working sizes
+        # (SDXL at 2048 px attends at 128 and 64 only) the quarter-size level keeps masks possible.
+        if self.latent_shape is None:
+            return self.store.max_pixels
+        h, w = self.latent_shape
+        return max(self.store.max_pixels, -(-h // 4) * -(-w // 4))
 
     # ------------------------------------------------------------------ installation
     def processors(self, current: dict[str, Any]) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Built-in backbones: LCM Dreamshaper v7 (default), SD 1.5 + LCM-LoRA, SD3.5, FLUX.1 and random-weight models."""
+"""Built-in backbones: LCM Dreamshaper v7 (default), SD 1.5 + LCM-LoRA, LCM-SDXL, SDXL + LCM-LoRA, SD3.5, FLUX.1 and random-weight models."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from spl_backbones.lcm import LCMDreamshaperV7
 from spl_backbones.lora import LCMLoRASD15
 from spl_backbones.sd3 import SD3Backbone
 from spl_backbones.sd15_random import SD15Random
+from spl_backbones.sdxl_lcm import LCMSDXL, LCMLoRASDXL
+from spl_backbones.sdxl_random import SDXLRandom, TinyRandomSDXL
 from spl_backbones.tiny import TinyRandom
 from spl_backbones.tiny_flow import TinyRandomFlux, TinyRandomSD3
 from spl_sdk import hookimpl
@@ -16,6 +18,7 @@ from spl_sdk.hookspecs import Register
 @hookimpl
 def spl_register_backbones(register: Register) -> None:
     """Register every built-in backbone."""
-    for cls in (LCMDreamshaperV7, LCMLoRASD15, TinyRandom, SD15Random, SD3Backbone, FluxDev,
-                FluxSchnell, TinyRandomSD3, TinyRandomFlux):
+    for cls in (LCMDreamshaperV7, LCMLoRASD15, TinyRandom, SD15Random, LCMSDXL, LCMLoRASDXL,
+                TinyRandomSDXL, SDXLRandom, SD3Backbone, FluxDev, FluxSchnell, TinyRandomSD3,
+                TinyRandomFlux):
         register(cls)

@@ -53,11 +53,16 @@ class DiffusersBackbone(Backbone):
         """The torch modules in execution order (text encoder, UNet, VAE)."""
         return [self.text_encoder, self.unet, self.vae]
 
+    def module_dtype(self, module: torch.nn.Module) -> torch.dtype:
+        """The dtype ``module`` runs in: the backbone's, unless a family keeps a part in float32."""
+        return self.dtype
+
     def _place(self, cpu_offload: bool) -> None:
         for module in self.modules():
-            if any(p.dtype != self.dtype for p in module.parameters()):
+            dtype = self.module_dtype(module)
+            if any(p.dtype != dtype for p in module.parameters()):
                 # nn.Module.to: diffusers' own .to() warns about an empty list of fp32 modules.
-                torch.nn.Module.to(module, dtype=self.dtype)
+                torch.nn.Module.to(module, dtype=dtype)
         # On the CPU there is nothing to offload to: cpu_offload is a documented no-op there.
         if cpu_offload and self.device.type != "cpu":
             self.offload_hooks = offload_hooks(self.modules(), self.device)
@@ -183,7 +188,7 @@ class DiffusersBackbone(Backbone):
                              f"multiples of {f}; resize it to {w // f * f}x{h // f * f} first.")
         cfg = self.vae.config
         self._using(self.vae)
-        latent = self.vae.encode(image.to(self.device, self.dtype)).latent_dist.mean
+        latent = self.vae.encode(image.to(self.device, self.vae.dtype)).latent_dist.mean
         shift = getattr(cfg, "shift_factor", None) or 0.0
         return ((latent.float() - shift) * cfg.scaling_factor)
 
@@ -194,7 +199,7 @@ class DiffusersBackbone(Backbone):
         shift = getattr(cfg, "shift_factor", None) or 0.0
         self._using(self.vae)
         z = latents.to(self.device, torch.float32) / cfg.scaling_factor + shift
-        return self.vae.decode(z.to(self.dtype)).sample.float().clamp(-1, 1)
+        return self.vae.decode(z.to(self.vae.dtype)).sample.float().clamp(-1, 1)
 
 
 def load_clip_tokenizer(model: str, **kwargs: Any) -> Any:

@@ -18,8 +18,15 @@ def load_lora_state_dict(adapter: str, **kwargs: Any) -> tuple[dict[str, Any], A
     return StableDiffusionLoraLoaderMixin.lora_state_dict(adapter, **kwargs)
 
 
+def load_sdxl_lora_state_dict(adapter: str, **kwargs: Any) -> tuple[dict[str, Any], Any]:
+    """As :func:`load_lora_state_dict`, with SDXL's key conversions (its block names differ from SD 1.5's)."""
+    from diffusers.loaders import StableDiffusionXLLoraLoaderMixin
+
+    return StableDiffusionXLLoraLoaderMixin.lora_state_dict(adapter, **kwargs)
+
+
 def fuse_lora(unet: Any, state_dict: dict[str, Any], network_alphas: Any,
-              adapter_name: str = "lcm", scale: float = 1.0) -> Any:
+              adapter_name: str = "lcm", scale: float = 1.0, backbone: str = "lcm-lora-sd15") -> Any:
     """Load a LoRA into the UNet through peft, merge it into the weights and drop the peft layers.
 
     After this the UNet is a plain UNet again (same modules, same attention
@@ -32,7 +39,7 @@ def fuse_lora(unet: Any, state_dict: dict[str, Any], network_alphas: Any,
     except ImportError:
         from spl_sdk.errors import ConfigError
 
-        raise ConfigError("the lcm-lora-sd15 backbone needs the 'peft' package; install it with "
+        raise ConfigError(f"the {backbone} backbone needs the 'peft' package; install it with "
                           "`pip install 'spl-sdk[lora]'`.") from None
     StableDiffusionLoraLoaderMixin.load_lora_into_unet(state_dict, network_alphas, unet=unet,
                                                        adapter_name=adapter_name)
@@ -58,14 +65,21 @@ class LCMLoRASD15(DiffusersBackbone):
     def adapt(cls, parts: dict[str, Any], source: str | Path, *, adapter: str | Path | None = None,
               lora_scale: float = 1.0) -> dict[str, Any]:
         """Fuse the adapter: ``adapter`` if given, else ``lcm_lora/`` in a local model folder, else the Hub's."""
-        if adapter is None and isinstance(source, Path) and (source / LORA_SUBFOLDER).is_dir():
-            adapter = source / LORA_SUBFOLDER
-        adapter = adapter or cls.default_adapter
-        where = loading.resolve_model(str(adapter), subfolders=(), example=cls.default_adapter)
-        hint = (f"download it on a machine with network access with `hf download {adapter} "
-                f"--local-dir {LORA_SUBFOLDER}`, copy it into the local SD 1.5 model folder as its "
-                f"{LORA_SUBFOLDER}/ subfolder and pass that folder with --model")
-        safety = loading.weights_kwargs(where if isinstance(where, Path) else None)
-        state_dict, alphas = loading.load_part(load_lora_state_dict, where, None, hint, **safety)
-        fuse_lora(parts["unet"], state_dict, alphas, scale=lora_scale)
+        fuse_adapter(parts["unet"], source, adapter or None, default=cls.default_adapter,
+                     scale=lora_scale, loader=load_lora_state_dict, family="SD 1.5", backbone=cls.name)
         return parts
+
+
+def fuse_adapter(unet: Any, source: str | Path, adapter: str | Path | None, *, default: str,
+                 scale: float, loader: Any, family: str, backbone: str) -> Any:
+    """Find the adapter (given, ``lcm_lora/`` in a local model folder, else ``default`` on the Hub) and fuse it."""
+    if adapter is None and isinstance(source, Path) and (source / LORA_SUBFOLDER).is_dir():
+        adapter = source / LORA_SUBFOLDER
+    adapter = adapter or default
+    where = loading.resolve_model(str(adapter), subfolders=(), example=default)
+    hint = (f"download it on a machine with network access with `hf download {adapter} "
+            f"--local-dir {LORA_SUBFOLDER}`, copy it into the local {family} model folder as its "
+            f"{LORA_SUBFOLDER}/ subfolder and pass that folder with --model")
+    safety = loading.weights_kwargs(where if isinstance(where, Path) else None)
+    state_dict, alphas = loading.load_part(loader, where, None, hint, **safety)
+    return fuse_lora(unet, state_dict, alphas, scale=scale, backbone=backbone)

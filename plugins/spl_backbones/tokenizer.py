@@ -52,11 +52,14 @@ def clip_vocab_and_merges() -> tuple[dict[str, int], list[tuple[str, str]]]:
     return {tok: i for i, tok in enumerate(tokens)}, merges  # type: ignore[return-value]
 
 
-def build_clip_tokenizer() -> CLIPTokenizer:
-    """A ``CLIPTokenizer`` with SD 1.x ids: start 49406, end 49407, padded with the end token."""
+def build_clip_tokenizer(pad_token: str = EOS) -> CLIPTokenizer:
+    """A ``CLIPTokenizer`` with SD 1.x ids: start 49406, end 49407, padded with the end token.
+
+    SDXL's second tokenizer pads with ``"!"`` (id 0) instead: pass ``pad_token="!"``.
+    """
     from transformers import CLIPTokenizer  # imported here: transformers costs seconds to import
 
     vocab, merges = clip_vocab_and_merges()
     # transformers 5 ignores vocab_file=/merges_file=; pass the tables themselves.
     return CLIPTokenizer(vocab=dict(vocab), merges=list(merges), bos_token=BOS, eos_token=EOS,
-                         unk_token=EOS, pad_token=EOS, model_max_length=MODEL_MAX_LENGTH)
+                         unk_token=EOS, pad_token=pad_token, model_max_length=MODEL_MAX_LENGTH)

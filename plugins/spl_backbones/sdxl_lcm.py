@@ -1,0 +1,68 @@
+"""``lcm-sdxl`` (the distilled LCM-SDXL UNet) and ``lcm-lora-sdxl`` (SDXL base + LCM-LoRA, fused)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+
+from spl_backbones import loading
+from spl_backbones.lora import LORA_SUBFOLDER, fuse_adapter, load_sdxl_lora_state_dict
+from spl_backbones.sdxl import SDXL_SUBFOLDERS, SDXLBackbone, single_part
+
+LCM_UNET_SUBFOLDER = "lcm_unet"  # the LCM-SDXL UNet inside a local SDXL folder
+
+
+class LCMSDXL(SDXLBackbone):
+    """LCM-SDXL: the distilled ``latent-consistency/lcm-sdxl`` UNet with the rest of SDXL base 1.0."""
+
+    name: ClassVar[str] = "lcm-sdxl"
+    default_unet: ClassVar[str] = "latent-consistency/lcm-sdxl"
+    unet_subfolder: ClassVar[str] = LCM_UNET_SUBFOLDER
+
+    @classmethod
+    def required_subfolders(cls) -> tuple[str, ...]:
+        """SDXL base's parts except its UNet (never used); ``lcm_unet/`` is optional (else the Hub's)."""
+        return tuple(s for s in SDXL_SUBFOLDERS if s != "unet")
+
+    @classmethod
+    def download_hint(cls, model: str) -> str:
+        """Also name the UNet, which an offline machine needs as the folder's lcm_unet/."""
+        return (f"{loading.how_to_get(model)}, with `hf download {cls.default_unet} --local-dir "
+                f"{LCM_UNET_SUBFOLDER}` copied into that folder as its {LCM_UNET_SUBFOLDER}/ subfolder")
+
+    @classmethod
+    def part_loaders(cls, source: str | Path, dtype: torch.dtype,
+                     hint: str) -> dict[str, Callable[[], Any]]:
+        """SDXL base's loaders, the UNet from ``lcm_unet/`` of a local folder or else from the Hub."""
+        from diffusers import UNet2DConditionModel
+
+        loaders = super().part_loaders(source, dtype, hint)
+        if not (isinstance(source, Path) and (source / LCM_UNET_SUBFOLDER).is_dir()):
+            loaders["unet"] = single_part(UNet2DConditionModel.from_pretrained, cls.default_unet,
+                                          "unet", dtype, cls.default_unet, hint)
+        return loaders
+
+
+class LCMLoRASDXL(SDXLBackbone):
+    """SDXL base 1.0 with the ``latent-consistency/lcm-lora-sdxl`` adapter fused into the UNet."""
+
+    name: ClassVar[str] = "lcm-lora-sdxl"
+    default_adapter: ClassVar[str] = "latent-consistency/lcm-lora-sdxl"
+
+    @classmethod
+    def download_hint(cls, model: str) -> str:
+        """Also name the adapter, which an offline machine needs as the folder's lcm_lora/."""
+        return (f"{loading.how_to_get(model)}, with `hf download {cls.default_adapter} --local-dir "
+                f"{LORA_SUBFOLDER}` copied into that folder as its {LORA_SUBFOLDER}/ subfolder")
+
+    @classmethod
+    def adapt(cls, parts: dict[str, Any], source: str | Path, *, adapter: str | Path | None = None,
+              lora_scale: float = 1.0) -> dict[str, Any]:
+        """Fuse the adapter: ``adapter`` if given, else ``lcm_lora/`` in a local model folder, else the Hub's."""
+        fuse_adapter(parts["unet"], source, adapter or None, default=cls.default_adapter,
+                     scale=lora_scale, loader=load_sdxl_lora_state_dict, family="SDXL",
+                     backbone=cls.name)
+        return parts
