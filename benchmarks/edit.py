@@ -3,6 +3,9 @@
     python benchmarks/edit.py                       # tiny-random, 256 px, 15 steps
     python benchmarks/edit.py --sd15 --steps 2 --no-warmup   # random SD-1.5-sized backbone at 512 px
     python benchmarks/edit.py --sd15 --device cuda --dtype float16 --steps 15   # on a GPU
+    python benchmarks/edit.py --sdxl --steps 2 --iters 20 --no-warmup   # random SDXL, 1024 px (~16 GiB RAM)
+    python benchmarks/edit.py --sdxl --device cuda --dtype float16 --steps 15   # SDXL on a GPU
+    python benchmarks/edit.py --backbone tiny-random-sdxl --size 128 --steps 2   # the SDXL path, in seconds
 
 Each case runs in its own process so that its peak RSS (ru_maxrss) and, on CUDA,
 torch's peak allocation belong to that case alone.
@@ -60,6 +63,8 @@ def main() -> None:
     """Run the with/without-SPL pair, each in a child process, and print a table."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sd15", action="store_true", help="use the random SD-1.5-sized backbone at 512 px")
+    parser.add_argument("--sdxl", action="store_true",
+                        help="use the random SDXL-sized backbone (sdxl-random) at 1024 px; ~16 GiB RAM on a CPU")
     parser.add_argument("--backbone", default=None)
     parser.add_argument("--size", type=int, default=None)
     parser.add_argument("--steps", type=int, default=15)
@@ -72,8 +77,9 @@ def main() -> None:
     parser.add_argument("--case", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--spl", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    args.backbone = args.backbone or ("sd15-random" if args.sd15 else "tiny-random")
-    args.size = args.size or (512 if args.sd15 else 256)
+    default = "sdxl-random" if args.sdxl else "sd15-random" if args.sd15 else "tiny-random"
+    args.backbone = args.backbone or default
+    args.size = args.size or (1024 if args.sdxl else 512 if args.sd15 else 256)
     if args.case:
         print(json.dumps(run_case(args)))
         return
@@ -89,11 +95,11 @@ def main() -> None:
         if done.returncode != 0:
             sys.exit(f"case failed:\n{done.stderr[-3000:]}")
         rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
-    print(f"{'backbone':<12} {'size':>5} {'steps':>5} {'SPL':>4} {'edit s':>8} {'unet s':>7} "
+    print(f"{'backbone':<16} {'size':>5} {'steps':>5} {'SPL':>4} {'edit s':>8} {'unet s':>7} "
           f"{'vae s':>6} {'optim s':>7} {'post s':>7} {'peak RSS GiB':>12}")
     for r in rows:
         p = r["phases"]
-        print(f"{r['backbone']:<12} {r['size']:>5} {r['steps']:>5} {'on' if r['spl'] else 'off':>4} "
+        print(f"{r['backbone']:<16} {r['size']:>5} {r['steps']:>5} {'on' if r['spl'] else 'off':>4} "
               f"{r['edit_s']:>8.2f} {p.get('unet', 0):>7.2f} {p.get('vae', 0):>6.2f} "
               f"{p.get('optimisation', 0):>7.2f} {p.get('post_process', 0):>7.2f} {r['peak_rss_gib']:>12.2f}")
     print(json.dumps(rows))
