@@ -175,8 +175,8 @@ def test_lcm_sdxl_takes_its_unet_from_lcm_unet(saved, tmp_path):
     other.save_pretrained(folder / "lcm_unet")
     shutil.rmtree(folder / "unet")  # lcm-sdxl never reads the base UNet
     lcm = LCMSDXL.load(str(folder), device="cpu")
-    assert all(torch.equal(a, b) for a, b in zip(lcm.unet.state_dict().values(),
-                                                 other.state_dict().values()))
+    expected = other.state_dict()
+    assert all(torch.equal(v, expected[k]) for k, v in lcm.unet.state_dict().items())
     assert lcm.name == "lcm-sdxl" and (lcm.save_pretrained(tmp_path / "again") / "lcm_unet").is_dir()
 
 
