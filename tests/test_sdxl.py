@@ -240,6 +240,16 @@ def test_float16_keeps_an_upcast_vae_in_float32_and_takes_a_fixed_vae(saved, tmp
     assert all(torch.equal(v.half(), fixed_state[k].half()) for k, v in loaded.vae.state_dict().items())
 
 
+def test_cpu_offload_brings_each_of_the_four_models_in_turn(sdxl, monkeypatch):
+    kept: list[int] = []
+    monkeypatch.setattr("spl_backbones.diffusers_backbone.keep_only", lambda hooks, i: kept.append(i))
+    monkeypatch.setattr(sdxl, "offload_hooks", [object()] * 4)  # as if placed with cpu_offload
+    cond = sdxl.encode_prompts([PROMPT])
+    sdxl.decode_latents(sdxl.encode_image(torch.zeros(1, 3, 64, 64)))
+    sdxl.predict(_latents(1, 4, 8, 8), 500, cond)
+    assert kept == [0, 1, 3, 3, 2]  # text_encoder, text_encoder_2, VAE twice, UNet
+
+
 # ------------------------------------------------------------------ editing on SDXL's layout
 def test_equal_prompts_and_guidance_reproduce_the_vae_round_trip(sdxl, plugins, example_image):
     """docs/method.md section 2 invariant through the SDXL UNet and the infedit controller."""
