@@ -19,13 +19,12 @@ from spl_backbones.sdxl_lcm import LCMSDXL, LCMLoRASDXL
 from spl_backbones.sdxl_random import SDXL_UNET, TINY_SDXL_UNET, TinyRandomSDXL
 from spl_backbones.tokenizer import build_clip_tokenizer
 from spl_sdk.cli import main
-from spl_sdk.components import Conditioning
+from spl_sdk.components import BatchLayout, Conditioning, EditRequest
 from spl_sdk.config import EditConfig
 from spl_sdk.editor import Editor
 from spl_sdk.errors import Cancelled, ModelNotFoundError
 from spl_sdk.imageio import pil_to_tensor
 from spl_sdk.prompts import word_positions
-from spl_sdk.sampler import Guidance, sample
 
 FAST = dict(backbone="tiny-random-sdxl", working_size=128, steps=3, iterations=5)
 PROMPT = "a photo of a cat"
@@ -252,18 +251,18 @@ def test_cpu_offload_brings_each_of_the_four_models_in_turn(sdxl, monkeypatch):
 
 # ------------------------------------------------------------------ editing on SDXL's layout
 def test_equal_prompts_and_guidance_reproduce_the_vae_round_trip(sdxl, plugins, example_image):
-    """docs/method.md section 2 invariant through the SDXL UNet and the infedit controller."""
+    """docs/method.md section 2 invariant through the infedit method, the SDXL UNet and the controller."""
     cfg = EditConfig(**FAST, source_guidance=1.5, target_guidance=1.5)
     z0 = sdxl.encode_image(pil_to_tensor(example_image.resize((128, 128)))).float()
     prompt = "a photo of an old man"
-    cond = sdxl.encode_prompts(["", "", "", prompt, prompt, prompt])
     controller = plugins.attention_controller("infedit")(
         backbone=sdxl, source_prompt=prompt, target_prompt=prompt, num_steps=4, config=cfg)
     seen: list[torch.Tensor] = []
-    with controller.installed():
-        out = sample(sdxl, controller, z0, cond, steps=4, original_steps=50,
-                     guidance=Guidance(1.5, 1.5), seed=0, on_step=lambda i, n, x0: seen.append(x0))
-    assert len(seen) == 4 and controller.store.sums  # the controller really ran
+    out = plugins.edit_method("infedit")().edit(EditRequest(
+        backbone=sdxl, source_prompt=prompt, target_prompt=prompt, z0=z0, controller=controller,
+        steps=4, source_guidance=1.5, target_guidance=1.5, seed=0, original_steps=50,
+        on_step=lambda i, n, x0: seen.append(x0)))
+    assert len(seen) == 4 and controller.store.counts  # the controller really ran
     for x0 in seen:
         torch.testing.assert_close(x0, z0, atol=1e-5, rtol=0)
     torch.testing.assert_close(sdxl.decode_latents(out.latent), sdxl.decode_latents(z0),
@@ -322,11 +321,13 @@ def test_masks_and_local_blend_read_the_backbone_resolution(sdxl, plugins, examp
         return original(self, res)
 
     monkeypatch.setattr(InfEditController, "attention_maps", spy)
-    editor = Editor(sdxl, EditConfig(**{**FAST, "working_size": 256}, opt_start=0.5), plugins)
+    fast = {k: v for k, v in FAST.items() if k != "working_size"}  # the backbone's own: 256 px
+    editor = Editor(sdxl, EditConfig(**fast, opt_start=0.5), plugins)
     result = editor.edit(example_image, "a grayscale photo of an old man",
                          "a colorful photo of an old man", structure_area="masked",
                          mask_words_source=["man"], blend_words_target=["colorful"],
                          mask_threshold_source=0.96)  # random weights: near-flat maps
+    assert result.config.working_size == sdxl.default_working_size == 256
     assert set(resolutions) == {sdxl.attention_res}  # mask pass and every local-blend step
     assert len(resolutions) == 1 + 2 * 3
     mask = torch.from_numpy(np.asarray(result.mask, dtype="float32"))
@@ -349,6 +350,7 @@ def test_sdxl_at_1024_stores_its_32x32_maps_and_at_2048_its_coarsest():
     backbone = SimpleNamespace(tokenizer=build_clip_tokenizer(), attention_res=32)
     ctl = InfEditController(backbone=backbone, source_prompt=PROMPT, target_prompt=PROMPT,
                             num_steps=1, config=EditConfig())
+    ctl.layout = BatchLayout(("source", "target", "mutual"), guided=True)
     for latent, levels, stored in (((128, 128), (64, 32), {(32, 32)}),
                                    ((256, 256), (128, 64), {(64, 64)})):
         ctl.store.reset()

@@ -156,7 +156,7 @@ class SDXLBackbone(DiffusersBackbone):
         (folder / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")
         return folder
 
-    # ------------------------------------------------------------------ the sampler's interface
+    # ------------------------------------------------------------------ the edit method's interface
     @torch.no_grad()
     def encode_prompts(self, prompts: list[str]) -> Conditioning:
         """(B, 77, D1 + D2) penultimate states of both encoders and the second one's pooled (B, P)."""
@@ -189,16 +189,16 @@ class SDXLBackbone(DiffusersBackbone):
                 guidance: float | None = None) -> torch.Tensor:
         """One UNet call for the whole batch with SDXL's added conditioning; returns float32 noise.
 
-        ``guidance`` is for models that take it as an input; SDXL's guidance is the
-        classifier-free batch, so it must be None here.
+        ``guidance`` is not an input of SDXL (its guidance is the classifier-free batch).
         """
-        if guidance is not None:
-            raise ValueError(f"{self.name} applies guidance through the batch; pass guidance=None")
         self._using(self.unet)
         batch = latents.shape[0]
         time_ids = cond.extras.get("time_ids")
         if time_ids is None:
             time_ids = self.time_ids(latents.shape[-2:], batch)
+        if "pooled" not in cond.extras:
+            raise ValueError(f"{self.name} needs the pooled text embedding: pass the Conditioning "
+                             "from encode_prompts, not bare embeddings")
         added = {"text_embeds": cond.extras["pooled"].to(self.device, self.dtype),
                  "time_ids": time_ids.to(self.device, self.dtype)}
         t = torch.as_tensor(timestep, device=self.device)
@@ -206,13 +206,6 @@ class SDXLBackbone(DiffusersBackbone):
                         encoder_hidden_states=cond.embeddings.to(self.device, self.dtype),
                         added_cond_kwargs=added).sample
         return out.float()
-
-    def predict_noise(self, latents: torch.Tensor, timestep: torch.Tensor | int,
-                      embeddings: Any) -> torch.Tensor:
-        """Deprecated alias of :meth:`predict` (``embeddings`` must be a Conditioning)."""
-        if not isinstance(embeddings, Conditioning):
-            raise TypeError("SDXL needs pooled embeddings: pass the Conditioning from encode_prompts")
-        return self.predict(latents, timestep, embeddings)
 
 
 def check_time_embedding(unet: Any, text_encoder_2: Any) -> None:
