@@ -163,6 +163,17 @@ def test_save_pretrained_and_load_back(sdxl, saved, plugins):
     torch.testing.assert_close(loaded.predict(latents, 500, cond), sdxl.predict(latents, 500, cond))
 
 
+def test_force_zeros_for_empty_prompt_is_read_from_model_index(saved, tmp_path):
+    import shutil
+
+    folder = shutil.copytree(saved, tmp_path / "no-zeros")
+    index = json.loads((folder / "model_index.json").read_text())
+    (folder / "model_index.json").write_text(json.dumps({**index, "force_zeros_for_empty_prompt": False}))
+    loaded = TinyRandomSDXL.load(str(folder), device="cpu")
+    assert loaded.zero_empty_prompt is False
+    assert loaded.encode_prompts([""]).extras["pooled"].abs().sum() > 0  # "" encoded like a prompt
+
+
 def test_lcm_sdxl_takes_its_unet_from_lcm_unet(saved, tmp_path):
     import shutil
 

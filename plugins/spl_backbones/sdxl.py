@@ -221,8 +221,16 @@ def check_time_embedding(unet: Any, text_encoder_2: Any) -> None:
 
 
 def zeros_for_empty_prompt(source: str | Path) -> bool:
-    """``force_zeros_for_empty_prompt`` of a local folder's model_index.json; True (SDXL base's) otherwise."""
-    index = Path(source) / "model_index.json" if isinstance(source, Path) else None
+    """``force_zeros_for_empty_prompt`` of the model's model_index.json (local or cached); True (SDXL base's) without one."""
+    if isinstance(source, Path):
+        index: Path | None = source / "model_index.json"
+    else:
+        from huggingface_hub import hf_hub_download
+
+        try:  # cache only: the parts themselves do not need this file
+            index = Path(hf_hub_download(source, "model_index.json", local_files_only=True))
+        except Exception:  # not cached (or not a pipeline repository): keep SDXL base's setting
+            index = None
     if index is not None and index.is_file():
         return bool(json.loads(index.read_text()).get("force_zeros_for_empty_prompt", True))
     return True
