@@ -24,6 +24,7 @@ from spl_sdk.config import EditConfig
 from spl_sdk.editor import Editor
 from spl_sdk.errors import Cancelled, ModelNotFoundError
 from spl_sdk.imageio import pil_to_tensor
+from spl_sdk.options import load_backbone
 from spl_sdk.prompts import word_positions
 
 FAST = dict(backbone="tiny-random-sdxl", working_size=128, steps=3, iterations=5)
@@ -190,6 +191,25 @@ def test_lcm_sdxl_takes_its_unet_from_lcm_unet(saved, tmp_path):
     assert lcm.name == "lcm-sdxl" and (lcm.save_pretrained(tmp_path / "again") / "lcm_unet").is_dir()
 
 
+def test_unet_and_vae_options_replace_those_parts(saved, tmp_path, plugins):
+    from diffusers import AutoencoderKL
+
+    parts = TinyRandomSDXL.build_components()
+    with torch.no_grad():
+        for p in parts["unet"].parameters():
+            p.mul_(-1)
+    parts["unet"].save_pretrained(tmp_path / "my-unet")
+    AutoencoderKL.from_config({**dict(parts["vae"].config), "force_upcast": False}).save_pretrained(
+        tmp_path / "my-vae")
+    # `saved` has no lcm_unet/: without the option lcm-sdxl would need the Hub's UNet
+    cfg = EditConfig(backbone="lcm-sdxl", model=str(saved), device="cpu", options={
+        "lcm-sdxl": {"unet": str(tmp_path / "my-unet"), "vae": str(tmp_path / "my-vae")}})
+    backbone = load_backbone(plugins, cfg)
+    expected = parts["unet"].state_dict()
+    assert all(torch.equal(v, expected[k]) for k, v in backbone.unet.state_dict().items())
+    assert backbone.vae.config.force_upcast is False
+
+
 def test_lcm_sdxl_without_its_unet_offline_is_one_sentence(saved, tmp_path, monkeypatch):
     import shutil
 
@@ -204,7 +224,7 @@ def test_lcm_sdxl_without_its_unet_offline_is_one_sentence(saved, tmp_path, monk
     assert "\n" not in message and message.endswith(".") and message.count(". ") == 0
 
 
-def test_lcm_lora_sdxl_fuses_a_local_lora(sdxl, saved, tmp_path):
+def test_lcm_lora_sdxl_fuses_a_local_lora(sdxl, saved, tmp_path, plugins):
     from diffusers.loaders import StableDiffusionXLLoraLoaderMixin
     from diffusers.utils import convert_state_dict_to_diffusers
     from peft import LoraConfig
@@ -218,7 +238,10 @@ def test_lcm_lora_sdxl_fuses_a_local_lora(sdxl, saved, tmp_path):
     lora = convert_state_dict_to_diffusers(get_peft_model_state_dict(reference))
     StableDiffusionXLLoraLoaderMixin.save_lora_weights(tmp_path / "lora", unet_lora_layers=lora)
 
-    fused = LCMLoRASDXL.from_pretrained(saved, adapter=tmp_path / "lora", device="cpu")
+    cfg = EditConfig(backbone="lcm-lora-sdxl", model=str(saved), device="cpu",
+                     options={"lcm-lora-sdxl": {"adapter": str(tmp_path / "lora")}})
+    fused = load_backbone(plugins, cfg)  # the option travels from the config to the loader
+    assert isinstance(fused, LCMLoRASDXL)
     cond = sdxl.encode_prompts(["a cat", "a dog"])
     latents = _latents(2, 4, 16, 16, seed=2)
     added = {"text_embeds": cond.extras["pooled"], "time_ids": sdxl.time_ids((16, 16), 2)}

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
+from pydantic import Field
 
 from spl_backbones import loading
 from spl_backbones.devices import resolve_device, resolve_dtype
@@ -28,6 +29,7 @@ from spl_backbones.diffusers_backbone import (
     save_tokenizer,
 )
 from spl_sdk.components.backbone import Conditioning
+from spl_sdk.components.base import ComponentOptions
 
 SDXL_SUBFOLDERS = ("unet", "vae", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2",
                    "scheduler")
@@ -45,6 +47,14 @@ class SDXLBackbone(DiffusersBackbone):
     attention_res: ClassVar[int] = 32
     default_model: ClassVar[str | None] = SDXL_BASE
     unet_subfolder: ClassVar[str] = "unet"
+
+    class Options(ComponentOptions):
+        """Parts that replace the model's own."""
+
+        vae: str | None = Field(None, description=(
+            f"Hub id or folder of another VAE; {FP16_VAE} runs in float16 without overflow "
+            "(SDXL's own VAE is kept in float32 under float16)."))
+        unet: str | None = Field(None, description="Hub id or folder of another UNet of the SDXL layout.")
 
     def __init__(self, *, tokenizer: Any, tokenizer_2: Any, text_encoder: Any, text_encoder_2: Any,
                  unet: Any, vae: Any, scheduler: Any, device: torch.device, dtype: torch.dtype,

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
+from pydantic import Field
 
 from spl_backbones import loading
 from spl_backbones.lora import LORA_SUBFOLDER, fuse_adapter, load_sdxl_lora_state_dict
@@ -51,6 +52,14 @@ class LCMLoRASDXL(SDXLBackbone):
 
     name: ClassVar[str] = "lcm-lora-sdxl"
     default_adapter: ClassVar[str] = "latent-consistency/lcm-lora-sdxl"
+
+    class Options(SDXLBackbone.Options):
+        """SDXL's part replacements plus the LoRA adapter and its scale."""
+
+        adapter: str | None = Field(None, description=(
+            "Hub id or folder of the LCM-LoRA; unset: lcm_lora/ in a local model folder, else "
+            "latent-consistency/lcm-lora-sdxl."))
+        lora_scale: float = Field(1.0, gt=0, le=4, description="Scale of the LoRA when it is fused.")
 
     @classmethod
     def download_hint(cls, model: str) -> str:

@@ -10,6 +10,7 @@ from spl_backbones.random_init import RandomBackbone
 from spl_backbones.sd15_random import SD15_TEXT
 from spl_backbones.sdxl import SDXLBackbone
 from spl_backbones.tokenizer import build_clip_tokenizer
+from spl_sdk.components.base import ComponentOptions
 
 # SDXL base 1.0's published component configs (unet/, vae/, text_encoder_2/ config.json).
 SDXL_UNET: dict[str, Any] = {
@@ -62,6 +63,7 @@ class RandomSDXL(SDXLBackbone, RandomBackbone):
     """Base of in-code SDXL-layout backbones: a second tokenizer ("!" padding) and text encoder with projection."""
 
     default_model: ClassVar[str | None] = None
+    Options: ClassVar[type[ComponentOptions]] = ComponentOptions  # built in code: nothing to replace
     text_config_2: ClassVar[dict[str, Any]]
 
     @classmethod
