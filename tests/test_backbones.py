@@ -243,7 +243,7 @@ MISSING_SCRIPT = textwrap.dedent("""
         if offline:  # as if started with HF_HUB_OFFLINE=1 (saves a second interpreter start)
             os.environ["HF_HUB_OFFLINE"] = "1"
             huggingface_hub.constants.HF_HUB_OFFLINE = True
-        for name in ("lcm-dreamshaper-v7", "lcm-lora-sd15"):
+        for name in ("lcm-dreamshaper-v7", "lcm-lora-sd15", "lcm-sdxl", "lcm-lora-sdxl"):
             start = time.perf_counter()
             try:
                 plugins.backbone(name).load(device="cpu")
@@ -277,6 +277,9 @@ def test_missing_weights_without_network_fail_fast_with_one_sentence(tmp_path):
     assert "'SimianLuo/LCM_Dreamshaper_v7'" in message and "cannot be reached" in message
     assert "hf download SimianLuo/LCM_Dreamshaper_v7" in message
     assert "stable-diffusion-v1-5/stable-diffusion-v1-5" in results["lcm-lora-sd15"][2]
+    for name, extra in (("lcm-sdxl", "latent-consistency/lcm-sdxl"),
+                        ("lcm-lora-sdxl", "latent-consistency/lcm-lora-sdxl")):
+        assert "stabilityai/stable-diffusion-xl-base-1.0" in results[name][2] and extra in results[name][2]
     assert "HF_HUB_OFFLINE" in results["lcm-dreamshaper-v7 offline"][2]
 
 
