@@ -38,7 +38,7 @@ def box_filter(x: torch.Tensor, r: int) -> torch.Tensor:
     """Mean over the (2r+1) x (2r+1) window of each pixel, the window clipped at the borders.
 
     Separable sliding sums divided by the number of pixels really inside the
-    window (DESIGN.md section 3); unlike a cumulative-sum filter it keeps full
+    window (docs/method.md section 3); unlike a cumulative-sum filter it keeps full
     float32 precision on large images, which matters because SPL subtracts
     window means of similar size. Works with autograd.
     """

@@ -25,8 +25,8 @@ def photo_and_edit(h: int, w: int, name: str = "cats.png") -> tuple[torch.Tensor
     return s, (e01 * 2 - 1).clamp(-1, 1)
 
 
-def hand_written_sgd(source, start, terms, iterations):
-    """SGD with lr 1 and momentum 0.9 written out: buf = 0.9 buf + g; x -= buf; clamp."""
+def hand_written_sgd(source, start, terms, iterations, clamp_each_step=False):
+    """The paper's optimiser written out: buf = 0.9 buf + g (NaN -> 0); x -= buf; one clamp at the end."""
     x = start.clone()
     buf = None
     for _ in range(iterations):
@@ -34,17 +34,83 @@ def hand_written_sgd(source, start, terms, iterations):
         sum(t(source, xg) for t in terms).backward()
         g = torch.nan_to_num(xg.grad, nan=0.0, posinf=float("inf"), neginf=float("-inf"))
         buf = g.clone() if buf is None else buf.mul(0.9).add(g)
-        x = (x - buf).clamp(-1, 1)
-    return x
+        x = x - buf
+        if clamp_each_step:
+            x = x.clamp(-1, 1)
+    return x.clamp(-1, 1)
 
 
-def test_reference_mode_is_sgd_lr1_momentum09_with_clamping():
+def test_reference_solver_is_the_papers_sgd_with_one_final_clamp():
     s, e = photo_and_edit(24, 32)
     terms = [SPLLoss(), CPLLoss()]
     result = optimise_image(s, e, terms, iterations=8, solver="reference")
     expected = hand_written_sgd(s, e, terms, 8)
     assert torch.allclose(result.image, expected, atol=1e-6)
     assert result.iterations == 8  # (at this small size lr 1 overshoots: the loss may rise)
+    # pixels leave [-1, 1] during the run here, so a per-step clamp would give another image
+    per_step = hand_written_sgd(s, e, terms, 8, clamp_each_step=True)
+    assert (result.image - per_step).abs().max() > 1e-2
+    assert result.image.min() >= -1 and result.image.max() <= 1
+
+
+class ValueOnlyLoss(LossTerm):
+    """A third-party-style term: ``value`` only (a smoothed L1 on intensities)."""
+
+    name = "value-only"
+
+    def value(self, source01, edited01):
+        d = edited01.mean(1) - source01.mean(1)
+        return (d * d + 1e-4).sqrt().mean()
+
+
+@pytest.mark.parametrize("solver", ["fast", "reference"])
+def test_a_term_with_only_value_works_with_both_solvers(solver):
+    s, e = photo_and_edit(32, 48)
+    term = ValueOnlyLoss(weight=1000.0)
+    value, grad, curv = term.value_grad_and_curvature(s, e)  # autograd fallback
+    assert curv is None and grad.shape == e.shape and float(value) == pytest.approx(float(term(s, e)))
+    # (lr 1 of the reference SGD suits small weights at this size)
+    terms = [term, SPLLoss()] if solver == "fast" else [ValueOnlyLoss(weight=300.0)]
+    r = optimise_image(s, e, terms, iterations=30, solver=solver)
+    assert r.loss_after < 0.7 * r.loss_before
+
+
+def test_overriding_a_derived_method_is_refused_with_the_one_to_override():
+    for derived in ("value_and_grad", "value_grad_and_curvature", "__call__"):
+        with pytest.raises(TypeError, match=f"overrides {derived}.*override closed_form"):
+            type("Bad", (LossTerm,), {"name": "bad", "value": lambda self, s, e: (e - s).mean(),
+                                      derived: lambda self, s, e: None})
+
+
+def test_closed_form_is_the_one_override_and_is_used_by_both_helpers():
+    calls = []
+
+    class Closed(MSELoss):
+        name = "closed"
+
+        def closed_form(self, source, edited):
+            calls.append(1)
+            return super().closed_form(source, edited)
+
+    s, e = photo_and_edit(8, 8)
+    v1, g1 = Closed().value_and_grad(s, e)
+    v2, g2, c2 = Closed().value_grad_and_curvature(s, e)
+    assert len(calls) == 2 and c2 is not None
+    assert torch.allclose(g1, g2) and float(v1) == pytest.approx(float(Closed()(s, e)))
+
+
+def smooth_photo_and_edit(size: int, factor: int, name: str = "woman.png") -> tuple[torch.Tensor, torch.Tensor]:
+    """A smooth photo (shrunk by ``factor`` then upscaled bicubic) and a tone/colour/blur edit of it."""
+    from PIL import Image
+
+    with Image.open(EXAMPLES / name) as img:
+        small = img.convert("RGB").resize((size // factor, size // factor), Image.Resampling.LANCZOS)
+        img = small.resize((size, size), Image.Resampling.BICUBIC)
+    s = torch.from_numpy(np.asarray(img, dtype=np.float32)).permute(2, 0, 1)[None] / 127.5 - 1
+    e01 = ((s + 1) / 2) ** 0.7 * 0.8 + 0.1
+    e01 = e01 * torch.tensor([1.12, 0.97, 0.82]).view(1, 3, 1, 1)
+    e01 = F.avg_pool2d(e01, 11, 1, 5, count_include_pad=False)
+    return s, (e01 * 2 - 1).clamp(-1, 1)
 
 
 @pytest.mark.parametrize(("h", "w"), [(48, 64), (160, 256)])
@@ -57,7 +123,7 @@ def test_fast_reaches_at_most_the_reference_loss(h, w, names):
     assert fast.loss_before == pytest.approx(ref.loss_before)
     assert fast.loss_after <= ref.loss_after
     assert fast.loss_after < 0.01 * fast.loss_before
-    assert fast.iterations <= 30
+    assert fast.iterations <= 40  # up to 30 per pyramid level, coarse levels counted by their pixel share
 
 
 def test_fast_step_does_not_shrink_with_the_pixel_count():
@@ -170,3 +236,26 @@ def test_masked_terms_leave_pixels_outside_every_mask_unchanged():
         outside = (mask == 0).expand_as(e)
         assert torch.equal(r.image[outside], e[outside])
         assert not torch.equal(r.image[~outside], e[~outside])
+
+
+def test_smooth_photo_converges_within_ten_evaluations_per_level():
+    # a 4x-upscaled photo: its error after the edit is of low frequency, which iterations at
+    # full resolution barely move (the single-level solver of 0.1 keeps 5.4 % of the loss after
+    # 10 iterations, 1.6 % of the reducible part); coarse to fine keeps 4.4 % (0.6 %)
+    s, e = smooth_photo_and_edit(512, 4)
+    term = SPLLoss()
+    r = optimise_image(s, e, [term], iterations=10)
+    floor = float(term(s, s))  # the source's own SPL: eps keeps it above 0 in flat windows
+    assert r.loss_after < 0.05 * r.loss_before
+    assert r.loss_after - floor < 0.01 * (r.loss_before - floor)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU; none is visible to torch here")
+def test_fast_solver_gives_the_same_result_on_cuda_as_on_the_cpu():
+    s, e = photo_and_edit(160, 256)
+    terms = [SPLLoss(), CPLLoss()]
+    cpu = optimise_image(s, e, terms, iterations=20)
+    gpu = optimise_image(s.cuda(), e.cuda(), [SPLLoss(), CPLLoss()], iterations=20)
+    assert gpu.image.device.type == "cuda"
+    assert gpu.loss_after == pytest.approx(cpu.loss_after, rel=1e-3)
+    assert (gpu.image.cpu() - cpu.image).abs().max() < 1e-2

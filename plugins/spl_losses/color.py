@@ -1,4 +1,4 @@
-"""CPL: the colour preservation loss on the chroma channels (DESIGN.md section 3)."""
+"""CPL: the colour preservation loss on the chroma channels (docs/method.md section 3)."""
 
 from __future__ import annotations
 
@@ -26,12 +26,8 @@ class CPLLoss(LossTerm):
         """Mean squared chroma difference (the 0.5 offsets cancel)."""
         return (chroma(edited01) - chroma(source01)).square().mean()
 
-    def value_and_grad(self, source: torch.Tensor, edited: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Weighted CPL and its closed-form gradient in ``edited``."""
-        value, grad, _ = self.value_grad_and_curvature(source, edited)
-        return value, grad
 
-    def value_grad_and_curvature(self, source: torch.Tensor, edited: torch.Tensor
+    def closed_form(self, source: torch.Tensor, edited: torch.Tensor
                                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Weighted CPL, its gradient and a per-pixel diagonal curvature bound (row sums of |K^T K|)."""
         with torch.no_grad():

@@ -1,4 +1,4 @@
-"""L1 and MSE pixel losses: baselines for comparison with SPL/CPL (DESIGN.md section 3)."""
+"""L1 and MSE pixel losses: baselines for comparison with SPL/CPL (docs/method.md section 3)."""
 
 from __future__ import annotations
 
@@ -16,12 +16,8 @@ class _PixelLoss(LossTerm):
     def _dvalue(self, diff: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def value_and_grad(self, source: torch.Tensor, edited: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Weighted loss and its closed-form gradient in ``edited``."""
-        value, grad, _ = self.value_grad_and_curvature(source, edited)
-        return value, grad
 
-    def value_grad_and_curvature(self, source: torch.Tensor, edited: torch.Tensor
+    def closed_form(self, source: torch.Tensor, edited: torch.Tensor
                                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Weighted loss, its gradient and its diagonal curvature (None for L1, which has none)."""
         with torch.no_grad():

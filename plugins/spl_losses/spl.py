@@ -1,4 +1,4 @@
-"""SPL: the bidirectional local-linear structure preservation loss (DESIGN.md section 3)."""
+"""SPL: the bidirectional local-linear structure preservation loss (docs/method.md section 3)."""
 
 from __future__ import annotations
 
@@ -57,7 +57,7 @@ class SPLLoss(LossTerm):
         m_p, m_pp, m_ip = box_filter(torch.cat([p, p * p, intensity * p], 1), r).split(1, 1)
         var_i, var_p, cov = m_ii - m_i * m_i, m_pp - m_p * m_p, m_ip - m_i * m_p
         a, a2 = self._coefficients(m_i, var_i, m_p, var_p, cov)
-        # With b = mP - a mI, DESIGN's R1 = mPP + a^2 mII + b^2 - 2a mIP - 2b mP + 2ab mI equals
+        # With b = mP - a mI, docs/method.md's R1 = mPP + a^2 mII + b^2 - 2a mIP - 2b mP + 2ab mI equals
         # varP - 2a cov + a^2 varI, and (a, b constant) its gradient in P is the same; this form
         # avoids subtracting large, nearly equal float32 terms. Likewise for R2 with a', b'.
         r1 = var_p - 2 * a * cov + a * a * var_i
@@ -65,31 +65,26 @@ class SPLLoss(LossTerm):
         return (r1 + r2).mean()
 
     def _source_stats(self, source: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """I, box(I), var(I) and the window counts; cached while ``source`` and the mask are unchanged."""
+        """I, box(I), var(I), 1 / (var(I) + eps) and the window counts; cached while ``source`` and the mask are unchanged."""
         mask_key = None if self.mask is None else (id(self.mask), self.mask._version)
-        key = (source._version, source.shape, source.dtype, source.device, mask_key)
+        key = (source._version, source.shape, source.dtype, source.device, mask_key, self.radius, self.eps)
         if self._cache is not None and self._cache[0]() is source and self._cache[1] == key:
             return self._cache[2]  # type: ignore[return-value]
+        self._cache = None  # free the previous source's planes before computing new ones
         with torch.no_grad():
-            s01 = (source + 1) / 2
+            intensity = source.mean(1, keepdim=True).add_(1).mul_(0.5)
             if self.mask is not None:
-                s01 = s01 * self.mask_like(source)
-            intensity = s01.mean(1, keepdim=True)
-            del s01
-            m_i, m_ii = box_filter(torch.cat([intensity, intensity * intensity], 1), self.radius).split(1, 1)
-            var_i = m_ii - m_i * m_i
+                intensity *= self.mask_like(source)
+            m_i, var_i = box_filter(torch.cat([intensity, intensity * intensity], 1), self.radius).split(1, 1)
+            var_i.addcmul_(m_i, m_i, value=-1)
+            inv_i = var_i.add(self.eps).reciprocal_()
             n = window_counts(*intensity.shape[-2:], self.radius, intensity)
-        stats = (intensity, m_i, var_i, n)
+        stats = (intensity, m_i, var_i, inv_i, n)
         self._cache = (weakref.ref(source), key, stats)
         return stats
 
-    def value_and_grad(self, source: torch.Tensor, edited: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Weighted SPL and its closed-form gradient in ``edited`` (no autograd, a few box filters)."""
-        value, grad, _ = self.value_grad_and_curvature(source, edited)
-        return value, grad.contiguous()
-
-    def value_grad_and_curvature(self, source: torch.Tensor, edited: torch.Tensor
-                                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def closed_form(self, source: torch.Tensor, edited: torch.Tensor
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Weighted SPL, its gradient in ``edited`` and a per-pixel diagonal curvature bound.
 
         With a, b, a', b' fixed, SPL is a separable quadratic in P whose second
@@ -98,38 +93,46 @@ class SPLLoss(LossTerm):
         channel. Dividing the gradient by it gives the step that minimises each
         pixel's P for fixed coefficients (a guided-filter-like update). The
         gradient is the same in every channel and returned as a broadcast view.
+        Works on one intensity plane, in place where it can: the image's three
+        channels are read once.
         """
-        intensity, m_i, var_i, n = self._source_stats(source)
+        intensity, m_i, var_i, inv_i, n = self._source_stats(source)
         with torch.no_grad():
-            e01 = (edited + 1) / 2
+            p = edited.mean(1, keepdim=True).add_(1).mul_(0.5)
             if self.mask is not None:
-                e01 *= self.mask_like(edited)
-            p = e01.mean(1, keepdim=True)
-            del e01
-            m_p, m_pp, m_ip = box_filter(torch.cat([p, p * p, intensity * p], 1), self.radius).split(1, 1)
-            var_p = m_pp - m_p * m_p
-            cov = m_ip - m_i * m_p
-            del m_pp, m_ip
-            a, a2 = self._coefficients(m_i, var_i, m_p, var_p, cov)
-            value = (var_p - 2 * a * cov + a * a * var_i + var_i - 2 * a2 * cov + a2 * a2 * var_p).mean()
-            del var_p, cov
-            b = m_p - a * m_i
-            b2 = m_i - a2 * m_p
+                p *= self.mask_like(edited)
+            stats = box_filter(torch.cat([p, p * p, intensity * p], 1), self.radius)
+            m_p, var_p, cov = stats.split(1, 1)
+            var_p.addcmul_(m_p, m_p, value=-1)
+            cov.addcmul_(m_i, m_p, value=-1)
+            a = cov * inv_i
+            a2 = var_p.add(self.eps).reciprocal_().mul_(cov)
+            # R1 + R2 = varP - 2a cov + a^2 varI + varI - 2a' cov + a'^2 varP (see value())
+            r = a * var_i
+            r.sub_(cov, alpha=2).mul_(a).add_(var_p).add_(var_i)
+            r.addcmul_(a2, var_p.mul(a2).sub_(cov, alpha=2))
+            value = r.mean()
+            del r
             # d/dP_j of sum_i box_i((a I + b - P)^2 + (a' P + b' - I)^2) sums over the windows i that
             # contain j; with clipped windows sum_{i in W_j} x_i / N_i = N_j box(x / N)_j, so
-            # dSPL/dP = 2/M N (P box((1 + a'^2)/N) - I box((a + a')/N) - box((b - a' b')/N)).
-            coeffs = torch.cat([1 + a2 * a2, a + a2, b - a2 * b2], 1).div_(n)
-            del a, a2, b, b2, m_p
-            c_pp, c_ip, c_1 = box_filter(coeffs, self.radius).split(1, 1)
-            del coeffs
-            grad_p = p * c_pp - intensity * c_ip - c_1
-            scale = n * (2.0 / grad_p.numel())
-            grad_p *= scale
-            curv = c_pp * scale
-            del c_pp, c_ip, c_1, scale
+            # dSPL/dP = 2/M N (P box((1 + a'^2)/N) - I box((a + a')/N) - box((b - a' b')/N)),
+            # b = mP - a mI, b' = mI - a' mP.
+            # the three coefficient planes overwrite the statistics' buffer, each once no longer read
+            c1 = m_p - a * m_i                # b
+            c1.sub_(a2 * (m_i - a2 * m_p))    # b - a' b'
+            torch.add(a, a2, out=cov)         # a + a'
+            torch.addcmul(torch.ones_like(a2), a2, a2, out=m_p)  # 1 + a'^2
+            var_p.copy_(c1)
+            del a, a2, c1, m_p, var_p, cov
+            coeffs = stats.div_(n)
+            c_pp, c_1, c_ip = box_filter(coeffs, self.radius).split(1, 1)
+            del coeffs, stats
+            grad_p = p.mul_(c_pp).sub_(intensity * c_ip).sub_(c_1)
             # P = m * mean_c((E_c + 1) / 2): every channel receives m / 6 of dL/dP
-            grad_p *= self.weight / 6.0
-            curv *= self.weight / 12.0
+            scale = n * (2.0 * self.weight / (6.0 * grad_p.numel()))
+            grad_p.mul_(scale)
+            curv = c_pp.mul_(scale).mul_(0.5)
+            del c_ip, c_1, scale
             if self.mask is not None:
                 m = self.mask_like(edited)
                 grad_p *= m

@@ -1,4 +1,4 @@
-"""Base class of loss terms (DESIGN.md section 3)."""
+"""Base class of loss terms (docs/method.md section 3)."""
 
 from __future__ import annotations
 
@@ -12,16 +12,32 @@ import torch.nn.functional as F
 from spl_sdk.components.base import Component, ComponentOptions
 from spl_sdk.errors import ConfigError
 
+# (weighted value, gradient in the edited image, diagonal curvature or None)
+ClosedForm = tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]
+
+# methods derived from ``value`` and ``closed_form``: a subclass that overrode one of them could
+# make a default call an override that calls the default back, so they are not overridable
+_DERIVED = ("__call__", "value_and_grad", "value_grad_and_curvature")
+
 
 class LossTerm(Component):
-    """A pixel-space loss between a source and an edited image (DESIGN.md section 3).
+    """A pixel-space loss between a source and an edited image (docs/method.md section 3).
 
-    Images are (B, 3, H, W) in [-1, 1]; subclasses implement :meth:`value` on
-    images already mapped to [0, 1] and masked. Override :meth:`value_and_grad`
-    when a closed-form gradient is cheaper than autograd.
+    Images are (B, 3, H, W) in [-1, 1]. A subclass implements :meth:`value` on
+    images already mapped to [0, 1] and masked; that alone works with every
+    solver (gradients by autograd). :meth:`closed_form` is the one optional
+    override, for a gradient (and curvature) cheaper than autograd.
     """
 
     default_weight: ClassVar[float] = 1000.0
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        for name in _DERIVED:
+            if name in cls.__dict__:
+                raise TypeError(f"loss term {cls.__qualname__} overrides {name}(), which is derived from "
+                                f"value() and closed_form(); implement value() and, for a closed-form "
+                                f"gradient, override closed_form() instead.")
 
     def __init__(self, weight: float | None = None, mask: torch.Tensor | None = None, *,
                  options: ComponentOptions | None = None) -> None:
@@ -53,24 +69,34 @@ class LossTerm(Component):
     def value(self, source01: torch.Tensor, edited01: torch.Tensor) -> torch.Tensor:
         """Unweighted scalar loss of prepared (mapped, masked) images; differentiable in edited01."""
 
+    def closed_form(self, source: torch.Tensor, edited: torch.Tensor) -> ClosedForm | None:
+        """Optional override: weighted loss, its gradient in ``edited`` and a per-pixel curvature, or None.
+
+        Images are in [-1, 1]. The curvature (a diagonal bound of the Hessian,
+        broadcastable to the image, or None if unknown) lets the default solver
+        take steps that do not shrink as the image grows. Must not call
+        :meth:`value_and_grad` or :meth:`value_grad_and_curvature`, which call
+        it. The default returns None: gradients then come from autograd on
+        :meth:`value`.
+        """
+        return None
+
     def __call__(self, source: torch.Tensor, edited: torch.Tensor) -> torch.Tensor:
-        """``weight * value`` for images in [-1, 1]."""
+        """``weight * value`` for images in [-1, 1] (differentiable; never calls :meth:`closed_form`)."""
         return self.weight * self.value(*self.prepare(source, edited))
 
-    def value_and_grad(self, source: torch.Tensor, edited: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Weighted loss and its gradient with respect to ``edited`` (autograd by default)."""
+    def value_grad_and_curvature(self, source: torch.Tensor, edited: torch.Tensor) -> ClosedForm:
+        """Weighted loss, its gradient in ``edited`` and the curvature: :meth:`closed_form`, else autograd."""
+        found = self.closed_form(source, edited)
+        if found is not None:
+            return found
         with torch.enable_grad():
             e = edited.detach().requires_grad_(True)
             loss = self(source.detach(), e)
             (grad,) = torch.autograd.grad(loss, e)
-        return loss.detach(), grad
+        return loss.detach(), grad, None
 
-    def value_grad_and_curvature(self, source: torch.Tensor, edited: torch.Tensor
-                                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """Loss, gradient and a per-pixel curvature bound (None if unknown) for the fast solver.
-
-        The default solver divides the gradient by the summed curvature so that its
-        steps do not depend on the pixel count; a term that returns None gets a
-        uniform share estimated from one extra gradient evaluation.
-        """
-        return (*self.value_and_grad(source, edited), None)
+    def value_and_grad(self, source: torch.Tensor, edited: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Weighted loss and its gradient in ``edited`` (closed form if the term has one, else autograd)."""
+        value, grad, _ = self.value_grad_and_curvature(source, edited)
+        return value, grad
