@@ -1,25 +1,27 @@
-"""Time the default refine solver against a plain autograd implementation of DESIGN.md section 3.
+"""Refine benchmark: SPL left, time and peak memory of the default solver against plain autograd SGD, per size.
 
-    python benchmarks/refine.py                          # 512 and 2048 px, 100 iterations
-    python benchmarks/refine.py --sizes 512 --plain-box conv pool
-    python benchmarks/refine.py --only-fast --sizes 4096 # peak memory of a 4096 x 4096 refine
+    python benchmarks/refine.py                      # 512, 2048, 2400x1600, 4096; plain baselines up to 2048
+    python benchmarks/refine.py --sizes 512 --plain-box pool conv
+    python benchmarks/refine.py --sizes 4096 --photos cats.png --kinds smooth   # one 4096 case
 
-Inputs: ``apps/examples/cats.png`` resized to N x N (bicubic) and a synthetic edit
-of it (contrast 0.6, colour gains 1.15/0.95/0.8, a box blur of radius 2 N / 512),
-so the structure loss starts far from 0. Both solvers optimise SPL (weight 10000)
-from the edit for ``--iters`` iterations.
+Inputs (docs/benchmarks/refine.md): the four photos of ``apps/examples`` (none of
+them used to tune the solver), as a *detailed* mosaic (the photos at their own
+512 px resolution, tiled to fill the size) and as *smooth* photos (each shrunk to
+1/8 of the size and upscaled back, bicubic, as an 8x upscaled image is), with a
+synthetic edit: tone curve (gamma 0.7, contrast 0.8), colour cast (gains
+1.12/0.97/0.82 plus an offset), Gaussian blur of 5 px standard deviation.
 
-- fast: ``spl_sdk.optimiser.optimise_image`` with the default solver.
-- plain: DESIGN section 3 written out with torch ops and autograd, the box filter
-  a 2D conv with a ones kernel divided by the window count (``conv``) or
-  ``avg_pool2d(count_include_pad=False)`` (``pool``); SGD lr 1, momentum 0.9,
-  NaN gradients set to 0, clamp to [-1, 1] after each step.
+- default: ``spl_sdk.optimiser.optimise_image`` with the default settings
+  (fast solver, 100 iterations), SPL weight 10000 as ``spl refine`` uses.
+- plain-pool / plain-conv: the SPL of docs/method.md section 3 written with torch
+  ops, box filter ``avg_pool2d`` or a ones-kernel convolution, autograd, SGD lr 1
+  momentum 0.9, NaN gradients zeroed, one clamp at the end, 100 iterations.
 
-Each case runs in its own process; its peak memory is that process's maximum
-resident set size (``ru_maxrss``), which counts torch's CPU allocations
-(tracemalloc does not see them). The ``setup`` figure is the RSS high-water
-mark before the solver starts (Python, torch, the two images); the solver's
-own peak is the difference. Final losses are the SDK's SPL of each result.
+Each case runs in its own process (peak RSS = its ``ru_maxrss``). ``left`` is the
+final SPL over the starting SPL; ``floor`` the source's own SPL over the starting
+SPL (eps keeps SPL above 0 in flat windows, so the SPL left cannot go much lower
+than this on smooth photos); ``excess`` = (final - source's own) / (start - source's
+own), the part of the reducible loss that is left.
 """
 
 from __future__ import annotations
@@ -32,24 +34,80 @@ import sys
 import time
 from pathlib import Path
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "apps" / "examples" / "cats.png"
+EXAMPLES = Path(__file__).resolve().parent.parent / "apps" / "examples"
+PHOTOS = ("cats.png", "marshmallow.jpg", "old_man.png", "woman.png")
+SIZES = ("512", "2048", "2400x1600", "4096")
 RADIUS, EPS, WEIGHT = 5, 1e-4, 10000.0
 
 
-def make_inputs(size: int):
-    """The photo at size x size and its synthetic edit, both (1, 3, N, N) float32 in [-1, 1]."""
+def parse_size(text: str) -> tuple[int, int]:
+    """'W' or 'WxH' -> (height, width)."""
+    w, _, h = text.partition("x")
+    return int(h or w), int(w)
+
+
+def _to_tensor(img):
     import numpy as np
     import torch
-    import torch.nn.functional as F
+
+    return torch.from_numpy(np.asarray(img, dtype=np.float32)).permute(2, 0, 1)[None].div_(127.5).sub_(1)
+
+
+def _photo(name: str):
     from PIL import Image
 
-    with Image.open(EXAMPLE) as img:
-        img = img.convert("RGB").resize((size, size), Image.Resampling.BICUBIC)
-    source = torch.from_numpy(np.asarray(img, dtype=np.float32)).permute(2, 0, 1)[None] / 127.5 - 1
-    e01 = (0.6 * (source + 1) / 2 + 0.25) * torch.tensor([1.15, 0.95, 0.8]).view(1, 3, 1, 1)
-    r = max(1, round(2 * size / 512))
-    e01 = F.avg_pool2d(e01, 2 * r + 1, 1, r, count_include_pad=False)
-    return source, (e01 * 2 - 1).clamp(-1, 1)
+    with Image.open(EXAMPLES / name) as img:
+        return img.convert("RGB")
+
+
+def smooth_source(name: str, h: int, w: int):
+    """The photo cropped to the aspect ratio, shrunk to 1/8 of (h, w) and upscaled back (bicubic)."""
+    from PIL import Image
+
+    img = _photo(name)
+    pw, ph = img.size
+    if pw * h > ph * w:
+        cw = ph * w // h
+        img = img.crop(((pw - cw) // 2, 0, (pw - cw) // 2 + cw, ph))
+    else:
+        ch = pw * h // w
+        img = img.crop((0, (ph - ch) // 2, pw, (ph - ch) // 2 + ch))
+    small = img.resize((max(8, w // 8), max(8, h // 8)), Image.Resampling.LANCZOS)
+    return _to_tensor(small.resize((w, h), Image.Resampling.BICUBIC))
+
+
+def detailed_source(h: int, w: int):
+    """The four photos at their own resolution, tiled (every other one mirrored) to fill (h, w)."""
+    import torch
+
+    tiles = [_to_tensor(_photo(n)) for n in PHOTOS]
+    out = torch.empty(1, 3, h, w)
+    k = 0
+    for y in range(0, h, 512):
+        for x in range(0, w, 512):
+            t = tiles[k % len(tiles)].flip(-1) if (k // len(tiles)) % 2 else tiles[k % len(tiles)]
+            out[..., y:y + 512, x:x + 512] = t[..., :min(512, h - y), :min(512, w - x)]
+            k += 1
+    return out
+
+
+def synthetic_edit(source, sigma: float = 5.0):
+    """Tone curve, colour cast and a Gaussian blur of ``sigma`` px, in [-1, 1]."""
+    import torch
+    import torch.nn.functional as F
+
+    x = source.add(1).mul_(0.5).pow_(0.7).sub_(0.5).mul_(0.8).add_(0.5)
+    x.mul_(torch.tensor([1.12, 0.97, 0.82]).view(1, 3, 1, 1)).add_(torch.tensor([0.0, 0.02, 0.05]).view(1, 3, 1, 1))
+    r = int(3 * sigma + 0.5)
+    k = torch.exp(-torch.arange(-r, r + 1, dtype=torch.float32) ** 2 / (2 * sigma ** 2))
+    k /= k.sum()
+    for dim in (3, 2):  # separable, channel by channel to keep the memory low
+        for c in range(3):
+            plane = x[:, c:c + 1]
+            pad = (r, r, 0, 0) if dim == 3 else (0, 0, r, r)
+            kern = k.view(1, 1, 1, -1) if dim == 3 else k.view(1, 1, -1, 1)
+            plane.copy_(F.conv2d(F.pad(plane, pad, mode="replicate"), kern))
+    return x.mul_(2).sub_(1).clamp_(-1, 1)
 
 
 def plain_box(kind: str):
@@ -65,7 +123,7 @@ def plain_box(kind: str):
 
 
 def plain_spl(source, edited, box):
-    """DESIGN.md section 3 verbatim: a, b, a', b' detached, R1 and R2 as written there."""
+    """docs/method.md section 3 verbatim: a, b, a', b' detached, R1 and R2 as written there."""
     intensity = ((source + 1) / 2).mean(1, keepdim=True)
     p = ((edited + 1) / 2).mean(1, keepdim=True)
     m_i, m_p, m_ip, m_ii, m_pp = (box(t) for t in (intensity, p, intensity * p, intensity * intensity, p * p))
@@ -80,7 +138,7 @@ def plain_spl(source, edited, box):
 
 
 def plain_refine(source, edited, iters: int, box):
-    """SGD(lr=1, momentum=0.9) on autograd of plain_spl; NaN gradients zeroed; clamped."""
+    """SGD(lr=1, momentum=0.9) on autograd of plain_spl; NaN gradients zeroed; one clamp at the end."""
     import torch
 
     x = edited.clone().requires_grad_(True)
@@ -90,9 +148,7 @@ def plain_refine(source, edited, iters: int, box):
         plain_spl(source, x, box).backward()
         x.grad[torch.isnan(x.grad)] = 0.0
         opt.step()
-        with torch.no_grad():
-            x.clamp_(-1.0, 1.0)
-    return x.detach()
+    return x.detach().clamp_(-1.0, 1.0)
 
 
 def max_rss_mib() -> float:
@@ -101,94 +157,87 @@ def max_rss_mib() -> float:
 
 
 def run_case(args: argparse.Namespace) -> dict:
-    """One solver at one size, in this process."""
+    """One solver on one input, in this process."""
     import torch
 
     from spl_losses import SPLLoss
+    from spl_sdk.memory import keep_freed_memory
     from spl_sdk.optimiser import optimise_image
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    if not args.default_malloc:
-        from spl_sdk.memory import keep_freed_memory
-
-        keep_freed_memory()  # as the spl command does; applies to every case alike
-    box = None if args.case == "fast" else plain_box(args.case.split("-")[1])
-    # warm-up on a small image: the first call pays for lazy imports (torch.optim takes seconds)
-    small = make_inputs(32)
-    optimise_image(*small, [SPLLoss()], iterations=2) if box is None else plain_refine(*small, 2, box)
-    source, edited = make_inputs(args.size)
+    keep_freed_memory()  # as the spl command does
+    box = None if args.case == "default" else plain_box(args.case.split("-")[1])
+    small = synthetic_edit(detailed_source(32, 32))  # warm-up: lazy imports (torch.optim takes seconds)
+    optimise_image(detailed_source(32, 32), small, [SPLLoss()], iterations=2) if box is None else \
+        plain_refine(detailed_source(32, 32), small, 2, box)
+    h, w = parse_size(args.size)
+    source = detailed_source(h, w) if args.photo == "mosaic" else smooth_source(args.photo, h, w)
+    edited = synthetic_edit(source.clone())
     term = SPLLoss()
     with torch.no_grad():
-        start_loss = float(term(source, edited))
+        start, floor = float(term(source, edited)), float(term(source, source))
     setup = max_rss_mib()
-    reached = None
     began = time.perf_counter()
-    if args.case == "fast":
-        def progress(i: int, total: int, loss: float) -> None:
-            nonlocal reached
-            if reached is None and args.target is not None and loss <= args.target:
-                reached = time.perf_counter() - began
-
-        result = optimise_image(source, edited, [term], iterations=args.iters, progress=progress)
-        seconds, image, used = time.perf_counter() - began, result.image, result.iterations
+    if box is None:
+        result = optimise_image(source, edited, [term], iterations=args.iters)
+        image, used = result.image, result.iterations
     else:
-        image = plain_refine(source, edited, args.iters, box)
-        seconds, used = time.perf_counter() - began, args.iters
+        image, used = plain_refine(source, edited, args.iters, box), args.iters
+    seconds = time.perf_counter() - began
     peak = max_rss_mib()
     with torch.no_grad():
         final = float(term(source, image))
-    return {"case": args.case, "size": args.size, "seconds": seconds, "iterations": used,
-            "loss_start": start_loss, "loss_final": final, "setup_mib": setup, "peak_mib": peak,
-            "seconds_to_target": reached, "threads": torch.get_num_threads()}
+    return {"case": args.case, "size": args.size, "photo": args.photo, "seconds": seconds, "iterations": used,
+            "start": start, "final": final, "left": final / start, "floor": floor / start,
+            "excess": (final - floor) / (start - floor), "setup_mib": setup, "peak_mib": peak,
+            "threads": torch.get_num_threads()}
 
 
-def child(case: str, size: int, args: argparse.Namespace, target: float | None = None) -> dict:
+def child(case: str, size: str, photo: str, args: argparse.Namespace) -> dict:
     """Run one case in a fresh interpreter and parse its JSON line."""
-    cmd = [sys.executable, __file__, "--case", case, "--size", str(size), "--iters", str(args.iters)]
-    if args.threads:
-        cmd += ["--threads", str(args.threads)]
-    if args.default_malloc:
-        cmd += ["--default-malloc"]
-    if target is not None:
-        cmd += ["--target", repr(target)]
+    cmd = [sys.executable, __file__, "--case", case, "--size", size, "--photo", photo,
+           "--iters", str(args.iters), "--threads", str(args.threads)]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
 def main() -> None:
-    """Parse options; run every case in its own process and print a table."""
+    """Parse options; run every case in its own process and print one table."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sizes", type=int, nargs="+", default=[512, 2048])
+    ap.add_argument("--sizes", nargs="+", default=list(SIZES), help="W or WxH (default: %(default)s)")
+    ap.add_argument("--photos", nargs="+", default=list(PHOTOS), choices=PHOTOS, help="photos for smooth cases")
+    ap.add_argument("--kinds", nargs="+", default=["detailed", "smooth"], choices=["detailed", "smooth"])
     ap.add_argument("--iters", type=int, default=100)
-    ap.add_argument("--plain-box", nargs="+", choices=["conv", "pool"], default=["conv"],
-                    help="plain baselines to run (2D conv with a ones kernel, or avg_pool2d)")
-    ap.add_argument("--only-fast", action="store_true", help="skip the plain baselines")
-    ap.add_argument("--default-malloc", action="store_true",
-                    help="leave glibc's allocator settings alone (see spl_sdk.memory)")
-    ap.add_argument("--threads", type=int, default=1,
-                    help="torch intra-op threads (0: torch's default); 1 keeps timings steady on a shared machine")
+    ap.add_argument("--plain-box", nargs="*", choices=["conv", "pool"], default=["pool"],
+                    help="plain baselines to run (avg_pool2d, or a 2D convolution with a ones kernel)")
+    ap.add_argument("--plain-max", type=int, default=2048,
+                    help="run the plain baselines only up to this long side (they take ~20 min at 4096)")
+    ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     ap.add_argument("--case", help=argparse.SUPPRESS)
-    ap.add_argument("--size", type=int, help=argparse.SUPPRESS)
-    ap.add_argument("--target", type=float, help=argparse.SUPPRESS)
+    ap.add_argument("--size", help=argparse.SUPPRESS)
+    ap.add_argument("--photo", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.case:
         print(json.dumps(run_case(args)))
         return
-    print("| size | solver | iterations | time (s) | plain / fast | start SPL | final SPL | "
-          "fast: time to plain's final SPL (s) | setup RSS (MiB) | peak RSS (MiB) |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| size | input | solver | evaluations | time (s) | plain / default | SPL left | floor | "
+          "excess | setup RSS (MiB) | peak RSS (MiB) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for size in args.sizes:
-        plains = [] if args.only_fast else [child(f"plain-{b}", size, args) for b in args.plain_box]
-        target = min((p["loss_final"] for p in plains), default=None)
-        fast = child("fast", size, args, target)
-        for r in [fast, *plains]:
-            ratio = "" if r is fast else f"{r['seconds'] / fast['seconds']:.1f}x"
-            to_target = "" if r is not fast or r["seconds_to_target"] is None else f"{r['seconds_to_target']:.2f}"
-            print(f"| {size}x{size} | {r['case']} | {r['iterations']} | {r['seconds']:.2f} | {ratio} | "
-                  f"{r['loss_start']:.4g} | {r['loss_final']:.4g} | {to_target} | "
-                  f"{r['setup_mib']:.0f} | {r['peak_mib']:.0f} |", flush=True)
-    print(f"\ntorch threads: {fast['threads']}; peak RSS = ru_maxrss of the case's own process.")
+        inputs = (["mosaic"] if "detailed" in args.kinds else []) + \
+                 ([f"{p}" for p in args.photos] if "smooth" in args.kinds else [])
+        for photo in inputs:
+            default = child("default", size, photo, args)
+            plains = [child(f"plain-{b}", size, photo, args) for b in args.plain_box
+                      if max(parse_size(size)) <= args.plain_max]
+            for r in [default, *plains]:
+                ratio = "" if r is default else f"{r['seconds'] / default['seconds']:.1f}x"
+                label = "mosaic (detailed)" if photo == "mosaic" else f"{photo} (smooth)"
+                print(f"| {size} | {label} | {r['case']} | {r['iterations']} | {r['seconds']:.2f} | {ratio} | "
+                      f"{r['left']:.2%} | {r['floor']:.2%} | {r['excess']:.2%} | {r['setup_mib']:.0f} | "
+                      f"{r['peak_mib']:.0f} |", flush=True)
+    print(f"\ntorch threads: {default['threads']}; peak RSS = ru_maxrss of the case's own process.")
 
 
 if __name__ == "__main__":
