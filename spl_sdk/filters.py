@@ -34,6 +34,9 @@ def _window_sum(x: torch.Tensor, r: int, dim: int) -> torch.Tensor:
         span *= 2
 
 
+_PLANE_BY_PLANE = 1 << 20  # pixels per plane from which several planes are filtered one by one
+
+
 def box_filter(x: torch.Tensor, r: int) -> torch.Tensor:
     """Mean over the (2r+1) x (2r+1) window of each pixel, the window clipped at the borders.
 
@@ -47,13 +50,21 @@ def box_filter(x: torch.Tensor, r: int) -> torch.Tensor:
     shape = x.shape
     h, w = shape[-2], shape[-1]
     y = x.reshape(-1, h, w)
-    y = _window_sum(_window_sum(y, r, 2), r, 1)
+    if y.shape[0] > 1 and h * w >= _PLANE_BY_PLANE and not torch.is_grad_enabled():
+        # large planes one at a time: the padded copies and partial sums of one plane only
+        out = torch.empty_like(y)
+        for i in range(y.shape[0]):
+            out[i] = _window_sum(_window_sum(y[i:i + 1], r, 2), r, 1)[0]
+        y = out
+    else:
+        y = _window_sum(_window_sum(y, r, 2), r, 1)
 
     def count(size: int) -> torch.Tensor:
         i = torch.arange(size, device=x.device)
         return ((i + r).clamp(max=size - 1) - (i - r).clamp(min=0) + 1).to(y.dtype)
 
-    y /= count(h)[:, None] * count(w)[None, :]
+    y /= count(h)[:, None]
+    y /= count(w)[None, :]
     return y.reshape(shape)
 
 

@@ -98,7 +98,10 @@ def _fast(source: torch.Tensor, x: torch.Tensor, terms: Sequence[LossTerm], iter
         if level < len(sources) - 1:
             correction = F.interpolate(current.sub_(starts[level + 1]), size=starts[level].shape[-2:],
                                        mode="bilinear", align_corners=False)
-            current = correction.add_(starts[level]).clamp_(-1.0, 1.0)
+            # at full size the start itself becomes the first iterate (one image-sized buffer fewer);
+            # a coarser start is kept: the next level's correction is measured from it
+            current = (starts[level].add_(correction) if level == 0 else correction.add_(starts[level]))
+            current.clamp_(-1.0, 1.0)
             del correction
             starts[level + 1] = sources[level + 1] = None  # type: ignore[call-overload]
         share, base = shares[level], done
@@ -132,10 +135,12 @@ def optimise_image(source: torch.Tensor, start: torch.Tensor, terms: Sequence[Lo
     if not terms:
         x.clamp_(-1.0, 1.0)
         return OptimiseResult(x, 0.0, 0.0, time.perf_counter() - t0, 0)
-    before = _total(terms, source, x.clamp(-1.0, 1.0) if solver == "fast" else x)
+    if solver == "fast":
+        x.clamp_(-1.0, 1.0)  # the fast solver keeps the image in range throughout
+    before = _total(terms, source, x)
     if solver == "reference":
         x, used = _reference(source, x, list(terms), iterations, progress)
     else:
-        x, used = _fast(source, x.clamp_(-1.0, 1.0), list(terms), iterations, progress)
+        x, used = _fast(source, x, list(terms), iterations, progress)
     after = _total(terms, source, x)
     return OptimiseResult(x, before, after, time.perf_counter() - t0, used)

@@ -239,3 +239,15 @@ def test_cpl_uses_bt601_chroma():
     red = torch.tensor([1.0, 0.0, 0.0]).view(1, 3, 1, 1)
     cb, cr = chroma(red).flatten().tolist()
     assert cb == pytest.approx(0.5 - 0.168736) and cr == pytest.approx(1.0)
+
+
+def test_box_filter_gives_the_same_result_plane_by_plane_on_large_images():
+    from spl_sdk.filters import box_filter
+
+    x = torch.rand(1, 2, 1024, 1024, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        one_by_one = box_filter(x, 5)  # planes of 2^20 pixels go one at a time
+    with torch.enable_grad():
+        together = box_filter(x, 5)
+    assert torch.equal(one_by_one, together)
+    assert torch.allclose(one_by_one[0, 1, 500, 600], x[0, 1, 495:506, 595:606].mean())
