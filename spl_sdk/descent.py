@@ -77,8 +77,8 @@ def _dot(d: torch.Tensor, v: torch.Tensor) -> float:
 
 def descend(source: torch.Tensor, x: torch.Tensor, terms: Sequence[LossTerm], iterations: int,
             progress: Progress | None = None, beta: float = 0.95, window: int = 5,
-            rtol: float = 0.01) -> tuple[torch.Tensor, int]:
-    """Preconditioned projected Nesterov descent from ``x`` (which it may overwrite); returns the result and evaluations.
+            rtol: float = 0.01) -> tuple[torch.Tensor, int, float]:
+    """Preconditioned projected Nesterov descent from ``x`` (which it may overwrite): result, evaluations, loss.
 
     Step ``x <- clamp(y - D^-1 g(y))`` from ``y = x + beta (x - x_prev)``, with D
     the terms' diagonal curvature. For SPL, D is exact for fixed coefficients,
@@ -129,8 +129,14 @@ def descend(source: torch.Tensor, x: torch.Tensor, terms: Sequence[LossTerm], it
             break
     del y, v
     # the last step was never evaluated: keep it if it beats the best image seen
-    with torch.no_grad():
-        f_last = float(sum(float(term(source, x)) for term in terms))
+    f_last = _value(terms, source, x)
     if bests and f_last > bests[-1]:
         x.copy_(best_x)
-    return x, evals
+        f_last = _value(terms, source, x)
+    return x, evals, f_last
+
+
+def _value(terms: Sequence[LossTerm], source: torch.Tensor, x: torch.Tensor) -> float:
+    """The summed weighted loss, as the terms define it (not their closed forms)."""
+    with torch.no_grad():
+        return float(sum(float(term(source, x)) for term in terms))

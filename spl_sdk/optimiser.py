@@ -75,7 +75,7 @@ def _down(image: torch.Tensor) -> torch.Tensor:
 
 
 def _fast(source: torch.Tensor, x: torch.Tensor, terms: Sequence[LossTerm], iterations: int,
-          progress: Progress | None) -> tuple[torch.Tensor, int]:
+          progress: Progress | None) -> tuple[torch.Tensor, int, float]:
     """Coarse to fine: solve on a pyramid, carrying each level's correction up (bilinear) to the next.
 
     The terms are local, so iterations at one resolution move errors of a few
@@ -110,12 +110,12 @@ def _fast(source: torch.Tensor, x: torch.Tensor, terms: Sequence[LossTerm], iter
             if progress is not None:
                 progress(min(iterations - 1, int(iterations * (base + i * share) / planned)), iterations, loss)
 
-        current, used = descend(sources[level], current, terms, iterations, report,
+        current, used, loss = descend(sources[level], current, terms, iterations, report,
                                 rtol=FINEST_RTOL if level == 0 else COARSE_RTOL, window=FINEST_WINDOW if level == 0 else 5)
         done += used * share
     if progress is not None:
-        progress(iterations, iterations, _total(terms, source, current))
-    return current, math.ceil(done - 1e-9)
+        progress(iterations, iterations, loss)
+    return current, math.ceil(done - 1e-9), loss
 
 
 def optimise_image(source: torch.Tensor, start: torch.Tensor, terms: Sequence[LossTerm], *,
@@ -140,7 +140,7 @@ def optimise_image(source: torch.Tensor, start: torch.Tensor, terms: Sequence[Lo
     before = _total(terms, source, x)
     if solver == "reference":
         x, used = _reference(source, x, list(terms), iterations, progress)
+        after = _total(terms, source, x)
     else:
-        x, used = _fast(source, x, list(terms), iterations, progress)
-    after = _total(terms, source, x)
+        x, used, after = _fast(source, x, list(terms), iterations, progress)
     return OptimiseResult(x, before, after, time.perf_counter() - t0, used)
