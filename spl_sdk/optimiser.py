@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from spl_sdk.components import LossTerm
-from spl_sdk.descent import Progress, descend, total_value_and_grad
+from spl_sdk.descent import Progress, descend, loss_value, total_value_and_grad
 
 __all__ = ["SOLVERS", "OptimiseResult", "optimise_image", "total_value_and_grad"]
 
@@ -149,7 +149,7 @@ def optimise_image(source: torch.Tensor, start: torch.Tensor, terms: Sequence[Lo
         return OptimiseResult(x, 0.0, 0.0, time.perf_counter() - t0, 0)
     if solver == "fast":
         x.clamp_(-1.0, 1.0)  # the fast solver keeps the image in range throughout
-    before = _total(terms, source, x)
+    before = (_total if solver == "reference" else loss_value)(terms, source, x)
     if solver == "reference":
         x, used = _reference(source, x, list(terms), iterations, progress)
         after = _total(terms, source, x)
