@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from spl_sdk.components import LossTerm
 from spl_sdk.descent import Progress, descend, loss_value, total_value_and_grad
+from spl_sdk.finite import check_finite_loss
 
 __all__ = ["SOLVERS", "OptimiseResult", "optimise_image", "total_value_and_grad"]
 
@@ -155,4 +156,5 @@ def optimise_image(source: torch.Tensor, start: torch.Tensor, terms: Sequence[Lo
         after = _total(terms, source, x)
     else:
         x, used, after = _fast(source, x, list(terms), iterations, progress)
+    check_finite_loss(before, after)  # an overflowed loss would leave the image silently unchanged
     return OptimiseResult(x, before, after, time.perf_counter() - t0, used)
