@@ -63,7 +63,9 @@ def _probe_curvature(terms: Sequence[LossTerm], source: torch.Tensor, x: torch.T
     _, g2, _ = total_value_and_grad(terms, source, x + s)
     ss = float((s * s).sum())
     c = float(((g2 - grad) * s).sum()) / ss if ss > 0 else 0.0
-    return torch.tensor(c if c > 0 else float(grad.abs().max()) / 0.1, dtype=x.dtype, device=x.device)
+    # (a zero gradient gives no curvature: any positive value then leaves the image as it is)
+    return torch.tensor(c if c > 0 else max(float(grad.abs().max()) / 0.1, 1e-30), dtype=x.dtype,
+                        device=x.device)
 
 
 def _dot(d: torch.Tensor, v: torch.Tensor) -> float:
@@ -130,7 +132,7 @@ def descend(source: torch.Tensor, x: torch.Tensor, terms: Sequence[LossTerm], it
     del y, v
     # the last step was never evaluated: keep it if it beats the best image seen
     f_last = loss_value(terms, source, x)
-    if bests and f_last > bests[-1]:
+    if bests and not f_last <= bests[-1]:  # also when the last step gave NaN
         x.copy_(best_x)
         f_last = loss_value(terms, source, x)
     return x, evals, f_last

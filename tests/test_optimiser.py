@@ -258,3 +258,10 @@ def test_fast_solver_gives_the_same_result_on_cuda_as_on_the_cpu():
     assert gpu.image.device.type == "cuda"
     assert gpu.loss_after == pytest.approx(cpu.loss_after, rel=1e-3)
     assert (gpu.image.cpu() - cpu.image).abs().max() < 1e-2
+
+
+@pytest.mark.parametrize("make", [L1Loss, ValueOnlyLoss])
+def test_a_start_that_is_already_optimal_stays_unchanged_without_curvature(make):
+    s, _ = photo_and_edit(12, 16)
+    r = optimise_image(s, s, [make()], iterations=3)  # zero gradient: the probe finds no curvature
+    assert torch.equal(r.image, s) and r.loss_after == r.loss_before
