@@ -125,3 +125,24 @@ def test_cli_errors_are_the_only_line(pickled, saved, tmp_path):
     assert done.returncode == 1, done.stderr
     assert done.stderr.strip().splitlines() == [done.stderr.strip()], done.stderr
     assert done.stderr.startswith("Error: model files in") and not (tmp_path / "o.png").exists()
+
+
+@pytest.mark.parametrize("name", ["tiny-random-sd3", "tiny-random-flux"])
+def test_flow_model_pickle_weights_are_refused_unless_allowed(name, tmp_path):
+    from spl_backbones.tiny_flow import TinyRandomFlux, TinyRandomSD3
+
+    cls = TinyRandomSD3 if name == "tiny-random-sd3" else TinyRandomFlux
+    small = cls.load(device="cpu")
+    folder = small.save_pretrained(tmp_path / "safe")
+    for module, sub in ((small.transformer, "transformer"), (small.vae, "vae")):
+        module.save_pretrained(folder / sub, safe_serialization=False)  # .bin beside the safetensors
+        for st in (folder / sub).glob("*.safetensors"):
+            st.unlink()
+    assert any((folder / "transformer").glob("*.bin"))
+    with pytest.raises(UnsafeWeightsError, match=r"transformer' holds only pickle weights .*--allow-pickle") as info:
+        cls.load(str(folder), device="cpu")
+    assert "\n" not in str(info.value)
+    with allowing_pickle(), pytest.warns(SplWarning, match="pickle files can run code"):
+        loaded = cls.load(str(folder), device="cpu")
+    s1, s2 = small.transformer.state_dict(), loaded.transformer.state_dict()
+    assert all(torch.equal(s1[k], s2[k]) for k in s1)

@@ -100,8 +100,7 @@ class DiffusersBackbone(Backbone):
             return loading.load_part(loader, source, subfolder, hint, **kw)
 
         def weights(loader: Any, subfolder: str, **kw: Any) -> Any:  # safetensors only by default
-            where = source / subfolder if isinstance(source, Path) else None
-            return part(loader, subfolder, **loading.weights_kwargs(where), **kw)
+            return loading.load_weights(loader, source, subfolder, hint, **kw)
 
         with loading.quiet_transformers():
             parts = {

@@ -112,8 +112,10 @@ class FlowBackbone(Backbone):
             for name, loader in cls.part_loaders().items():
                 if name in cls.optional_parts and isinstance(source, Path) and not (source / name).is_dir():
                     continue  # e.g. SD3 without its T5 encoder
-                kw = {"dtype": dt} if name in cls.model_parts else {}
-                parts[name] = loading.load_part(loader, source, name, hint, gated=cls.gated, **kw)
+                if name in cls.model_parts:  # weights: safetensors only unless pickle is allowed
+                    parts[name] = loading.load_weights(loader, source, name, hint, cls.gated, dtype=dt)
+                else:
+                    parts[name] = loading.load_part(loader, source, name, hint, gated=cls.gated)
         return cls(**parts, device=dev, dtype=dt, cpu_offload=cpu_offload)
 
     def save_pretrained(self, folder: str | Path) -> Path:

@@ -214,6 +214,13 @@ def load_part(loader: Callable[..., T], model: str | Path, subfolder: str | None
     return load_from_hub(loader, model, subfolder, hint, gated, **kwargs)
 
 
+def load_weights(loader: Callable[..., T], model: str | Path, subfolder: str | None,
+                 hint: str | None = None, gated: bool = False, **kwargs: Any) -> T:
+    """``load_part`` for a part with weights: safetensors only unless pickle is allowed (``weights_kwargs``)."""
+    where = (model / subfolder if subfolder else model) if isinstance(model, Path) else None
+    return load_part(loader, model, subfolder, hint, gated=gated, **weights_kwargs(where), **kwargs)
+
+
 def resolve_model(model: str, subfolders: Sequence[str] = DIFFUSERS_SUBFOLDERS,
                   example: str = "SimianLuo/LCM_Dreamshaper_v7") -> str | Path:
     """A checked local folder (``Path``) or the Hub id unchanged (``str``)."""

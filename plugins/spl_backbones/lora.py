@@ -80,6 +80,5 @@ def fuse_adapter(unet: Any, source: str | Path, adapter: str | Path | None, *, d
     hint = (f"download it on a machine with network access with `hf download {adapter} "
             f"--local-dir {LORA_SUBFOLDER}`, copy it into the local {family} model folder as its "
             f"{LORA_SUBFOLDER}/ subfolder and pass that folder with --model")
-    safety = loading.weights_kwargs(where if isinstance(where, Path) else None)
-    state_dict, alphas = loading.load_part(loader, where, None, hint, **safety)
+    state_dict, alphas = loading.load_weights(loader, where, None, hint)
     return fuse_lora(unet, state_dict, alphas, scale=scale, backbone=backbone)

@@ -129,11 +129,7 @@ class SDXLBackbone(DiffusersBackbone):
             return lambda: loading.load_part(loader, source, subfolder, hint, **kw)
 
         def weights(loader: Any, subfolder: str) -> Callable[[], Any]:  # safetensors only by default
-            def load() -> Any:
-                where = source / subfolder if isinstance(source, Path) else None
-                return loading.load_part(loader, source, subfolder, hint, dtype=dtype,
-                                         **loading.weights_kwargs(where))
-            return load
+            return lambda: loading.load_weights(loader, source, subfolder, hint, dtype=dtype)
 
         return {
             "tokenizer": part(load_clip_tokenizer, "tokenizer"),
@@ -256,8 +252,6 @@ def single_part(loader: Callable[..., Any], model: str | Path, subfolder: str, d
     def load() -> Any:
         where = loading.resolve_model(str(model), subfolders=(), example=example)
         sub = subfolder if isinstance(where, Path) and (where / subfolder).is_dir() else None
-        folder = (where / sub if sub else where) if isinstance(where, Path) else None
-        return loading.load_part(loader, where, sub, hint or loading.how_to_get(str(model)),
-                                 dtype=dtype, **loading.weights_kwargs(folder))
+        return loading.load_weights(loader, where, sub, hint or loading.how_to_get(str(model)), dtype=dtype)
 
     return load
