@@ -19,7 +19,6 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
-    model_validator,
 )
 
 from spl_sdk.errors import ConfigError
@@ -96,7 +95,7 @@ class EditConfig(RefineConfig):
         None, ge=64, le=2048, multiple_of=8,
         description="Long side in pixels at which the diffusion runs (multiple of 8); the backbone's default if unset.")
     steps: int = Field(15, ge=1, le=200, description="Number of inference steps (a method may set its own when unset: flowedit per model family).")
-    original_steps: int = Field(50, ge=1, le=1000, description="LCM original_inference_steps of the schedule.")
+    original_steps: int = Field(50, ge=1, le=1000, description="LCM original_inference_steps of the schedule (LCM backbones: at least steps).")
     source_guidance: float = Field(1.0, ge=0, le=30, description="Guidance scale of the source (and mutual) branch; flowedit's per-family default when unset.")
     target_guidance: float = Field(2.0, ge=0, le=30, description="Guidance scale of the target branch; flowedit's per-family default when unset.")
     seed: int = Field(0, ge=0, le=2**32 - 1, description="Random seed of the initial noise and per-step noise.")
@@ -143,14 +142,6 @@ class EditConfig(RefineConfig):
             except ValueError:  # also a part without '=' (float(""))
                 raise ValueError(f"'{part}' must look like word=factor, e.g. 'red=2'") from None
         return out
-
-    @model_validator(mode="after")
-    def _steps_fit_the_schedule(self) -> EditConfig:
-        # LCM picks its timesteps among original_steps evenly spaced ones (DESIGN.md section 2)
-        if self.steps > self.original_steps:
-            raise ValueError(f"steps ({self.steps}) cannot exceed original_steps ({self.original_steps}); "
-                             f"lower steps or raise original_steps")
-        return self
 
     @property
     def needs_mask(self) -> bool:

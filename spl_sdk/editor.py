@@ -187,6 +187,7 @@ class Editor:
         # flow transformers take 2x2 latent patches: their sizes are multiples of 16 pixels
         multiple = getattr(self.backbone, "size_multiple", self.backbone.vae_scale_factor)
         work_size = working_shape(*size, cfg.working_size, multiple)
+        self._check_schedule(cfg, work_size)
         with timer.phase("vae"):
             z0 = self.backbone.encode_image(resize(source, work_size)).float()
             round_trip = self.backbone.decode_latents(z0)
@@ -214,6 +215,12 @@ class Editor:
         if method.uses_attention:
             self.plugins.attention_controller(cfg.attention).check(self.backbone)
         return method
+
+    def _check_schedule(self, cfg: EditConfig, work_size: tuple[int, int]) -> None:
+        """The backbone's schedule for these steps, built once before any work so its rules refuse early."""
+        f = self.backbone.vae_scale_factor  # LCM: steps <= original_steps; flow schedules take any steps
+        latent_shape = (1, 1, work_size[0] // f, work_size[1] // f)
+        self.backbone.timesteps(cfg.steps, latent_shape=latent_shape, original_steps=cfg.original_steps)
 
     def _new_method(self, cfg: EditConfig) -> EditMethod:
         """An instance of the configured edit method with its options (the one place it is built)."""

@@ -94,6 +94,17 @@ def test_prompt_over_the_token_limit_is_refused(editor, photo):
         editor.edit(photo, "a photo", "   ")
 
 
+def test_lcm_steps_beyond_original_steps_are_refused_before_any_work(editor, photo, tiny_backbone,
+                                                                    monkeypatch):
+    encoded: list[int] = []
+    monkeypatch.setattr(tiny_backbone, "encode_image", lambda *a: encoded.append(1))
+    with pytest.raises(ConfigError, match=r"^steps \(60\) cannot exceed original_steps \(50\) of the LCM "
+                                          r"schedule; .*--original-steps") as info:
+        editor.edit(photo, "a photo", "a painting", steps=60)
+    assert "\n" not in str(info.value) and not encoded  # refused before the VAE ran
+    assert len(tiny_backbone.timesteps(60, latent_shape=(1, 4, 16, 16), original_steps=100)) == 60
+
+
 def test_a_callback_returning_false_cancels(editor, photo):
     with pytest.raises(Cancelled):
         editor.edit(photo, "a photo", "a painting", callback=lambda *a: False)

@@ -113,6 +113,14 @@ def test_editor_uses_the_familys_steps_and_guidance_when_unset(flux, photo):
     assert (result.config.steps, result.config.target_guidance, result.config.source_guidance) == (4, 2.0, 1.5)
 
 
+def test_flowedit_takes_more_steps_than_lcms_original_steps(sd3, photo):
+    seen: list[tuple[int, int]] = []
+    editor = _editor(sd3, structure_loss=None, post_process=False, steps=60, options={"flowedit": {"n_max": 2}})
+    result = editor.edit(photo, "a photo", "a painting", callback=lambda i, n, _: seen.append((i, n)))
+    assert (result.config.steps, result.config.original_steps) == (60, 50)
+    assert seen[-1] == (60, 60)
+
+
 def test_editor_identity_edit_is_the_vae_round_trip(sd3, photo):
     editor = _editor(sd3, structure_loss=None, post_process=False, steps=4)
     result = editor.edit(photo, "an old man", "an old man", source_guidance=2.0, target_guidance=2.0)

@@ -13,7 +13,7 @@ from spl_backbones import loading
 from spl_backbones.devices import resolve_device, resolve_dtype
 from spl_backbones.offload import keep_only, offload_hooks
 from spl_sdk.components import Backbone, Conditioning
-from spl_sdk.errors import ImageError
+from spl_sdk.errors import ConfigError, ImageError
 
 
 class DiffusersBackbone(Backbone):
@@ -173,8 +173,12 @@ class DiffusersBackbone(Backbone):
     def timesteps(self, steps: int, *, latent_shape: tuple[int, ...] = (), original_steps: int | None = None,
                   **kw: Any) -> list[int]:
         """The LCM schedule: ``steps`` of ``original_steps`` evenly spaced training timesteps."""
-        self.scheduler.set_timesteps(num_inference_steps=steps,
-                                     original_inference_steps=original_steps or self.default_original_steps)
+        original = original_steps or self.default_original_steps
+        # LCM picks its timesteps among original_steps evenly spaced ones (docs/method.md section 2)
+        if steps > original:
+            raise ConfigError(f"steps ({steps}) cannot exceed original_steps ({original}) of the LCM "
+                              f"schedule; lower steps or raise original_steps (--original-steps).")
+        self.scheduler.set_timesteps(num_inference_steps=steps, original_inference_steps=original)
         return [int(t) for t in self.scheduler.timesteps]
 
     @torch.no_grad()
