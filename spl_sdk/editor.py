@@ -214,6 +214,11 @@ class Editor:
         method.check(self.backbone)
         if method.uses_attention:
             self.plugins.attention_controller(cfg.attention).check(self.backbone)
+        elif "attention" in cfg.model_fields_set and cfg.attention != EditConfig.model_fields["attention"].default:
+            # the default passes: every saved result's configuration carries it
+            raise ConfigError(f"method '{cfg.method}' drives no attention controller, so attention "
+                              f"'{cfg.attention}' would be ignored; leave --attention out, or choose a "
+                              f"method that uses one (infedit).")
         return method
 
     def _check_schedule(self, cfg: EditConfig, work_size: tuple[int, int]) -> None:

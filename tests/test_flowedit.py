@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -119,6 +121,23 @@ def test_flowedit_takes_more_steps_than_lcms_original_steps(sd3, photo):
     result = editor.edit(photo, "a photo", "a painting", callback=lambda i, n, _: seen.append((i, n)))
     assert (result.config.steps, result.config.original_steps) == (60, 50)
     assert seen[-1] == (60, 60)
+
+
+def test_an_attention_controller_is_refused_by_flowedit_but_the_default_passes(sd3, photo):
+    message = (r"^method 'flowedit' drives no attention controller, so attention 'p2p-replace' would be "
+               r"ignored; leave --attention out")
+    per_edit = _editor(sd3, structure_loss=None, post_process=False, steps=2)
+    in_config = _editor(sd3, structure_loss=None, post_process=False, steps=2, attention="p2p-replace")
+    for run in (lambda: per_edit.edit(photo, "a photo", "a painting", attention="p2p-replace"),
+                lambda: in_config.edit(photo, "a photo", "a painting")):
+        with pytest.raises(ConfigError, match=message) as info:
+            run()
+        assert "\n" not in str(info.value)
+    # the default value, as every saved result's configuration carries it, says nothing
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = per_edit.edit(photo, "a photo", "a painting", attention="infedit")
+    assert result.config.attention == "infedit"
 
 
 def test_editor_identity_edit_is_the_vae_round_trip(sd3, photo):
