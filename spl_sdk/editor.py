@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -35,7 +36,7 @@ from spl_sdk.components import (
 from spl_sdk.components.method import Injector
 from spl_sdk.components.postprocess import PostCallback
 from spl_sdk.config import EditConfig, describe_validation_error
-from spl_sdk.errors import Cancelled, ConfigError, PromptError, SplError
+from spl_sdk.errors import Cancelled, ConfigError, PromptError, SplError, SplWarning
 from spl_sdk.geometry import resize, working_shape
 from spl_sdk.imageio import (
     load_image,
@@ -162,10 +163,21 @@ class Editor:
             if not isinstance(prompt, str) or not prompt.strip():
                 raise PromptError(f"the {label} prompt is empty; describe the {label} image in a sentence.")
             n = len(self.backbone.tokenize(prompt))
-            if n > limit:
+            if n <= limit:
+                continue
+            longer = self.backbone.long_prompt_tokens(prompt)  # T5 (SD3, FLUX) reads further than CLIP
+            if longer is None:
                 raise PromptError(
                     f"the {label} prompt is {n} tokens long but the text encoder reads at most "
                     f"{limit} (start and end included); shorten it by {n - limit} tokens.")
+            m, long_limit = longer
+            if m > long_limit:
+                raise PromptError(
+                    f"the {label} prompt is {m} T5 tokens long but the model reads at most {long_limit}; "
+                    f"shorten it by {m - long_limit} tokens.")
+            warnings.warn(SplWarning(
+                f"the {label} prompt is {n} CLIP tokens long: the CLIP text encoder reads only its first "
+                f"{limit} (start and end included), T5 reads all of it."), stacklevel=3)
 
     def _edit(self, cfg: EditConfig, image: Any, source_prompt: str, target_prompt: str,
               mask: Any, callback: ProgressCallback | None, previews: bool, timer: _Timer) -> EditResult:

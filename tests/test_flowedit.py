@@ -15,7 +15,7 @@ from spl_losses.spl import SPLLoss
 from spl_methods.flowedit import FAMILY_DEFAULTS, FlowEdit, defaults_for
 from spl_sdk import EditConfig, Editor
 from spl_sdk.components.method import EditRequest
-from spl_sdk.errors import ConfigError, IncompatibleError
+from spl_sdk.errors import ConfigError, IncompatibleError, PromptError, SplWarning
 from spl_sdk.geometry import resize
 from spl_sdk.imageio import pil_to_tensor
 from spl_sdk.plugins import Plugins
@@ -138,6 +138,21 @@ def test_an_attention_controller_is_refused_by_flowedit_but_the_default_passes(s
         warnings.simplefilter("error")
         result = per_edit.edit(photo, "a photo", "a painting", attention="infedit")
     assert result.config.attention == "infedit"
+
+
+def test_prompts_past_clips_77_tokens_warn_and_only_t5s_limit_refuses(sd3, flux, photo, monkeypatch):
+    monkeypatch.setattr(flux, "max_sequence_length", 128)  # the tiny models read 64 T5 tokens
+    long = "a photo of " * 40  # 122 CLIP tokens, 121 T5 tokens
+    editor = _editor(flux, structure_loss=None, post_process=False, steps=2)
+    with pytest.warns(SplWarning, match=r"source prompt is 122 CLIP tokens long: the CLIP text encoder "
+                                        r"reads only its first 77 .*T5 reads all of it"):
+        editor.edit(photo, long, "a painting")
+    with pytest.raises(PromptError, match=r"^the target prompt is 201 T5 tokens long but the model reads "
+                                          r"at most 128; shorten it by 73 tokens\.$"):
+        editor.edit(photo, "a photo", "word " * 200)
+    monkeypatch.setattr(sd3, "text_encoder_3", None)  # SD3 without T5: CLIP's 77 is the limit
+    with pytest.raises(PromptError, match=r"is 122 tokens long but the text encoder reads at most 77"):
+        _editor(sd3, structure_loss=None, post_process=False, steps=2).edit(photo, long, "a painting")
 
 
 def test_editor_identity_edit_is_the_vae_round_trip(sd3, photo):

@@ -51,6 +51,7 @@ class FlowBackbone(Backbone):
     model_parts: ClassVar[tuple[str, ...]] = ()  # torch modules, in execution order
     optional_parts: ClassVar[tuple[str, ...]] = ()
     patch_size: ClassVar[int] = 2
+    t5_parts: ClassVar[tuple[str, str]] = ("", "")  # (tokenizer, text encoder) subfolders of T5
 
     def __init__(self, *, device: torch.device, dtype: torch.dtype, cpu_offload: bool = False,
                  **parts: Any) -> None:
@@ -191,7 +192,14 @@ class FlowBackbone(Backbone):
 
     def tokenize(self, prompt: str) -> list[int]:
         """CLIP token ids of one prompt (the first text encoder's, as word look-ups use)."""
-        return list(self.tokenizer(prompt).input_ids)
+        return list(self.tokenizer(prompt, verbose=False).input_ids)  # past 77 is T5's (long_prompt_tokens)
+
+    def long_prompt_tokens(self, prompt: str) -> tuple[int, int] | None:
+        """(T5 tokens of ``prompt``, end included; the T5 length read), or None without a T5 encoder."""
+        tokenizer, encoder = (getattr(self, name, None) for name in self.t5_parts)
+        if tokenizer is None or encoder is None:  # e.g. SD3 run without its T5 encoder
+            return None
+        return len(tokenizer(prompt, verbose=False).input_ids), self.max_sequence_length
 
     # ------------------------------------------------------------------ text helpers
     def _clip_ids(self, tokenizer: Any, prompts: list[str]) -> torch.Tensor:

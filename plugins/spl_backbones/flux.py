@@ -48,6 +48,7 @@ class FluxBackbone(FlowBackbone):
     pipeline_class: ClassVar[str] = "FluxPipeline"
     tokenizer_parts: ClassVar[tuple[str, ...]] = ("tokenizer", "tokenizer_2")
     model_parts: ClassVar[tuple[str, ...]] = ("text_encoder", "text_encoder_2", "transformer", "vae")
+    t5_parts: ClassVar[tuple[str, str]] = ("tokenizer_2", "text_encoder_2")
     default_guidance: ClassVar[float] = 3.5  # FluxPipeline's guidance_scale default (dev)
 
     @classmethod

@@ -35,6 +35,7 @@ class SD3Backbone(FlowBackbone):
     model_parts: ClassVar[tuple[str, ...]] = ("text_encoder", "text_encoder_2", "text_encoder_3",
                                               "transformer", "vae")
     optional_parts: ClassVar[tuple[str, ...]] = ("tokenizer_3", "text_encoder_3")
+    t5_parts: ClassVar[tuple[str, str]] = ("tokenizer_3", "text_encoder_3")
 
     @classmethod
     def part_loaders(cls) -> dict[str, Callable[..., Any]]:

@@ -134,6 +134,10 @@ class Backbone(Component):
         """Token ids of one prompt with start/end tokens, unpadded."""
         return list(self.tokenizer(prompt).input_ids)
 
+    def long_prompt_tokens(self, prompt: str) -> tuple[int, int] | None:
+        """(tokens, limit) of ``prompt`` in a longer second text encoder (T5), or None without one."""
+        return None
+
     def require(self, who: str, requires: frozenset[str] | set[str], hint: str = "") -> None:
         """Raise IncompatibleError naming ``who`` and this backbone when a needed capability is missing."""
         missing = sorted(set(requires) - set(self.capabilities))
