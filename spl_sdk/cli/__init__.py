@@ -16,6 +16,8 @@ COMMANDS = {
     "harmonize": "spl_sdk.cli.harmonize:harmonize",
     "plugins": "spl_sdk.cli.plugins:plugins",
     "app": "spl_sdk.cli.app:app",
+    "batch": "spl_sdk.cli.batch:batch",
+    "eval": "spl_sdk.cli.eval:evaluate",
 }
 
 

@@ -1,0 +1,70 @@
+"""``spl batch``: many edits from a manifest, resumable, in-process or on Ray Data."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from spl_sdk.cli.options import config_options, handle_errors
+from spl_sdk.config import EditConfig
+
+BATCH_FIELDS = [name for name in EditConfig.model_fields if name != "mask_file"]
+
+
+@click.command("batch")
+@click.argument("manifest", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--output", "-o", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for the images (OUTDIR/images/ID.png) and the results table.")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local: this process, backbone loaded once; ray: Ray Data actor pool.")
+@click.option("--ray-address", default=None,
+              help="Address of an existing Ray cluster (e.g. ray://head:10001 or auto); default: "
+                   "a local Ray started for this run.")
+@click.option("--concurrency", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Number of Ray actors (each loads the backbone once).")
+@click.option("--num-gpus-per-worker", "num_gpus", type=click.FloatRange(min=0), default=0.0,
+              show_default=True, help="GPUs per Ray actor (fractions share a GPU).")
+@click.option("--num-cpus-per-worker", "num_cpus", type=click.FloatRange(min=0), default=1.0,
+              show_default=True, help="CPUs per Ray actor.")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="JSON, YAML or TOML file of configuration fields; flags override it, rows override both.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress output.")
+@config_options(EditConfig, BATCH_FIELDS)
+@handle_errors
+def batch(manifest: Path, out_dir: Path, engine: str, ray_address: str | None, concurrency: int,
+          num_gpus: float, num_cpus: float, config_file: Path | None, quiet: bool, **fields: Any) -> None:
+    """Run every edit of MANIFEST (JSONL, CSV, Parquet, or PIE-Bench's mapping_file.json) into OUTDIR.
+
+    Columns: image, source_prompt, target_prompt, optional id, mask, seed, options (a JSON
+    object of configuration fields) and task (edit or refine; refine rows need an
+    'edited' image and no model). A rerun skips rows already done; a changed row is
+    redone. Exit status 2 when some rows failed (their reasons are in the results table).
+    """
+    from spl_sdk.config import build_config
+    from spl_sdk.jobs.progress import BatchProgress
+    from spl_sdk.jobs.runner import run_batch
+
+    base = build_config(EditConfig, config_file, **fields)
+    progress: list[BatchProgress] = []
+
+    def on_plan(todo: int, skipped: int) -> None:
+        if not quiet:
+            click.echo(f"{todo} rows to run, {skipped} already done", err=True)
+        progress.append(BatchProgress(todo, quiet=quiet))
+
+    try:
+        summary = run_batch(manifest, out_dir, base, engine=engine, on_plan=on_plan,
+                            on_record=lambda r: progress[0](r),
+                            ray_options={"address": ray_address, "concurrency": concurrency,
+                                         "num_gpus": num_gpus, "num_cpus": num_cpus})
+    finally:
+        for p in progress:
+            p.close()
+    if not quiet:
+        click.echo(f"{summary.ok} ok, {summary.failed} failed, {summary.skipped} skipped (already done) "
+                   f"in {summary.seconds:.1f} s; results in {summary.table}", err=True)
+    if summary.failed:
+        sys.exit(2)

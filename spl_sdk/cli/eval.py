@@ -1,0 +1,66 @@
+"""``spl eval``: PIE-Bench's metrics for finished batches, and side-by-side comparisons."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import click
+
+from spl_sdk.cli.options import handle_errors
+
+
+def _method_name(run: Path, taken: set[str]) -> str:
+    base = re.sub(r"[^A-Za-z0-9._-]+", "_", run.stem if run.is_file() else run.resolve().name) or "run"
+    name, n = base, 1
+    while name in taken:
+        n += 1
+        name = f"{base}-{n}"
+    taken.add(name)
+    return name
+
+
+@click.command("eval")
+@click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--output", "-o", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for the per-row CSVs, summary.json, summary.md and figures/.")
+@click.option("--compare", is_flag=True, help="Score several runs and put them side by side.")
+@click.option("--pie-bench", "pie_bench", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="PIE-Bench's mapping_file.json for masks and edit types (found by itself when the "
+                   "batch ran from it).")
+@click.option("--device", default="auto", show_default=True, help="Torch device for the metric networks.")
+@click.option("--networks", type=click.Choice(["pretrained", "tiny-random"]), default="pretrained",
+              show_default=True, help="pretrained: DINO ViT-B/8, CLIP ViT-L-14 (OpenAI), LPIPS SqueezeNet, "
+                                      "downloaded on first use; tiny-random: small random ones, for tests.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress output.")
+@handle_errors
+def evaluate(runs: tuple[Path, ...], out_dir: Path, compare: bool, pie_bench: Path | None, device: str,
+             networks: str, quiet: bool) -> None:
+    """Score RUNS (spl batch folders, or manifests with an 'edited' column) with PIE-Bench's metrics."""
+    from spl_sdk.cli.progress import progress_bar
+    from spl_sdk.errors import ConfigError
+    from spl_sdk.metrics.evaluate import score_pairs, summarise
+    from spl_sdk.metrics.networks import load_networks
+    from spl_sdk.metrics.pairs import read_pairs
+    from spl_sdk.metrics.report import write_report
+
+    if len(runs) > 1 and not compare:
+        raise ConfigError("several runs are scored together only with --compare; add it, or give one run.")
+    if compare and len(runs) < 2:
+        raise ConfigError("--compare needs at least two runs, e.g. spl eval RUN_A RUN_B --compare -o report.")
+    taken: set[str] = set()
+    pairs = {_method_name(run, taken): read_pairs(run, pie_bench) for run in runs}  # check all first
+    nets = load_networks(networks, device)
+    per_method = {}
+    for method, method_pairs in pairs.items():
+        with progress_bar(f"eval {method}", unit="pair", enabled=None if not quiet else False) as bar:
+            rows = score_pairs(method_pairs, nets, progress=lambda i, n: bar(i, n, None))
+        per_method[method] = (rows, summarise(rows))
+        failed = [r for r in rows if r.get("error")]
+        if failed and not quiet:
+            click.echo(f"{method}: {len(failed)} pairs could not be scored, e.g. {failed[0]['id']}: "
+                       f"{failed[0]['error']}", err=True)
+    written = write_report(per_method, out_dir, compare)
+    click.echo((out_dir / "summary.md").read_text(encoding="utf-8"))
+    if not quiet:
+        click.echo(f"wrote {len(written)} files to {out_dir}", err=True)

@@ -1,0 +1,84 @@
+"""The results table: an append-only journal while running, one record per row when done.
+
+``results.jsonl`` is the journal: every finished row appends one line, flushed and
+fsynced, so a killed run loses at most the rows in flight. The latest record of a
+key wins. At the end of a run the file is rewritten (atomically) with exactly one
+record per manifest row in manifest order, and ``results.parquet`` is written
+next to it with the same records (timings flattened to ``seconds_<phase>`` columns).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+from spl_sdk.batch import JsonlLog
+
+JOURNAL = "results.jsonl"
+TABLE = "results.parquet"
+
+
+class Journal(JsonlLog):
+    """The batch journal: :class:`spl_sdk.batch.JsonlLog` records keyed by ``key``."""
+
+    def latest(self) -> dict[str, dict[str, Any]]:
+        """The last record of every key (a line cut off by a crash is skipped)."""
+        out: dict[str, dict[str, Any]] = {}
+        for record in self.records():
+            if "key" in record:
+                out[str(record["key"])] = record
+        return out
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    """Write bytes to a temp file, fsync, rename over ``path``."""
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.spl-tmp"
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def flat(record: dict[str, Any]) -> dict[str, Any]:
+    """A table-ready record: timings as ``seconds_<phase>`` columns, nested values as JSON text."""
+    out: dict[str, Any] = {}
+    for key, value in record.items():
+        if key == "timings" and isinstance(value, dict):
+            out.update({f"seconds_{k}": float(v) for k, v in value.items()})
+        elif isinstance(value, (dict, list, tuple)):
+            out[key] = json.dumps(value, sort_keys=True, default=str)
+        else:
+            out[key] = value
+    return out
+
+
+def write_table(records: list[dict[str, Any]], out_dir: Path) -> tuple[Path, Path]:
+    """Rewrite the journal with ``records`` (one per row) and write the Parquet table."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    out_dir = Path(out_dir)
+    text = "".join(json.dumps(r, sort_keys=True, default=str) + "\n" for r in records)
+    _atomic_write(out_dir / JOURNAL, text.encode("utf-8"))
+    rows = [flat(r) for r in records]
+    columns = sorted({k for r in rows for k in r})
+    for c in columns:  # a column mixing kinds of value (a user column) is stored as text
+        kinds = {type(r[c]) for r in rows if r.get(c) is not None}
+        if len(kinds - {int, float}) > 1 or (kinds & {int, float} and kinds - {int, float}):
+            for r in rows:
+                if r.get(c) is not None:
+                    r[c] = str(r[c])
+    table = pa.Table.from_pylist([{c: r.get(c) for c in columns} for r in rows]) if rows \
+        else pa.table({})
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    _atomic_write(out_dir / TABLE, sink.getvalue().to_pybytes())
+    return out_dir / JOURNAL, out_dir / TABLE

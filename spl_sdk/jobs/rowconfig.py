@@ -1,0 +1,59 @@
+"""The one place where a manifest row becomes configuration: its seed, options and mask."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from spl_sdk.config import EditConfig, RefineConfig, describe_validation_error
+from spl_sdk.errors import ConfigError
+from spl_sdk.jobs.manifest import Row
+
+# fields that choose where the work runs, not what it computes: not part of a row's key
+PLACEMENT_FIELDS = ("device", "cpu_offload")
+
+
+def row_overrides(row: Row, base: EditConfig) -> dict[str, Any]:
+    """Config changes a row asks for: its ``options`` object, config-named columns, seed, mask.
+
+    A value that is itself an object and names no config field is a component's options
+    (docs/plugins.md); it goes to the config's per-component ``options`` field when the
+    config has one. A row with a mask and no loss set to the masked area masks every
+    active loss, as ``spl edit --mask`` does.
+    """
+    fields = type(base).model_fields
+    out: dict[str, Any] = {k: v for k, v in row.extra.items() if k in fields}
+    for key, value in row.options.items():
+        if key == "options" and isinstance(value, dict) and "options" in fields:
+            out.setdefault("options", {}).update(value)
+        elif key not in fields and isinstance(value, dict) and "options" in fields:
+            out.setdefault("options", {})[key] = value
+        else:
+            out[key] = value
+    if row.seed is not None:
+        out["seed"] = row.seed
+    if row.mask is not None and "structure_area" not in out and "color_area" not in out \
+            and not base.model_copy(update=out).needs_mask:
+        out.update(structure_area="masked", color_area="masked")
+    return out
+
+
+def effective_config(row: Row, base: EditConfig) -> BaseModel:
+    """The validated config a row runs with (EditConfig, or RefineConfig for refine rows)."""
+    overrides = row_overrides(row, base)
+    cls: type[BaseModel] = EditConfig if row.task == "edit" else RefineConfig
+    data = base.model_dump()
+    if cls is RefineConfig:
+        data = {k: v for k, v in data.items() if k in RefineConfig.model_fields}
+        overrides.pop("seed", None)  # refine is deterministic; a seed column changes nothing
+    data.update(overrides)
+    try:
+        return cls(**data)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc, f"row '{row.id}' options", cls)) from None
+
+
+def key_config(cfg: BaseModel) -> dict[str, Any]:
+    """The part of a config that decides the pixels (placement fields left out)."""
+    return {k: v for k, v in cfg.model_dump(mode="json").items() if k not in PLACEMENT_FIELDS}

@@ -1,0 +1,147 @@
+"""``run_batch``: read the manifest, key the rows, skip what is done, run the rest, write the table."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from spl_sdk import __version__
+from spl_sdk.config import EditConfig
+from spl_sdk.errors import ConfigError, SplError
+from spl_sdk.jobs.keys import row_key
+from spl_sdk.jobs.manifest import Row, read_manifest
+from spl_sdk.jobs.results import JOURNAL, Journal, _atomic_write, write_table
+from spl_sdk.jobs.rowconfig import effective_config, key_config
+from spl_sdk.jobs.worker import Job
+
+IMAGES = "images"
+RUN_INFO = "batch.json"
+ENGINES = ("local", "ray")
+
+
+@dataclass
+class BatchSummary:
+    """What a run did: rows in the manifest, skipped (already done), ok and failed this run."""
+
+    total: int
+    skipped: int
+    ok: int = 0
+    failed: int = 0
+    seconds: float = 0.0
+    journal: Path | None = None
+    table: Path | None = None
+    records: list[dict[str, Any]] = field(default_factory=list)
+
+
+def plan(rows: list[Row], base: EditConfig, out_dir: Path,
+         latest: dict[str, dict[str, Any]]) -> tuple[list[str], list[Job], dict[str, dict[str, Any]]]:
+    """(row keys in manifest order, jobs to run, records already done keyed by row key)."""
+    keys, jobs, done = [], [], {}
+    for row in rows:
+        config: dict[str, Any] | None = None
+        keyed: dict[str, Any] | None = None
+        try:
+            cfg = effective_config(row, base)
+            config, keyed = cfg.model_dump(mode="json"), key_config(cfg)
+        except ConfigError as exc:
+            row.problem = f"{row.problem} {exc}" if row.problem else str(exc)
+        key = row_key(row, keyed)
+        keys.append(key)
+        record = latest.get(key)
+        if record and record.get("status") == "ok" and record.get("output") \
+                and Path(record["output"]).is_file():
+            done[key] = record
+            continue
+        jobs.append({"row": row.to_dict(), "key": key, "config": config,
+                     "output": str(out_dir / IMAGES / f"{row.id}.png")})
+    return keys, jobs, done
+
+
+@contextlib.contextmanager
+def _locked(out_dir: Path) -> Iterator[None]:
+    """One run per OUTDIR at a time (POSIX advisory lock; a no-op where fcntl is missing)."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    with open(out_dir / ".spl-batch.lock", "w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise SplError(f"another spl batch is writing to '{out_dir}'; wait for it or use another "
+                           f"-o folder.") from None
+        yield
+
+
+def _clean_temp_files(folder: Path) -> None:
+    """Half-written images of a killed run (atomic writes leave only hidden temp files)."""
+    if folder.is_dir():
+        for tmp in folder.glob(".*.spl-tmp"):
+            tmp.unlink(missing_ok=True)
+
+
+def run_batch(manifest: str | Path, out_dir: str | Path, base: EditConfig | None = None, *,
+              engine: str = "local", on_record: Callable[[dict[str, Any]], None] | None = None,
+              on_plan: Callable[[int, int], None] | None = None,
+              ray_options: dict[str, Any] | None = None) -> BatchSummary:
+    """Run every row of ``manifest`` not yet done into ``out_dir``; returns the run's summary.
+
+    ``on_plan(todo, skipped)`` is called once the rows are keyed; ``on_record(record)``
+    after each finished row. ``ray_options``: address, concurrency, num_gpus, num_cpus.
+    """
+    if engine not in ENGINES:
+        raise ConfigError(f"unknown engine '{engine}'; use one of {', '.join(ENGINES)}.")
+    base = base or EditConfig()
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"-o '{out_dir}' is a file; give a folder for the batch's outputs.")
+    rows = read_manifest(manifest)
+    if engine == "ray":
+        from spl_sdk.jobs.ray_engine import import_ray
+
+        import_ray()  # fail before any work when the extra is missing
+    out_dir.mkdir(parents=True, exist_ok=True)
+    began = time.perf_counter()
+    with _locked(out_dir):
+        journal = Journal(out_dir / JOURNAL)
+        keys, jobs, final = plan(rows, base, out_dir, journal.latest())
+        summary = BatchSummary(total=len(rows), skipped=len(final))
+        if on_plan is not None:
+            on_plan(len(jobs), len(final))
+        info = {"spl_sdk": __version__, "manifest": str(Path(manifest).resolve()), "engine": engine,
+                "config": base.model_dump(mode="json"),
+                "started_at": datetime.now(UTC).isoformat(timespec="seconds")}
+        _atomic_write(out_dir / RUN_INFO, json.dumps(info, indent=2, sort_keys=True).encode())
+        _clean_temp_files(out_dir / IMAGES)
+
+        def record_done(record: dict[str, Any]) -> None:
+            journal.append(record)  # fsynced before anything else sees the row as done
+            final[record["key"]] = record
+            if record.get("status") == "ok":
+                summary.ok += 1
+            else:
+                summary.failed += 1
+            if on_record is not None:
+                on_record(record)
+
+        if jobs:
+            load_config = base.model_dump(mode="json")
+            if engine == "local":
+                from spl_sdk.jobs.local import run_local
+
+                run_local(jobs, load_config, record_done)
+            else:
+                from spl_sdk.jobs.ray_engine import run_ray
+
+                run_ray(jobs, load_config, record_done, **(ray_options or {}))
+        summary.records = [final[k] for k in keys if k in final]
+        summary.journal, summary.table = write_table(summary.records, out_dir)
+    summary.seconds = time.perf_counter() - began
+    return summary

@@ -1,0 +1,111 @@
+"""What ``spl eval`` scores: (source, edited, target prompt, edit type, edited-region mask) pairs.
+
+A pair list comes from a finished ``spl batch`` folder (its results table) or from a
+manifest whose rows name an ``edited`` image. The edited-region mask comes from
+PIE-Bench's mapping file (by id) when there is one, else from an ``eval_mask`` column
+(white = edited); without a mask the background metrics and the edited-region CLIP
+score are left empty for that row.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from spl_sdk.errors import ConfigError
+
+
+@dataclass
+class Pair:
+    """One source/edited pair to score."""
+
+    id: str
+    source: str
+    edited: str
+    target_prompt: str
+    edit_type: str = "all"
+    mask_rle: list[int] | None = None
+    mask_file: str | None = None
+
+
+def _pie_mapping(path: Path) -> dict[str, dict[str, Any]] | None:
+    if path.suffix.lower() != ".json" or not path.is_file():
+        return None
+    from spl_sdk.metrics.pie_bench import read_mapping
+
+    return read_mapping(path)
+
+
+def _records(run: Path) -> tuple[list[dict[str, Any]], Path | None]:
+    """(rows, manifest it came from) of a batch folder or a manifest file."""
+    if run.is_dir():
+        from spl_sdk.jobs.results import JOURNAL, Journal
+
+        journal = Journal(run / JOURNAL)
+        if not journal.path.is_file():
+            raise ConfigError(f"'{run}' has no {JOURNAL}; give a folder written by spl batch, or a "
+                              f"manifest with an 'edited' column.")
+        info = run / "batch.json"
+        manifest = None
+        if info.is_file():
+            manifest = Path(json.loads(info.read_text(encoding="utf-8")).get("manifest", ""))
+        latest = sorted(journal.latest().values(), key=lambda r: r.get("index", 0))
+        return [dict(r, edited=r.get("output")) for r in latest if r.get("status") == "ok"], manifest
+    from spl_sdk.jobs.manifest import read_manifest
+
+    rows = read_manifest(run)
+    return [dict(r.extra, id=r.id, image=r.image, edited=r.edited, target_prompt=r.target_prompt)
+            for r in rows], run
+
+
+def read_pairs(run: str | Path, pie_bench: str | Path | None = None) -> list[Pair]:
+    """The pairs of a batch folder or manifest; PIE-Bench masks and edit types by id when known."""
+    run = Path(run)
+    if not run.exists():
+        raise ConfigError(f"'{run}' does not exist; give a spl batch output folder or a manifest.")
+    records, manifest = _records(run)
+    mapping = _pie_mapping(Path(pie_bench)) if pie_bench else (
+        _pie_mapping(manifest) if manifest is not None else None)
+    from spl_sdk.metrics.pie_bench import clean_prompt, edit_type
+
+    pairs = []
+    for rec in records:
+        if not rec.get("edited"):
+            raise ConfigError(f"row '{rec.get('id')}' of '{run}' names no edited image; give an "
+                              f"'edited' column.")
+        entry = mapping.get(str(rec["id"])) if mapping else None
+        eval_mask = rec.get("eval_mask")
+        if eval_mask and not Path(eval_mask).is_absolute() and manifest is not None:
+            eval_mask = str(manifest.parent / eval_mask)
+        pairs.append(Pair(
+            id=str(rec["id"]), source=str(rec["image"]), edited=str(rec["edited"]),
+            target_prompt=clean_prompt(entry["editing_prompt"]) if entry else str(rec.get("target_prompt") or ""),
+            edit_type=edit_type(entry) if entry else str(rec.get("edit_type") or "all"),
+            mask_rle=list(entry["mask"]) if entry and entry.get("mask") is not None else None,
+            mask_file=eval_mask or None))
+    if not pairs:
+        raise ConfigError(f"'{run}' has no finished rows to evaluate.")
+    return pairs
+
+
+def edited_region(pair: Pair, size: tuple[int, int]) -> np.ndarray | None:
+    """The pair's edited-region mask as a boolean (H, W) array at ``size`` = (W, H), or None."""
+    from PIL import Image
+
+    if pair.mask_rle is not None:
+        from spl_sdk.metrics.rle import decode_mask
+
+        mask = decode_mask(pair.mask_rle)
+    elif pair.mask_file is not None:
+        from spl_sdk.imageio import load_mask
+
+        return np.asarray(load_mask(pair.mask_file, size)) >= 128
+    else:
+        return None
+    if mask.shape[::-1] != tuple(size):
+        mask = np.asarray(Image.fromarray(mask).resize(size, Image.Resampling.NEAREST))
+    return mask
