@@ -1,0 +1,114 @@
+"""Manifests (JSONL, CSV, Parquet), row problems, per-row configuration and row keys."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from spl_sdk.config import EditConfig
+from spl_sdk.errors import ConfigError
+from spl_sdk.jobs.keys import row_key
+from spl_sdk.jobs.manifest import read_manifest
+from spl_sdk.jobs.rowconfig import effective_config, key_config, row_overrides
+
+
+def _image(path: Path, colour: tuple[int, int, int] = (10, 20, 30)) -> Path:
+    Image.new("RGB", (16, 12), colour).save(path)
+    return path
+
+
+def _jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
+    return path
+
+
+def test_the_three_formats_give_the_same_rows(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    _image(tmp_path / "cat.png")
+    rows = [{"image": "cat.png", "source_prompt": "a cat", "target_prompt": "a dog", "seed": 3,
+             "options": {"steps": 4}, "edit_type": "change object"}]
+    _jsonl(tmp_path / "m.jsonl", rows)
+    (tmp_path / "m.csv").write_text(
+        'image,source_prompt,target_prompt,seed,options,edit_type\n'
+        'cat.png,a cat,a dog,3,"{""steps"": 4}",change object\n', encoding="utf-8")
+    pq.write_table(pa.Table.from_pylist([dict(rows[0], options=json.dumps({"steps": 4}))]), tmp_path / "m.parquet")
+    read = [read_manifest(tmp_path / f"m.{ext}")[0] for ext in ("jsonl", "csv", "parquet")]
+    for row in read:
+        assert (row.id, row.image, row.seed, row.options) == ("cat", str(tmp_path / "cat.png"), 3, {"steps": 4})
+        assert row.extra == {"edit_type": "change object"} and row.problem is None
+
+
+def test_bad_rows_carry_a_reason_and_ids_stay_unique(tmp_path):
+    manifest = _jsonl(tmp_path / "m.jsonl", [
+        {"image": "a.png", "source_prompt": "x", "target_prompt": "y"},
+        {"image": "a.png", "source_prompt": "x", "target_prompt": "z"},
+        {"image": "b.png", "source_prompt": "", "target_prompt": "y", "seed": "one"},
+        {"task": "refine", "image": "a.png"},
+        {"task": "paint", "image": "a.png", "source_prompt": "x", "target_prompt": "y"},
+    ])
+    rows = read_manifest(manifest)
+    assert [r.id for r in rows] == ["a", "a-2", "b", "a-3", "a-4"]
+    assert rows[0].problem is None
+    assert "no source_prompt" in rows[2].problem and "seed 'one'" in rows[2].problem
+    assert "needs an 'edited' image" in rows[3].problem
+    assert "unknown task 'paint'" in rows[4].problem
+
+
+def test_unreadable_manifests_are_one_line_errors(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        read_manifest(tmp_path / "none.jsonl")
+    (tmp_path / "m.txt").write_text("x")
+    with pytest.raises(ConfigError, match=r"\.jsonl, \.csv or \.parquet"):
+        read_manifest(tmp_path / "m.txt")
+    (tmp_path / "m.jsonl").write_text('{"image": "a.png"}\n{oops\n')
+    with pytest.raises(ConfigError, match="line 2 is not valid JSON"):
+        read_manifest(tmp_path / "m.jsonl")
+
+
+def test_options_seed_and_config_columns_become_overrides(tmp_path):
+    manifest = _jsonl(tmp_path / "m.jsonl", [
+        {"image": "a.png", "source_prompt": "x", "target_prompt": "y", "seed": 7, "steps": 3,
+         "options": {"target_guidance": 4.5}},
+        {"image": "a.png", "source_prompt": "x", "target_prompt": "y", "mask": "m.png"},
+        {"image": "a.png", "source_prompt": "x", "target_prompt": "y", "options": {"steps": 0}},
+    ])
+    rows = read_manifest(manifest)
+    base = EditConfig(backbone="tiny-random")
+    assert row_overrides(rows[0], base) == {"steps": 3, "target_guidance": 4.5, "seed": 7}
+    cfg = effective_config(rows[0], base)
+    assert (cfg.seed, cfg.steps, cfg.target_guidance, cfg.backbone) == (7, 3, 4.5, "tiny-random")
+    # a lone mask restricts the losses, as spl edit --mask does
+    assert effective_config(rows[1], base).structure_area == "masked"
+    with pytest.raises(ConfigError, match="'steps'"):
+        effective_config(rows[2], base)
+
+
+def test_row_keys_follow_inputs_prompts_options_and_seed(tmp_path):
+    image = _image(tmp_path / "a.png")
+    rows = {"base": {"image": "a.png", "source_prompt": "x", "target_prompt": "y"}}
+    rows["prompt"] = dict(rows["base"], target_prompt="z")
+    rows["seed"] = dict(rows["base"], seed=5)
+    rows["options"] = dict(rows["base"], options={"steps": 3})
+    base = EditConfig(backbone="tiny-random")
+
+    def keys() -> dict[str, str]:
+        out = {}
+        for name, rec in rows.items():
+            row = read_manifest(_jsonl(tmp_path / "m.jsonl", [dict(rec, id="r")]))[0]
+            out[name] = row_key(row, key_config(effective_config(row, base)))
+        return out
+
+    first = keys()
+    assert len(set(first.values())) == 4  # each change gives another key
+    assert keys() == first  # and the same row gives the same key again
+    # placement (device) does not change the key; the image's bytes do
+    row = read_manifest(_jsonl(tmp_path / "m.jsonl", [dict(rows["base"], id="r")]))[0]
+    on_cpu = row_key(row, key_config(effective_config(row, base.model_copy(update={"device": "cpu"}))))
+    assert on_cpu == first["base"]
+    _image(image, (200, 20, 30))
+    assert keys()["base"] != first["base"]
