@@ -21,7 +21,7 @@ def masked_pair(source: np.ndarray, edited: np.ndarray, keep: np.ndarray | None)
     if keep is not None:
         m = np.asarray(keep, dtype=np.float32)[..., None]
         a, b = a * m, b * m
-    to = lambda x: torch.from_numpy(np.ascontiguousarray(x)).permute(2, 0, 1)[None]  # noqa: E731
+    to = lambda x: torch.from_numpy(np.ascontiguousarray(x)).permute(2, 0, 1)[None].contiguous()  # noqa: E731
     return to(a), to(b)
 
 
