@@ -8,6 +8,7 @@ classes with random weights and no download, for tests.
 
 from __future__ import annotations
 
+import logging
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -54,11 +55,32 @@ def load_networks(kind: str = "pretrained", device: str = "auto") -> Networks:
     if kind == "tiny-random":
         return tiny_random(device)
     import open_clip
-    from transformers import ViTModel
 
     dev = pick_device(device)
     missing: list[str] = []
     loaded: dict[str, Any] = {}
+    logging.disable(logging.ERROR)  # the loaders log their own failures; ours is one sentence
+    try:
+        _load_pretrained(loaded, missing)
+    finally:
+        logging.disable(logging.NOTSET)
+    if missing:
+        raise ModelNotFoundError(
+            f"the evaluation needs weights that are neither cached nor downloadable here: "
+            f"{'; '.join(missing)}; run spl eval once with network access (they are cached for "
+            f"later), or copy the Hugging Face and torch caches (HF_HOME, TORCH_HOME) from a machine "
+            f"that has them.")
+    return Networks(dino=loaded["dino"].eval().to(dev), clip=loaded["clip"].eval().to(dev),
+                    clip_preprocess=loaded["preprocess"],
+                    clip_tokenizer=open_clip.get_tokenizer(CLIP_NAME),
+                    lpips=loaded["lpips"].eval().to(dev), device=dev)
+
+
+def _load_pretrained(loaded: dict[str, Any], missing: list[str]) -> None:
+    """Fill ``loaded`` with the networks that load; name the others in ``missing``."""
+    import open_clip
+    from transformers import ViTModel
+
     try:
         loaded["dino"] = ViTModel.from_pretrained(DINO_ID, add_pooling_layer=False)
     except Exception:
@@ -72,16 +94,6 @@ def load_networks(kind: str = "pretrained", device: str = "auto") -> Networks:
         loaded["lpips"] = _quiet_lpips()
     except Exception:
         missing.append("LPIPS's SqueezeNet (torchvision ImageNet weights)")
-    if missing:
-        raise ModelNotFoundError(
-            f"the evaluation needs weights that are neither cached nor downloadable here: "
-            f"{'; '.join(missing)}; run spl eval once with network access (they are cached for "
-            f"later), or copy the Hugging Face and torch caches (HF_HOME, TORCH_HOME) from a machine "
-            f"that has them.")
-    return Networks(dino=loaded["dino"].eval().to(dev), clip=loaded["clip"].eval().to(dev),
-                    clip_preprocess=loaded["preprocess"],
-                    clip_tokenizer=open_clip.get_tokenizer(CLIP_NAME),
-                    lpips=loaded["lpips"].eval().to(dev), device=dev)
 
 
 def tiny_random(device: str = "cpu", seed: int = 0) -> Networks:
