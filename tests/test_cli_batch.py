@@ -145,7 +145,7 @@ def test_killing_a_run_loses_at_most_the_rows_in_flight(tmp_path, example_image)
 
     resumed = _batch(manifest, out)
     assert resumed.exit_code == 0, resumed.output
-    assert f"already done" in resumed.output
+    assert f"{done_before} already done" in resumed.output
     records = _records(out)
     assert [r["id"] for r in records] == ["a", "b", "c", "a-2"]  # every row exactly once
     assert len({r["key"] for r in records}) == 4 and all(r["status"] == "ok" for r in records)

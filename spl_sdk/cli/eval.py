@@ -48,6 +48,12 @@ def evaluate(runs: tuple[Path, ...], out_dir: Path, compare: bool, pie_bench: Pa
         raise ConfigError("several runs are scored together only with --compare; add it, or give one run.")
     if compare and len(runs) < 2:
         raise ConfigError("--compare needs at least two runs, e.g. spl eval RUN_A RUN_B --compare -o report.")
+    for module in ("torchmetrics", "lpips", "matplotlib"):
+        try:
+            __import__(module)
+        except ImportError:
+            raise ConfigError(f"spl eval needs {module}; install the metrics with: "
+                              f"pip install 'spl-sdk[eval]'") from None
     taken: set[str] = set()
     pairs = {_method_name(run, taken): read_pairs(run, pie_bench) for run in runs}  # check all first
     nets = load_networks(networks, device)
