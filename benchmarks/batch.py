@@ -6,8 +6,9 @@
 Each case runs in its own process (a fresh Ray for the Ray cases). Two rates are
 reported: end to end (model loading and Ray start-up included, what a user waits
 for) and steady (rows after the first one, per minute since the first one finished).
-The in-process engine gets all the cores as torch threads; each Ray worker gets
-one CPU and one thread.
+Every process uses one torch thread by default (``--threads`` for the in-process
+engine): on a shared machine more threads than free cores slow torch down badly,
+and one thread per worker is what Ray gives each actor.
 """
 
 from __future__ import annotations
@@ -78,8 +79,8 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--iters", type=int, default=20)
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
-                        help="torch threads of the in-process engine")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads of the in-process engine (one per Ray worker either way)")
     parser.add_argument("--workers", type=int, nargs="+", default=[2], help="Ray actor counts to try")
     parser.add_argument("--case", help=argparse.SUPPRESS)
     args = parser.parse_args()
