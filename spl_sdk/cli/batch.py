@@ -60,6 +60,10 @@ def batch(manifest: Path, out_dir: Path, engine: str, ray_address: str | None, c
                             on_record=lambda r: progress[0](r),
                             ray_options={"address": ray_address, "concurrency": concurrency,
                                          "num_gpus": num_gpus, "num_cpus": num_cpus})
+    except KeyboardInterrupt:
+        click.echo(f"Interrupted; the rows finished so far are recorded in {out_dir / 'results.jsonl'}: "
+                   f"run the same command to resume.", err=True)
+        sys.exit(130)
     finally:
         for p in progress:
             p.close()

@@ -64,7 +64,7 @@ def read_manifest(path: str | Path) -> list[Row]:
                           f"(or be a PIE-Bench mapping_file.json).")
     if not records:
         raise ConfigError(f"manifest '{path}' has no rows.")
-    rows = [_row(i, rec, path.parent) for i, rec in enumerate(records)]
+    rows = [_row(i, rec, path.parent.resolve()) for i, rec in enumerate(records)]
     _unique_ids(rows)
     return rows
 

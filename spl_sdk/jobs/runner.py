@@ -99,7 +99,7 @@ def run_batch(manifest: str | Path, out_dir: str | Path, base: EditConfig | None
     if engine not in ENGINES:
         raise ConfigError(f"unknown engine '{engine}'; use one of {', '.join(ENGINES)}.")
     base = base or EditConfig()
-    out_dir = Path(out_dir)
+    out_dir = Path(out_dir).resolve()  # records keep absolute paths: eval works from any folder
     if out_dir.exists() and not out_dir.is_dir():
         raise ConfigError(f"-o '{out_dir}' is a file; give a folder for the batch's outputs.")
     rows = read_manifest(manifest)
