@@ -155,3 +155,38 @@ def test_killing_a_run_loses_at_most_the_rows_in_flight(tmp_path, example_image)
         name = Path(r["output"]).name
         assert np.array_equal(np.asarray(Image.open(out / "images" / name)),
                               np.asarray(Image.open(ref / "images" / name))), name
+
+
+def test_out_of_memory_becomes_the_rows_one_line_reason(tmp_path, monkeypatch, example_image):
+    import torch
+
+    from spl_sdk.jobs.manifest import read_manifest
+    from spl_sdk.jobs.worker import RowWorker
+
+    _photos(tmp_path, example_image)
+    row = read_manifest(_manifest(tmp_path / "m.jsonl", [_edit("a.png")]))[0]
+
+    def boom(*_a, **_k):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    monkeypatch.setattr(RowWorker, "_edit", boom)
+    record = RowWorker({}).process({"row": row.to_dict(), "key": "k", "config": {},
+                                    "output": str(tmp_path / "o.png")})
+    assert record["status"] == "error" and record["output"] is None
+    assert record["error"].startswith("out of memory") and "\n" not in record["error"]
+
+
+def test_the_terminal_bar_shows_rows_done_failed_and_rate():
+    import io
+
+    from spl_sdk.jobs.progress import BatchProgress
+
+    stream = io.StringIO()
+    bar = BatchProgress(3, stream=stream, tty=True)
+    bar({"id": "a", "status": "ok"})
+    bar({"id": "b", "status": "error", "error": "image 'b.png' does not exist; check the path."})
+    bar.close()
+    text = stream.getvalue()
+    assert "2/3" in text and "ok=1" in text and "failed=1" in text
+    assert "row/s" in text or "s/row" in text  # tqdm's rate
+    assert "failed b: image 'b.png' does not exist" in text
