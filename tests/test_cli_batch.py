@@ -190,3 +190,16 @@ def test_the_terminal_bar_shows_rows_done_failed_and_rate():
     assert "2/3" in text and "ok=1" in text and "failed=1" in text
     assert "row/s" in text or "s/row" in text  # tqdm's rate
     assert "failed b: image 'b.png' does not exist" in text
+
+
+def test_a_second_run_on_the_same_outdir_is_refused(tmp_path, example_image):
+    import fcntl
+
+    _photos(tmp_path, example_image)
+    manifest, out = _manifest(tmp_path / "m.jsonl", [_edit("a.png")]), tmp_path / "out"
+    out.mkdir()
+    with open(out / ".spl-batch.lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as a running spl batch holds it
+        run = _batch(manifest, out)
+    assert run.exit_code == 1 and "another spl batch is writing" in run.output
+    assert not (out / "results.jsonl").exists()

@@ -44,6 +44,7 @@ def test_psnr_mse_ssim_agree_with_scikit_image(masked):
     assert pixel.ssim(a, b, keep) == pytest.approx(ref_ssim, abs=2e-3)
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")  # lpips passes torchvision a deprecated keyword
 def test_only_the_edited_region_changes_so_the_background_is_perfect():
     import lpips
 

@@ -33,7 +33,7 @@ class Journal(JsonlLog):
         return out
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes) -> None:
     """Write bytes to a temp file, fsync, rename over ``path``."""
     tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.spl-tmp"
     try:
@@ -67,7 +67,7 @@ def write_table(records: list[dict[str, Any]], out_dir: Path) -> tuple[Path, Pat
 
     out_dir = Path(out_dir)
     text = "".join(json.dumps(r, sort_keys=True, default=str) + "\n" for r in records)
-    _atomic_write(out_dir / JOURNAL, text.encode("utf-8"))
+    atomic_write(out_dir / JOURNAL, text.encode("utf-8"))
     rows = [flat(r) for r in records]
     columns = sorted({k for r in rows for k in r})
     for c in columns:  # a column mixing kinds of value (a user column) is stored as text
@@ -80,5 +80,5 @@ def write_table(records: list[dict[str, Any]], out_dir: Path) -> tuple[Path, Pat
         else pa.table({})
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink)
-    _atomic_write(out_dir / TABLE, sink.getvalue().to_pybytes())
+    atomic_write(out_dir / TABLE, sink.getvalue().to_pybytes())
     return out_dir / JOURNAL, out_dir / TABLE
