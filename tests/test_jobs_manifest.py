@@ -112,3 +112,20 @@ def test_row_keys_follow_inputs_prompts_options_and_seed(tmp_path):
     assert on_cpu == first["base"]
     _image(image, (200, 20, 30))
     assert keys()["base"] != first["base"]
+
+
+def test_component_options_of_a_row_merge_over_the_runs(tmp_path):
+    manifest = _jsonl(tmp_path / "m.jsonl", [
+        {"image": "a.png", "source_prompt": "x", "target_prompt": "y",
+         "options": {"spl": {"radius": 3}, "steps": 2}},
+        {"image": "a.png", "source_prompt": "x", "target_prompt": "y",
+         "options": {"options": {"loss/spl": {"radius": 4}}}},
+    ])
+    rows = read_manifest(manifest)
+    base = EditConfig(backbone="tiny-random", options={"spl": {"eps": 0.001}})
+    assert row_overrides(rows[0], base) == {"options": {"spl": {"radius": 3}}, "steps": 2}
+    cfg = effective_config(rows[0], base)
+    assert cfg.options == {"spl": {"eps": 0.001, "radius": 3}} and cfg.steps == 2
+    assert effective_config(rows[1], base).options == {"spl": {"eps": 0.001}, "loss/spl": {"radius": 4}}
+    keys = {row_key(r, key_config(effective_config(r, base))) for r in rows}
+    assert len(keys) == 2

@@ -8,10 +8,10 @@ from typing import Any
 
 import click
 
-from spl_sdk.cli.options import config_options, handle_errors
+from spl_sdk.cli.options import config_options, handle_errors, option_flag
 from spl_sdk.config import EditConfig
 
-BATCH_FIELDS = [name for name in EditConfig.model_fields if name != "mask_file"]
+BATCH_FIELDS = [name for name in EditConfig.model_fields if name not in ("mask_file", "options")]
 
 
 @click.command("batch")
@@ -32,22 +32,26 @@ BATCH_FIELDS = [name for name in EditConfig.model_fields if name != "mask_file"]
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="JSON, YAML or TOML file of configuration fields; flags override it, rows override both.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
+@option_flag
 @config_options(EditConfig, BATCH_FIELDS)
 @handle_errors
 def batch(manifest: Path, out_dir: Path, engine: str, ray_address: str | None, concurrency: int,
-          num_gpus: float, num_cpus: float, config_file: Path | None, quiet: bool, **fields: Any) -> None:
+          num_gpus: float, num_cpus: float, config_file: Path | None, quiet: bool,
+          option_texts: tuple[str, ...], **fields: Any) -> None:
     """Run every edit of MANIFEST (JSONL, CSV, Parquet, or PIE-Bench's mapping_file.json) into OUTDIR.
 
     Columns: image, source_prompt, target_prompt, optional id, mask, seed, options (a JSON
-    object of configuration fields) and task (edit or refine; refine rows need an
+    object of configuration fields and component options) and task (edit or refine; refine rows need an
     'edited' image and no model). A rerun skips rows already done; a changed row is
     redone. Exit status 2 when some rows failed (their reasons are in the results table).
     """
     from spl_sdk.config import build_config
     from spl_sdk.jobs.progress import BatchProgress
     from spl_sdk.jobs.runner import run_batch
+    from spl_sdk.options import parse_options
 
-    base = build_config(EditConfig, config_file, **fields)
+    options = parse_options(option_texts) if option_texts else None
+    base = build_config(EditConfig, config_file, options=options, **fields)
     progress: list[BatchProgress] = []
 
     def on_plan(todo: int, skipped: int) -> None:

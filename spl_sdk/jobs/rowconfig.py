@@ -18,8 +18,8 @@ def row_overrides(row: Row, base: EditConfig) -> dict[str, Any]:
     """Config changes a row asks for: its ``options`` object, config-named columns, seed, mask.
 
     A value that is itself an object and names no config field is a component's options
-    (docs/plugins.md); it goes to the config's per-component ``options`` field when the
-    config has one. A row with a mask and no loss set to the masked area masks every
+    (docs/plugins.md, "Options"), e.g. ``{"spl": {"radius": 3}}``: it goes to the config's
+    ``options`` field, merged field by field over the run's. A row with a mask and no loss set to the masked area masks every
     active loss, as ``spl edit --mask`` does.
     """
     fields = type(base).model_fields
@@ -47,6 +47,10 @@ def effective_config(row: Row, base: EditConfig) -> BaseModel:
     if cls is RefineConfig:
         data = {k: v for k, v in data.items() if k in RefineConfig.model_fields}
         overrides.pop("seed", None)  # refine is deterministic; a seed column changes nothing
+    if overrides.get("options"):  # field by field over the run's, as Editor.edit merges them
+        from spl_sdk.options import merge_options
+
+        overrides["options"] = merge_options(base.options, overrides["options"])
     data.update(overrides)
     try:
         return cls(**data)
