@@ -10,8 +10,6 @@ next to it with the same records (timings flattened to ``seconds_<phase>`` colum
 from __future__ import annotations
 
 import json
-import os
-import secrets
 from pathlib import Path
 from typing import Any
 
@@ -33,18 +31,12 @@ class Journal(JsonlLog):
         return out
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write bytes to a temp file, fsync, rename over ``path``."""
-    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.spl-tmp"
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+def write_bytes(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` atomically (spl_sdk.imageio.atomic_write: temp, fsync, publish)."""
+    from spl_sdk.imageio import atomic_write
+
+    with atomic_write(path, force=True) as f:
+        f.write(data)
 
 
 def flat(record: dict[str, Any]) -> dict[str, Any]:
@@ -67,7 +59,7 @@ def write_table(records: list[dict[str, Any]], out_dir: Path) -> tuple[Path, Pat
 
     out_dir = Path(out_dir)
     text = "".join(json.dumps(r, sort_keys=True, default=str) + "\n" for r in records)
-    atomic_write(out_dir / JOURNAL, text.encode("utf-8"))
+    write_bytes(out_dir / JOURNAL, text.encode("utf-8"))
     rows = [flat(r) for r in records]
     columns = sorted({k for r in rows for k in r})
     for c in columns:  # a column mixing kinds of value (a user column) is stored as text
@@ -80,5 +72,5 @@ def write_table(records: list[dict[str, Any]], out_dir: Path) -> tuple[Path, Pat
         else pa.table({})
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink)
-    atomic_write(out_dir / TABLE, sink.getvalue().to_pybytes())
+    write_bytes(out_dir / TABLE, sink.getvalue().to_pybytes())
     return out_dir / JOURNAL, out_dir / TABLE

@@ -16,7 +16,7 @@ from spl_sdk.config import EditConfig
 from spl_sdk.errors import ConfigError, SplError
 from spl_sdk.jobs.keys import row_key
 from spl_sdk.jobs.manifest import Row, read_manifest
-from spl_sdk.jobs.results import JOURNAL, Journal, atomic_write, write_table
+from spl_sdk.jobs.results import JOURNAL, Journal, write_bytes, write_table
 from spl_sdk.jobs.rowconfig import effective_config, key_config
 from spl_sdk.jobs.worker import Job
 
@@ -118,8 +118,9 @@ def run_batch(manifest: str | Path, out_dir: str | Path, base: EditConfig | None
         info = {"spl_sdk": __version__, "manifest": str(Path(manifest).resolve()), "engine": engine,
                 "config": base.model_dump(mode="json"),
                 "started_at": datetime.now(UTC).isoformat(timespec="seconds")}
-        atomic_write(out_dir / RUN_INFO, json.dumps(info, indent=2, sort_keys=True).encode())
+        write_bytes(out_dir / RUN_INFO, json.dumps(info, indent=2, sort_keys=True).encode())
         _clean_temp_files(out_dir / IMAGES)
+        _clean_temp_files(out_dir)  # a table rewrite cut off by a kill
 
         def record_done(record: dict[str, Any]) -> None:
             journal.append(record)  # fsynced before anything else sees the row as done
