@@ -52,6 +52,8 @@ from spl_sdk.plugins import Plugins, get_plugins
 from spl_sdk.terms import build_terms
 
 ProgressCallback = Callable[[int, int, "Image.Image | None"], "bool | None"]
+# (phase, done, total) per phase: "mask pass", "steps", "injection", "post-processing"
+PhaseCallback = Callable[[str, int, int], None]
 # fields fixed when the backbone is loaded; an edit cannot override them
 LOAD_FIELDS = ("backbone", "model", "device", "dtype", "cpu_offload")
 PHASES = ("text", "vae", "mask", "unet", "optimisation", "post_process", "total")
@@ -105,8 +107,13 @@ class Editor:
     # ------------------------------------------------------------------ public API
     def edit(self, image: Image.Image | str | Path, source_prompt: str, target_prompt: str, *,
              mask: Image.Image | torch.Tensor | None = None, callback: ProgressCallback | None = None,
-             previews: bool = False, **overrides: Any) -> EditResult:
-        """Edit ``image`` from ``source_prompt`` towards ``target_prompt``, keeping its edges."""
+             previews: bool = False, on_phase: PhaseCallback | None = None,
+             **overrides: Any) -> EditResult:
+        """Edit ``image`` from ``source_prompt`` towards ``target_prompt``, keeping its edges.
+
+        ``callback(done, total, preview)`` counts every unit of work (return False to cancel);
+        ``on_phase(phase, done, total)`` reports the same work per phase, for progress bars.
+        """
         cfg = self._with_backbone_defaults(self._config_with(overrides))
         cfg = with_resolved_options(self.plugins, cfg, self.backbone)  # every option value, checked
         cfg = self._with_method_defaults(cfg)
@@ -114,8 +121,8 @@ class Editor:
         timer = _Timer.fromkeys(PHASES, 0.0)
         try:
             with timer.phase("total"):
-                result = self._edit(cfg, image, source_prompt, target_prompt, mask, callback,
-                                    previews, timer)
+                result = self._edit(cfg, image, source_prompt, target_prompt, mask,
+                                    (callback, on_phase), previews, timer)
         except torch.OutOfMemoryError:
             raise SplError(
                 f"the {self.backbone.device} device ran out of memory at working size "
@@ -180,7 +187,8 @@ class Editor:
                 f"{limit} (start and end included), T5 reads all of it."), stacklevel=3)
 
     def _edit(self, cfg: EditConfig, image: Any, source_prompt: str, target_prompt: str,
-              mask: Any, callback: ProgressCallback | None, previews: bool, timer: _Timer) -> EditResult:
+              mask: Any, callbacks: tuple[ProgressCallback | None, PhaseCallback | None],
+              previews: bool, timer: _Timer) -> EditResult:
         # refuse what cannot work before any work: method, controller and mask extractor
         method = self._method(cfg)
         controller = self._controller(cfg, method, source_prompt, target_prompt)
@@ -192,7 +200,7 @@ class Editor:
             extractor, context = self._extractor(cfg, source, source_prompt, target_prompt)
         post = self._post_processor(cfg)
         first_pass = extractor is not None and extractor.needs_first_pass
-        progress = _Progress(callback, cfg.steps, 2 if first_pass else 1,
+        progress = _Progress(*callbacks, cfg.steps, 2 if first_pass else 1,
                              post.progress_total() if post is not None else 0, self.backbone, previews)
 
         # everything, full-resolution post-processing included, runs on the model's device
@@ -209,6 +217,7 @@ class Editor:
                                                  timer)
         terms = build_terms(self.plugins, cfg, mask_tensor)
         inject = self._injector(cfg, terms, round_trip, timer) if terms else None
+        progress.opt_start = cfg.opt_start if inject is not None else 1.0
         out = self._run(cfg, method, controller, source_prompt, target_prompt, z0, inject, progress, timer)
         with timer.phase("vae"):
             edited = resize(self.backbone.decode_latents(out.latent).float(), size)
@@ -329,8 +338,10 @@ class Editor:
         """A first pass of the method without losses (attention maps, first result), then the mask."""
         if extractor.needs_first_pass:
             controller = self._controller(cfg, method, context.source_prompt, context.target_prompt)
+            progress.pass_name = "mask pass"
             first = self._run(cfg, method, controller, context.source_prompt, context.target_prompt,
                               z0, None, progress, timer)
+            progress.pass_name = None
             context.first_result = resize(self.backbone.decode_latents(first.latent).float(), size)
             context.attention = (controller.attention_maps(self.backbone.attention_res)
                                  if controller is not None else None)
@@ -350,25 +361,31 @@ def call_post_processor(post: PostProcessor, source: torch.Tensor, edited: torch
 
 
 class _Progress:
-    """Adapts the method's per-step hook and the post-processor's callback to the user's callback.
+    """Adapts the method's per-step hook and the post-processor's callback to the user's callbacks.
 
-    The user sees one count over the work units: every denoising step of every pass
-    (a pass may report another step count than configured: the total follows it),
-    then each unit the post-processor reports.
+    ``callback`` sees one count over the work units: every denoising step of every pass
+    (a pass may report another step count than configured: the total follows it), then
+    each unit the post-processor reports. ``on_phase`` sees the same units per phase:
+    "mask pass" (a first pass for the mask), "steps" and "injection" (steps with
+    ``i / n >= opt_start`` when losses are injected), "post-processing".
     """
 
-    def __init__(self, callback: ProgressCallback | None, steps: int, passes: int, post_units: int,
-                 backbone: Backbone, previews: bool) -> None:
-        self.callback, self.backbone, self.previews = callback, backbone, previews
+    def __init__(self, callback: ProgressCallback | None, on_phase: PhaseCallback | None, steps: int,
+                 passes: int, post_units: int, backbone: Backbone, previews: bool) -> None:
+        self.callback, self.on_phase, self.backbone, self.previews = callback, on_phase, backbone, previews
         self.planned = steps  # steps per pass as configured
         self.steps = steps * passes  # all passes' steps, corrected as passes report theirs
         self.total = self.steps + post_units
         self.done = 0
+        self.opt_start = 1.0  # set by the editor once it knows whether losses are injected
+        self.pass_name: str | None = None  # "mask pass" during a first pass
         self._pass_steps: int | None = None
+        self._phase_done: dict[str, int] = {}
 
     def begin_pass(self) -> None:
         """Called before each run of the method."""
         self._pass_steps = None
+        self._phase_done = {}
 
     def __call__(self, step: int, steps: int, x0_hat: torch.Tensor) -> None:
         if self._pass_steps is None:  # the first step of a pass says how many it has
@@ -376,15 +393,31 @@ class _Progress:
             self.steps += steps - self.planned
             self.total += steps - self.planned
         self.done += 1
+        if self.on_phase is not None:
+            self._phase(step, steps)
         if self.callback is None:
             return
         preview = tensor_to_pil(self.backbone.decode_latents(x0_hat).float()) if self.previews else None
         self._report(preview)
 
+    def _phase(self, step: int, steps: int) -> None:
+        """Report ``step`` (0-based) of a pass of ``steps`` to ``on_phase`` under its phase."""
+        injected = sum(1 for i in range(steps) if i / steps >= self.opt_start and self.opt_start < 1.0)
+        if self.pass_name is not None:
+            phase, total = self.pass_name, steps
+        elif injected and step / steps >= self.opt_start:
+            phase, total = "injection", injected
+        else:
+            phase, total = "steps", steps - injected
+        self._phase_done[phase] = self._phase_done.get(phase, 0) + 1
+        self.on_phase(phase, self._phase_done[phase], total)  # type: ignore[misc]
+
     def post(self, done: int, total: int) -> None:
         """The post-processor's progress: ``done`` of its own ``total`` units."""
         self.total = self.steps + max(total, 0)
         self.done = self.steps + min(max(done, 0), total)
+        if self.on_phase is not None:
+            self.on_phase("post-processing", min(max(done, 0), total), total)
         if self.callback is not None:
             self._report(None)
 

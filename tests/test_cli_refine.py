@@ -210,7 +210,11 @@ def test_progress_bar_shows_only_when_enabled(capsys: pytest.CaptureFixture[str]
     assert capsys.readouterr().err == ""
 
 
-def test_progress_bar_is_quiet_when_stderr_is_not_a_terminal(capsys: pytest.CaptureFixture[str]) -> None:
+def test_progress_bar_writes_one_line_off_a_terminal_and_none_when_quiet(
+        capsys: pytest.CaptureFixture[str]) -> None:
     with progress_bar("refine") as progress:  # pytest's captured stderr is not a terminal
+        progress(1, 2, None)
+    assert capsys.readouterr().err.startswith("refine: 1/2 it in ")
+    with progress_bar("refine", quiet=True) as progress:
         progress(1, 2, None)
     assert capsys.readouterr().err == ""

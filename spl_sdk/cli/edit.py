@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from spl_sdk.cli.options import config_options, handle_errors, option_flag
+from spl_sdk.cli.options import config_options, handle_errors, option_flag, quiet_flag
 from spl_sdk.config import EditConfig
 from spl_sdk.footprint import ALLOW_LARGE_HELP
 from spl_sdk.text import printable
@@ -36,14 +36,15 @@ EDIT_FIELDS = [name for name in EditConfig.model_fields if name not in ("mask_fi
 @click.option("--cpl", is_flag=True, default=False, help="Shortcut for --color-loss cpl.")
 @click.option("--allow-pickle", is_flag=True, help=ALLOW_PICKLE_HELP)
 @click.option("--allow-large", is_flag=True, help=ALLOW_LARGE_HELP)
+@quiet_flag
 @option_flag
 @config_options(EditConfig, EDIT_FIELDS)
 @handle_errors
 def edit(image: Path, source_prompt: str, target_prompt: str, output: Path, mask_file: Path | None,
          save_mask: Path | None, config_file: Path | None, force: bool, cpl: bool, allow_pickle: bool,
-         allow_large: bool, option_texts: tuple[str, ...], **fields: Any) -> None:
+         allow_large: bool, quiet: bool, option_texts: tuple[str, ...], **fields: Any) -> None:
     """Edit IMAGE from the --source sentence towards the --target sentence, keeping its edges."""
-    from spl_sdk.cli.progress import progress_bar
+    from spl_sdk.cli.progress import phase_progress
     from spl_sdk.editor import Editor
     from spl_sdk.footprint import check_fits, out_of_memory_as_error
     from spl_sdk.imageio import check_distinct, check_output, load_image, save_image
@@ -64,9 +65,8 @@ def edit(image: Path, source_prompt: str, target_prompt: str, output: Path, mask
         check_fits(*photo.size, "post-process it at full size", allow_large)
     with allowing_pickle(allow_pickle):
         editor = Editor.from_config(cfg)
-    with progress_bar("edit", unit="step") as bar, out_of_memory_as_error(*photo.size, "edit it"):
-        result = editor.edit(photo, source_prompt, target_prompt,
-                             callback=lambda step, total, _p: bar(step, total, None))
+    with phase_progress(quiet=quiet) as report, out_of_memory_as_error(*photo.size, "edit it"):
+        result = editor.edit(photo, source_prompt, target_prompt, on_phase=report)
     meta = result.metadata() | {"command": "spl edit", "image": str(image)}
     save_image(result.image, output, metadata=meta, force=force)
     if save_mask is not None:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from spl_sdk.cli.options import config_options, handle_errors, option_flag
+from spl_sdk.cli.options import config_options, handle_errors, option_flag, quiet_flag
 from spl_sdk.config import EditConfig, field_help
 from spl_sdk.errors import ImageError, SplError
 from spl_sdk.footprint import ALLOW_LARGE_HELP
@@ -70,6 +70,7 @@ SECRET_VARIABLES = ("_API_KEY", "_TOKEN", "_SECRET")
 @click.option("--force", is_flag=True, help="Overwrite existing output files.")
 @click.option("--allow-pickle", is_flag=True, help=ALLOW_PICKLE_HELP)
 @click.option("--allow-large", is_flag=True, help=ALLOW_LARGE_HELP)
+@quiet_flag
 @config_options(EditConfig, EDIT_FIELDS)
 @handle_errors
 def harmonize(composite: Path, mask: Path, output: Path | None, harmonizer_name: str,
@@ -77,7 +78,7 @@ def harmonize(composite: Path, mask: Path, output: Path | None, harmonizer_name:
               api_key: str | None,
               timeout: float | None, max_attempts: int | None, prompts_only: bool, as_json: bool,
               backbone_model: str | None, config_file: Path | None, force: bool,
-              allow_pickle: bool, allow_large: bool, **fields: Any) -> None:
+              allow_pickle: bool, allow_large: bool, quiet: bool, **fields: Any) -> None:
     """Harmonize the object pasted into COMPOSITE (white in MASK) with its background.
 
     COMPOSITE and MASK are image files, or two folders (masks matched by file name
@@ -109,6 +110,7 @@ def harmonize(composite: Path, mask: Path, output: Path | None, harmonizer_name:
     secrets = [str(v) for fields in raw.values() for k, v in fields.items() if _secret_name(k)]
     job = _Job(harmonizer, harmonizer_name, object_word, cfg, plugins, force, as_json, (api_key, *secrets))
     job.allow_pickle, job.allow_large = allow_pickle, allow_large
+    job.quiet = quiet
     if batch:
         assert output is not None
         failed = job.run_batch(composite, mask, output)
@@ -206,6 +208,7 @@ class _Job:
         self._editor: Editor | None = None
         self.allow_pickle = False  # --allow-pickle: pickle weights may load (with a warning)
         self.allow_large = False  # --allow-large: skip the up-front memory estimate
+        self.quiet = False  # --quiet: no progress on stderr
         from_env = [v for k, v in os.environ.items() if k.upper().endswith(SECRET_VARIABLES)]
         self.secrets = [s for s in (*from_env, *secrets) if s and len(s) >= 8]
 
@@ -231,7 +234,7 @@ class _Job:
     def edit(self, image: Any, fg: Any, h: Harmonization, composite: Path, mask: Path,
              output: Path, desc: str) -> dict[str, float]:
         """Run the harmonizing edit and save it atomically with prompts in the metadata."""
-        from spl_sdk.cli.progress import progress_bar
+        from spl_sdk.cli.progress import phase_progress
         from spl_sdk.footprint import check_fits, out_of_memory_as_error
         from spl_sdk.harmonize import background_mask
         from spl_sdk.imageio import save_image
@@ -239,9 +242,10 @@ class _Job:
         assert self.cfg is not None
         if self.cfg.post_process:  # before the model loads (single runs load it here)
             check_fits(*image.size, "post-process it at full size", self.allow_large)
-        with progress_bar(desc, unit="step") as bar, out_of_memory_as_error(*image.size, "edit it"):
+        with phase_progress(quiet=self.quiet) as report, out_of_memory_as_error(*image.size, "edit it"):
             result = self.editor.edit(image, h.source_prompt, h.target_prompt, mask=background_mask(fg),
-                                      callback=lambda step, total, _p: bar(step, total, None))
+                                      on_phase=lambda phase, done, total: report(
+                                          f"{desc} {phase}", done, total))
         meta = result.metadata() | {
             "command": "spl harmonize", "composite": str(composite), "mask": str(mask),
             "harmonizer": self.harmonizer_name, "harmonizer_options": _public_options(self.harmonizer),

@@ -62,6 +62,9 @@ option_flag = click.option(
          "where a name exists in two kinds; VALUE is read as JSON when it parses). "
          "'spl plugins NAME' lists a component's options.")
 
+quiet_flag = click.option("--quiet", "-q", is_flag=True, default=False,
+                          help="No progress on stderr (a bar per phase on a terminal, else one line per phase).")
+
 
 def handle_errors(fn: Callable) -> Callable:
     """Turn SplError (and Ctrl-C) into a one-line message and a non-zero exit code."""

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from spl_sdk.cli.options import config_options, handle_errors, option_flag
+from spl_sdk.cli.options import config_options, handle_errors, option_flag, quiet_flag
 from spl_sdk.config import RefineConfig
 from spl_sdk.footprint import ALLOW_LARGE_HELP
 from spl_sdk.text import printable
@@ -73,11 +73,12 @@ def _option_text(value: Any) -> str:
                    "configuration; flags override it.")
 @click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
 @click.option("--allow-large", is_flag=True, help=ALLOW_LARGE_HELP)
+@quiet_flag
 @option_flag
 @config_options(RefineConfig, REFINE_FIELDS)
 @handle_errors
 def refine(source: Path, edited: Path, output: Path, mask: Path | None, iters: int | None,
-           cpl: bool, config_file: Path | None, force: bool, allow_large: bool,
+           cpl: bool, config_file: Path | None, force: bool, allow_large: bool, quiet: bool,
            option_texts: tuple[str, ...], **fields: Any) -> None:
     """Restore SOURCE's edges in EDITED (any edit of it) and write OUTPUT at SOURCE's size.
 
@@ -110,7 +111,7 @@ def refine(source: Path, edited: Path, output: Path, mask: Path | None, iters: i
     if cfg.mask_file is not None:
         mask_t = imageio.mask_to_tensor(imageio.load_mask(cfg.mask_file, size=src.size))
     terms = build_terms(plugins, cfg, mask_t)
-    with progress_bar("refine") as progress, out_of_memory_as_error(*src.size, "refine it"):
+    with progress_bar("refine", quiet=quiet) as progress, out_of_memory_as_error(*src.size, "refine it"):
         result = optimise_image(imageio.pil_to_tensor(src), imageio.pil_to_tensor(start), terms,
                                 iterations=cfg.iterations, solver=cfg.solver, progress=progress)
     metadata = {"spl_sdk": __version__, "command": command_line(source, edited, output, cfg),
