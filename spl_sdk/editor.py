@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 from pydantic import ValidationError
 
-from spl_sdk import __version__
+from spl_sdk import __version__, checks
 from spl_sdk.components import (
     AttentionController,
     Backbone,
@@ -49,7 +49,7 @@ from spl_sdk.imageio import (
 from spl_sdk.optimiser import optimise_image
 from spl_sdk.options import construct, load_backbone, merge_options, with_resolved_options
 from spl_sdk.plugins import Plugins, get_plugins
-from spl_sdk.terms import build_terms
+from spl_sdk.terms import build_terms, check_terms
 
 ProgressCallback = Callable[[int, int, "Image.Image | None"], "bool | None"]
 # (phase, done, total) per phase: "mask pass", "steps", "injection", "post-processing"
@@ -223,7 +223,7 @@ class Editor:
             edited = resize(self.backbone.decode_latents(out.latent).float(), size)
         if post is not None and terms:
             with timer.phase("post_process"):
-                edited = call_post_processor(post, source, edited, terms, progress.post)
+                edited = call_post_processor(post, source, edited, terms, progress.post, self.plugins)
         mask_pil = tensor_to_pil(mask_tensor.expand(-1, 3, -1, -1) * 2 - 1).convert("L") \
             if mask_tensor is not None else None
         return EditResult(image=tensor_to_pil(edited), config=cfg, source_prompt=source_prompt,
@@ -268,7 +268,7 @@ class Editor:
             target_guidance=cfg.target_guidance, seed=cfg.seed, opt_start=cfg.opt_start,
             inject=inject, on_step=progress, original_steps=cfg.original_steps)
         progress.begin_pass()
-        out = method.edit(request)
+        out = self.plugins.call(method, "edit", request, check=checks.has_latent)
         timer["unet"] = timer.get("unet", 0.0) + out.unet_seconds
         timer["text"] = timer.get("text", 0.0) + out.text_seconds
         return out
@@ -310,9 +310,14 @@ class Editor:
                   timer: _Timer) -> Injector:
         """Loss injection: decode x0_hat, optimise it against the source's VAE round trip, re-encode."""
 
+        checked: list[bool] = []
+
         def inject(x0_hat: torch.Tensor) -> torch.Tensor:
             with timer.phase("vae"):
                 decoded = self.backbone.decode_latents(x0_hat).float()
+            if not checked:  # a faulty loss plug-in is named before the optimiser runs it
+                check_terms(self.plugins, terms, round_trip.float(), decoded)
+                checked.append(True)
             with timer.phase("optimisation"):
                 refined = optimise_image(round_trip.float(), decoded, terms, iterations=cfg.iterations,
                                          solver=cfg.solver).image
@@ -345,19 +350,28 @@ class Editor:
             context.first_result = resize(self.backbone.decode_latents(first.latent).float(), size)
             context.attention = (controller.attention_maps(self.backbone.attention_res)
                                  if controller is not None else None)
-        mask = extractor.extract(context).float()
+        mask = self.plugins.call(extractor, "extract", context, check=checks.mask_map).float()
+        mask = mask.reshape(1, 1, *mask.shape[-2:])
         return resize(mask, size) if tuple(mask.shape[-2:]) != size else mask
 
 
 def call_post_processor(post: PostProcessor, source: torch.Tensor, edited: torch.Tensor,
-                        terms: list[LossTerm], callback: PostCallback) -> torch.Tensor:
-    """``post.process`` with the progress callback (``progress=`` for post-processors written before it)."""
+                        terms: list[LossTerm], callback: PostCallback,
+                        plugins: Plugins | None = None) -> torch.Tensor:
+    """``post.process`` with the progress callback (``progress=`` for post-processors written before it).
+
+    With ``plugins``, a failure or an output of another shape is one line naming the plug-in.
+    """
     params = inspect.signature(post.process).parameters
+    kwargs: dict[str, Any] = {}
     if "callback" in params or any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        return post.process(source, edited, terms, callback=callback)
-    if "progress" in params:
-        return post.process(source, edited, terms, progress=lambda i, n, *_: callback(i, n))
-    return post.process(source, edited, terms)
+        kwargs["callback"] = callback
+    elif "progress" in params:
+        kwargs["progress"] = lambda i, n, *_: callback(i, n)
+    if plugins is None:
+        return post.process(source, edited, terms, **kwargs)
+    return plugins.call(post, "process", source, edited, terms, check=checks.shaped_like(edited),
+                        **kwargs)
 
 
 class _Progress:

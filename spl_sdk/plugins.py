@@ -10,9 +10,10 @@ or build :class:`Plugins` yourself), typed look-ups such as
 from __future__ import annotations
 
 import importlib.metadata
+import inspect
 import os
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, TypeVar
@@ -32,9 +33,10 @@ from spl_sdk.components import (
     MaskExtractor,
     PostProcessor,
 )
-from spl_sdk.errors import PluginError, UnknownComponentError
+from spl_sdk.errors import PluginError, SplError, UnknownComponentError
 
 ENTRY_POINT_GROUP = "spl_sdk"
+BUILTIN_PACKAGE = "spl-sdk"  # the built-in plug-ins' distribution
 
 HOOK_OF_KIND = {
     "backbone": "spl_register_backbones",
@@ -132,6 +134,8 @@ class Plugins:
             try:
                 module = ep.load()
                 self.register(module, name=ep.name, package=dist, version=version)
+                if not self.pm.get_hookcallers(module):
+                    self._warn(_nothing_registered(ep.name, dist, module))
             except PluginError as exc:  # a misspelt hook: say so, keep the other plug-ins
                 self._warn(f"{exc} (package {dist} {version}); its components are unavailable.")
             except Exception as exc:  # a broken plug-in must not break unrelated commands
@@ -174,11 +178,11 @@ class Plugins:
                 def register(cls: type, _kind: str = kind, _base: type = base,
                              _plugin: str = impl.plugin_name, _pkg: str = package,
                              _ver: str = version, _found: list = found) -> None:
-                    if not (isinstance(cls, type) and issubclass(cls, _base)) or not getattr(cls, "name", ""):
-                        raise PluginError(
-                            f"plug-in '{_plugin}' ({_pkg}) registered {cls!r} as a "
-                            f"{KIND_LABEL[_kind]}, but it must be a subclass of "
-                            f"spl_sdk.components.{_base.__name__} with a non-empty 'name'.")
+                    problem = class_problem(cls, _kind)
+                    if problem:  # skip this class, keep the plug-in's others
+                        self._warn(f"plug-in '{_plugin}' ({_pkg}) registered {problem}; it is "
+                                   f"unavailable.")
+                        return
                     _found.append(ComponentInfo(_kind, cls.name, cls, _plugin, _pkg, _ver))
 
                 try:
@@ -193,7 +197,14 @@ class Plugins:
                     registry[kind].setdefault(info.name, []).append(info)
         for kind, names in registry.items():
             for name, infos in names.items():
-                if len(infos) > 1:
+                builtin = [i for i in infos if i.package == BUILTIN_PACKAGE]
+                if len(infos) > 1 and len(builtin) == 1:
+                    for i in infos:
+                        if i is not builtin[0]:
+                            self._warn(f"{KIND_LABEL[kind]} '{name}' of package {i.package} has the "
+                                       f"name of a built-in; '{name}' keeps meaning the built-in and "
+                                       f"'{i.package}:{name}' names {i.package}'s.")
+                elif len(infos) > 1:
                     who = " and ".join(f"{i.package} (plug-in '{i.plugin}')" for i in infos)
                     self._warn(f"{KIND_LABEL[kind]} '{name}' is registered by both {who}; "
                                f"uninstall one or disable it with SPL_DISABLE_PLUGINS.")
@@ -211,9 +222,14 @@ class Plugins:
         return sorted(self.registry[kind])
 
     def info(self, kind: str, name: str) -> ComponentInfo:
-        """The component ``name`` of ``kind``; a clear error if unknown or registered twice."""
-        infos = self.registry[kind].get(name)
+        """The component ``name`` (or ``package:name``) of ``kind``; a clear error if unknown or ambiguous."""
         label = KIND_LABEL[kind]
+        owner, _, bare = name.rpartition(":")
+        infos = self.registry[kind].get(bare)
+        if owner and infos:  # qualified: the package (or plug-in) that registered it
+            infos = [i for i in infos if owner in (i.package, i.plugin)]
+        elif infos and len(infos) > 1:  # a built-in keeps its name against third parties
+            infos = [i for i in infos if i.package == BUILTIN_PACKAGE] or infos
         if not infos:
             available = ", ".join(self.names(kind)) or "none installed"
             raise UnknownComponentError(
@@ -270,9 +286,77 @@ class Plugins:
                                  "options": i.options_schema})
         return rows
 
+    def describe(self, component: object) -> str:
+        """``loss term 'spl' (plug-in 'losses', package spl-sdk)`` for a component or its class."""
+        cls = component if isinstance(component, type) else type(component)
+        for kind, names in self.registry.items():
+            for infos in names.values():
+                for i in infos:
+                    if i.cls is cls:
+                        return f"{KIND_LABEL[kind]} '{i.name}' (plug-in '{i.plugin}', package {i.package})"
+        return f"component {cls.__module__}.{cls.__qualname__}"
+
+    def call(self, component: object, method: str, *args: Any,
+             check: Callable[[Any], str | None] | None = None, **kwargs: Any) -> Any:
+        """``component.method(*args, **kwargs)``; a failure or a wrong output becomes one line naming it.
+
+        ``check(output)`` returns what is wrong with the output (e.g. "a loss of shape
+        (1, 3, 8, 8) (expected a scalar)") or None. SplError (Cancelled included) passes through.
+        """
+        try:
+            out = getattr(component, method)(*args, **kwargs)
+        except SplError:
+            raise
+        except Exception as exc:
+            if type(exc).__name__ == "OutOfMemoryError":  # the device's fault, reported by the editor
+                raise
+            raise PluginError(f"{self.describe(component)} failed in {method}(): "
+                              f"{type(exc).__name__}: {exc}") from exc
+        problem = check(out) if check is not None else None
+        if problem:
+            raise PluginError(f"{self.describe(component)} returned {problem} from {method}(); "
+                              f"fix the plug-in or choose another component.")
+        return out
+
     def plugin_names(self) -> list[str]:
         """Names of the registered plug-ins."""
         return sorted(name for name, _ in self.pm.list_name_plugin())
+
+
+def class_problem(cls: object, kind: str) -> str | None:
+    """What makes ``cls`` unfit to register as a component of ``kind`` (None when it is fit)."""
+    base = KIND_BASES[kind]
+    label = KIND_LABEL[kind]
+    if not isinstance(cls, type):
+        if isinstance(cls, Component):
+            return (f"an instance of {type(cls).__name__} as a {label}; register the class itself "
+                    f"(register({type(cls).__name__}))")
+        return f"{cls!r} as a {label}, but it is not a class"
+    if not issubclass(cls, base):
+        other = next((KIND_LABEL[k] for k, b in KIND_BASES.items() if issubclass(cls, b)), None)
+        what = f"a {other}: register it with {HOOK_OF_KIND[_kind_of(other)]}" if other else \
+            f"not a subclass of spl_sdk.components.{base.__name__}"
+        return f"{cls.__name__} as a {label}, but it is {what}"
+    if not getattr(cls, "name", ""):
+        return f"{cls.__name__} as a {label} without a name; set the class attribute name = \"...\""
+    if inspect.isabstract(cls):
+        missing = ", ".join(sorted(getattr(cls, "__abstractmethods__", ())))
+        return f"{label} '{cls.name}' ({cls.__name__}) without its abstract method(s) {missing}; implement them"
+    return None
+
+
+def _kind_of(label: str) -> str:
+    """The kind whose label is ``label``."""
+    return next(k for k, v in KIND_LABEL.items() if v == label)
+
+
+def _nothing_registered(name: str, dist: str, module: object) -> str:
+    """The warning for an entry-point module without any hook implementation."""
+    unmarked = sorted(n for n in dir(module) if n.startswith("spl_register_"))
+    hint = (f"its function(s) {', '.join(unmarked)} lack the @hookimpl decorator "
+            f"(from spl_sdk import hookimpl)") if unmarked else \
+        "it has no @hookimpl function (from spl_sdk import hookimpl)"
+    return f"plug-in '{name}' from package {dist} registers nothing: {hint}."
 
 
 def get_plugins(**kwargs: Any) -> Plugins:

@@ -52,6 +52,16 @@ def warn_if_empty(mask: torch.Tensor, roles: Sequence[str]) -> bool:
     return True
 
 
+def check_terms(plugins: Plugins, terms: Sequence[LossTerm], source: torch.Tensor,
+                edited: torch.Tensor) -> None:
+    """Evaluate each term once so a failing plug-in, or one returning a map, is named in one line."""
+    from spl_sdk.checks import scalar
+
+    with torch.no_grad():
+        for term in terms:
+            plugins.call(term, "__call__", source, edited, check=scalar)
+
+
 def total_loss(terms: Sequence[LossTerm], source: torch.Tensor, edited: torch.Tensor) -> float:
     """Summed weighted loss of ``edited`` against ``source`` (both in [-1, 1])."""
     with torch.no_grad():

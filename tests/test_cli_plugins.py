@@ -14,6 +14,7 @@ from click.testing import CliRunner, Result
 from PIL import Image, ImageFilter
 
 import spl_sdk.plugins
+from spl_sdk.imageio import read_metadata
 from spl_sdk import hookimpl
 from spl_sdk.cli import main
 from spl_sdk.components import LossTerm
@@ -127,14 +128,15 @@ def test_load_problems_warn_on_stderr_without_failing(monkeypatch: pytest.Monkey
     assert result.exit_code == 0
     warnings = [line for line in result.stderr.splitlines() if line.startswith("Warning: ")]
     assert any("spl-broken" in w and "failed to import" in w for w in warnings), result.stderr
-    assert any("'spl' is registered by both" in w and "spl-sdk" in w and "spl-copycat" in w
-               for w in warnings), result.stderr
+    assert any("'spl' of package spl-copycat has the name of a built-in" in w
+               and "'spl-copycat:spl'" in w for w in warnings), result.stderr
     rows = json.loads(result.stdout)  # stdout stays clean JSON
     assert {r["package"] for r in rows if r["name"] == "spl"} == {"spl-sdk", "spl-copycat"}
-    # a clash only fails the command that needs the clashing name
+    # the built-in keeps its name; the third party's stays reachable as package:name
     Image.new("RGB", (16, 12), (90, 60, 30)).save(tmp_path / "a.png")
     args = ["refine", tmp_path / "a.png", tmp_path / "a.png", "-o", tmp_path / "c.png", "--iters", 2]
     assert spl(*args, "--structure-loss", "l1").exit_code == 0
-    clash = spl(*args, "--force")
-    assert clash.exit_code == 1 and "Traceback" not in clash.output
-    assert clash.stderr.splitlines()[-1].startswith("Error: loss term 'spl' is registered by both")
+    assert spl(*args, "--force").exit_code == 0
+    other = spl(*args, "--force", "--structure-loss", "spl-copycat:spl")
+    assert other.exit_code == 0, other.output
+    assert read_metadata(tmp_path / "c.png")["config"]["structure_loss"] == "spl-copycat:spl"

@@ -174,7 +174,7 @@ def test_registering_a_wrong_class_warns_and_keeps_the_rest() -> None:
     plugins = Plugins(load_entrypoints=False)
     plugins.register(module, name="wrong", package="pkg-wrong")
     plugins.register(_plugin("ok_mod", "alpha"), name="ok")
-    with pytest.warns(PluginWarning, match="'wrong' \\(pkg-wrong\\) registered <class 'int'>"):
+    with pytest.warns(PluginWarning, match="'wrong' \\(pkg-wrong\\) registered int as a loss term, but it is not a subclass"):
         assert plugins.names("loss") == ["alpha"]
 
 

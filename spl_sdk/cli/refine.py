@@ -93,7 +93,7 @@ def refine(source: Path, edited: Path, output: Path, mask: Path | None, iters: i
     from spl_sdk.footprint import check_fits, out_of_memory_as_error
     from spl_sdk.optimiser import optimise_image
     from spl_sdk.options import check_options, with_resolved_options
-    from spl_sdk.terms import build_terms
+    from spl_sdk.terms import build_terms, check_terms
 
     cfg = _resolve(config_file, mask, iters, cpl, fields, option_texts)
     plugins = load_plugins()
@@ -111,6 +111,7 @@ def refine(source: Path, edited: Path, output: Path, mask: Path | None, iters: i
     if cfg.mask_file is not None:
         mask_t = imageio.mask_to_tensor(imageio.load_mask(cfg.mask_file, size=src.size))
     terms = build_terms(plugins, cfg, mask_t)
+    check_terms(plugins, terms, imageio.pil_to_tensor(src), imageio.pil_to_tensor(start))
     with progress_bar("refine", quiet=quiet) as progress, out_of_memory_as_error(*src.size, "refine it"):
         result = optimise_image(imageio.pil_to_tensor(src), imageio.pil_to_tensor(start), terms,
                                 iterations=cfg.iterations, solver=cfg.solver, progress=progress)
