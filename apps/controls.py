@@ -25,12 +25,14 @@ from spl_sdk.plugins import Plugins
 
 PREFIX = "cfg."
 # fields whose value names a plug-in of this kind: the widget lists the installed ones
-PLUGIN_KIND = {"backbone": "backbone", "method": "method", "attention": "attention", "post_processor": "postprocess",
+PLUGIN_KIND = {"backbone": "backbone", "method": "method", "attention": "attention", 
                "mask_extractor": "mask", "structure_loss": "loss", "color_loss": "loss"}
 # optional loss terms get an on/off toggle (key cfg.<field>.on) beside the plug-in choice
 TOGGLED = {"structure_loss": "Preserve structure", "color_loss": "Preserve colour"}
 # a loss that is off by default still needs a plug-in to offer when switched on
 SUGGESTED = {"color_loss": "cpl", "structure_loss": "spl"}
+# an unset weight means the loss's default_weight; the widget shows the built-in losses' (spl, cpl)
+WEIGHT_WIDGET_DEFAULTS = {"structure_weight": 10000.0, "color_weight": 1000.0}
 AREA_LABELS = {"whole": "Whole image", "masked": "Masked area"}
 # the app takes a mask upload instead of a path; options get widgets from each component's
 # Options model (spl_apps.option_controls)
@@ -50,7 +52,7 @@ LABELS = {
     "reweight": "Re-weight words (word=factor, ...)",
     "opt_start": "Optimisation start",
     "post_process": "Post-process at full size",
-    "post_processor": "Post-processor",
+    "post_processors": "Post-processors (in order)",
     "mask_extractor": "Mask extractor",
     "mask_words_source": "Mask words (source prompt)",
     "mask_words_target": "Mask words (target prompt)",
@@ -125,7 +127,7 @@ def to_widget(name: str, value: Any) -> Any:
     if base is str and value is None:
         return ""
     if base is float:
-        return float(value)
+        return float(WEIGHT_WIDGET_DEFAULTS.get(name, 0.0) if value is None else value)
     return value
 
 

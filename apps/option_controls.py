@@ -41,13 +41,16 @@ def selected(plugins: Plugins) -> list[tuple[str, str]]:
                  for loss, area in (("structure_loss", "structure_area"), ("color_loss", "color_area")))
     skip = {"mask_extractor"} if not masked else set()
     if _setting("post_process") is False:
-        skip.add("post_processor")
+        skip.add("post_processors")
     found: list[tuple[str, str]] = []
     for field, kind in COMPONENT_FIELDS:
-        name = None if field in skip else _setting(field)
-        if name and kind in plugins.registry and name in plugins.registry[kind] \
-                and (kind, name) not in found:
-            found.append((kind, name))
+        value = None if field in skip else _setting(field)
+        if isinstance(value, str) and field == "post_processors":  # the widget holds "a, b" text
+            value = [w.strip() for w in value.split(",") if w.strip()]
+        for name in value if isinstance(value, list) else [value]:
+            if name and kind in plugins.registry and name in plugins.registry[kind] \
+                    and (kind, name) not in found:
+                found.append((kind, name))
     return found
 
 

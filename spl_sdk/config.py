@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import tomllib
+import warnings
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -19,11 +20,13 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 from spl_sdk.errors import ConfigError
 
 Area = Literal["whole", "masked"]
+DEFAULT_POST_PROCESSOR = "loss-refine"  # full-resolution optimisation with the edit's loss terms
 # files read by --config as a result image's embedded configuration
 RESULT_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff")
 MAX_WEIGHT = 1e8  # loss weights above this overflow float32 losses (and no use needs them)
@@ -47,11 +50,14 @@ class RefineConfig(_Base):
 
     structure_loss: str | None = Field(
         "spl", description="Loss term that keeps the source's edges (any installed loss term; none turns it off).")
-    structure_weight: float = Field(10000.0, ge=0, le=MAX_WEIGHT, description="Weight of the structure loss.")
+    structure_weight: float | None = Field(
+        None, ge=0, le=MAX_WEIGHT, description="Weight of the structure loss; unset: the loss's default_weight (spl: 10000).")
     structure_area: Area = Field("whole", description="Where the structure loss applies: whole image or masked area.")
     color_loss: str | None = Field(
         None, description="Loss term that keeps the source's colours (e.g. cpl); off by default.")
-    color_weight: float = Field(1000.0, ge=0, le=MAX_WEIGHT, description="Weight of the colour loss (sensible range 100 to 10000).")
+    color_weight: float | None = Field(
+        None, ge=0, le=MAX_WEIGHT, description="Weight of the colour loss (sensible range 100 to 10000); unset: the loss's "
+                                "default_weight (cpl: 1000).")
     color_area: Area = Field("whole", description="Where the colour loss applies: whole image or masked area.")
     iterations: int = Field(100, ge=1, le=10000, description="Image-space optimisation iterations per optimisation.")
     solver: Literal["fast", "reference"] = Field(
@@ -111,7 +117,10 @@ class EditConfig(RefineConfig):
     opt_start: float = Field(0.8, ge=0, le=1,
                              description="Fraction of steps after which losses are injected (1 turns injection off).")
     post_process: bool = Field(True, description="Optimise the final image against the original source at full size.")
-    post_processor: str = Field("loss-refine", description="Post-processor plug-in.")
+    post_processors: list[str] = Field(
+        default_factory=lambda: [DEFAULT_POST_PROCESSOR],
+        description="Post-processor plug-ins run in this order at full size (comma-separated); "
+                    "'loss-refine' stays unless the list leaves it out.")
     mask_extractor: str = Field("cross-attention", description="Mask-extractor plug-in used for 'masked' losses.")
     mask_words_source: list[str] = Field(default_factory=list, description="Source-prompt words that define the mask.")
     mask_words_target: list[str] = Field(default_factory=list, description="Target-prompt words that define the mask.")
@@ -120,8 +129,25 @@ class EditConfig(RefineConfig):
     mask_invert_source: bool = Field(False, description="Invert the source mask.")
     mask_invert_target: bool = Field(False, description="Invert the target mask.")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _old_post_processor(cls, data: Any) -> Any:
+        # deprecated single post_processor: it used to replace loss-refine; now it runs after it
+        if not isinstance(data, dict) or "post_processor" not in data:
+            return data
+        data = dict(data)
+        name = data.pop("post_processor")
+        if name and name != DEFAULT_POST_PROCESSOR:
+            warnings.warn(f"post_processor is deprecated; use post_processors (a list): '{name}' now "
+                          f"runs after '{DEFAULT_POST_PROCESSOR}', which stays unless the list leaves it "
+                          f"out.", FutureWarning, stacklevel=2)
+            given = data.get("post_processors") or [DEFAULT_POST_PROCESSOR]
+            given = [w.strip() for w in given.split(",")] if isinstance(given, str) else list(given)
+            data["post_processors"] = given + [name] * (name not in given)
+        return data
+
     @field_validator("blend_words_source", "blend_words_target", "mask_words_source",
-                     "mask_words_target", mode="before")
+                     "mask_words_target", "post_processors", mode="before")
     @classmethod
     def _comma_words(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -235,7 +261,7 @@ def build_config(cls: type[Cfg], file: str | Path | None = None, **overrides: An
         # drop the fields of a wider file (an edit config read by refine); names that no config
         # knows stay, so a typo is still rejected
         known = set(cls.model_fields)
-        wider = set(EditConfig.model_fields)
+        wider = set(EditConfig.model_fields) | {"post_processor"}  # deprecated names included
         data = {k: v for k, v in data.items() if k in known or k not in wider}
     given = {k: v for k, v in overrides.items() if v is not None}
     if "options" in given and "options" in data:  # --option flags refine the file's options

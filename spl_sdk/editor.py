@@ -198,10 +198,10 @@ class Editor:
         extractor = context = None
         if cfg.needs_mask and mask_tensor is None:
             extractor, context = self._extractor(cfg, source, source_prompt, target_prompt)
-        post = self._post_processor(cfg)
+        posts = self._post_processors(cfg)
         first_pass = extractor is not None and extractor.needs_first_pass
         progress = _Progress(*callbacks, cfg.steps, 2 if first_pass else 1,
-                             post.progress_total() if post is not None else 0, self.backbone, previews)
+                             sum(p.progress_total() for p in posts), self.backbone, previews)
 
         # everything, full-resolution post-processing included, runs on the model's device
         # flow transformers take 2x2 latent patches: their sizes are multiples of 16 pixels
@@ -221,9 +221,11 @@ class Editor:
         out = self._run(cfg, method, controller, source_prompt, target_prompt, z0, inject, progress, timer)
         with timer.phase("vae"):
             edited = resize(self.backbone.decode_latents(out.latent).float(), size)
-        if post is not None and terms:
+        if terms:
             with timer.phase("post_process"):
-                edited = call_post_processor(post, source, edited, terms, progress.post, self.plugins)
+                for post in posts:  # in the configured order
+                    progress.begin_post(post.name if len(posts) > 1 else None, post.progress_total())
+                    edited = call_post_processor(post, source, edited, terms, progress.post, self.plugins)
         mask_pil = tensor_to_pil(mask_tensor.expand(-1, 3, -1, -1) * 2 - 1).convert("L") \
             if mask_tensor is not None else None
         return EditResult(image=tensor_to_pil(edited), config=cfg, source_prompt=source_prompt,
@@ -252,11 +254,12 @@ class Editor:
         """An instance of the configured edit method with its options (the one place it is built)."""
         return construct(self.plugins, "method", cfg.method, cfg.options)
 
-    def _post_processor(self, cfg: EditConfig) -> PostProcessor | None:
-        """The post-processor when one runs (post-processing on and a loss term active)."""
+    def _post_processors(self, cfg: EditConfig) -> list[PostProcessor]:
+        """The post-processors that run, in order (none when post-processing is off or no loss is active)."""
         if not cfg.post_process or (cfg.structure_loss is None and cfg.color_loss is None):
-            return None
-        return construct(self.plugins, "postprocess", cfg.post_processor, cfg.options, cfg)
+            return []
+        return [construct(self.plugins, "postprocess", name, cfg.options, cfg)
+                for name in cfg.post_processors]
 
     def _run(self, cfg: EditConfig, method: EditMethod, controller: AttentionController | None,
              source_prompt: str, target_prompt: str, z0: torch.Tensor, inject: Injector | None,
@@ -395,6 +398,10 @@ class _Progress:
         self.pass_name: str | None = None  # "mask pass" during a first pass
         self._pass_steps: int | None = None
         self._phase_done: dict[str, int] = {}
+        self._post_before = 0  # units of the post-processors that already ran
+        self._post_planned = post_units
+        self._post_units = 0  # units the running post-processor announced
+        self._post_phase = "post-processing"
 
     def begin_pass(self) -> None:
         """Called before each run of the method."""
@@ -426,12 +433,20 @@ class _Progress:
         self._phase_done[phase] = self._phase_done.get(phase, 0) + 1
         self.on_phase(phase, self._phase_done[phase], total)  # type: ignore[misc]
 
+    def begin_post(self, name: str | None, units: int) -> None:
+        """Called before each post-processor (``name`` shown in the phase when several run)."""
+        self._post_before += self._post_units
+        self._post_units = units
+        self._post_phase = "post-processing" if name is None else f"post-processing {name}"
+
     def post(self, done: int, total: int) -> None:
-        """The post-processor's progress: ``done`` of its own ``total`` units."""
-        self.total = self.steps + max(total, 0)
-        self.done = self.steps + min(max(done, 0), total)
+        """The running post-processor's progress: ``done`` of its own ``total`` units."""
+        done = min(max(done, 0), total)
+        later = self._post_planned - self._post_before - self._post_units  # the ones still to run
+        self.total = self.steps + self._post_before + max(total, 0) + max(later, 0)
+        self.done = self.steps + self._post_before + done
         if self.on_phase is not None:
-            self.on_phase("post-processing", min(max(done, 0), total), total)
+            self.on_phase(self._post_phase, done, total)
         if self.callback is not None:
             self._report(None)
 

@@ -31,7 +31,7 @@ SECRET_HINTS = ("key", "token", "secret", "password")  # values never echoed in 
 # config fields that name the component of a kind, in the order an edit uses them
 COMPONENT_FIELDS = (("backbone", "backbone"), ("method", "method"), ("attention", "attention"),
                     ("structure_loss", "loss"), ("color_loss", "loss"),
-                    ("mask_extractor", "mask"), ("post_processor", "postprocess"))
+                    ("mask_extractor", "mask"), ("post_processors", "postprocess"))
 
 
 def _label(kind: str) -> str:
@@ -215,14 +215,15 @@ def used_components(plugins: Plugins, config: BaseModel) -> list[tuple[str, str]
     if getattr(config, "needs_mask", True) is False:
         unused.add("mask_extractor")
     if data.get("post_process") is False:
-        unused.add("post_processor")
+        unused.add("post_processors")
     found = []
     for field, kind in COMPONENT_FIELDS:
-        name = data.get(field)
-        if field in unused or not name or kind not in plugins.registry:
+        value = data.get(field)
+        if field in unused or not value or kind not in plugins.registry:
             continue
-        if (kind, name) not in found:
-            found.append((kind, name))
+        for name in value if isinstance(value, list) else [value]:  # post_processors is a list
+            if (kind, name) not in found:
+                found.append((kind, name))
     return found
 
 
@@ -260,5 +261,13 @@ def public_dump(options: ComponentOptions) -> dict[str, Any]:
 
 
 def with_resolved_options(plugins: Plugins, config: Any, backbone: Backbone | None = None) -> Any:
-    """``config`` with its options replaced by the full options of the components it uses."""
-    return config.model_copy(update={"options": resolved_options(plugins, config, backbone)})
+    """``config`` with its options replaced by the full options of the components it uses.
+
+    Unset loss weights become the loss's ``default_weight``, so the record says what ran.
+    """
+    update: dict[str, Any] = {"options": resolved_options(plugins, config, backbone)}
+    for role in ("structure", "color"):
+        name = getattr(config, f"{role}_loss", None)
+        if name is not None and getattr(config, f"{role}_weight", 0) is None:
+            update[f"{role}_weight"] = float(plugins.loss_term(name).default_weight)
+    return config.model_copy(update=update)

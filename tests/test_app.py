@@ -124,8 +124,9 @@ def test_plugin_choices_come_from_the_plugin_manager() -> None:
     plugins = Plugins()
     at = start()
     for key, kind in (("cfg.backbone", "backbone"), ("cfg.attention", "attention"),
-                      ("cfg.structure_loss", "loss"), ("cfg.post_processor", "postprocess")):
+                      ("cfg.structure_loss", "loss")):
         assert set(plugins.names(kind)) <= set(at.selectbox(key=key).options), key
+    assert at.text_input(key="cfg.post_processors").value == "loss-refine"  # an ordered list
     assert "tiny-random" in at.selectbox(key="cfg.backbone").options
     at = settle(at, {"page": "Harmonize"})
     options = at.selectbox(key="harm.harmonizer").options

@@ -17,8 +17,8 @@ DESIGN_DEFAULTS = {
     "seed": 0,
     "cross_replace": 0.8, "self_replace": 0.8,
     "opt_start": 0.8,
-    "structure_loss": "spl", "structure_weight": 10000.0, "structure_area": "whole",
-    "color_loss": None, "color_weight": 1000.0, "color_area": "whole",
+    "structure_loss": "spl", "structure_area": "whole",  # weights: the losses' default_weight
+    "color_loss": None, "color_area": "whole",
     "iterations": 100,
     "post_process": True,
     "mask_threshold_source": 0.5, "mask_threshold_target": 0.5,

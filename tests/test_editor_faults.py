@@ -105,11 +105,11 @@ def test_progress_total_counts_one_pass_for_an_extractor_without_a_first_pass(ti
 
 
 def test_the_post_processor_receives_the_progress_callback(tiny_backbone, photo):
-    editor = Editor(tiny_backbone, EditConfig(**FAST, post_processor="counting"), plugins_with(Counting))
+    editor = Editor(tiny_backbone, EditConfig(**FAST, post_processors=["counting"]), plugins_with(Counting))
     seen: list[tuple[int, int]] = []
     editor.edit(photo, "a photo", "a painting", callback=lambda done, total, _p: seen.append((done, total)))
     assert seen == [(1, 6), (2, 6), (3, 6), (4, 6), (5, 6), (6, 6)]
-    old = Editor(tiny_backbone, EditConfig(**FAST, post_processor="old-style"), plugins_with(OldStyle))
+    old = Editor(tiny_backbone, EditConfig(**FAST, post_processors=["old-style"]), plugins_with(OldStyle))
     seen.clear()
     old.edit(photo, "a photo", "a painting", callback=lambda done, total, _p: seen.append((done, total)))
     assert seen[-1] == (3, 3)  # the old progress= keyword still reports (its total: 1 unit)

@@ -36,13 +36,16 @@ EDIT_FIELDS = [name for name in EditConfig.model_fields if name not in ("mask_fi
 @click.option("--cpl", is_flag=True, default=False, help="Shortcut for --color-loss cpl.")
 @click.option("--allow-pickle", is_flag=True, help=ALLOW_PICKLE_HELP)
 @click.option("--allow-large", is_flag=True, help=ALLOW_LARGE_HELP)
+@click.option("--post-processor", "post_processor", default=None, hidden=True,
+              help="Deprecated: use --post-processors (this one runs after loss-refine).")
 @quiet_flag
 @option_flag
 @config_options(EditConfig, EDIT_FIELDS)
 @handle_errors
 def edit(image: Path, source_prompt: str, target_prompt: str, output: Path, mask_file: Path | None,
          save_mask: Path | None, config_file: Path | None, force: bool, cpl: bool, allow_pickle: bool,
-         allow_large: bool, quiet: bool, option_texts: tuple[str, ...], **fields: Any) -> None:
+         allow_large: bool, post_processor: str | None, quiet: bool, option_texts: tuple[str, ...],
+         **fields: Any) -> None:
     """Edit IMAGE from the --source sentence towards the --target sentence, keeping its edges."""
     from spl_sdk.cli.progress import phase_progress
     from spl_sdk.editor import Editor
@@ -56,7 +59,7 @@ def edit(image: Path, source_prompt: str, target_prompt: str, output: Path, mask
     options = parse_options(option_texts) if option_texts else None
     # --cpl and a lone --mask mean the same as in `spl refine` (one shared rule)
     cfg = resolve_loss_options(EditConfig, config_file, mask=mask_file, cpl=cpl, options=options,
-                               **fields)
+                               post_processor=post_processor, **fields)
     check_distinct({"-o": output, "--save-mask": save_mask})  # one result must not clobber the other
     for path in filter(None, (output, save_mask)):
         check_output(path, force)  # fail before the work, not after
