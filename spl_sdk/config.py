@@ -6,6 +6,7 @@ controls are built from them, so there is no second copy of a default.
 
 from __future__ import annotations
 
+import difflib
 import json
 import tomllib
 import warnings
@@ -258,11 +259,10 @@ def build_config(cls: type[Cfg], file: str | Path | None = None, **overrides: An
     """Config from an optional file with keyword overrides (None values are ignored)."""
     data: dict[str, Any] = read_config_file(file) if file else {}
     if file:
-        # drop the fields of a wider file (an edit config read by refine); names that no config
-        # knows stay, so a typo is still rejected
+        data = _field_keys(data, file)
+        # drop the fields of a wider file (an edit config read by refine)
         known = set(cls.model_fields)
-        wider = set(EditConfig.model_fields) | {"post_processor"}  # deprecated names included
-        data = {k: v for k, v in data.items() if k in known or k not in wider}
+        data = {k: v for k, v in data.items() if k in known}
     given = {k: v for k, v in overrides.items() if v is not None}
     if "options" in given and "options" in data:  # --option flags refine the file's options
         from spl_sdk.options import merge_options
@@ -273,6 +273,25 @@ def build_config(cls: type[Cfg], file: str | Path | None = None, **overrides: An
         return cls(**data)
     except ValidationError as exc:
         raise ConfigError(describe_validation_error(exc, str(file) if file else "options", cls)) from None
+
+
+# keys a configuration file may hold: every field, and names kept for old files
+FILE_KEYS = frozenset(EditConfig.model_fields) | {"post_processor"}
+
+
+def _field_keys(data: dict[str, Any], file: str | Path) -> dict[str, Any]:
+    """File keys as field names: the flag spelling (kebab-case) is accepted; a typo is named."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        name = str(key).replace("-", "_")
+        if name not in FILE_KEYS:
+            spellings = sorted(FILE_KEYS | {k.replace("_", "-") for k in FILE_KEYS})
+            close = difflib.get_close_matches(str(key), spellings, n=1, cutoff=0.6)
+            hint = f"; did you mean '{close[0]}'?" if close else \
+                "; see 'spl edit --help' for the fields (snake_case or the flags' kebab-case)."
+            raise ConfigError(f"{file}: unknown key '{key}'{hint}")
+        out[name] = value
+    return out
 
 
 def field_help(cls: type[BaseModel], name: str) -> str:

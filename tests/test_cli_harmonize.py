@@ -131,7 +131,7 @@ def test_file_and_folder_cannot_be_mixed(tmp_path):
 def test_edit_config_keeps_design_section_6_losses(tmp_path):
     cfg_file = tmp_path / "cfg.yaml"
     cfg_file.write_text("color_loss: none\nstructure_area: masked\ncolor_weight: 500\nsteps: 4\n")
-    cfg = _edit_config(cfg_file, "some/weights", {"seed": 3})
+    cfg = _edit_config(cfg_file, {"seed": 3, "model": "some/weights"})
     assert (cfg.structure_loss, cfg.structure_area) == ("spl", "whole")
     assert (cfg.color_loss, cfg.color_area) == ("cpl", "masked")
     assert cfg.color_weight == 500 and cfg.steps == 4 and cfg.seed == 3 and cfg.model == "some/weights"

@@ -80,7 +80,7 @@ def test_refine_uses_the_example_loss_by_name(example_installed: None, tmp_path:
     src.save(tmp_path / "src.png")
     src.filter(ImageFilter.GaussianBlur(2)).save(tmp_path / "edit.png")
     result = spl("refine", tmp_path / "src.png", tmp_path / "edit.png", "-o", tmp_path / "out.png",
-                 "--structure-loss", "tv", "--iters", 10)
+                 "--structure-loss", "tv", "--iterations", 10)
     assert result.exit_code == 0, result.output
     before, after = map(float, re.search(r"loss before: (\S+), after: (\S+)", result.stdout).groups())
     assert after < before
@@ -134,7 +134,7 @@ def test_load_problems_warn_on_stderr_without_failing(monkeypatch: pytest.Monkey
     assert {r["package"] for r in rows if r["name"] == "spl"} == {"spl-sdk", "spl-copycat"}
     # the built-in keeps its name; the third party's stays reachable as package:name
     Image.new("RGB", (16, 12), (90, 60, 30)).save(tmp_path / "a.png")
-    args = ["refine", tmp_path / "a.png", tmp_path / "a.png", "-o", tmp_path / "c.png", "--iters", 2]
+    args = ["refine", tmp_path / "a.png", tmp_path / "a.png", "-o", tmp_path / "c.png", "--iterations", 2]
     assert spl(*args, "--structure-loss", "l1").exit_code == 0
     assert spl(*args, "--force").exit_code == 0
     other = spl(*args, "--force", "--structure-loss", "spl-copycat:spl")

@@ -60,7 +60,8 @@ def spl_loss(source: Image.Image, edited: Image.Image) -> float:
 
 def assert_one_line_error(result: Result, *fragments: str) -> None:
     assert result.exit_code != 0
-    lines = result.stderr.strip().splitlines()
+    # a deprecation note ("Note: --iters is deprecated ...") is not part of the error
+    lines = [line for line in result.stderr.strip().splitlines() if not line.startswith("Note: ")]
     assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
     assert "Traceback" not in result.output
     for fragment in fragments:
@@ -71,7 +72,7 @@ def assert_one_line_error(result: Result, *fragments: str) -> None:
 def test_refine_lowers_the_structure_loss(pair: tuple[Path, Path], tmp_path: Path) -> None:
     src, edit = pair
     out = tmp_path / "out.png"
-    result = run(src, edit, "-o", out, "--iters", 30)
+    result = run(src, edit, "-o", out, "--iterations", 30)
     assert result.exit_code == 0, result.output
     before, after = losses(result)
     assert after < 0.2 * before
@@ -87,7 +88,7 @@ def test_large_non_square_image_keeps_its_exact_size(tmp_path: Path) -> None:
     src = _photo((700, 455)).resize((2000, 1300), Image.Resampling.BICUBIC)
     src.save(tmp_path / "big.png", compress_level=1)
     src.filter(ImageFilter.GaussianBlur(2)).save(tmp_path / "big_edit.png", compress_level=1)
-    result = run(tmp_path / "big.png", tmp_path / "big_edit.png", "-o", tmp_path / "out.png", "--iters", 2)
+    result = run(tmp_path / "big.png", tmp_path / "big_edit.png", "-o", tmp_path / "out.png", "--iterations", 2)
     assert result.exit_code == 0, result.output
     with Image.open(tmp_path / "out.png") as out:
         assert out.size == (2000, 1300)
@@ -98,7 +99,7 @@ def test_large_non_square_image_keeps_its_exact_size(tmp_path: Path) -> None:
 def test_edited_of_another_size_is_resized_to_the_source(pair: tuple[Path, Path], tmp_path: Path) -> None:
     src, edit = pair
     Image.open(edit).resize((64, 64)).save(tmp_path / "small_edit.jpg")
-    result = run(src, tmp_path / "small_edit.jpg", "-o", tmp_path / "out.png", "--iters", 5)
+    result = run(src, tmp_path / "small_edit.jpg", "-o", tmp_path / "out.png", "--iterations", 5)
     assert result.exit_code == 0, result.output
     assert "resizing" in result.stderr and "160x120" in result.stderr
     assert Image.open(tmp_path / "out.png").size == (160, 120)
@@ -110,7 +111,7 @@ def test_mask_of_another_size_restricts_both_terms(pair: tuple[Path, Path], tmp_
     mask[:, 20:] = 255  # right half inside
     Image.fromarray(mask).save(tmp_path / "mask.png")
     out = tmp_path / "out.png"
-    result = run(src, edit, "-o", out, "--mask", tmp_path / "mask.png", "--cpl", "--iters", 10)
+    result = run(src, edit, "-o", out, "--mask", tmp_path / "mask.png", "--cpl", "--iterations", 10)
     assert result.exit_code == 0, result.output
     refined = np.asarray(Image.open(out).convert("RGB"), np.int16)
     edited = np.asarray(Image.open(edit).convert("RGB"), np.int16)
@@ -125,7 +126,7 @@ def test_explicit_masked_area_is_kept(pair: tuple[Path, Path], tmp_path: Path) -
     src, edit = pair
     Image.new("L", (16, 12), 255).save(tmp_path / "mask.png")
     result = run(src, edit, "-o", tmp_path / "o.png", "--mask", tmp_path / "mask.png", "--cpl",
-                 "--color-area", "masked", "--iters", 2)
+                 "--color-area", "masked", "--iterations", 2)
     assert result.exit_code == 0, result.output
     cfg = imageio.read_metadata(tmp_path / "o.png")["config"]
     assert (cfg["structure_area"], cfg["color_area"]) == ("whole", "masked")
@@ -134,7 +135,7 @@ def test_explicit_masked_area_is_kept(pair: tuple[Path, Path], tmp_path: Path) -
 def test_metadata_reproduces_the_run(pair: tuple[Path, Path], tmp_path: Path) -> None:
     src, edit = pair
     out = tmp_path / "out.png"
-    assert run(src, edit, "-o", out, "--iters", 6, "--structure-weight", 5000).exit_code == 0
+    assert run(src, edit, "-o", out, "--iterations", 6, "--structure-weight", 5000).exit_code == 0
     meta = imageio.read_metadata(out)
     assert meta["source"] == str(src) and meta["edited"] == str(edit)
     assert meta["config"]["iterations"] == 6 and meta["config"]["structure_weight"] == 5000.0
@@ -160,9 +161,9 @@ def test_force_is_needed_to_overwrite(pair: tuple[Path, Path], tmp_path: Path) -
     src, edit = pair
     out = tmp_path / "out.png"
     out.write_bytes(b"precious")
-    assert_one_line_error(run(src, edit, "-o", out, "--iters", 2), str(out), "already exists", "--force")
+    assert_one_line_error(run(src, edit, "-o", out, "--iterations", 2), str(out), "already exists", "--force")
     assert out.read_bytes() == b"precious"
-    assert run(src, edit, "-o", out, "--iters", 2, "--force").exit_code == 0
+    assert run(src, edit, "-o", out, "--iterations", 2, "--force").exit_code == 0
     assert Image.open(out).size == (160, 120)
 
 
@@ -184,7 +185,7 @@ def test_bad_input_exits_with_one_line(pair: tuple[Path, Path], tmp_path: Path, 
         "bad_suffix": ([src, edit, "-o", tmp_path / "out.gif"], ["out.gif", ".png"]),
         "bad_mask": ([src, edit, "-o", out, "--mask", tmp_path / "notes.png"], ["notes.png"]),
     }[case]
-    assert_one_line_error(run(*args, "--iters", 2) if case != "iters_conflict" else run(*args),
+    assert_one_line_error(run(*args, "--iterations", 2) if case != "iters_conflict" else run(*args),
                           *fragments)
     assert not out.exists()
 

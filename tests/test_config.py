@@ -101,7 +101,8 @@ def test_unknown_field_is_rejected_in_file_and_options(tmp_path: Path) -> None:
     path = tmp_path / "typo.yaml"
     path.write_text("structure_wieght: 5\n")
     for cls in (RefineConfig, EditConfig):
-        with pytest.raises(ConfigError, match="unknown field 'structure_wieght'.*typo.yaml"):
+        with pytest.raises(ConfigError, match="typo.yaml: unknown key 'structure_wieght'; did you mean "
+                                              "'structure_weight'"):
             build_config(cls, path)
     with pytest.raises(ConfigError, match="unknown field 'bogus'"):
         build_config(RefineConfig, bogus=1)

@@ -189,6 +189,6 @@ def test_refine_masks_the_active_colour_loss_when_the_masked_structure_loss_is_o
     out = tmp_path / "r.png"
     run = CliRunner().invoke(main, ["refine", str(src), str(edited), "-o", str(out), "--mask", str(mask),
                                     "--structure-loss", "none", "--structure-area", "masked", "--cpl",
-                                    "--iters", "2"])
+                                    "--iterations", "2"])
     assert run.exit_code == 0, run.output
     assert read_metadata(out)["config"]["color_area"] == "masked"

@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from spl_sdk.cli.help import command, epilog, sections
 from spl_sdk.cli.options import config_options, handle_errors, option_flag, quiet_flag
 from spl_sdk.config import EditConfig
 from spl_sdk.footprint import ALLOW_LARGE_HELP
@@ -16,7 +17,9 @@ from spl_sdk.weights import ALLOW_PICKLE_HELP
 EDIT_FIELDS = [name for name in EditConfig.model_fields if name not in ("mask_file", "options")]
 
 
-@click.command()
+@command(epilog=epilog(
+    'spl edit photo.png -s "a photo of a cat" -t "a photo of a dog" -o dog.png', 'spl edit photo.png -s "a cat on a sofa" -t "a tiger on a sofa" --structure-area masked --mask-words-source cat --mask-words-target tiger -o tiger.png'))
+@sections
 @click.argument("image", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--source", "-s", "source_prompt", default=None,
               help="Sentence describing the photo (required unless --config is a result PNG).")

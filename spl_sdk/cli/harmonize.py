@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from spl_sdk.cli.options import config_options, handle_errors, option_flag, quiet_flag
-from spl_sdk.config import EditConfig, field_help
+from spl_sdk.cli.help import command, epilog, sections
+from spl_sdk.cli.options import alias, config_options, handle_errors, option_flag, quiet_flag
+from spl_sdk.config import EditConfig
 from spl_sdk.errors import ImageError, SplError
 from spl_sdk.footprint import ALLOW_LARGE_HELP
 from spl_sdk.text import printable
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
     from spl_sdk.editor import Editor
     from spl_sdk.harmonize import Harmonization
 
-EDIT_FIELDS = ["backbone", "device", "dtype", "cpu_offload", "working_size", "steps", "seed",
+EDIT_FIELDS = ["backbone", "model", "device", "dtype", "cpu_offload", "working_size", "steps", "seed",
                "structure_weight", "color_weight", "iterations", "solver", "post_process"]
 LOG_NAME = "harmonize.jsonl"
 DEFAULT_HARMONIZER = "offline"  # needs no key and no network
@@ -37,7 +38,9 @@ SECRET_HINTS = ("key", "token", "secret", "password")
 SECRET_VARIABLES = ("_API_KEY", "_TOKEN", "_SECRET")
 
 
-@click.command()
+@command(epilog=epilog(
+    'spl harmonize composite.png mask.png -o harmonized.png', 'spl harmonize composites/ masks/ --harmonizer openai --option openai.model=gpt-4.1-mini -o out/'))
+@sections
 @click.argument("composite", type=click.Path(exists=True, path_type=Path))
 @click.argument("mask", type=click.Path(exists=True, path_type=Path))
 @click.option("--output", "-o", type=click.Path(path_type=Path), default=None,
@@ -48,7 +51,7 @@ SECRET_VARIABLES = ("_API_KEY", "_TOKEN", "_SECRET")
 @click.option("--object", "object_word", default=None,
               help="Word(s) naming the pasted object, e.g. 'cat' (the harmonizer's guess if unset).")
 @option_flag
-@click.option("--harmonizer-model", default=None,
+@click.option("--harmonizer-model", default=None, hidden=True,
               help="Model the harmonizer asks (deprecated: use --option openai.model=...).")
 @click.option("--api-key", default=None,
               help="API key of the harmonizer; prefer its environment variable, e.g. OPENAI_API_KEY "
@@ -62,8 +65,7 @@ SECRET_VARIABLES = ("_API_KEY", "_TOKEN", "_SECRET")
                    "(deprecated: use --option openai.max_attempts=...).")
 @click.option("--prompts-only", is_flag=True, help="Only write the prompts; run no edit.")
 @click.option("--json", "as_json", is_flag=True, help="Print the harmonization as JSON.")
-@click.option("--backbone-model", default=None,
-              help="Backbone weights: " + field_help(EditConfig, "model"))
+@alias("--backbone-model", "backbone_model", instead="--model")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="JSON, YAML or TOML file of edit configuration fields (or a result PNG); flags "
                    "override it.")
@@ -106,7 +108,10 @@ def harmonize(composite: Path, mask: Path, output: Path | None, harmonizer_name:
     check_options(plugins, raw)  # every option, before any image is read or model loaded
     harmonizer = construct(plugins, "harmonizer", harmonizer_name, raw)
     edit_options = _edit_options(plugins, raw)
-    cfg = None if prompts_only else _edit_config(config_file, backbone_model, fields, edit_options)
+    if backbone_model is not None and fields.get("model") not in (None, backbone_model):
+        raise SplError("--backbone-model is the old spelling of --model; give only one of them.")
+    fields["model"] = fields.get("model") or backbone_model
+    cfg = None if prompts_only else _edit_config(config_file, fields, edit_options)
     secrets = [str(v) for fields in raw.values() for k, v in fields.items() if _secret_name(k)]
     job = _Job(harmonizer, harmonizer_name, object_word, cfg, plugins, force, as_json, (api_key, *secrets))
     job.allow_pickle, job.allow_large = allow_pickle, allow_large
@@ -149,13 +154,13 @@ def _edit_options(plugins: Any, raw: dict[str, dict[str, Any]]) -> dict[str, dic
     return {k: v for k, v in raw.items() if resolve_key(plugins, k)[0] != "harmonizer"}
 
 
-def _edit_config(config_file: Path | None, backbone_model: str | None,
-                 fields: dict[str, Any], options: dict[str, dict[str, Any]] | None = None) -> EditConfig:
+def _edit_config(config_file: Path | None, fields: dict[str, Any],
+                 options: dict[str, dict[str, Any]] | None = None) -> EditConfig:
     """The edit configuration with DESIGN.md section 6's loss settings (they win over the file)."""
     from spl_sdk.config import build_config
     from spl_sdk.harmonize import EDIT_SETTINGS
 
-    cfg = build_config(EditConfig, config_file, **fields, model=backbone_model, **EDIT_SETTINGS)
+    cfg = build_config(EditConfig, config_file, **fields, **EDIT_SETTINGS)
     # options were merged (file, flags) by the caller; harmonizer options are not the edit's
     return cfg if options is None else cfg.model_copy(update={"options": options})
 

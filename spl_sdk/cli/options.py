@@ -36,8 +36,27 @@ def _click_type(annotation: Any) -> tuple[Any, bool]:
     return str, False
 
 
+def _is_list(annotation: Any) -> bool:
+    """True for list and dict fields: their flags repeat and take comma-separated parts."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType) and len(args) == 1:
+        annotation = args[0]
+    return typing.get_origin(annotation) in (list, dict)
+
+
+def join_parts(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> str | None:
+    """A repeatable list flag's values joined as one comma-separated text (None when not given)."""
+    if not value:
+        return None
+    return ",".join(part.strip() for text in value for part in text.split(",") if part.strip())
+
+
 def config_options(cls: type[BaseModel], fields: list[str]) -> Callable[[Callable], Callable]:
-    """Decorator adding one ``--field-name`` option per config field (default None = not given)."""
+    """Decorator adding one ``--field-name`` option per config field (default None = not given).
+
+    List fields (words, post-processors) and ``reweight`` take repeated flags and
+    comma-separated parts alike: ``--mask-words-source a --mask-words-source b,c``.
+    """
 
     def decorate(fn: Callable) -> Callable:
         for name in reversed(fields):
@@ -47,13 +66,27 @@ def config_options(cls: type[BaseModel], fields: list[str]) -> Callable[[Callabl
             help_text = field_help(cls, name)
             if is_flag:
                 fn = click.option(f"{flag}/--no-{flag[2:]}", name, default=None, help=help_text)(fn)
-            elif name == "reweight":  # text "word=factor,..." parsed by the config
-                fn = click.option(flag, name, default=None, help=help_text + " Format: word=factor,...")(fn)
+            elif _is_list(field.annotation):
+                fmt = "word=factor" if name == "reweight" else "A"
+                fn = click.option(flag, name, multiple=True, callback=join_parts, metavar=f"{fmt.upper()},...",
+                                  help=f"{help_text} Repeat the flag or separate with commas.")(fn)
             else:
                 fn = click.option(flag, name, type=ctype, default=None, help=help_text)(fn)
         return fn
 
     return decorate
+
+
+def alias(flag: str, dest: str, *, type: Any = None, instead: str) -> Callable[[Callable], Callable]:
+    """A hidden, deprecated spelling of another flag: it fills ``dest`` and notes the new spelling."""
+
+    def note(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        if value is not None:
+            click.echo(f"Note: {flag} is deprecated; use {instead}.", err=True)
+        return value
+
+    return click.option(flag, dest, type=type, default=None, hidden=True, callback=note,
+                        expose_value=True)
 
 
 option_flag = click.option(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import textwrap
 import warnings
 
@@ -25,14 +26,32 @@ def load_plugins() -> Plugins:
     return plugins
 
 
-def format_table(rows: list[dict], columns: tuple[str, ...] = COLUMNS) -> str:
-    """A plain-text table with a header; the last column is not padded."""
+def format_table(rows: list[dict], columns: tuple[str, ...] = COLUMNS, width: int | None = None) -> str:
+    """A plain-text table with a header fitting ``width`` columns (the terminal's by default).
+
+    The last column wraps under itself; when even that leaves it under 20 characters,
+    it moves to its own indented line.
+    """
+    width = width or shutil.get_terminal_size((100, 24)).columns
     cells = [[str(row.get(c, "")) for c in columns] for row in rows]
     widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
-    lines = [[c.upper() for c in columns], ["-" * w for w in widths], *cells]
-    padded = [[v.ljust(w) for v, w in zip(line[:-1], widths[:-1], strict=True)] + line[-1:]
-              for line in lines]
-    return "\n".join("  ".join(line).rstrip() for line in padded)
+    lead = sum(w + 2 for w in widths[:-1])  # where the last column starts
+    room = width - 1 - lead
+    if room < 20 and "version" in columns:  # narrow: the version goes first ('spl plugins --json' has it)
+        return format_table(rows, tuple(c for c in columns if c != "version"), width)
+    lines = [[c.upper() for c in columns], ["-" * w for w in widths[:-1]] + ["-" * min(widths[-1], max(room, 4))]]
+    out = []
+    for line in [*lines, *cells]:
+        head = "  ".join(v.ljust(w) for v, w in zip(line[:-1], widths[:-1], strict=True))
+        if room >= 20:
+            parts = textwrap.wrap(line[-1], room) or [""]
+            out.append(f"{head}  {parts[0]}".rstrip())
+            out += [" " * lead + p for p in parts[1:]]
+        else:  # the summary on its own indented lines (no header for it)
+            out.append(head.rstrip())
+            if line not in lines:
+                out += ["    " + p for p in textwrap.wrap(line[-1], max(width - 5, 20))]
+    return "\n".join(out)
 
 
 @click.command("plugins")

@@ -9,7 +9,8 @@ from typing import Any
 
 import click
 
-from spl_sdk.cli.options import config_options, handle_errors, option_flag, quiet_flag
+from spl_sdk.cli.help import command, epilog, sections
+from spl_sdk.cli.options import alias, config_options, handle_errors, option_flag, quiet_flag
 from spl_sdk.config import RefineConfig
 from spl_sdk.footprint import ALLOW_LARGE_HELP
 from spl_sdk.text import printable
@@ -58,7 +59,9 @@ def _option_text(value: Any) -> str:
     return value if isinstance(value, str) and parse_value(value) == value else json.dumps(value)
 
 
-@click.command("refine")
+@command("refine", epilog=epilog(
+    'spl refine photo.png edited.png -o fixed.png', 'spl refine photo.png edited.png --cpl --mask mask.png --iterations 200 -o fixed.png'))
+@sections
 @click.argument("source", type=_FILE)
 @click.argument("edited", type=_FILE)
 @click.option("-o", "--output", required=True, type=_FILE,
@@ -66,7 +69,7 @@ def _option_text(value: Any) -> str:
 @click.option("--mask", type=_FILE, default=None,
               help="Mask image, white = inside (resized to SOURCE). Masked losses use it; when "
                    "neither --structure-area nor --color-area is 'masked', both terms are masked.")
-@click.option("--iters", type=int, default=None, help="Alias of --iterations.")
+@alias("--iters", "iters", type=int, instead="--iterations")
 @click.option("--cpl", is_flag=True, help="Shortcut for --color-loss cpl.")
 @click.option("--config", "config_file", type=_FILE, default=None,
               help="JSON, YAML or TOML file of configuration fields, or a result PNG to repeat its "
