@@ -71,7 +71,7 @@ def _examples() -> list[str]:
     return [b for b in blocks if "@hookimpl" in b and "class " in b]
 
 
-@pytest.mark.parametrize("index", range(7))
+@pytest.mark.parametrize("index", range(8))
 def test_hook_examples_register_a_working_component(index: int) -> None:
     code = _examples()[index]
     module = types.ModuleType(f"doc_example_{index}")
@@ -84,7 +84,24 @@ def test_hook_examples_register_a_working_component(index: int) -> None:
 
 
 def test_all_examples_are_tested() -> None:
-    assert len(_examples()) == 7
+    assert len(_examples()) == 8
+
+
+def test_the_from_scratch_backbone_example_edits_a_photo() -> None:
+    from PIL import Image
+
+    from spl_sdk.config import EditConfig
+    from spl_sdk.editor import Editor
+
+    (code,) = [b for b in _examples() if "class PixelFlow" in b]
+    module = types.ModuleType("doc_backbone")
+    exec(compile(code, "docs/plugins.md backbone example", "exec"), module.__dict__)
+    plugins = Plugins(load_entrypoints=True, env={})
+    plugins.register(module, name="doc-backbone")
+    editor = Editor.from_config(EditConfig(backbone="pixel-flow", iterations=2), plugins=plugins)
+    result = editor.edit(Image.new("RGB", (96, 80), (200, 40, 40)), "a red card", "a bright red card")
+    assert result.image.size == (96, 80)
+    assert (result.config.working_size, result.config.method) == (64, "flowedit")  # its defaults
 
 
 def _options_section() -> str:

@@ -107,3 +107,26 @@ def test_cli_edit_on_a_terminal_draws_a_bar_per_phase_with_rate_and_eta(tmp_path
         assert f"{phase}: 100%" in shown, shown
     assert "step/s]" in shown and "<00:00" in shown  # rate and ETA, tqdm's format
     assert "it/s]" in shown
+
+
+def test_edit_result_save_keeps_the_metadata_and_refuses_to_overwrite(tiny_backbone, plugins, example_image,
+                                                                       tmp_path):
+    import pytest
+
+    from spl_sdk.config import EditConfig
+    from spl_sdk.errors import Cancelled, SplError
+    from spl_sdk.imageio import read_metadata
+
+    editor = Editor(tiny_backbone, EditConfig(backbone="tiny-random", device="cpu", working_size=64,
+                                              steps=2, iterations=1), plugins)
+    previews = []
+    result = editor.edit(example_image.resize((64, 64)), "a photo of a man", "a painting of a man",
+                         previews=True, callback=lambda d, t, p: previews.append(p))
+    assert isinstance(previews[0], Image.Image)  # as the README says
+    path = result.save(tmp_path / "r.png")
+    assert read_metadata(path)["target_prompt"] == "a painting of a man"
+    with pytest.raises(SplError, match="already exists"):
+        result.save(path)
+    result.save(path, force=True)
+    with pytest.raises(Cancelled):  # the README's cancel: return False from the callback
+        editor.edit(example_image.resize((64, 64)), "a photo", "a painting", callback=lambda *a: False)
