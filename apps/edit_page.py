@@ -66,13 +66,14 @@ def render(plugins: Plugins) -> None:
                 else:
                     mask = mask_input.user_mask(SLOT, source, current.image if current else None)
         clicked = st.button("Run", key=f"{SLOT}.run", type="primary")
-    if clicked:
-        _run(current, mask, masked, option_controls.options_from_state(plugins))
-    else:
-        runner.missing_model_offer(SLOT)
-    kept = st.session_state.get(f"{SLOT}.result")
-    if kept is not None:
-        results.show(kept, SLOT)
+        # under the Run button, so the result is in view when the run ends (also at 1024 px)
+        if clicked:
+            _run(current, mask, masked, option_controls.options_from_state(plugins))
+        else:
+            runner.missing_model_offer(SLOT)
+        kept = st.session_state.get(f"{SLOT}.result")
+        if kept is not None:
+            results.show(kept, SLOT)
 
 
 def _run(current: photo.Photo | None, mask: Image.Image | None, masked: bool,

@@ -9,7 +9,7 @@ import streamlit as st
 from PIL import Image
 
 from spl_apps import controls, option_controls, photo, results, runner
-from spl_apps.uploads import IMAGE_TYPES, MAX_UPLOAD_MB, read_mask
+from spl_apps.uploads import IMAGE_TYPES, MAX_UPLOAD_MB, read_fitted_mask
 from spl_sdk.errors import ConfigError, ImageError, SplError
 from spl_sdk.harmonize import EDIT_SETTINGS, background_mask
 from spl_sdk.options import construct
@@ -25,10 +25,13 @@ def _mask(composite: photo.Photo | None) -> Image.Image | None:
     if upload is None or composite is None:
         return None
     try:
-        return read_mask(upload.name, upload.getvalue(), composite.image.size)
+        mask, notes = read_fitted_mask(upload.name, upload.getvalue(), composite.image.size)
     except ImageError as exc:
         st.error(str(exc))
         return None
+    for note in notes:
+        st.warning(note)
+    return mask
 
 
 def _harmonizer_choice(plugins: Plugins) -> str | None:
@@ -99,13 +102,14 @@ def render(plugins: Plugins) -> None:
             controls.widget(name_, plugins, label=name_.split("_")[0].replace("color", "colour")
                             .capitalize() + " weight")
         clicked = st.button("Run", key=f"{SLOT}.run", type="primary", disabled=not ready)
-    if clicked:
-        _run(composite, mask, option_controls.options_from_state(plugins))
-    else:
-        runner.missing_model_offer(SLOT)
-    kept = st.session_state.get(f"{SLOT}.result")
-    if kept is not None:
-        results.show(kept, SLOT, file_name="spl-harmonized.png")
+        # under the Run button, so the result is in view when the run ends (also at 1024 px)
+        if clicked:
+            _run(composite, mask, option_controls.options_from_state(plugins))
+        else:
+            runner.missing_model_offer(SLOT)
+        kept = st.session_state.get(f"{SLOT}.result")
+        if kept is not None:
+            results.show(kept, SLOT, file_name="spl-harmonized.png")
 
 
 def _run(composite: photo.Photo, mask: Image.Image, options: dict[str, dict]) -> None:
@@ -120,4 +124,6 @@ def _run(composite: photo.Photo, mask: Image.Image, options: dict[str, dict]) ->
         st.error(str(exc))
         return
     # DESIGN §6: SPL on the whole image, CPL on the background (the inverted mask)
-    runner.run(SLOT, cfg, composite.image, source_prompt, target_prompt, mask=background_mask(mask))
+    out = runner.run(SLOT, cfg, composite.image, source_prompt, target_prompt, mask=background_mask(mask))
+    if out is not None:  # show the mask as uploaded (the edit used its inverse for the background)
+        out.mask, out.mask_caption = mask, "Mask as uploaded (white = pasted object)"

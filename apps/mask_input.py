@@ -8,7 +8,7 @@ import numpy as np
 import streamlit as st
 from PIL import Image
 
-from spl_apps.uploads import IMAGE_TYPES, MAX_UPLOAD_MB, read_mask
+from spl_apps.uploads import IMAGE_TYPES, MAX_UPLOAD_MB, read_fitted_mask
 from spl_sdk.errors import ImageError
 
 WORDS, UPLOAD, DRAW = "Prompt words", "Upload a mask", "Draw"
@@ -39,10 +39,12 @@ def uploaded_mask(slot: str, size: tuple[int, int]) -> Image.Image | None:
     if upload is None:
         return None
     try:
-        mask = read_mask(upload.name, upload.getvalue(), size)
+        mask, notes = read_fitted_mask(upload.name, upload.getvalue(), size)
     except ImageError as exc:
         st.error(str(exc))
         return None
+    for note in notes:
+        st.warning(note)
     st.image(mask, caption="Mask", width=256)
     return mask
 

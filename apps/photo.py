@@ -8,7 +8,7 @@ from pathlib import Path
 import streamlit as st
 from PIL import Image
 
-from spl_apps.uploads import IMAGE_TYPES, MAX_UPLOAD_MB, read_image
+from spl_apps.uploads import IMAGE_TYPES, MAX_UPLOAD_MB, photo_warnings, read_image
 from spl_sdk.errors import ImageError
 from spl_sdk.imageio import load_image
 
@@ -25,6 +25,7 @@ def set_from_file(slot: str, path: Path) -> None:
     """Make the file at ``path`` (an example) the photo of ``slot``."""
     st.session_state[f"{slot}.photo"] = Photo(path.name, load_image(path))
     st.session_state.pop(f"{slot}.photo_error", None)
+    st.session_state.pop(f"{slot}.result", None)  # the old result belongs to the old photo
 
 
 def uploader(slot: str, label: str) -> Photo | None:
@@ -36,6 +37,7 @@ def uploader(slot: str, label: str) -> Photo | None:
     seen = (upload.file_id, upload.name, upload.size) if upload is not None else None
     if seen is not None and st.session_state.get(f"{slot}.upload_seen") != seen:
         st.session_state[f"{slot}.upload_seen"] = seen
+        st.session_state.pop(f"{slot}.result", None)  # new or failed upload: the old result goes
         try:
             st.session_state[f"{slot}.photo"] = Photo(upload.name, read_image(upload.name, upload.getvalue()))
             st.session_state.pop(f"{slot}.photo_error", None)
@@ -44,6 +46,9 @@ def uploader(slot: str, label: str) -> Photo | None:
             st.session_state[f"{slot}.photo_error"] = str(exc)
     if f"{slot}.photo_error" in st.session_state:
         st.error(st.session_state[f"{slot}.photo_error"])
+    if current(slot) is not None:
+        for note in photo_warnings(current(slot).image):
+            st.warning(note)
     return current(slot)
 
 

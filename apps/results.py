@@ -19,7 +19,7 @@ def show(out: RunOutput, slot: str, file_name: str = "spl-edit.png") -> None:
         pictures, captions = [out.image], ["After"]
         if out.mask is not None:
             pictures.append(out.mask)
-            captions.append("Mask used (white = masked area)")
+            captions.append(out.mask_caption)
         st.image(pictures, caption=captions, width=min(out.image.width, 320) if out.mask else "stretch")
     with right:
         compare.show(out.source, out.image, key=f"{slot}.compare")

@@ -38,6 +38,7 @@ class RunOutput:
     png: bytes
     metadata: dict[str, Any]
     timings: dict[str, float]
+    mask_caption: str = "Mask used (white = masked area)"
 
 
 def png_with_metadata(image: Image.Image, metadata: dict[str, Any]) -> bytes:

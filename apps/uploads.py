@@ -15,6 +15,7 @@ from spl_sdk.errors import ImageError
 from spl_sdk.footprint import MemoryBudgetError, check_fits
 from spl_sdk.imageio import load_image, load_mask
 
+MIN_SIDE = 128  # below this the model sees a few latent cells: warn that results will be poor
 MAX_UPLOAD_MB = 50  # per file; also passed to st.file_uploader so the browser refuses bigger ones
 IMAGE_TYPES = ["png", "jpg", "jpeg", "webp", "tif", "tiff"]
 # a few hundred KB of PNG can hold 8000x8000 pixels: the pixel count is limited before decoding
@@ -71,3 +72,33 @@ def read_image(name: str, data: bytes) -> Image.Image:
 def read_mask(name: str, data: bytes, size: tuple[int, int] | None = None) -> Image.Image:
     """An uploaded mask as mode "L" (white = inside), resized to ``size`` = (W, H) when given."""
     return _via_file(name, data, load_mask, size=size)
+
+
+def photo_warnings(image: Image.Image) -> list[str]:
+    """What to tell the user about a photo that loads but will edit poorly (tiny images)."""
+    if min(image.size) < MIN_SIDE:
+        return [f"The photo is only {image.width}×{image.height} px; below {MIN_SIDE} px the model "
+                f"sees too few details and results are poor. Use a larger photo."]
+    return []
+
+
+def read_fitted_mask(name: str, data: bytes, size: tuple[int, int]) -> tuple[Image.Image, list[str]]:
+    """An uploaded mask resized to the photo's ``size`` = (W, H), with warnings about its content.
+
+    Warns when the mask is empty (nothing would be masked), full (the whole image
+    is masked) or of another aspect ratio than the photo (it gets stretched).
+    """
+    mask = _via_file(name, data, load_mask)
+    notes = []
+    ratio, photo_ratio = mask.width / mask.height, size[0] / size[1]
+    if abs(ratio - photo_ratio) > 0.02 * photo_ratio:
+        notes.append(f"The mask is {mask.width}×{mask.height} but the photo {size[0]}×{size[1]}: "
+                     f"another aspect ratio, so the mask is stretched to fit; check it lines up.")
+    if mask.size != size:
+        mask = mask.resize(size, Image.Resampling.BILINEAR)
+    low, high = mask.getextrema()
+    if high < 128:
+        notes.append("The mask is empty (no white area): the masked losses would apply nowhere.")
+    elif low >= 128:
+        notes.append("The mask is all white: the whole image is masked, as without a mask.")
+    return mask, notes

@@ -343,9 +343,59 @@ def test_harmonize_page_writes_prompts_and_harmonizes() -> None:
     assert (cfg["structure_loss"], cfg["structure_area"], cfg["color_loss"], cfg["color_area"]) == (
         "spl", "whole", "cpl", "masked")
     assert meta["target_prompt"].startswith("bright ")
-    # the edit's mask is the background: the inverted foreground mask
+    # the page shows the mask as uploaded (the edit used its inverse, the background)
     out = at.session_state["harm.result"]
-    assert np.asarray(out.mask)[48, 64] < 10 and np.asarray(out.mask)[2, 2] > 245
+    assert np.asarray(out.mask)[48, 64] > 245 and np.asarray(out.mask)[2, 2] < 10
+    assert "as uploaded" in out.mask_caption
+
+
+def _with_kept_result(at: AppTest) -> AppTest:
+    """Pretend an edit ran: a kept result in the edit slot."""
+    from spl_apps.runner import RunOutput
+
+    img = Image.new("RGB", (128, 96))
+    at.session_state["edit.result"] = RunOutput(source=img, image=img, mask=None, png=b"", metadata={},
+                                                timings={})
+    return at.run()
+
+
+def test_a_new_or_failed_upload_clears_the_old_result() -> None:
+    at = start()
+    at.file_uploader(key="edit.upload").set_value(("a.png", png(), "image/png")).run()
+    at = _with_kept_result(at)
+    assert "edit.result" in at.session_state
+    at.file_uploader(key="edit.upload").set_value(("b.png", png(seed=2), "image/png")).run()
+    assert "edit.result" not in at.session_state
+    at = _with_kept_result(at)
+    at.file_uploader(key="edit.upload").set_value(("c.png", b"not an image", "image/png")).run()
+    assert "edit.result" not in at.session_state and "not an image" in messages(at)
+
+
+def test_tiny_photos_and_odd_masks_are_warned_about() -> None:
+    at = start()
+    at.file_uploader(key="edit.upload").set_value(("tiny.png", png((40, 30)), "image/png")).run()
+    assert any("only 40×30 px" in w.value for w in at.warning)
+    at = settle(at, {"page": "Harmonize"})
+    at.file_uploader(key="harm.upload").set_value(("composite.png", png(seed=1), "image/png")).run()
+    at.file_uploader(key="harm.mask_upload").set_value(("m.png", mask_png((64, 64)), "image/png")).run()
+    assert any("another aspect ratio" in w.value for w in at.warning), [w.value for w in at.warning]
+
+
+def test_fitted_masks_warn_when_empty_full_or_of_another_shape() -> None:
+    from spl_apps.uploads import read_fitted_mask
+
+    def data(value: int, size: tuple[int, int] = (128, 96)) -> bytes:
+        buf = io.BytesIO()
+        Image.new("L", size, value).save(buf, format="PNG")
+        return buf.getvalue()
+
+    mask, notes = read_fitted_mask("m.png", mask_png(), (128, 96))
+    assert mask.size == (128, 96) and notes == []
+    assert "empty" in " ".join(read_fitted_mask("m.png", data(0), (128, 96))[1])
+    assert "all white" in " ".join(read_fitted_mask("m.png", data(255), (128, 96))[1])
+    mask, notes = read_fitted_mask("m.png", mask_png((50, 50)), (128, 96))
+    assert mask.size == (128, 96) and "another aspect ratio" in notes[0]
+    assert read_fitted_mask("m.png", mask_png((64, 48)), (128, 96))[1] == []  # same ratio, smaller
 
 
 # ------------------------------------------------------------------ pieces without Streamlit
@@ -382,3 +432,4 @@ def test_spl_app_runs_streamlit_on_the_studio_script() -> None:
     line = " ".join(words)
     assert "--server.port 8765" in line and "--server.address 0.0.0.0" in line
     assert "--server.headless true" in line and line.endswith("--theme.base dark")
+    assert "--client.toolbarMode minimal" in line  # no Deploy button

@@ -129,7 +129,7 @@ def test_upload_edit_and_screenshot(page, tmp_path: Path) -> None:  # noqa: ANN0
     idle(pg)
     pg.get_by_text("old_man.png (512×512)").wait_for()
     choose(pg, "Backbone", "tiny-random")
-    fill(pg, "Working size (px, long side)", "128")
+    fill(pg, "Working size (px, long side; empty = the backbone's default)", "128")
     pg.get_by_text("Sampling", exact=True).click()
     fill(pg, "Inference steps", "2")
     pg.get_by_text("Optimisation", exact=True).click()
@@ -204,3 +204,49 @@ def test_drawn_mask_is_used(page) -> None:  # noqa: ANN001
     data = pg.request.get(src if src.startswith("http") else pg.url.rstrip("/") + src).body()
     mask = np.asarray(Image.open(io.BytesIO(data)).convert("L")) > 127
     assert 0.005 < mask.mean() < 0.5  # the stroke, not the whole image
+
+
+def in_view(locator) -> bool:  # noqa: ANN001
+    """True when the element is at least partly inside the window (Streamlit scrolls its own pane)."""
+    return locator.evaluate("e => { const r = e.getBoundingClientRect();"
+                            " return r.bottom > 0 && r.top < window.innerHeight && r.height > 0; }")
+
+
+def test_usable_at_1024_px_with_the_result_in_view(server: str) -> None:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        pg = browser.new_page(viewport={"width": 1024, "height": 768})
+        pg.set_default_timeout(120_000)
+        pg.goto(server)
+        pg.get_by_role("button", name="Run", exact=True).wait_for()
+        idle(pg)
+        assert pg.locator("[data-testid='stAppDeployButton']").count() == 0  # toolbarMode minimal
+        pg.locator("[data-testid='stFileUploader'] input[type=file]").first.set_input_files(str(PHOTO))
+        idle(pg)
+        choose(pg, "Backbone", "tiny-random")
+        fill(pg, "Working size (px, long side; empty = the backbone's default)", "64")
+        pg.get_by_text("Sampling", exact=True).click()
+        fill(pg, "Inference steps", "1")
+        pg.get_by_text("Optimisation", exact=True).click()
+        fill(pg, "Iterations", "1")
+        fill(pg, "Source prompt (describes the photo)", "a photo of an old man")
+        fill(pg, "Target prompt (describes the result)", "a painting of an old man")
+        run = pg.get_by_role("button", name="Run", exact=True)
+        run.scroll_into_view_if_needed()
+        run.click()
+        download = pg.get_by_role("button", name="Download PNG (settings embedded)")
+        download.wait_for(timeout=300_000)
+        idle(pg)
+        no_exception(pg)
+        # the result sits under the Run button: in view without scrolling after the click
+        assert in_view(pg.get_by_text("Result", exact=True).first)
+        assert in_view(pg.locator("[data-testid='stImage'] img").nth(1))
+        # nothing wider than the window, and every sidebar label fits its box
+        assert pg.evaluate("document.documentElement.scrollWidth") <= 1024
+        cut = pg.evaluate("""() => [...document.querySelectorAll('[data-testid="stWidgetLabel"] p')]
+            .filter(e => e.offsetParent !== null && e.scrollWidth > e.clientWidth + 1)
+            .map(e => e.textContent)""")
+        assert cut == [], cut
+        browser.close()

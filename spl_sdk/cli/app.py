@@ -31,7 +31,9 @@ def streamlit_command(address: str, port: int, headless: bool, extra: tuple[str,
             "--server.address", address, "--server.port", str(port),
             "--server.headless", str(headless).lower(),
             "--server.maxUploadSize", str(MAX_UPLOAD_MB),
-            "--browser.gatherUsageStats", "false", *extra]
+            "--browser.gatherUsageStats", "false",
+            "--client.toolbarMode", "minimal",  # no Deploy button: this is a local studio
+            *extra]
 
 
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
