@@ -25,7 +25,7 @@ from spl_sdk.plugins import Plugins
 
 PREFIX = "cfg."
 # fields whose value names a plug-in of this kind: the widget lists the installed ones
-PLUGIN_KIND = {"backbone": "backbone", "method": "method", "attention": "attention", 
+PLUGIN_KIND = {"backbone": "backbone", "method": "method", "attention": "attention",
                "mask_extractor": "mask", "structure_loss": "loss", "color_loss": "loss"}
 # optional loss terms get an on/off toggle (key cfg.<field>.on) beside the plug-in choice
 TOGGLED = {"structure_loss": "Preserve structure", "color_loss": "Preserve colour"}

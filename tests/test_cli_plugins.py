@@ -14,10 +14,10 @@ from click.testing import CliRunner, Result
 from PIL import Image, ImageFilter
 
 import spl_sdk.plugins
-from spl_sdk.imageio import read_metadata
 from spl_sdk import hookimpl
 from spl_sdk.cli import main
 from spl_sdk.components import LossTerm
+from spl_sdk.imageio import read_metadata
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "plugins" / "examples" / "spl-example-tv"

@@ -8,7 +8,6 @@ import warnings
 import pytest
 import torch
 from click.testing import CliRunner
-from PIL import Image
 
 import spl_sdk.checks
 import spl_sdk.plugins
