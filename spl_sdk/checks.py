@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import torch
+from spl_sdk.lazy import torch
 
 Check = Callable[[Any], "str | None"]
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-import torch
-
 from spl_sdk.components import LossTerm
+from spl_sdk.lazy import torch
 
 Progress = Callable[[int, int, float], object]
 

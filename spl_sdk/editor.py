@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
 from PIL import Image
 from pydantic import ValidationError
 
@@ -46,6 +45,7 @@ from spl_sdk.imageio import (
     pil_to_tensor,
     tensor_to_pil,
 )
+from spl_sdk.lazy import torch
 from spl_sdk.optimiser import optimise_image
 from spl_sdk.options import construct, load_backbone, merge_options, with_resolved_options
 from spl_sdk.plugins import Plugins, get_plugins

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
+from spl_sdk.lazy import functional as F
+from spl_sdk.lazy import torch
 
 
 def _window_sum(x: torch.Tensor, r: int, dim: int) -> torch.Tensor:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
+from spl_sdk.lazy import functional as F
+from spl_sdk.lazy import torch
 
 
 def working_shape(height: int, width: int, long_side: int, multiple: int = 8) -> tuple[int, int]:

@@ -18,11 +18,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
-import numpy as np
-import torch
 from PIL import Image, ImageOps, PngImagePlugin
 
 from spl_sdk.errors import ImageError, OutputExistsError
+from spl_sdk.lazy import numpy as np
+from spl_sdk.lazy import torch
 
 METADATA_KEY = "spl_sdk"  # PNG text chunk holding the run's JSON metadata
 _IMAGE_DESCRIPTION = 0x010E  # EXIF/TIFF tag used for the metadata of non-PNG outputs

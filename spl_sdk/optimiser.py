@@ -17,12 +17,11 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import torch
-import torch.nn.functional as F
-
 from spl_sdk.components import LossTerm
 from spl_sdk.descent import Progress, descend, loss_value, total_value_and_grad
 from spl_sdk.finite import check_finite_loss
+from spl_sdk.lazy import functional as F
+from spl_sdk.lazy import torch
 
 __all__ = ["SOLVERS", "OptimiseResult", "optimise_image", "total_value_and_grad"]
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 
-import torch
-
 from spl_sdk.components import LossTerm
 from spl_sdk.config import RefineConfig
 from spl_sdk.errors import ConfigError, EmptyMaskWarning
+from spl_sdk.lazy import torch
 from spl_sdk.options import options_for
 from spl_sdk.plugins import Plugins
 

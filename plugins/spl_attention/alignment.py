@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import torch
+from spl_sdk.lazy import torch
 
 # Needleman-Wunsch scores of DESIGN.md section 4: a gap costs nothing, so a substituted
 # token is never "aligned" with the token it replaces: both become gaps.

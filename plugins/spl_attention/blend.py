@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
-
 from spl_sdk.components import AttentionMaps
+from spl_sdk.lazy import functional as F
+from spl_sdk.lazy import torch
 
 
 class LocalBlend:

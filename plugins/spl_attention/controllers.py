@@ -6,7 +6,6 @@ import contextlib
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import torch
 from pydantic import Field
 
 from spl_attention.alignment import TokenAlignment, align_tokens, identity_alignment
@@ -16,6 +15,7 @@ from spl_attention.store import AttentionStore, spatial_shape
 from spl_sdk.components import AttentionController, AttentionMaps, Backbone
 from spl_sdk.components.base import ComponentOptions
 from spl_sdk.errors import PromptError
+from spl_sdk.lazy import torch
 from spl_sdk.prompts import context_length, prompt_ids, word_positions
 
 if TYPE_CHECKING:

@@ -9,10 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import torch
-import torch.nn.functional as F
-
 from spl_sdk.components.layout import BatchLayout
+from spl_sdk.lazy import functional as F
+from spl_sdk.lazy import torch
 
 
 class Controller(Protocol):

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import math
 
-import torch
-import torch.nn.functional as F
-
 from spl_sdk.components import AttentionMaps
+from spl_sdk.lazy import functional as F
+from spl_sdk.lazy import torch
 
 MAX_PIXELS = 32 * 32  # DESIGN.md section 4: only layers with at most 32 x 32 query pixels are stored
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import torch
-
 from spl_sdk.errors import ConfigError
+from spl_sdk.lazy import torch
 
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+DTYPES = ("float32", "float16", "bfloat16")  # names of torch dtypes (looked up on use: torch loads lazily)
 
 
 def _mps_available() -> bool:
@@ -48,4 +47,4 @@ def resolve_dtype(dtype: str | torch.dtype = "auto", device: torch.device | None
         return torch.float16 if device is not None and device.type == "cuda" else torch.float32
     if name not in DTYPES:
         raise ConfigError(f"dtype '{dtype}' is not supported; use auto, {', '.join(DTYPES)}.")
-    return DTYPES[name]
+    return getattr(torch, name)

@@ -7,13 +7,12 @@ import warnings
 from pathlib import Path
 from typing import Any, ClassVar
 
-import torch
-
 from spl_backbones import loading
 from spl_backbones.devices import resolve_device, resolve_dtype
 from spl_backbones.offload import keep_only, offload_hooks
 from spl_sdk.components import Backbone, Conditioning
 from spl_sdk.errors import ConfigError, ImageError
+from spl_sdk.lazy import no_grad, torch
 
 
 class DiffusersBackbone(Backbone):
@@ -144,7 +143,7 @@ class DiffusersBackbone(Backbone):
         return folder
 
     # ------------------------------------------------------------------ the edit method's interface
-    @torch.no_grad()
+    @no_grad
     def encode_prompts(self, prompts: list[str]) -> Conditioning:
         """(B, 77, D) last hidden states, no extras; padded with the end token and cut at 77 tokens, as in SD 1.x."""
         ids = self.tokenizer(list(prompts), padding="max_length", truncation=True,
@@ -152,7 +151,7 @@ class DiffusersBackbone(Backbone):
         self._using(self.text_encoder)
         return Conditioning(self.text_encoder(ids.to(self.device))[0].to(self.dtype))
 
-    @torch.no_grad()
+    @no_grad
     def predict(self, latents: torch.Tensor, timestep: Any, cond: Conditioning, *,
                 guidance: float | None = None) -> torch.Tensor:
         """One UNet call for the whole batch: float32 noise (``guidance`` is not an input here)."""
@@ -181,7 +180,7 @@ class DiffusersBackbone(Backbone):
         self.scheduler.set_timesteps(num_inference_steps=steps, original_inference_steps=original)
         return [int(t) for t in self.scheduler.timesteps]
 
-    @torch.no_grad()
+    @no_grad
     def encode_image(self, image: torch.Tensor) -> torch.Tensor:
         """Mean of the VAE posterior times the scaling factor (deterministic); float32."""
         h, w = image.shape[-2:]
@@ -195,7 +194,7 @@ class DiffusersBackbone(Backbone):
         shift = getattr(cfg, "shift_factor", None) or 0.0
         return ((latent.float() - shift) * cfg.scaling_factor)
 
-    @torch.no_grad()
+    @no_grad
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
         """Images in [-1, 1] (clamped, float32) from scaled latents."""
         cfg = self.vae.config

@@ -13,13 +13,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
-import torch
-
 from spl_backbones import loading
 from spl_backbones.devices import resolve_device, resolve_dtype
 from spl_backbones.offload import keep_only, offload_hooks
 from spl_sdk.components import Backbone
 from spl_sdk.errors import ConfigError, ImageError
+from spl_sdk.lazy import no_grad, torch
 
 
 def calculate_shift(seq_len: int, base_seq_len: int = 256, max_seq_len: int = 4096,
@@ -164,7 +163,7 @@ class FlowBackbone(Backbone):
         return [float(s) for s in self.scheduler.sigmas]
 
     # ------------------------------------------------------------------ VAE
-    @torch.no_grad()
+    @no_grad
     def encode_image(self, image: torch.Tensor) -> torch.Tensor:
         """(mean latent - shift factor) * scaling factor of images in [-1, 1]; float32."""
         h, w = image.shape[-2:]
@@ -177,7 +176,7 @@ class FlowBackbone(Backbone):
         latent = self.vae.encode(image.to(self.device, self.dtype)).latent_dist.mean
         return (latent.float() - (cfg.shift_factor or 0.0)) * cfg.scaling_factor
 
-    @torch.no_grad()
+    @no_grad
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
         """Images in [-1, 1] (clamped, float32) from scaled, shifted latents."""
         cfg = self.vae.config

@@ -10,13 +10,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
-import numpy as np
-import torch
-
 from spl_backbones.diffusers_backbone import load_clip_tokenizer
 from spl_backbones.flow_backbone import FlowBackbone, calculate_shift
 from spl_backbones.sd3 import load_t5_tokenizer
 from spl_sdk.components.backbone import Conditioning
+from spl_sdk.lazy import no_grad, torch
+from spl_sdk.lazy import numpy as np
 
 
 def pack(latents: torch.Tensor) -> torch.Tensor:
@@ -81,7 +80,7 @@ class FluxBackbone(FlowBackbone):
         else:
             self.scheduler.set_timesteps(sigmas=sigmas, mu=mu)
 
-    @torch.no_grad()
+    @no_grad
     def encode_prompts(self, prompts: list[str]) -> Conditioning:
         """T5 token states as embeddings, CLIP's pooled output as ``extras["pooled"]``."""
         prompts = list(prompts)
@@ -98,7 +97,7 @@ class FluxBackbone(FlowBackbone):
         g = torch.as_tensor(g, dtype=torch.float32, device=self.device).reshape(-1)
         return g.expand(batch) if g.numel() == 1 else g
 
-    @torch.no_grad()
+    @no_grad
     def predict(self, latents: torch.Tensor, timestep: Any, cond: Conditioning, *,
                 guidance: float | Sequence[float] | torch.Tensor | None = None) -> torch.Tensor:
         """Velocity (float32) of (B, 16, h, w) latents; ``guidance`` per batch or per row (dev only)."""

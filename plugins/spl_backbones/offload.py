@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import torch
-
 from spl_sdk.errors import ConfigError
+from spl_sdk.lazy import torch
 
 
 def offload_hooks(modules: Sequence[torch.nn.Module], device: torch.device) -> list[Any]:

@@ -5,12 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar
 
-import torch
-
 from spl_backbones.devices import resolve_device, resolve_dtype
 from spl_backbones.diffusers_backbone import DiffusersBackbone
 from spl_backbones.tokenizer import build_clip_tokenizer
 from spl_sdk.errors import ModelNotFoundError
+from spl_sdk.lazy import torch
 
 # The noise schedule of Stable Diffusion 1.x, which LCM distillation keeps.
 SD_SCHEDULER_CONFIG: dict[str, Any] = {

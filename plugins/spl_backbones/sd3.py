@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-import torch
-
 from spl_backbones.diffusers_backbone import load_clip_tokenizer
 from spl_backbones.flow_backbone import FlowBackbone
 from spl_sdk.components.backbone import Conditioning
+from spl_sdk.lazy import no_grad, torch
 
 
 def load_t5_tokenizer(model: str, **kwargs: Any) -> Any:
@@ -59,7 +58,7 @@ class SD3Backbone(FlowBackbone):
         # penultimate hidden states, projected pooled output (as StableDiffusion3Pipeline)
         return out.hidden_states[-2].to(self.dtype), out[0].to(self.dtype)
 
-    @torch.no_grad()
+    @no_grad
     def encode_prompts(self, prompts: list[str]) -> Conditioning:
         """Tokens: both CLIPs' penultimate states side by side (zero-padded to T5's width), then T5's."""
         prompts = list(prompts)
@@ -74,7 +73,7 @@ class SD3Backbone(FlowBackbone):
         clip = torch.nn.functional.pad(torch.cat([h1, h2], dim=-1), (0, t5.shape[-1] - h1.shape[-1] - h2.shape[-1]))
         return Conditioning(torch.cat([clip, t5], dim=-2), {"pooled": torch.cat([p1, p2], dim=-1)})
 
-    @torch.no_grad()
+    @no_grad
     def predict(self, latents: torch.Tensor, timestep: Any, cond: Conditioning, *,
                 guidance: Any = None) -> torch.Tensor:
         """Velocity (float32) for a batch of (B, 16, h, w) latents at scheduler timestep ``timestep``."""

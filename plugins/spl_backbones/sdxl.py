@@ -17,7 +17,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-import torch
 from pydantic import Field
 
 from spl_backbones import loading
@@ -30,6 +29,7 @@ from spl_backbones.diffusers_backbone import (
 )
 from spl_sdk.components.backbone import Conditioning
 from spl_sdk.components.base import ComponentOptions
+from spl_sdk.lazy import no_grad, torch
 
 SDXL_SUBFOLDERS = ("unet", "vae", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2",
                    "scheduler")
@@ -163,7 +163,7 @@ class SDXLBackbone(DiffusersBackbone):
         return folder
 
     # ------------------------------------------------------------------ the edit method's interface
-    @torch.no_grad()
+    @no_grad
     def encode_prompts(self, prompts: list[str]) -> Conditioning:
         """(B, 77, D1 + D2) penultimate states of both encoders and the second one's pooled (B, P)."""
         hidden, pooled = [], None
@@ -190,7 +190,7 @@ class SDXLBackbone(DiffusersBackbone):
         h, w = (int(s) * self.vae_scale_factor for s in latent_hw)
         return torch.tensor([[h, w, 0, 0, h, w]], dtype=self.dtype, device=self.device).repeat(batch, 1)
 
-    @torch.no_grad()
+    @no_grad
     def predict(self, latents: torch.Tensor, timestep: torch.Tensor | int, cond: Conditioning, *,
                 guidance: float | None = None) -> torch.Tensor:
         """One UNet call for the whole batch with SDXL's added conditioning; returns float32 noise.

@@ -6,12 +6,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
-import torch
 from pydantic import Field
 
 from spl_backbones import loading
 from spl_backbones.lora import LORA_SUBFOLDER, fuse_adapter, load_sdxl_lora_state_dict
 from spl_backbones.sdxl import SDXL_SUBFOLDERS, SDXLBackbone, single_part
+from spl_sdk.lazy import torch
 
 LCM_UNET_SUBFOLDER = "lcm_unet"  # the LCM-SDXL UNet inside a local SDXL folder
 

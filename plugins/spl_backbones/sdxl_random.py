@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-import torch
-
 from spl_backbones.random_init import RandomBackbone
 from spl_backbones.sd15_random import SD15_TEXT
 from spl_backbones.sdxl import SDXLBackbone
 from spl_backbones.tokenizer import build_clip_tokenizer
 from spl_sdk.components.base import ComponentOptions
+from spl_sdk.lazy import torch
 
 # SDXL base 1.0's published component configs (unet/, vae/, text_encoder_2/ config.json).
 SDXL_UNET: dict[str, Any] = {

@@ -10,8 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar
 
-import torch
-
 from spl_backbones.devices import resolve_device
 from spl_backbones.flow_backbone import FlowBackbone, flow_dtype
 from spl_backbones.flux import FluxBackbone
@@ -19,6 +17,7 @@ from spl_backbones.sd3 import SD3Backbone
 from spl_backbones.t5_tokenizer import build_t5_tokenizer
 from spl_backbones.tokenizer import build_clip_tokenizer
 from spl_sdk.errors import ModelNotFoundError
+from spl_sdk.lazy import torch
 
 T5_WIDTH = 64
 TINY_CLIP: dict[str, Any] = {

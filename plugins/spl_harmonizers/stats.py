@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-import numpy as np
 from PIL import Image
 
 from spl_sdk.errors import HarmonizerError
+from spl_sdk.lazy import numpy as np
 
 # Hue families in degrees (HSV hue, 0 = red); purple/magenta has no vocabulary word.
 HUE_FAMILIES: dict[str, tuple[tuple[float, float], ...]] = {

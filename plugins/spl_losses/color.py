@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import torch
-
 from spl_sdk.components import LossTerm
+from spl_sdk.lazy import torch
 
 # ITU-R BT.601 rows of Cb and Cr for RGB in [0, 1]; both get a 0.5 offset
 _CHROMA = ((-0.168736, -0.331264, 0.5), (0.5, -0.418688, -0.081312))

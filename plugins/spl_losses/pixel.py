@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import torch
-
 from spl_sdk.components import LossTerm
+from spl_sdk.lazy import torch
 
 
 class _PixelLoss(LossTerm):

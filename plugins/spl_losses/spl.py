@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import weakref
 
-import torch
 from pydantic import Field
 
 from spl_sdk.components import LossTerm
 from spl_sdk.components.base import ComponentOptions
 from spl_sdk.filters import box_filter
+from spl_sdk.lazy import torch
 
 
 def window_counts(height: int, width: int, r: int, like: torch.Tensor) -> torch.Tensor:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-import torch
 from pydantic import Field
 
 from spl_masks.sharpen import sharpen
@@ -12,6 +11,7 @@ from spl_masks.upsample import GUIDED_EPS, bilinear_upsample, guided_upsample, r
 from spl_sdk.components import MaskContext, MaskExtractor
 from spl_sdk.components.base import ComponentOptions
 from spl_sdk.errors import ConfigError, PromptError
+from spl_sdk.lazy import torch
 from spl_sdk.prompts import words_positions
 
 

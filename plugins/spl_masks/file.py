@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import numpy as np
-import torch
 from PIL import Image
 
 from spl_sdk.components import MaskContext, MaskExtractor
 from spl_sdk.errors import ConfigError
 from spl_sdk.imageio import load_mask, mask_image
+from spl_sdk.lazy import numpy as np
+from spl_sdk.lazy import torch
 
 
 def to_tensor(mask: Image.Image, like: torch.Tensor) -> torch.Tensor:

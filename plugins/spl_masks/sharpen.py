@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
+from spl_sdk.lazy import functional as F
+from spl_sdk.lazy import torch
 
 BLOCK = 15  # adaptive-threshold block size
 OFFSET = 5  # adaptive-threshold constant C, in 8-bit levels

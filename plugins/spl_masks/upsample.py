@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
-
 from spl_sdk.filters import guided_filter, to_gray
+from spl_sdk.lazy import functional as F
+from spl_sdk.lazy import torch
 
 GUIDED_EPS = 1e-2  # DESIGN.md section 5, on a [0, 1] gray guide
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
-
 from spl_methods.velocity import GuidedVelocity
+from spl_sdk.lazy import no_grad, torch
 
 
 def euler(z: torch.Tensor, v: torch.Tensor, t: float, t_next: float) -> torch.Tensor:
@@ -22,7 +21,7 @@ def initial_noise(backbone: Any, height: int, width: int, seed: int) -> torch.Te
     return torch.randn((1, channels, height // f, width // f), generator=generator).to(backbone.device)
 
 
-@torch.no_grad()
+@no_grad
 def text_to_image(backbone: Any, prompt: str, *, steps: int, guidance: float, seed: int,
                   height: int, width: int, latents: torch.Tensor | None = None) -> torch.Tensor:
     """The clean latent (1, C, h, w) sampled from ``prompt``; decode it with ``decode_latents``."""

@@ -35,15 +35,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeAlias
 
-import torch
+from spl_sdk.lazy import torch
 
 # (z_t^src, z_t^tar, timestep) -> (v_src, v_tar), each guided
-VelocityPair = Callable[[torch.Tensor, torch.Tensor, float], tuple[torch.Tensor, torch.Tensor]]
+VelocityPair: TypeAlias = "Callable[[torch.Tensor, torch.Tensor, float], tuple[torch.Tensor, torch.Tensor]]"
 # (z_t, timestep) -> v_tar
-TargetVelocity = Callable[[torch.Tensor, float], torch.Tensor]
-Injector = Callable[[torch.Tensor], torch.Tensor]
-StepCallback = Callable[[int, int, torch.Tensor], None]
+TargetVelocity: TypeAlias = "Callable[[torch.Tensor, float], torch.Tensor]"
+Injector: TypeAlias = "Callable[[torch.Tensor], torch.Tensor]"
+StepCallback: TypeAlias = "Callable[[int, int, torch.Tensor], None]"
 
 
 @dataclass

@@ -7,8 +7,6 @@ import time
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import torch
-
 from spl_sdk.components import AttentionController, Backbone, Conditioning
 from spl_sdk.components.method import (
     BatchLayout,
@@ -18,6 +16,7 @@ from spl_sdk.components.method import (
     Injector,
     StepCallback,
 )
+from spl_sdk.lazy import torch
 
 # The one place that knows this method's batch: [s_uncond, t_uncond, m_uncond, s_cond, t_cond, m_cond].
 LAYOUT = BatchLayout(("source", "target", "mutual"), guided=True)

@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import torch
-
 from spl_sdk.components.backbone import Conditioning
+from spl_sdk.lazy import torch
 
 EMBEDDED = "embedded-guidance"
 

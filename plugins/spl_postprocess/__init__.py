@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
-
 from spl_sdk import hookimpl
 from spl_sdk.components import LossTerm, PostProcessor
 from spl_sdk.components.postprocess import PostCallback
+from spl_sdk.lazy import torch
 from spl_sdk.optimiser import optimise_image
 
 

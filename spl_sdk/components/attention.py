@@ -8,11 +8,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import torch
-
 from spl_sdk.components.backbone import Backbone
 from spl_sdk.components.base import Component, ComponentOptions
 from spl_sdk.components.layout import BatchLayout
+from spl_sdk.lazy import torch
 
 if TYPE_CHECKING:
     from spl_sdk.config import EditConfig

@@ -7,10 +7,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-import torch
-
 from spl_sdk.components.base import Component, ComponentOptions
 from spl_sdk.errors import IncompatibleError
+from spl_sdk.lazy import torch
 
 # The capability vocabulary (docs/plugins.md, "Backbones"); a method or controller lists what it needs.
 CAPABILITIES = {

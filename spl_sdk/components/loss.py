@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import math
 from abc import abstractmethod
-from typing import ClassVar
-
-import torch
-import torch.nn.functional as F
+from typing import ClassVar, TypeAlias
 
 from spl_sdk.components.base import Component, ComponentOptions
 from spl_sdk.errors import ConfigError
+from spl_sdk.lazy import functional as F
+from spl_sdk.lazy import torch
 
 # (weighted value, gradient in the edited image, diagonal curvature or None)
-ClosedForm = tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]
+ClosedForm: TypeAlias = "tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]"
 
 # methods derived from ``value`` and ``closed_form``: a subclass that overrode one of them could
 # make a default call an override that calls the default back, so they are not overridable

@@ -6,10 +6,9 @@ from abc import abstractmethod
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import torch
-
 from spl_sdk.components.attention import AttentionMaps
 from spl_sdk.components.base import Component, ComponentOptions
+from spl_sdk.lazy import torch
 
 if TYPE_CHECKING:
     from spl_sdk.config import EditConfig

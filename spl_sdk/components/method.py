@@ -6,16 +6,15 @@ import contextlib
 from abc import abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
-
-import torch
+from typing import Any, ClassVar, TypeAlias
 
 from spl_sdk.components.attention import AttentionController, BatchLayout
 from spl_sdk.components.backbone import Backbone
 from spl_sdk.components.base import Component, ComponentOptions
+from spl_sdk.lazy import torch
 
-Injector = Callable[[torch.Tensor], torch.Tensor]
-StepCallback = Callable[[int, int, torch.Tensor], None]
+Injector: TypeAlias = "Callable[[torch.Tensor], torch.Tensor]"
+StepCallback: TypeAlias = "Callable[[int, int, torch.Tensor], None]"
 
 __all__ = ["BatchLayout", "EditMethod", "EditOutput", "EditRequest", "Injector", "StepCallback"]
 

@@ -6,10 +6,9 @@ from abc import abstractmethod
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-import torch
-
 from spl_sdk.components.base import Component, ComponentOptions
 from spl_sdk.components.loss import LossTerm
+from spl_sdk.lazy import torch
 
 if TYPE_CHECKING:
     from spl_sdk.config import EditConfig

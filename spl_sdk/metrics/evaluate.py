@@ -6,8 +6,7 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import numpy as np
-
+from spl_sdk.lazy import numpy as np
 from spl_sdk.metrics.pairs import Pair, edited_region
 
 METRICS = ("structure_distance", "psnr", "lpips", "mse", "ssim", "clip_whole", "clip_edited")

@@ -14,9 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from spl_sdk.errors import ConfigError
+from spl_sdk.lazy import numpy as np
 
 
 @dataclass

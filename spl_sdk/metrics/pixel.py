@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
+from spl_sdk.lazy import numpy as np
 
 
 def masked_pair(source: np.ndarray, edited: np.ndarray, keep: np.ndarray | None) -> tuple[Any, Any]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
+from spl_sdk.lazy import numpy as np
 
 PIE_SHAPE = (512, 512)
 

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-import torch
 from pydantic import Field
 
 from spl_sdk import hookimpl
 from spl_sdk.components import ComponentOptions, LossTerm
 from spl_sdk.hookspecs import Register
+from spl_sdk.lazy import torch
 
 __version__ = "0.1.0"
 
