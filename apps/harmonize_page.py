@@ -11,6 +11,7 @@ from PIL import Image
 from spl_apps import controls, option_controls, photo, results, runner
 from spl_apps.uploads import IMAGE_TYPES, MAX_UPLOAD_MB, read_fitted_mask
 from spl_sdk.errors import ConfigError, ImageError, SplError
+from spl_sdk.extras import available
 from spl_sdk.harmonize import EDIT_SETTINGS, background_mask
 from spl_sdk.options import construct
 from spl_sdk.plugins import Plugins
@@ -40,8 +41,8 @@ def _harmonizer_choice(plugins: Plugins) -> str | None:
         st.error("No harmonizer plug-in is installed; install spl-sdk's built-ins or type the prompts.")
         return None
     if f"{SLOT}.harmonizer" not in st.session_state:
-        # the offline harmonizer needs no key: prefer it unless an OpenAI key is set
-        wanted = "openai" if os.environ.get("OPENAI_API_KEY") else "offline"
+        # the offline harmonizer needs no key: prefer it unless an OpenAI key (and client) is there
+        wanted = "openai" if os.environ.get("OPENAI_API_KEY") and available("openai") else "offline"
         st.session_state[f"{SLOT}.harmonizer"] = wanted if wanted in names else names[0]
     return st.selectbox("Harmonizer", names, key=f"{SLOT}.harmonizer",
                         format_func=lambda n: f"{n} — {plugins.info('harmonizer', n).summary}")

@@ -10,6 +10,7 @@ from PIL import Image
 
 from spl_apps.uploads import IMAGE_TYPES, MAX_UPLOAD_MB, read_fitted_mask
 from spl_sdk.errors import ImageError
+from spl_sdk.extras import available, install_hint
 
 WORDS, UPLOAD, DRAW = "Prompt words", "Upload a mask", "Draw"
 CANVAS_WIDTH = 512
@@ -27,6 +28,8 @@ def canvas() -> Any | None:
 def choose_source(slot: str) -> str:
     """The mask source picker; drawing is offered only when the canvas component works."""
     options = [WORDS, UPLOAD] + ([DRAW] if canvas() is not None else [])
+    if not available("streamlit_drawable_canvas"):
+        st.caption(install_hint("draw", "Drawing a mask"))
     return st.radio("Mask from", options, horizontal=True, key=f"{slot}.mask_source",
                     help="Prompt words: built from the attention maps of the mask words (DESIGN §5). "
                          "Upload/Draw: white marks the area where the masked losses apply.")

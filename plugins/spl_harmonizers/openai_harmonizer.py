@@ -27,6 +27,7 @@ from spl_harmonizers.stats import check_regions, foreground_mask
 from spl_sdk.components import Harmonizer
 from spl_sdk.components.base import ComponentOptions
 from spl_sdk.errors import HarmonizerError
+from spl_sdk.extras import require
 from spl_sdk.harmonize import (
     CATEGORIES,
     VOCABULARY,
@@ -173,7 +174,7 @@ class OpenAIHarmonizer(Harmonizer):
             bad = ", ".join(f"{'.'.join(map(str, e['loc']))} ({e['msg'].lower()})" for e in exc.errors())
             raise HarmonizerError(f"invalid openai harmonizer option: {bad}; see "
                                   f"'spl plugins openai'.") from None
-        import openai  # imported on use: plug-in discovery stays fast
+        openai = require("openai", "openai", "the openai harmonizer")  # on use: listing needs no openai
 
         key = (opts.api_key.get_secret_value() if opts.api_key else "") or os.environ.get("OPENAI_API_KEY", "")
         if not key.strip():

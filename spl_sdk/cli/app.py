@@ -11,6 +11,7 @@ import click
 
 from spl_sdk.cli.options import handle_errors
 from spl_sdk.errors import SplError
+from spl_sdk.extras import check
 
 
 def studio_path() -> Path:
@@ -66,6 +67,7 @@ def studio_env(address: str, environ: dict[str, str] | None = None) -> dict[str,
 def app(address: str, port: int, headless: bool, print_command: bool,
         streamlit_args: tuple[str, ...]) -> None:
     """Start the SPL studio web app; arguments after the options go to 'streamlit run'."""
+    check("streamlit", "app", "spl app")
     command = streamlit_command(address, port, headless, streamlit_args)
     if print_command:
         click.echo(" ".join(command))
