@@ -1,8 +1,9 @@
 """Heavy modules imported on first use, so ``spl --help`` and ``spl plugins`` never load torch.
 
 Rule for code on the plug-in discovery path (``spl_sdk`` and every plug-in package's modules):
-write ``from spl_sdk.lazy import torch`` instead of ``import torch`` and
-``from spl_sdk.lazy import functional as F`` instead of ``import torch.nn.functional as F``,
+write ``from spl_sdk.lazy import torch`` instead of ``import torch``,
+``from spl_sdk.lazy import functional as F`` instead of ``import torch.nn.functional as F`` and
+``from spl_sdk.lazy import numpy as np`` instead of ``import numpy as np``,
 and evaluate nothing of torch at import time (no module constants built from torch, no
 ``@torch.no_grad()`` decorator: use :func:`no_grad`). Type checkers see the real modules.
 """
@@ -40,10 +41,12 @@ def no_grad(function: T) -> T:
 
 
 if TYPE_CHECKING:
+    import numpy
     import torch
     import torch.nn.functional as functional
 else:
     torch = LazyModule("torch")
     functional = LazyModule("torch.nn.functional")
+    numpy = LazyModule("numpy")
 
-__all__ = ["LazyModule", "functional", "no_grad", "torch"]
+__all__ = ["LazyModule", "functional", "no_grad", "numpy", "torch"]

@@ -27,7 +27,7 @@ PROBE = textwrap.dedent("""
                 assert not stop.code, (args, stop.code)
         outputs[" ".join(args)] = buffer.getvalue()
     heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "diffusers", "transformers",
-                                                                  "openai", "streamlit", "open_clip"))
+                                                                  "openai", "streamlit", "open_clip", "numpy"))
     print(json.dumps({"heavy": heavy, "outputs": outputs}))
 """)
 
