@@ -4,8 +4,10 @@ Rule for code on the plug-in discovery path (``spl_sdk`` and every plug-in packa
 write ``from spl_sdk.lazy import torch`` instead of ``import torch``,
 ``from spl_sdk.lazy import functional as F`` instead of ``import torch.nn.functional as F`` and
 ``from spl_sdk.lazy import numpy as np`` instead of ``import numpy as np``,
-and evaluate nothing of torch at import time (no module constants built from torch, no
-``@torch.no_grad()`` decorator: use :func:`no_grad`). Type checkers see the real modules.
+and evaluate nothing of torch at import time: no module constants built from torch, no
+``@torch.no_grad()`` decorator (use :func:`no_grad`), and type aliases naming torch types as
+strings (``Injector: TypeAlias = "Callable[[torch.Tensor], torch.Tensor]"``). Type checkers
+see the real modules.
 """
 
 from __future__ import annotations
