@@ -1,4 +1,4 @@
-"""The Harmonize page: composite + mask in, prompts from a harmonizer plug-in, then the edit (DESIGN §6)."""
+"""The Harmonize page: composite + mask in, prompts from a harmonizer plug-in, then the edit (docs/method.md §6)."""
 
 from __future__ import annotations
 
@@ -124,7 +124,7 @@ def _run(composite: photo.Photo, mask: Image.Image, options: dict[str, dict]) ->
     except ConfigError as exc:
         st.error(str(exc))
         return
-    # DESIGN §6: SPL on the whole image, CPL on the background (the inverted mask)
+    # docs/method.md §6: SPL on the whole image, CPL on the background (the inverted mask)
     out = runner.run(SLOT, cfg, composite.image, source_prompt, target_prompt, mask=background_mask(mask))
     if out is not None:  # show the mask as uploaded (the edit used its inverse for the background)
         out.mask, out.mask_caption = mask, "Mask as uploaded (white = pasted object)"

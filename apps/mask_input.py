@@ -31,7 +31,7 @@ def choose_source(slot: str) -> str:
     if not available("streamlit_drawable_canvas"):
         st.caption(install_hint("draw", "Drawing a mask"))
     return st.radio("Mask from", options, horizontal=True, key=f"{slot}.mask_source",
-                    help="Prompt words: built from the attention maps of the mask words (DESIGN §5). "
+                    help="Prompt words: built from the attention maps of the mask words (docs/method.md §5). "
                          "Upload/Draw: white marks the area where the masked losses apply.")
 
 

@@ -214,7 +214,7 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=20, help="number of composites")
     parser.add_argument("--seed", type=int, default=0, help="seed of shapes, placement and noise")
     parser.add_argument("--variant", action="store_true",
-                        help=f"also run '{VARIANT}' (guided-filter eps 1e-3 instead of DESIGN's 1e-2)")
+                        help=f"also run '{VARIANT}' (guided-filter eps 1e-3 instead of the default 1e-2)")
     args = parser.parse_args()
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
     print(table(run(args.count, args.seed, args.variant), args.count))

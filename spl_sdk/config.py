@@ -1,4 +1,4 @@
-"""Validated run configuration (pydantic); defaults are DESIGN.md section 7.
+"""Validated run configuration (pydantic); defaults are docs/method.md section 7.
 
 Every field carries a description and its range: the CLI help and the app's
 controls are built from them, so there is no second copy of a default.
@@ -89,7 +89,7 @@ class RefineConfig(_Base):
 
 
 class EditConfig(RefineConfig):
-    """Everything a text-driven edit takes (DESIGN.md sections 2, 4, 5 and 7)."""
+    """Everything a text-driven edit takes (docs/method.md sections 2, 4, 5 and 7)."""
 
     backbone: str = Field("lcm-dreamshaper-v7", description="Backbone plug-in (model family).")
     model: str | None = Field(None, description="Hub id or local folder of the weights; the backbone's default if unset.")

@@ -1,4 +1,4 @@
-"""Harmonization result and vocabulary (DESIGN.md section 6), shared by every harmonizer.
+"""Harmonization result and vocabulary (docs/method.md section 6), shared by every harmonizer.
 
 A harmonizer looks at a composite (an object pasted onto a background) and its
 foreground mask, names the object and picks style words for the foreground and
@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validat
 
 from spl_sdk.text import neutralise
 
-# DESIGN.md section 6, category by category, in the order words appear in a prompt.
+# docs/method.md section 6, category by category, in the order words appear in a prompt.
 # Brightness words are listed from the brightest to the darkest.
 VOCABULARY: dict[str, tuple[str, ...]] = {
     "brightness": ("dazzling", "bright", "dim", "dull", "shaded", "shadowed"),
@@ -29,7 +29,7 @@ VOCABULARY: dict[str, tuple[str, ...]] = {
     "environment": ("city", "rural", "lake", "ocean", "mountain", "forest", "desert", "grassland",
                     "sky", "space", "indoor", "street"),
 }
-# The harmonizing edit (DESIGN.md section 6): SPL keeps every edge of the whole image, CPL
+# The harmonizing edit (docs/method.md section 6): SPL keeps every edge of the whole image, CPL
 # keeps the background's colours only, so the foreground's light and tone may move.
 EDIT_SETTINGS: dict[str, str] = {"structure_loss": "spl", "structure_area": "whole",
                                  "color_loss": "cpl", "color_area": "masked"}
@@ -39,7 +39,7 @@ CATEGORIES: tuple[str, ...] = tuple(VOCABULARY)
 
 
 class VocabularyError(ValueError):
-    """A word list that breaks the DESIGN.md section 6 rules (pydantic turns it into a ValidationError)."""
+    """A word list that breaks the docs/method.md section 6 rules (pydantic turns it into a ValidationError)."""
 
 
 def vocabulary_text() -> str:
@@ -60,7 +60,7 @@ def check_words(words: str | Iterable[str], region: str = "word list") -> list[s
     if unknown:
         raise VocabularyError(
             f"{region}: {', '.join(repr(w) for w in unknown)} not in the harmonization vocabulary; "
-            f"use only these words (DESIGN.md section 6):\n{vocabulary_text()}")
+            f"use only these words (docs/method.md section 6):\n{vocabulary_text()}")
     seen: dict[str, str] = {}
     for w in words:
         cat = CATEGORY_OF[w]

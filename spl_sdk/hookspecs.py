@@ -44,7 +44,7 @@ def spl_register_attention_controllers(register: Register) -> None:
     """Register :class:`~spl_sdk.components.AttentionController` classes.
 
     A controller replaces the UNet attention processors during an edit to keep
-    the source's layout (DESIGN.md section 4) and stores cross-attention maps.
+    the source's layout (docs/method.md section 4) and stores cross-attention maps.
     """
 
 
@@ -63,7 +63,7 @@ def spl_register_mask_extractors(register: Register) -> None:
     """Register :class:`~spl_sdk.components.MaskExtractor` classes.
 
     A mask extractor turns attention maps, a first-pass result or a user file
-    into a soft mask in [0, 1] at the image's own size (DESIGN.md section 5).
+    into a soft mask in [0, 1] at the image's own size (docs/method.md section 5).
     """
 
 
@@ -81,7 +81,7 @@ def spl_register_harmonizers(register: Register) -> None:
     """Register :class:`~spl_sdk.components.Harmonizer` classes.
 
     A harmonizer writes source and target prompts for a composite image and its
-    foreground mask (DESIGN.md section 6).
+    foreground mask (docs/method.md section 6).
     """
 
 

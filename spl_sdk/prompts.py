@@ -1,6 +1,6 @@
 """Prompt tokens and word look-up on the backbone's real tokenizer.
 
-Shared by every plug-in that names prompt words: mask words (DESIGN.md section 5),
+Shared by every plug-in that names prompt words: mask words (docs/method.md section 5),
 local-blend words and re-weighted words (section 4).
 """
 

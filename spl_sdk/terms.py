@@ -1,4 +1,4 @@
-"""Build the structure and colour loss terms of a run from its configuration (DESIGN.md sections 3, 6)."""
+"""Build the structure and colour loss terms of a run from its configuration (docs/method.md sections 3, 6)."""
 
 from __future__ import annotations
 

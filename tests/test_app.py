@@ -17,7 +17,7 @@ from spl_apps.examples import EXAMPLES
 from spl_sdk.config import EditConfig
 
 STUDIO = Path(__file__).resolve().parents[1] / "apps" / "studio.py"
-DESIGN_DEFAULTS = {  # DESIGN.md section 7, as the user first sees them
+METHOD_DEFAULTS = {  # docs/method.md section 7, as the user first sees them
     "steps": 15, "source_guidance": 1.0, "target_guidance": 2.0, "seed": 0, "cross_replace": 0.8,
     "self_replace": 0.8, "opt_start": 0.8, "structure_weight": 10000.0, "structure_area": "whole",
     "color_weight": 1000.0, "color_area": "whole", "iterations": 100, "post_process": True,
@@ -96,7 +96,7 @@ def test_controls_have_editconfig_defaults_ranges_and_help() -> None:
                 assert float(w.min) == float(meta.ge), name
             if hasattr(meta, "le") and hasattr(w, "max"):
                 assert float(w.max) == float(meta.le), name
-    for name, value in DESIGN_DEFAULTS.items():
+    for name, value in METHOD_DEFAULTS.items():
         if name in seen:
             assert seen[name] == value, name
     assert seen["structure_loss"] == defaults.structure_loss == "spl"
@@ -106,7 +106,7 @@ def test_controls_have_editconfig_defaults_ranges_and_help() -> None:
     assert seen["model"] == "" and defaults.model is None
     # choosing a masked area shows per-prompt words, threshold and invert with their defaults
     at = settle(at, {"cfg.structure_area": "masked"})
-    for name, value in DESIGN_DEFAULTS.items():
+    for name, value in METHOD_DEFAULTS.items():
         if name.startswith("mask_"):
             assert at.get_by_key(f"cfg.{name}").value == value, name
     assert at.get_by_key("cfg.mask_words_source").value == ""

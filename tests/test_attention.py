@@ -1,4 +1,4 @@
-"""Attention controllers: processors, schedules, captured maps, store, local blend (DESIGN.md section 4)."""
+"""Attention controllers: processors, schedules, captured maps, store, local blend (docs/method.md section 4)."""
 
 from __future__ import annotations
 

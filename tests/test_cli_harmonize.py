@@ -172,7 +172,7 @@ def test_batch_edit_passes_the_background_mask_and_writes_each_result(tmp_path, 
     assert run.exit_code == 1, run.output
     (call,) = StubEditor.calls
     fg = np.asarray(Image.open(masks / "a.png").convert("L"))
-    assert np.array_equal(np.asarray(call["mask"]), 255 - fg)  # CPL on the background (DESIGN section 6)
+    assert np.array_equal(np.asarray(call["mask"]), 255 - fg)  # CPL on the background (docs/method.md section 6)
     recs = {r["file"]: r for r in records(out)}
     assert recs["a.png"]["output"] == str(out / "a.png") and recs["b.png"]["output"] is None
     meta = read_metadata(out / "a.png")

@@ -1,4 +1,4 @@
-"""Configuration: DESIGN.md section 7 defaults, ranges, files in three formats, overrides."""
+"""Configuration: docs/method.md section 7 defaults, ranges, files in three formats, overrides."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 from spl_sdk.config import EditConfig, RefineConfig, build_config, field_help, read_config_file
 from spl_sdk.errors import ConfigError
 
-# DESIGN.md section 7, one row per table line
-DESIGN_DEFAULTS = {
+# docs/method.md section 7, one row per table line
+METHOD_DEFAULTS = {
     "steps": 15,
     "source_guidance": 1.0, "target_guidance": 2.0,
     "seed": 0,
@@ -26,7 +26,7 @@ DESIGN_DEFAULTS = {
 }
 
 
-@pytest.mark.parametrize("name, value", DESIGN_DEFAULTS.items())
+@pytest.mark.parametrize("name, value", METHOD_DEFAULTS.items())
 def test_design_defaults(name: str, value: object) -> None:
     assert getattr(EditConfig(), name) == value
     if name in RefineConfig.model_fields:

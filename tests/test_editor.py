@@ -1,4 +1,4 @@
-"""The editor end to end on the tiny-random backbone (DESIGN.md sections 2, 5 and 7)."""
+"""The editor end to end on the tiny-random backbone (docs/method.md sections 2, 5 and 7)."""
 
 from __future__ import annotations
 

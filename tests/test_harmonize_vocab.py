@@ -1,4 +1,4 @@
-"""The harmonization vocabulary and result model (DESIGN.md section 6)."""
+"""The harmonization vocabulary and result model (docs/method.md section 6)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The built-in loss terms (DESIGN.md section 3): values, closed-form gradients, masks and weights."""
+"""The built-in loss terms (docs/method.md section 3): values, closed-form gradients, masks and weights."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def photo(h: int = 48, w: int = 64, name: str = "old_man.png") -> torch.Tensor:
 
 
 def direct_spl(source: torch.Tensor, edited: torch.Tensor, r: int = 5, eps: float = 1e-4) -> float:
-    """SPL by explicit loops over every clipped window, written from DESIGN.md section 3."""
+    """SPL by explicit loops over every clipped window, written from docs/method.md section 3."""
     intensity = ((source[0] + 1) / 2).mean(0).tolist()
     p = ((edited[0] + 1) / 2).mean(0).tolist()
     h, w = len(intensity), len(intensity[0])
@@ -59,7 +59,7 @@ def direct_spl(source: torch.Tensor, edited: torch.Tensor, r: int = 5, eps: floa
 
 
 def design_spl(source: torch.Tensor, edited: torch.Tensor, r: int = 5, eps: float = 1e-4) -> torch.Tensor:
-    """SPL with DESIGN's expanded R1/R2 formulas, a, b, a', b' detached, and a pooling box filter."""
+    """SPL with the method's expanded R1/R2 formulas, a, b, a', b' detached, and a pooling box filter."""
     def box(x: torch.Tensor) -> torch.Tensor:
         return F.avg_pool2d(x, 2 * r + 1, 1, r, count_include_pad=False)
 
@@ -149,7 +149,7 @@ def test_spl_closed_form_gradient_matches_autograd(masked):
     term(s, x).backward()
     assert torch.allclose(value, term(s, e), rtol=1e-12)
     assert torch.allclose(grad, x.grad, rtol=1e-9, atol=1e-12)
-    # and against DESIGN's expanded formula, independent of the loss module
+    # and against the method's expanded formula, independent of the loss module
     y = e.clone().requires_grad_(True)
     m = 1.0 if mask is None else mask
     (term.weight * design_spl((s + 1) * m - 1, (y + 1) * m - 1)).backward()

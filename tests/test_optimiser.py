@@ -1,4 +1,4 @@
-"""The image-space optimiser (DESIGN.md section 3): reference SGD, the fast solver and their contract."""
+"""The image-space optimiser (docs/method.md section 3): reference SGD, the fast solver and their contract."""
 
 from __future__ import annotations
 

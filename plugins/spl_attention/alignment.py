@@ -1,4 +1,4 @@
-"""Global token alignment of two prompts (DESIGN.md section 4): which source token each target token refines."""
+"""Global token alignment of two prompts (docs/method.md section 4): which source token each target token refines."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from spl_sdk.lazy import torch
 
-# Needleman-Wunsch scores of DESIGN.md section 4: a gap costs nothing, so a substituted
+# Needleman-Wunsch scores of docs/method.md section 4: a gap costs nothing, so a substituted
 # token is never "aligned" with the token it replaces: both become gaps.
 MATCH, MISMATCH, GAP = 1, -1, 0
 

@@ -1,4 +1,4 @@
-"""InfEdit unified attention control and Prompt-to-Prompt replace/re-weight controllers (DESIGN.md section 4)."""
+"""InfEdit unified attention control and Prompt-to-Prompt replace/re-weight controllers (docs/method.md section 4)."""
 
 from __future__ import annotations
 
@@ -155,7 +155,7 @@ class InfEditController(AttentionController):
             if name.endswith("attn1.processor"):
                 new[name] = SelfAttentionProcessor(self, name)
             elif name.endswith("attn2.processor"):
-                # maps of "down" and "up" layers only (DESIGN.md section 5), never the middle block
+                # maps of "down" and "up" layers only (docs/method.md section 5), never the middle block
                 new[name] = CrossAttentionProcessor(self, name, store="mid_block" not in name)
             else:
                 new[name] = proc

@@ -8,7 +8,7 @@ from spl_sdk.components import AttentionMaps
 from spl_sdk.lazy import functional as F
 from spl_sdk.lazy import torch
 
-MAX_PIXELS = 32 * 32  # DESIGN.md section 4: only layers with at most 32 x 32 query pixels are stored
+MAX_PIXELS = 32 * 32  # docs/method.md section 4: only layers with at most 32 x 32 query pixels are stored
 
 
 def spatial_shape(num_pixels: int, latent_hw: tuple[int, int] | None) -> tuple[int, int] | None:

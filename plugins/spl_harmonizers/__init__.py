@@ -1,4 +1,4 @@
-"""Built-in harmonizers (DESIGN.md section 6): ``openai`` (vision model) and ``offline`` (statistics)."""
+"""Built-in harmonizers (docs/method.md section 6): ``openai`` (vision model) and ``offline`` (statistics)."""
 
 from __future__ import annotations
 

@@ -48,7 +48,7 @@ from spl_harmonizers.stats import RegionStats, check_regions, foreground_mask, r
 from spl_sdk.components import Harmonizer
 from spl_sdk.harmonize import VOCABULARY, Harmonization
 
-# (lower bound of Y, word), brightest first; DESIGN.md section 6 order
+# (lower bound of Y, word), brightest first; docs/method.md section 6 order
 BRIGHTNESS_BANDS: tuple[tuple[float, str], ...] = (
     (0.75, "dazzling"), (0.50, "bright"), (0.38, "dim"), (0.27, "dull"), (0.16, "shaded"), (0.0, "shadowed"))
 DISTINCT_LUMINANCE = 0.08

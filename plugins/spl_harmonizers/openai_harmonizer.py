@@ -1,4 +1,4 @@
-"""OpenAI harmonizer: a vision model names the object and picks the style words (DESIGN.md section 6).
+"""OpenAI harmonizer: a vision model names the object and picks the style words (docs/method.md section 6).
 
 The composite and the mask go to the chat-completions API as low-detail PNG
 data URLs; the answer is parsed into :class:`Answer` (one Literal-typed field
@@ -263,6 +263,6 @@ class OpenAIHarmonizer(Harmonizer):
                 foreground_object=(object_word or "").strip() or answer.foreground_object,
                 foreground_words=[w for w in fg.values() if w],
                 background_words=[w for w in bg.values() if w])
-        except ValidationError as exc:  # re-validation against the vocabulary (DESIGN.md section 6)
+        except ValidationError as exc:  # re-validation against the vocabulary (docs/method.md section 6)
             raise VocabularyError("; ".join(e["msg"].removeprefix("Value error, ")
                                             for e in exc.errors())) from None

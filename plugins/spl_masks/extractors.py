@@ -1,4 +1,4 @@
-"""The cross-attention mask extractors (DESIGN.md section 5): guided and bilinear upsampling."""
+"""The cross-attention mask extractors (docs/method.md section 5): guided and bilinear upsampling."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def word_mask(maps: torch.Tensor, columns: list[list[int]], threshold: float) ->
     """Binary (1, 1, h, w) union of the thresholded word maps of (h, w, tokens) attention.
 
     Each word's map is the mean of its token columns divided by its maximum,
-    so the threshold is relative to the word's own peak (DESIGN.md section 5, step 2).
+    so the threshold is relative to the word's own peak (docs/method.md section 5, step 2).
     """
     maps = maps.float()
     union = torch.zeros(maps.shape[:2], device=maps.device)
@@ -60,7 +60,7 @@ class CrossAttentionMask(MaskExtractor):
         return guided_upsample(mask, image, eps=o.eps, radius=o.radius, radius_step=o.radius_step)
 
     def side_mask(self, low: torch.Tensor, image: torch.Tensor, invert: bool) -> torch.Tensor:
-        """Upsample, invert if asked, then sharpen the soft tail (DESIGN.md section 5, steps 3-4)."""
+        """Upsample, invert if asked, then sharpen the soft tail (docs/method.md section 5, steps 3-4)."""
         m = self.upsample(low, image)
         if invert:
             m = 1 - m

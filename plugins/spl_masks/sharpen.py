@@ -1,4 +1,4 @@
-"""Gamma sharpening of a mask's soft tail at the image's edge pixels (DESIGN.md section 5, step 4)."""
+"""Gamma sharpening of a mask's soft tail at the image's edge pixels (docs/method.md section 5, step 4)."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def edge_pixels(image: torch.Tensor, block: int = BLOCK, offset: float = OFFSET)
 
 
 def sharpen(mask: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
-    """Push mask values below T towards 0 with v -> T (v / T)^4 (DESIGN.md section 5, step 4).
+    """Push mask values below T towards 0 with v -> T (v / T)^4 (docs/method.md section 5, step 4).
 
     T is the mean mask value on the image's edge pixels plus 20/255, capped at
     1 so that fully-inside pixels stay at 1; with no edge pixels the mask is

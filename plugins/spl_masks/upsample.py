@@ -6,7 +6,7 @@ from spl_sdk.filters import guided_filter, to_gray
 from spl_sdk.lazy import functional as F
 from spl_sdk.lazy import torch
 
-GUIDED_EPS = 1e-2  # DESIGN.md section 5, on a [0, 1] gray guide
+GUIDED_EPS = 1e-2  # docs/method.md section 5, on a [0, 1] gray guide
 
 
 def upsample_sizes(src: tuple[int, int], dst: tuple[int, int]) -> list[tuple[int, int]]:
@@ -40,7 +40,7 @@ def resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 def guided_upsample(mask: torch.Tensor, image: torch.Tensor, *, eps: float = GUIDED_EPS,
                     radius: int = 1, radius_step: int = 1) -> torch.Tensor:
-    """Upsample a (1, 1, h, w) mask to the image's size along the image's edges (DESIGN.md section 5).
+    """Upsample a (1, 1, h, w) mask to the image's size along the image's edges (docs/method.md section 5).
 
     Each level doubles the mask bilinearly, then runs the guided filter with
     the gray image resized to that level as guide; the radius is ``radius``

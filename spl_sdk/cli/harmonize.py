@@ -1,6 +1,6 @@
 """``spl harmonize``: write the prompts for a composite and its mask, then run the harmonizing edit.
 
-The edit follows DESIGN.md section 6: SPL on the whole image, CPL on the
+The edit follows docs/method.md section 6: SPL on the whole image, CPL on the
 background only (the inverted mask). With two folders it runs a batch: masks
 are matched to composites by file stem, every image gets one record in
 ``OUT/harmonize.jsonl``, and a rerun skips the images already recorded as ok.
@@ -156,7 +156,7 @@ def _edit_options(plugins: Any, raw: dict[str, dict[str, Any]]) -> dict[str, dic
 
 def _edit_config(config_file: Path | None, fields: dict[str, Any],
                  options: dict[str, dict[str, Any]] | None = None) -> EditConfig:
-    """The edit configuration with DESIGN.md section 6's loss settings (they win over the file)."""
+    """The edit configuration with docs/method.md section 6's loss settings (they win over the file)."""
     from spl_sdk.config import build_config
     from spl_sdk.harmonize import EDIT_SETTINGS
 

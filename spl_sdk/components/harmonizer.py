@@ -1,4 +1,4 @@
-"""Base class of harmonizers (DESIGN.md section 6)."""
+"""Base class of harmonizers (docs/method.md section 6)."""
 
 from __future__ import annotations
 

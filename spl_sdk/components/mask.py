@@ -1,4 +1,4 @@
-"""Base class of mask extractors and what they may read (DESIGN.md section 5)."""
+"""Base class of mask extractors and what they may read (docs/method.md section 5)."""
 
 from __future__ import annotations
 
