@@ -88,9 +88,21 @@ class RefineConfig(_Base):
         return None if isinstance(value, str) and value.strip().lower() in ("", "none", "off") else value
 
 
+# What ``--profile paper`` sets when the user gives no value (docs/method.md section 10): the
+# paper's optimiser and the paper's only working size (it centre-crops to 512 x 512).
+PAPER_DEFAULTS: dict[str, Any] = {"solver": "reference", "working_size": 512}
+# Of those, the values a paper run refuses: they would change its output, not just a parameter.
+PAPER_REQUIRED: dict[str, Any] = {"solver": "reference"}
+
+
 class EditConfig(RefineConfig):
     """Everything a text-driven edit takes (docs/method.md sections 2, 4, 5 and 7)."""
 
+    profile: Literal["default", "paper"] = Field(
+        "default", description="'paper' reproduces the paper's code on the same weights and seed (reference "
+                               "solver, sampled VAE latents, its random stream and token alignment); 'default' "
+                               "keeps spl-sdk's choices. Explicit settings win, except a --solver that "
+                               "breaks reproduction (docs/method.md section 10).")
     backbone: str = Field("lcm-dreamshaper-v7", description="Backbone plug-in (model family).")
     model: str | None = Field(None, description="Hub id or local folder of the weights; the backbone's default if unset.")
     device: str = Field("auto", description="Torch device: auto, cpu, cuda, cuda:N or mps.")
@@ -169,6 +181,21 @@ class EditConfig(RefineConfig):
             except ValueError:  # also a part without '=' (float(""))
                 raise ValueError(f"'{part}' must look like word=factor, e.g. 'red=2'") from None
         return out
+
+    @model_validator(mode="after")
+    def _apply_profile(self) -> EditConfig:
+        # the profile fills what the user left unset; a value it needs is refused, not overridden
+        if self.profile != "paper":
+            return self
+        for name, value in PAPER_REQUIRED.items():
+            if name in self.model_fields_set and getattr(self, name) != value:
+                raise ValueError(f"profile 'paper' reproduces the paper's code and needs {name} "
+                                 f"{value!r}, not {getattr(self, name)!r}; drop the {name} setting "
+                                 f"or use profile 'default'")
+        for name, value in PAPER_DEFAULTS.items():
+            if name not in self.model_fields_set:
+                self.__dict__[name] = value  # not an assignment: that would validate again
+        return self
 
     @property
     def needs_mask(self) -> bool:

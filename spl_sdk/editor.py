@@ -35,7 +35,7 @@ from spl_sdk.components import (
 from spl_sdk.components.method import Injector
 from spl_sdk.components.postprocess import PostCallback
 from spl_sdk.config import EditConfig, describe_validation_error
-from spl_sdk.errors import Cancelled, ConfigError, PromptError, SplError, SplWarning
+from spl_sdk.errors import Cancelled, ConfigError, IncompatibleError, PromptError, SplError, SplWarning
 from spl_sdk.geometry import resize, working_shape
 from spl_sdk.imageio import (
     load_image,
@@ -128,6 +128,8 @@ class Editor:
         ``on_phase(phase, done, total)`` reports the same work per phase, for progress bars.
         """
         cfg = self._with_backbone_defaults(self._config_with(overrides))
+        if cfg.profile == "paper":
+            self._check_paper_profile(cfg)
         cfg = with_resolved_options(self.plugins, cfg, self.backbone)  # every option value, checked
         cfg = self._with_method_defaults(cfg)
         self._check_prompts(source_prompt, target_prompt)
@@ -221,17 +223,19 @@ class Editor:
         multiple = getattr(self.backbone, "size_multiple", self.backbone.vae_scale_factor)
         work_size = working_shape(*size, cfg.working_size, multiple)
         self._check_schedule(cfg, work_size)
+        work = resize(source, work_size)
         with timer.phase("vae"):
-            z0 = self.backbone.encode_image(resize(source, work_size)).float()
+            z0, generator = self._encode_source(cfg, work)
             round_trip = self.backbone.decode_latents(z0)
         if extractor is not None:
             with timer.phase("mask"):
-                mask_tensor = self._extract_mask(cfg, method, extractor, context, z0, size, progress,
-                                                 timer)
+                mask_tensor = self._extract_mask(cfg, method, extractor, context, z0, work, size,
+                                                 progress, timer)
         terms = build_terms(self.plugins, cfg, mask_tensor)
-        inject = self._injector(cfg, terms, round_trip, timer) if terms else None
+        inject = self._injector(cfg, terms, round_trip, timer, generator) if terms else None
         progress.opt_start = cfg.opt_start if inject is not None else 1.0
-        out = self._run(cfg, method, controller, source_prompt, target_prompt, z0, inject, progress, timer)
+        out = self._run(cfg, method, controller, source_prompt, target_prompt, z0, inject, progress, timer,
+                        generator)
         with timer.phase("vae"):
             edited = resize(self.backbone.decode_latents(out.latent).float(), size)
         if terms:
@@ -267,6 +271,29 @@ class Editor:
         """An instance of the configured edit method with its options (the one place it is built)."""
         return construct(self.plugins, "method", cfg.method, cfg.options)
 
+    def _check_paper_profile(self, cfg: EditConfig) -> None:
+        """Refuse what ``--profile paper`` cannot reproduce: another method, a backbone that cannot sample."""
+        if cfg.method != "infedit":
+            raise ConfigError(f"profile 'paper' reproduces the paper's InfEdit code, but the edit method is "
+                              f"'{cfg.method}'; use --method infedit or --profile default.")
+        if not self.backbone.samples_posterior():
+            raise IncompatibleError(
+                f"profile 'paper' samples the VAE posterior, but backbone '{self.backbone.name}' cannot "
+                f"(its encode_image takes no generator); use --profile default.")
+
+    def _encode_source(self, cfg: EditConfig,
+                       work: torch.Tensor) -> tuple[torch.Tensor, torch.Generator | None]:
+        """The source latent and the generator a pass continues (docs/method.md section 10).
+
+        Default profile: the posterior mean, and no generator (the method seeds its own).
+        Paper profile: a fresh generator on the model's device seeded with the seed, whose first
+        draw samples the posterior, as ``torch.manual_seed(seed)`` before each pass of the paper's code.
+        """
+        if cfg.profile != "paper":
+            return self.backbone.encode_image(work).float(), None
+        generator = torch.Generator(self.backbone.device).manual_seed(cfg.seed)
+        return self.backbone.encode_image(work, generator=generator).float(), generator
+
     def _post_processors(self, cfg: EditConfig) -> list[PostProcessor]:
         """The post-processors that run, in order (none when post-processing is off or no loss is active)."""
         if not cfg.post_process or (cfg.structure_loss is None and cfg.color_loss is None):
@@ -276,13 +303,13 @@ class Editor:
 
     def _run(self, cfg: EditConfig, method: EditMethod, controller: AttentionController | None,
              source_prompt: str, target_prompt: str, z0: torch.Tensor, inject: Injector | None,
-             progress: _Progress, timer: _Timer) -> EditOutput:
+             progress: _Progress, timer: _Timer, generator: torch.Generator | None = None) -> EditOutput:
         """One pass of the edit method; its UNet and text-encoder time go to their phases."""
         request = EditRequest(
             backbone=self.backbone, source_prompt=source_prompt, target_prompt=target_prompt, z0=z0,
             controller=controller, steps=cfg.steps, source_guidance=cfg.source_guidance,
             target_guidance=cfg.target_guidance, seed=cfg.seed, opt_start=cfg.opt_start,
-            inject=inject, on_step=progress, original_steps=cfg.original_steps)
+            inject=inject, on_step=progress, original_steps=cfg.original_steps, generator=generator)
         progress.begin_pass()
         out = self.plugins.call(method, "edit", request, check=checks.has_latent)
         timer["unet"] = timer.get("unet", 0.0) + out.unet_seconds
@@ -323,8 +350,12 @@ class Editor:
                          num_steps=cfg.steps, config=cfg)
 
     def _injector(self, cfg: EditConfig, terms: list[LossTerm], round_trip: torch.Tensor,
-                  timer: _Timer) -> Injector:
-        """Loss injection: decode x0_hat, optimise it against the source's VAE round trip, re-encode."""
+                  timer: _Timer, generator: torch.Generator | None = None) -> Injector:
+        """Loss injection: decode x0_hat, optimise it against the source's VAE round trip, re-encode.
+
+        With a ``generator`` (paper profile) the re-encode samples the posterior with it.
+        """
+        sampling = {} if generator is None else {"generator": generator}
 
         checked: list[bool] = []
 
@@ -338,7 +369,7 @@ class Editor:
                 refined = optimise_image(round_trip.float(), decoded, terms, iterations=cfg.iterations,
                                          solver=cfg.solver).image
             with timer.phase("vae"):
-                return self.backbone.encode_image(refined).float()
+                return self.backbone.encode_image(refined, **sampling).float()
 
         return inject
 
@@ -354,14 +385,18 @@ class Editor:
         return extractor, context
 
     def _extract_mask(self, cfg: EditConfig, method: EditMethod, extractor: MaskExtractor,
-                      context: MaskContext, z0: torch.Tensor, size: tuple[int, int],
+                      context: MaskContext, z0: torch.Tensor, work: torch.Tensor, size: tuple[int, int],
                       progress: _Progress, timer: _Timer) -> torch.Tensor:
         """A first pass of the method without losses (attention maps, first result), then the mask."""
         if extractor.needs_first_pass:
+            generator = None
+            if cfg.profile == "paper":  # each pass starts its own stream, as the paper's code reseeds
+                with timer.phase("vae"):
+                    z0, generator = self._encode_source(cfg, work)
             controller = self._controller(cfg, method, context.source_prompt, context.target_prompt)
             progress.pass_name = "mask pass"
             first = self._run(cfg, method, controller, context.source_prompt, context.target_prompt,
-                              z0, None, progress, timer)
+                              z0, None, progress, timer, generator)
             progress.pass_name = None
             context.first_result = resize(self.backbone.decode_latents(first.latent).float(), size)
             context.attention = (controller.attention_maps(self.backbone.attention_res)

@@ -61,8 +61,13 @@ class InfEditController(AttentionController):
 
     # ------------------------------------------------------------------ set-up
     def build_alignment(self) -> TokenAlignment:
-        """Target-to-source token mapping used by the cross-attention refinement."""
-        return align_tokens(self.source_ids, self.target_ids, self.length)
+        """Target-to-source token mapping used by the cross-attention refinement.
+
+        Ties go to a pair by default, to a gap under ``profile="paper"`` (Prompt-to-Prompt's
+        aligner, which the paper's code uses; docs/method.md section 10).
+        """
+        ties = "gap" if getattr(self.config, "profile", "default") == "paper" else "diagonal"
+        return align_tokens(self.source_ids, self.target_ids, self.length, ties)
 
     def build_blend(self) -> LocalBlend | None:
         """Local blend over the configured words, or None when there are none."""

@@ -181,8 +181,8 @@ class DiffusersBackbone(Backbone):
         return [int(t) for t in self.scheduler.timesteps]
 
     @no_grad
-    def encode_image(self, image: torch.Tensor) -> torch.Tensor:
-        """Mean of the VAE posterior times the scaling factor (deterministic); float32."""
+    def encode_image(self, image: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """VAE latent times the scaling factor, float32: the posterior mean, or a sample drawn with ``generator``."""
         h, w = image.shape[-2:]
         f = self.vae_scale_factor
         if h % f or w % f:
@@ -190,7 +190,9 @@ class DiffusersBackbone(Backbone):
                              f"multiples of {f}; resize it to {w // f * f}x{h // f * f} first.")
         cfg = self.vae.config
         self._using(self.vae)
-        latent = self.vae.encode(image.to(self.device, self.vae.dtype)).latent_dist.mean
+        posterior = self.vae.encode(image.to(self.device, self.vae.dtype)).latent_dist
+        # sample(): mean + std * one normal draw of the latent's shape in the VAE's dtype
+        latent = posterior.mean if generator is None else posterior.sample(generator=generator)
         shift = getattr(cfg, "shift_factor", None) or 0.0
         return ((latent.float() - shift) * cfg.scaling_factor)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -75,6 +76,16 @@ def guided(noise_pred: torch.Tensor, guidance: Guidance) -> tuple[torch.Tensor, 
     return tuple(out)
 
 
+def noise_source(z0: torch.Tensor, seed: int, generator: torch.Generator | None,
+                 dtype: torch.dtype) -> Callable[[], torch.Tensor]:
+    """A function returning the next float32 normal draw of ``z0``'s shape, on ``z0``'s device."""
+    if generator is None:
+        private = torch.Generator("cpu").manual_seed(seed)
+        return lambda: torch.randn(z0.shape, generator=private).to(z0.device)
+    return lambda: torch.randn(z0.shape, generator=generator, device=generator.device,
+                               dtype=dtype).to(z0.device, torch.float32)
+
+
 def prompts_for(source_prompt: str, target_prompt: str) -> list[str]:
     """The prompt of each :data:`LAYOUT` row: empty for unconditional rows, mutual reads the source."""
     text = {"source": source_prompt, "target": target_prompt, "mutual": source_prompt}
@@ -84,21 +95,27 @@ def prompts_for(source_prompt: str, target_prompt: str) -> list[str]:
 def sample(backbone: Backbone, controller: AttentionController | None, z0: torch.Tensor,
            cond: Conditioning | torch.Tensor, *, steps: int, guidance: Guidance, seed: int,
            opt_start: float = 1.0, inject: Injector | None = None,
-           on_step: StepCallback | None = None, eta: float = 1.0, **schedule: Any) -> EditOutput:
+           on_step: StepCallback | None = None, eta: float = 1.0,
+           generator: torch.Generator | None = None, **schedule: Any) -> EditOutput:
     """Run the three branches together, one batched denoiser call per step.
 
     ``cond`` holds one row per :data:`LAYOUT` row (see :func:`prompts_for`); ``inject``
     optimises the target's clean estimate at the steps of :func:`injection_steps`;
     ``schedule`` keywords (``original_steps``) go to ``backbone.timesteps``. The caller
     installs ``controller`` (with :data:`LAYOUT`); this loop only steps it.
+
+    Random draws: the initial noise, then one draw per step after the denoiser call (and
+    before ``inject``, whose re-encode may draw too). They come from a private CPU generator
+    seeded with ``seed`` (the same noise on every device), or, when ``generator`` is given
+    (the paper profile), from it on its device in the model's dtype, as the paper's code draws.
     """
     if not isinstance(cond, Conditioning):
         cond = Conditioning(cond)
     timesteps = backbone.timesteps(steps, latent_shape=tuple(z0.shape), **schedule)
     alphas = backbone.scheduler.alphas_cumprod
-    generator = torch.Generator("cpu").manual_seed(seed)
     z0 = z0.float()
-    start = torch.randn(z0.shape, generator=generator).to(z0.device)
+    normal = noise_source(z0, seed, generator, getattr(backbone, "dtype", torch.float32))
+    start = normal()
     x_s, x_t, x_m = start.clone(), start.clone(), start.clone()
     inject_at = set(injection_steps(len(timesteps), opt_start)) if inject is not None else set()
     out = EditOutput(latent=z0, extras={"mutual_latent": z0})
@@ -113,7 +130,7 @@ def sample(backbone: Backbone, controller: AttentionController | None, z0: torch
         out.unet_seconds += time.perf_counter() - began
         e_s, e_t, e_m = guided(noise_pred, guidance)
         # one noise draw per step, shared by the branches (docs/method.md section 2)
-        noise = torch.randn(z0.shape, generator=generator).to(z0.device)
+        noise = normal()
         hook = None
         if i in inject_at:
             out.steps_injected.append(i)
@@ -155,6 +172,6 @@ class InfEdit(EditMethod):
             out = sample(request.backbone, controller, request.z0, cond,
                          steps=request.steps or self.default_steps, guidance=guidance, seed=request.seed,
                          opt_start=request.opt_start, inject=request.inject, on_step=request.on_step,
-                         **schedule)
+                         generator=request.generator, **schedule)
         out.text_seconds = text_seconds
         return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from abc import abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -68,7 +69,8 @@ class Backbone(Component):
     - :meth:`timesteps`: the family's schedule for ``steps`` steps; family-specific knobs go
       through keywords (``original_steps`` for an LCM schedule), unknown ones are ignored;
     - :meth:`encode_image` / :meth:`decode_latents`: float32 latents (B, C, h, w), scaled and
-      shifted, deterministic;
+      shifted, deterministic; optionally ``encode_image(image, generator=g)`` samples the VAE
+      posterior with ``g`` instead (the paper profile needs it; see :meth:`samples_posterior`);
     - attributes set by :meth:`load`: ``tokenizer`` (CLIP-style with ``model_max_length``; the
       first one when there are several), ``scheduler`` (with ``alphas_cumprod`` when the
       backbone has the "alphas-cumprod" capability), ``denoiser`` (the UNet or transformer;
@@ -122,8 +124,18 @@ class Backbone(Component):
         """The family's schedule of ``steps`` timesteps, first (noisiest) first."""
 
     @abstractmethod
-    def encode_image(self, image: torch.Tensor) -> torch.Tensor:
-        """VAE latent (scaled and shifted, float32) of images in [-1, 1]; deterministic (mean)."""
+    def encode_image(self, image: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """VAE latent (scaled and shifted, float32) of images in [-1, 1]; deterministic (mean).
+
+        Optional: a backbone whose VAE has a posterior may accept ``generator`` and then return
+        a sample of the posterior drawn with it (one draw of the latent's shape, in the model's
+        dtype on the generator's device), as diffusers' ``latent_dist.sample(generator)``.
+        A backbone without it keeps the one-argument form; ``--profile paper`` then refuses it.
+        """
+
+    def samples_posterior(self) -> bool:
+        """True when :meth:`encode_image` accepts ``generator`` (posterior sampling)."""
+        return "generator" in inspect.signature(self.encode_image).parameters
 
     @abstractmethod
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:

@@ -36,6 +36,10 @@ class EditRequest:
     inject: Injector | None = None  # clean estimate of the edited branch -> refined clean latent
     on_step: StepCallback | None = None  # (i, n, clean estimate of the edited branch)
     original_steps: int | None = None  # LCM original_inference_steps (passed to backbone.timesteps)
+    # When set (``--profile paper``), every random draw of the method comes from this generator,
+    # in the model's dtype on its device, continuing the stream the editor began with the source
+    # latent's posterior sample (docs/method.md section 10); None: the method's own seeded generator.
+    generator: torch.Generator | None = None
 
 
 @dataclass
