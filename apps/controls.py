@@ -40,6 +40,7 @@ SKIPPED = {"mask_file", "options"}
 LABELS = {
     "model": "Model (Hub id or local folder; empty = the backbone's default)",
     "method": "Edit method (empty = the backbone's default)",
+    "profile": "Profile (paper = reproduce the paper's code)",
     "working_size": "Working size (px, long side; empty = the backbone's default)",
     "steps": "Inference steps",
     "original_steps": "LCM original steps",

@@ -12,7 +12,7 @@ from spl_sdk.plugins import Plugins
 
 SIDEBAR_GROUPS: dict[str, tuple[str, ...]] = {
     "Model": ("backbone", "model", "device", "dtype", "cpu_offload", "working_size"),
-    "Sampling": ("method", "steps", "original_steps", "source_guidance", "target_guidance", "seed"),
+    "Sampling": ("method", "profile", "steps", "original_steps", "source_guidance", "target_guidance", "seed"),
     "Attention control": ("attention", "cross_replace", "self_replace", "blend_words_source",
                           "blend_words_target", "reweight"),
     "Optimisation": ("iterations", "solver", "opt_start", "post_process", "post_processors"),
