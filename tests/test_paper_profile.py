@@ -295,3 +295,23 @@ def test_target_guidance_one_keeps_six_rows_and_edits_the_conditional_half(
         torch.testing.assert_close(got, want)
     # cross-attention replacement happened in the conditional target rows
     assert any(not torch.equal(before[1], after[1]) for before, after in edits)
+
+
+# --------------------------------------------------------------------------- command line
+def test_cli_profile_is_recorded_and_a_conflicting_solver_is_one_line(tmp_path, photo) -> None:
+    from click.testing import CliRunner
+
+    from spl_sdk.cli import main
+    from spl_sdk.imageio import read_metadata
+
+    path, out = tmp_path / "photo.png", tmp_path / "out.png"
+    photo.save(path)
+    args = ["edit", str(path), "-s", SOURCE, "-t", TARGET, "--backbone", "tiny-random",
+            "--working-size", str(SIZE), "--steps", "2", "--iterations", "2", "--profile", "paper"]
+    run = CliRunner().invoke(main, [*args, "-o", str(out)])
+    assert run.exit_code == 0, run.output
+    config = read_metadata(out)["config"]
+    assert (config["profile"], config["solver"]) == ("paper", "reference")
+    refused = CliRunner().invoke(main, [*args, "--solver", "fast", "-o", str(tmp_path / "b.png")])
+    assert refused.exit_code == 1 and "needs solver 'reference', not 'fast'" in refused.output
+    assert len(refused.output.strip().splitlines()) == 1
