@@ -35,7 +35,14 @@ from spl_sdk.components import (
 from spl_sdk.components.method import Injector
 from spl_sdk.components.postprocess import PostCallback
 from spl_sdk.config import EditConfig, describe_validation_error
-from spl_sdk.errors import Cancelled, ConfigError, IncompatibleError, PromptError, SplError, SplWarning
+from spl_sdk.errors import (
+    Cancelled,
+    ConfigError,
+    IncompatibleError,
+    PromptError,
+    SplError,
+    SplWarning,
+)
 from spl_sdk.geometry import resize, working_shape
 from spl_sdk.imageio import (
     load_image,
