@@ -8,6 +8,7 @@ import warnings
 import pytest
 import torch
 from click.testing import CliRunner
+from test_plugin_manager import FakeDist, FakeEntryPoint
 
 import spl_sdk.checks
 import spl_sdk.plugins
@@ -15,7 +16,6 @@ from spl_sdk import hookimpl
 from spl_sdk.components import LossTerm, MaskExtractor, PostProcessor
 from spl_sdk.errors import PluginError
 from spl_sdk.plugins import Plugins, PluginWarning
-from tests.test_plugin_manager import FakeDist, FakeEntryPoint
 
 
 def _module(hook: str, *objects: object) -> types.ModuleType:

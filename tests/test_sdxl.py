@@ -275,7 +275,7 @@ def test_float16_keeps_an_upcast_vae_in_float32_and_takes_a_fixed_vae(saved, tmp
 
 def test_cpu_offload_brings_each_of_the_four_models_in_turn(sdxl, monkeypatch):
     kept: list[int] = []
-    monkeypatch.setattr("spl_backbones.diffusers_backbone.keep_only", lambda hooks, i: kept.append(i))
+    monkeypatch.setattr("spl_backbones.offload.keep_only", lambda hooks, i: kept.append(i))
     monkeypatch.setattr(sdxl, "offload_hooks", [object()] * 4)  # as if placed with cpu_offload
     cond = sdxl.encode_prompts([PROMPT])
     sdxl.decode_latents(sdxl.encode_image(torch.zeros(1, 3, 64, 64)))

@@ -9,13 +9,13 @@ from typing import Any, ClassVar
 
 from spl_backbones import loading
 from spl_backbones.devices import resolve_device, resolve_dtype
-from spl_backbones.offload import keep_only, offload_hooks
+from spl_backbones.offload import PlacedModules
 from spl_sdk.components import Backbone, Conditioning
 from spl_sdk.errors import ConfigError, ImageError
 from spl_sdk.lazy import no_grad, torch
 
 
-class DiffusersBackbone(Backbone):
+class DiffusersBackbone(PlacedModules, Backbone):
     """Stable-Diffusion-1.x-style latent diffusion in diffusers layout, driven by an LCM scheduler.
 
     Every method casts its inputs to the model's device and dtype; ``predict``,
@@ -51,28 +51,6 @@ class DiffusersBackbone(Backbone):
     def modules(self) -> list[torch.nn.Module]:
         """The torch modules in execution order (text encoder, UNet, VAE)."""
         return [self.text_encoder, self.unet, self.vae]
-
-    def module_dtype(self, module: torch.nn.Module) -> torch.dtype:
-        """The dtype ``module`` runs in: the backbone's, unless a family keeps a part in float32."""
-        return self.dtype
-
-    def _place(self, cpu_offload: bool) -> None:
-        for module in self.modules():
-            dtype = self.module_dtype(module)
-            if any(p.dtype != dtype for p in module.parameters()):
-                # nn.Module.to: diffusers' own .to() warns about an empty list of fp32 modules.
-                torch.nn.Module.to(module, dtype=dtype)
-        # On the CPU there is nothing to offload to: cpu_offload is a documented no-op there.
-        if cpu_offload and self.device.type != "cpu":
-            self.offload_hooks = offload_hooks(self.modules(), self.device)
-        else:
-            for module in self.modules():
-                module.to(self.device)
-
-    def _using(self, module: torch.nn.Module) -> None:
-        """With CPU offload, move every other model back to the CPU before ``module`` runs."""
-        if self.offload_hooks:
-            keep_only(self.offload_hooks, self.modules().index(module))
 
     # ------------------------------------------------------------------ loading
     @classmethod

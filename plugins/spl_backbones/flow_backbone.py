@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 from spl_backbones import loading
 from spl_backbones.devices import resolve_device, resolve_dtype
-from spl_backbones.offload import keep_only, offload_hooks
+from spl_backbones.offload import PlacedModules
 from spl_sdk.components import Backbone
 from spl_sdk.errors import ConfigError, ImageError
 from spl_sdk.lazy import no_grad, torch
@@ -35,7 +35,7 @@ def flow_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype:
     return resolve_dtype(dtype, device)
 
 
-class FlowBackbone(Backbone):
+class FlowBackbone(PlacedModules, Backbone):
     """A flow-matching latent model in diffusers layout: text encoders, transformer, 16-channel VAE."""
 
     prediction_type: ClassVar[str] = "flow"
@@ -69,20 +69,6 @@ class FlowBackbone(Backbone):
     def modules(self) -> list[torch.nn.Module]:
         """The torch modules in execution order (text encoders, transformer, VAE); absent ones skipped."""
         return [m for m in (getattr(self, n) for n in self.model_parts) if m is not None]
-
-    def _place(self, cpu_offload: bool) -> None:
-        for module in self.modules():
-            if any(p.dtype != self.dtype for p in module.parameters()):
-                torch.nn.Module.to(module, dtype=self.dtype)
-        if cpu_offload and self.device.type != "cpu":  # a no-op on the CPU, as for SD 1.x
-            self.offload_hooks = offload_hooks(self.modules(), self.device)
-        else:
-            for module in self.modules():
-                module.to(self.device)
-
-    def _using(self, module: torch.nn.Module) -> None:
-        if self.offload_hooks:
-            keep_only(self.offload_hooks, self.modules().index(module))
 
     # ------------------------------------------------------------------ loading
     @classmethod

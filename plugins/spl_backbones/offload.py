@@ -33,3 +33,42 @@ def keep_only(hooks: Sequence[Any], keep: int) -> None:
     for i, hook in enumerate(hooks):
         if i != keep:
             hook.offload()
+
+
+class PlacedModules:
+    """Mixin for backbones: moves their torch modules to the device and dtype, with optional offload.
+
+    The backbone sets ``device``, ``dtype`` and lists its modules in execution
+    order in ``modules()``; its methods call ``_using(module)`` before running one.
+    """
+
+    device: torch.device
+    dtype: torch.dtype
+    offload_hooks: list[Any]
+
+    def modules(self) -> list[torch.nn.Module]:
+        """The torch modules in execution order."""
+        raise NotImplementedError
+
+    def module_dtype(self, module: torch.nn.Module) -> torch.dtype:
+        """The dtype ``module`` runs in: the backbone's, unless a family keeps a part in float32."""
+        return self.dtype
+
+    def _place(self, cpu_offload: bool) -> None:
+        self.offload_hooks = []
+        for module in self.modules():
+            dtype = self.module_dtype(module)
+            if any(p.dtype != dtype for p in module.parameters()):
+                # nn.Module.to: diffusers' own .to() warns about an empty list of fp32 modules.
+                torch.nn.Module.to(module, dtype=dtype)
+        # On the CPU there is nothing to offload to: cpu_offload is a documented no-op there.
+        if cpu_offload and self.device.type != "cpu":
+            self.offload_hooks = offload_hooks(self.modules(), self.device)
+        else:
+            for module in self.modules():
+                module.to(self.device)
+
+    def _using(self, module: torch.nn.Module) -> None:
+        """With CPU offload, move every other model back to the CPU before ``module`` runs."""
+        if self.offload_hooks:
+            keep_only(self.offload_hooks, self.modules().index(module))
