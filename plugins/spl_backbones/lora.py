@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -48,12 +49,13 @@ def fuse_lora(unet: Any, state_dict: dict[str, Any], network_alphas: Any,
     return unet
 
 
-class LCMLoRASD15(DiffusersBackbone):
-    """Stable Diffusion 1.5 plus the LCM-LoRA adapter (fused), showing a second family member plugs in."""
+class FusedLoRA:
+    """Mixin for backbones that fuse an LCM-LoRA adapter into the UNet once the parts are loaded."""
 
-    name: ClassVar[str] = "lcm-lora-sd15"
-    default_model: ClassVar[str | None] = "stable-diffusion-v1-5/stable-diffusion-v1-5"
-    default_adapter: ClassVar[str] = "latent-consistency/lcm-lora-sdv1-5"
+    name: ClassVar[str]
+    default_adapter: ClassVar[str]
+    lora_family: ClassVar[str]
+    lora_loader: ClassVar[Callable[..., Any]] = staticmethod(load_lora_state_dict)
 
     @classmethod
     def download_hint(cls, model: str) -> str:
@@ -66,8 +68,18 @@ class LCMLoRASD15(DiffusersBackbone):
               lora_scale: float = 1.0) -> dict[str, Any]:
         """Fuse the adapter: ``adapter`` if given, else ``lcm_lora/`` in a local model folder, else the Hub's."""
         fuse_adapter(parts["unet"], source, adapter or None, default=cls.default_adapter,
-                     scale=lora_scale, loader=load_lora_state_dict, family="SD 1.5", backbone=cls.name)
+                     scale=lora_scale, loader=cls.lora_loader, family=cls.lora_family,
+                     backbone=cls.name)
         return parts
+
+
+class LCMLoRASD15(FusedLoRA, DiffusersBackbone):
+    """Stable Diffusion 1.5 plus the LCM-LoRA adapter (fused), showing a second family member plugs in."""
+
+    name: ClassVar[str] = "lcm-lora-sd15"
+    default_model: ClassVar[str | None] = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+    default_adapter: ClassVar[str] = "latent-consistency/lcm-lora-sdv1-5"
+    lora_family: ClassVar[str] = "SD 1.5"
 
 
 def fuse_adapter(unet: Any, source: str | Path, adapter: str | Path | None, *, default: str,

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from spl_backbones import loading
-from spl_backbones.lora import LORA_SUBFOLDER, fuse_adapter, load_sdxl_lora_state_dict
+from spl_backbones.lora import FusedLoRA, load_sdxl_lora_state_dict
 from spl_backbones.sdxl import SDXL_SUBFOLDERS, SDXLBackbone, single_part
 from spl_sdk.lazy import torch
 
@@ -47,11 +47,13 @@ class LCMSDXL(SDXLBackbone):
         return loaders
 
 
-class LCMLoRASDXL(SDXLBackbone):
+class LCMLoRASDXL(FusedLoRA, SDXLBackbone):
     """SDXL base 1.0 with the ``latent-consistency/lcm-lora-sdxl`` adapter fused into the UNet."""
 
     name: ClassVar[str] = "lcm-lora-sdxl"
     default_adapter: ClassVar[str] = "latent-consistency/lcm-lora-sdxl"
+    lora_family: ClassVar[str] = "SDXL"
+    lora_loader: ClassVar[Callable[..., Any]] = staticmethod(load_sdxl_lora_state_dict)
 
     class Options(SDXLBackbone.Options):
         """SDXL's part replacements plus the LoRA adapter and its scale."""
@@ -60,18 +62,3 @@ class LCMLoRASDXL(SDXLBackbone):
             "Hub id or folder of the LCM-LoRA; unset: lcm_lora/ in a local model folder, else "
             "latent-consistency/lcm-lora-sdxl."))
         lora_scale: float = Field(1.0, gt=0, le=4, description="Scale of the LoRA when it is fused.")
-
-    @classmethod
-    def download_hint(cls, model: str) -> str:
-        """Also name the adapter, which an offline machine needs as the folder's lcm_lora/."""
-        return (f"{loading.how_to_get(model)}, with `hf download {cls.default_adapter} --local-dir "
-                f"{LORA_SUBFOLDER}` copied into that folder as its {LORA_SUBFOLDER}/ subfolder")
-
-    @classmethod
-    def adapt(cls, parts: dict[str, Any], source: str | Path, *, adapter: str | Path | None = None,
-              lora_scale: float = 1.0) -> dict[str, Any]:
-        """Fuse the adapter: ``adapter`` if given, else ``lcm_lora/`` in a local model folder, else the Hub's."""
-        fuse_adapter(parts["unet"], source, adapter or None, default=cls.default_adapter,
-                     scale=lora_scale, loader=load_sdxl_lora_state_dict, family="SDXL",
-                     backbone=cls.name)
-        return parts
