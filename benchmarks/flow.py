@@ -2,6 +2,7 @@
 
     python benchmarks/flow.py count                                   # any machine: meta tensors, no memory
     python benchmarks/flow.py step --model tiny-sd3 --size 256        # the tiny check (CPU, seconds)
+    python benchmarks/flow.py denoiser --size 512                     # SD3.5-medium's transformer alone, CPU
     python benchmarks/flow.py step --model sd35-medium --size 1024 --device cuda --dtype bfloat16
     python benchmarks/flow.py step --model flux-dev --size 1024 --device cuda --dtype bfloat16
     python benchmarks/flow.py edit --model sd35-medium --size 1024 --device cuda --dtype bfloat16
@@ -183,6 +184,40 @@ def step(args: argparse.Namespace) -> dict[str, Any]:
     return row
 
 
+def denoiser(args: argparse.Namespace) -> dict[str, Any]:
+    """Time one SD3.5-medium transformer call alone (FlowEdit's 4-row CFG batch) with random inputs.
+
+    The whole backbone does not fit a 24 GiB CPU machine in float32 (T5-XXL alone is 19 GB),
+    but the transformer (2.24 B parameters, 9 GB) does: this is the per-step compute on a CPU.
+    """
+    import resource
+
+    import torch
+    from diffusers import SD3Transformer2DModel
+
+    with torch.device("meta"):
+        model = SD3Transformer2DModel(**SD35_MEDIUM)
+    model = model.to_empty(device="cpu").float().requires_grad_(False).eval()
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0.0, 0.02, generator=gen)
+    side = args.size // 8
+    rows, text = 4, 77 + 256  # CLIP tokens + T5 tokens, as SD3's prompt encoding concatenates them
+    inputs = {"hidden_states": torch.randn(rows, 16, side, side, generator=gen),
+              "encoder_hidden_states": torch.randn(rows, text, 4096, generator=gen),
+              "pooled_projections": torch.randn(rows, 2048, generator=gen),
+              "timestep": torch.full((rows,), 500.0)}
+    began = time.perf_counter()
+    with torch.no_grad():
+        model(**inputs)
+    seconds = time.perf_counter() - began
+    return {"case": "denoiser", "model": "sd35-medium", "size": args.size, "batch_rows": rows,
+            "dtype": "float32", "device": "cpu", "threads": torch.get_num_threads(),
+            "step_s": round(seconds, 2), "edit_denoiser_s": round(seconds * 33, 1),
+            "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)}
+
+
 def edit(args: argparse.Namespace) -> dict[str, Any]:
     """A whole flowedit edit (family defaults, SPL injection, post-processing) through the Editor."""
     import torch
@@ -222,7 +257,7 @@ def child(argv: list[str]) -> dict[str, Any]:
 def main() -> None:
     """Parse the command line and run the case(s)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("case", choices=("count", "step", "edit", "all"))
+    parser.add_argument("case", choices=("count", "step", "denoiser", "edit", "all"))
     parser.add_argument("--model", default="tiny-sd3", help="sd35-medium, flux-dev, flux-schnell, tiny-sd3, tiny-flux")
     parser.add_argument("--size", type=int, default=1024, help="working size (long side, pixels)")
     parser.add_argument("--device", default="cpu")
@@ -241,7 +276,7 @@ def main() -> None:
         for row in rows:
             print(json.dumps(row))
         return
-    row = step(args) if args.case == "step" else edit(args)
+    row = {"step": step, "denoiser": denoiser, "edit": edit}[args.case](args)
     print(json.dumps(row) if args.json else json.dumps(row, indent=2))
 
 
