@@ -16,14 +16,13 @@ from typing import Any, Literal, TypeVar
 import yaml
 from pydantic import (
     BaseModel,
-    ConfigDict,
     Field,
     ValidationError,
-    ValidationInfo,
     field_validator,
     model_validator,
 )
 
+from spl_sdk.components.base import ComponentOptions
 from spl_sdk.errors import ConfigError
 
 Area = Literal["whole", "masked"]
@@ -33,17 +32,9 @@ RESULT_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff")
 MAX_WEIGHT = 1e8  # loss weights above this overflow float32 losses (and no use needs them)
 
 
-class _Base(BaseModel):
-    # allow_inf_nan=False: inf, nan and 'Infinity' in a JSON file are refused with the field's name
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _no_bool_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
-        # pydantic's lax mode reads True as 1: a boolean where a number belongs is a mistake
-        from spl_sdk.components.base import reject_bool_for_number
-
-        return reject_bool_for_number(cls, info.field_name, value)
+class _Base(ComponentOptions):
+    """The pipeline configurations share the options' strictness: unknown fields, inf/nan
+    (also 'Infinity' in a JSON file) and booleans where numbers belong are refused by name."""
 
 
 class RefineConfig(_Base):

@@ -19,27 +19,39 @@ SD_SCHEDULER_CONFIG: dict[str, Any] = {
 }
 
 
-class RandomBackbone(DiffusersBackbone):
-    """Base of in-code backbones: subclasses give the UNet, VAE and CLIP text-encoder configs."""
+class BuiltInCode:
+    """Mixin for backbones built in code: ``load`` builds them, or reloads a folder their save_pretrained wrote."""
 
-    seed: ClassVar[int] = 0
-    unet_config: ClassVar[dict[str, Any]]
-    vae_config: ClassVar[dict[str, Any]]
-    text_config: ClassVar[dict[str, Any]]
+    name: ClassVar[str]
+
+    @classmethod
+    def built_dtype(cls, dtype: str, device: torch.device) -> torch.dtype:
+        """The dtype a built model runs in for the user's ``dtype`` setting."""
+        return resolve_dtype(dtype, device)
 
     @classmethod
     def load(cls, model: str | None = None, *, device: str = "auto", dtype: str = "auto",
-             cpu_offload: bool = False) -> DiffusersBackbone:
+             cpu_offload: bool = False, **_: Any) -> Any:
         """Build in code; ``model`` may name a folder written by :meth:`save_pretrained` to reload it."""
         if model:
             if not Path(model).expanduser().is_dir():
                 raise ModelNotFoundError(
                     f"backbone '{cls.name}' is built in code, so model must be unset or a folder "
                     f"written by its save_pretrained(), and '{model}' is not a folder; drop --model.")
-            return cls.from_pretrained(model, device=device, dtype=dtype, cpu_offload=cpu_offload)
+            return cls.from_pretrained(model, device=device, dtype=dtype,  # type: ignore[attr-defined]
+                                       cpu_offload=cpu_offload)
         dev = resolve_device(device)
-        parts = cls.build_components()
-        return cls(**parts, device=dev, dtype=resolve_dtype(dtype, dev), cpu_offload=cpu_offload)
+        return cls(**cls.build_components(), device=dev,  # type: ignore[attr-defined,call-arg]
+                   dtype=cls.built_dtype(dtype, dev), cpu_offload=cpu_offload)
+
+
+class RandomBackbone(BuiltInCode, DiffusersBackbone):
+    """Base of in-code backbones: subclasses give the UNet, VAE and CLIP text-encoder configs."""
+
+    seed: ClassVar[int] = 0
+    unet_config: ClassVar[dict[str, Any]]
+    vae_config: ClassVar[dict[str, Any]]
+    text_config: ClassVar[dict[str, Any]]
 
     @classmethod
     def build_components(cls) -> dict[str, Any]:

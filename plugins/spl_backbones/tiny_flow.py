@@ -7,16 +7,14 @@ T5 uses the offline stand-in of :mod:`spl_backbones.t5_tokenizer`.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, ClassVar
 
-from spl_backbones.devices import resolve_device
 from spl_backbones.flow_backbone import FlowBackbone, flow_dtype
 from spl_backbones.flux import FluxBackbone
+from spl_backbones.random_init import BuiltInCode
 from spl_backbones.sd3 import SD3Backbone
 from spl_backbones.t5_tokenizer import build_t5_tokenizer
 from spl_backbones.tokenizer import build_clip_tokenizer
-from spl_sdk.errors import ModelNotFoundError
 from spl_sdk.lazy import torch
 
 T5_WIDTH = 64
@@ -55,7 +53,7 @@ FLUX_SCHEDULER: dict[str, Any] = {
 }
 
 
-class _TinyFlow(FlowBackbone):
+class _TinyFlow(BuiltInCode, FlowBackbone):
     """In-code construction shared by the tiny flow models."""
 
     seed: ClassVar[int] = 0
@@ -65,18 +63,9 @@ class _TinyFlow(FlowBackbone):
     default_model: ClassVar[str | None] = None
 
     @classmethod
-    def load(cls, model: str | None = None, *, device: str = "auto", dtype: str = "auto",
-             cpu_offload: bool = False, **_: Any) -> FlowBackbone:
-        """Build in code; ``model`` may name a folder written by :meth:`save_pretrained` to reload it."""
-        if model:
-            if not Path(model).expanduser().is_dir():
-                raise ModelNotFoundError(
-                    f"backbone '{cls.name}' is built in code, so model must be unset or a folder "
-                    f"written by its save_pretrained(), and '{model}' is not a folder; drop --model.")
-            return cls.from_pretrained(model, device=device, dtype=dtype, cpu_offload=cpu_offload)
-        dev = resolve_device(device)
-        return cls(**cls.build_components(), device=dev, dtype=flow_dtype(dtype, dev),
-                   cpu_offload=cpu_offload)
+    def built_dtype(cls, dtype: str, device: torch.device) -> torch.dtype:
+        """float32 on the CPU, bfloat16 on CUDA (T5 overflows in float16), as the full models."""
+        return flow_dtype(dtype, device)
 
     @classmethod
     def seeded(cls, offset: int, build: Any) -> Any:
