@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 from spl_sdk.components import LossTerm
 from spl_sdk.lazy import torch
 
 Progress = Callable[[int, int, float], object]
+
+
+class Evaluation(NamedTuple):
+    """The summed terms at one image (see :func:`total_value_and_grad`)."""
+
+    value: float  # the summed weighted loss, as reported
+    objective: float  # the function whose gradient ``grad`` is (potentials where terms give one)
+    grad: torch.Tensor
+    curvature: torch.Tensor | None
 
 
 def _compact(t: torch.Tensor) -> torch.Tensor:
@@ -22,21 +32,24 @@ def _accumulate(total: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
 
 
 def total_value_and_grad(terms: Sequence[LossTerm], source: torch.Tensor, edited: torch.Tensor
-                         ) -> tuple[float, torch.Tensor, torch.Tensor | None]:
-    """Summed weighted loss, its gradient in ``edited`` (NaN entries set to 0) and a diagonal preconditioner.
+                         ) -> Evaluation:
+    """Summed weighted loss and objective, the gradient in ``edited`` (NaN entries set to 0) and a diagonal preconditioner.
 
     The gradient and the curvature broadcast to ``edited`` (a gradient equal in
     every channel, like SPL's, stays one channel). The curvature sums the terms'
     own, with a uniform part added for terms that give none; None when no term
     gives one.
     """
-    total = 0.0
+    total = objective = 0.0
     grad: torch.Tensor | None = None
     curv: torch.Tensor | None = None
     unknown = False
     for term in terms:
-        value, g, c = term.value_grad_and_curvature(source, edited)
-        total += float(value)
+        found = term.value_grad_and_curvature(source, edited)
+        total += float(found.value)
+        objective += float(found.objective)
+        g, c = found.grad, found.curvature
+        del found
         g = torch.nan_to_num(_compact(g), nan=0.0, posinf=0.0, neginf=0.0)
         grad = g if grad is None else _accumulate(grad, g)
         del g
@@ -51,7 +64,7 @@ def total_value_and_grad(terms: Sequence[LossTerm], source: torch.Tensor, edited
         mean = float(curv.mean())
         # terms without a curvature get a uniform share; pixels no term sees get a floor
         curv = curv + mean if unknown else curv.clamp(min=1e-6 * mean + 1e-30)
-    return total, grad, curv
+    return Evaluation(total, objective, grad, curv)
 
 
 def _probe_curvature(terms: Sequence[LossTerm], source: torch.Tensor, x: torch.Tensor,
@@ -59,7 +72,7 @@ def _probe_curvature(terms: Sequence[LossTerm], source: torch.Tensor, x: torch.T
     """A scalar curvature along -grad from one extra gradient (secant), for terms that give none."""
     t = 0.01 / max(float(grad.abs().max()), 1e-30)
     s = torch.sub(x, grad, alpha=t).clamp_(-1.0, 1.0).sub_(x)
-    _, g2, _ = total_value_and_grad(terms, source, x + s)
+    g2 = total_value_and_grad(terms, source, x + s).grad
     ss = float((s * s).sum())
     c = float(((g2 - grad) * s).sum()) / ss if ss > 0 else 0.0
     # (a zero gradient gives no curvature: any positive value then leaves the image as it is)
@@ -78,7 +91,7 @@ def _dot(d: torch.Tensor, v: torch.Tensor) -> float:
 
 def descend(source: torch.Tensor, x: torch.Tensor, terms: Sequence[LossTerm], iterations: int,
             progress: Progress | None = None, beta: float = 0.95, window: int = 5,
-            rtol: float = 0.01) -> tuple[torch.Tensor, int, float]:
+            rtol: float = 0.01, vtol: float = 0.0) -> tuple[torch.Tensor, int, float]:
     """Preconditioned projected Nesterov descent from ``x`` (which it may overwrite): result, evaluations, loss.
 
     Step ``x <- clamp(y - D^-1 g(y))`` from ``y = x + beta (x - x_prev)``, with D
@@ -86,20 +99,24 @@ def descend(source: torch.Tensor, x: torch.Tensor, terms: Sequence[LossTerm], it
     so the unit step is the guided-filter-like minimiser of each pixel, stable
     for any momentum and independent of the pixel count. Momentum is dropped
     when the step turns against the gradient (adaptive restart, O'Donoghue and
-    Candes 2015); if the loss doubles the step is halved and the best image
-    restored. Stops after ``iterations`` evaluations, or once the last ``window``
-    of them lowered the loss by less than ``rtol`` of what this call has gained.
+    Candes 2015); if the objective doubles the step is halved and the best image
+    restored. Stopping and backtracking watch the objective the gradient belongs
+    to (:class:`Evaluation`), which may differ from the reported loss; the image
+    returned is the one with the lowest loss seen. Stops after ``iterations``
+    evaluations, or once the last ``window`` of them lowered the objective by
+    less than ``rtol`` of what this call has gained plus ``vtol`` of the loss.
     """
     v = torch.zeros_like(x)
     y = torch.empty_like(x)
     best_x = x.clone()
-    bests: list[float] = []
+    bests: list[float] = []  # the lowest objective so far, per evaluation
+    best_value = float("nan")  # the lowest loss so far, that of best_x
     step = 1.0
     fixed_curv: torch.Tensor | None = None
     evals = 0
     while evals < iterations:
         torch.add(x, v, alpha=beta, out=y).clamp_(-1.0, 1.0)
-        f, g, curv = total_value_and_grad(terms, source, y)
+        value, f, g, curv = total_value_and_grad(terms, source, y)
         evals += 1
         if curv is None:
             if fixed_curv is None:
@@ -107,11 +124,12 @@ def descend(source: torch.Tensor, x: torch.Tensor, terms: Sequence[LossTerm], it
                 evals += 1  # the probe's gradient counts against the budget
             curv = fixed_curv
         if progress is not None:
-            progress(evals, iterations, f)
-        if not bests or f < bests[-1]:
+            progress(evals, iterations, value)
+        if not value >= best_value:  # (also the first: best_value starts as NaN)
             best_x.copy_(y)
+            best_value = value
         bests.append(min(f, bests[-1]) if bests else f)
-        if f > 2.0 * bests[-1] + 1e-12:
+        if f > 2.0 * abs(bests[-1]) + 1e-12:
             # diverging: the curvature is underestimated; halve the step from the best image
             step *= 0.5
             x.copy_(best_x)
@@ -126,23 +144,35 @@ def descend(source: torch.Tensor, x: torch.Tensor, terms: Sequence[LossTerm], it
         del d
         x, y = y, x
         gained = bests[0] - bests[-1]
-        if len(bests) > window and bests[-window - 1] - bests[-1] <= rtol * gained + 1e-12 * abs(bests[-1]):
+        if len(bests) > window and bests[-window - 1] - bests[-1] <= (
+                rtol * gained + vtol * abs(best_value) + 1e-12 * abs(bests[-1])):
             break
     del y, v
     # the last step was never evaluated: keep it if it beats the best image seen
-    f_last = loss_value(terms, source, x)
-    if bests and not f_last <= bests[-1]:  # also when the last step gave NaN
+    last_value, _ = measure(terms, source, x)
+    if bests and not last_value <= best_value:  # also when the last step gave NaN
         x.copy_(best_x)
-        f_last = loss_value(terms, source, x)
-    return x, evals, f_last
+        last_value = best_value
+    return x, evals, last_value
+
+
+def measure(terms: Sequence[LossTerm], source: torch.Tensor, x: torch.Tensor) -> tuple[float, float]:
+    """The summed weighted loss and objective (see :class:`Evaluation`) at ``x``."""
+    value = objective = 0.0
+    with torch.no_grad():
+        for term in terms:
+            if type(term).closed_form is LossTerm.closed_form:
+                found = float(term(source, x))
+                value, objective = value + found, objective + found
+                continue
+            cf = term.value_grad_and_curvature(source, x)
+            value += float(cf.value)
+            objective += float(cf.objective)
+            del cf
+    return value, objective
 
 
 def loss_value(terms: Sequence[LossTerm], source: torch.Tensor, x: torch.Tensor) -> float:
     """The summed weighted loss; from a term's closed form when it has one (leaner on memory: SPL's
     reads the image's channels once and reuses the source's cached statistics)."""
-    total = 0.0
-    with torch.no_grad():
-        for term in terms:
-            found = term.closed_form(source, x) if type(term).closed_form is not LossTerm.closed_form else None
-            total += float(term(source, x) if found is None else found[0])
-    return total
+    return measure(terms, source, x)[0]

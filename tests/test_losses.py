@@ -156,6 +156,33 @@ def test_spl_closed_form_gradient_matches_autograd(masked):
     assert torch.allclose(grad, y.grad, rtol=1e-9, atol=1e-12)
 
 
+def fit_objective(source: torch.Tensor, edited: torch.Tensor, r: int = 5, eps: float = 1e-4) -> torch.Tensor:
+    """Mean over windows of min over (a, b) of mean (P - a I - b)^2 + eps a^2, plus the same for I from P.
+
+    Minimising out the coefficients: varP - cov^2 / (varI + eps) + varI - cov^2 / (varP + eps),
+    with nothing held fixed, so autograd gives its true gradient.
+    """
+    i, p = ((source + 1) / 2).mean(1, keepdim=True), ((edited + 1) / 2).mean(1, keepdim=True)
+    box = lambda x: F.avg_pool2d(x, 2 * r + 1, 1, r, count_include_pad=False)  # noqa: E731
+    var_i, var_p, cov = box(i * i) - box(i) ** 2, box(p * p) - box(p) ** 2, box(i * p) - box(i) * box(p)
+    return (var_p - cov**2 / (var_i + eps) + var_i - cov**2 / (var_p + eps)).mean()
+
+
+def test_spl_gradient_is_the_true_gradient_of_its_potential():
+    # SPL holds a, a' fixed, so its gradient is that of the fit objective it reports as potential
+    s, e = random_pair(14, 11, seed=6)
+    term = SPLLoss()
+    found = term.value_grad_and_curvature(s, e)
+    y = e.clone().requires_grad_(True)
+    potential = term.weight * fit_objective(s, y)
+    potential.backward()
+    assert float(found.potential) == pytest.approx(float(potential), rel=1e-9)
+    assert torch.allclose(found.grad.expand_as(e), y.grad, rtol=1e-8, atol=1e-12)
+    # and the two differ: the potential adds eps (a^2 + a'^2) to what SPL reports
+    assert float(found.potential) > float(found.value) * (1 + 1e-6)
+    assert found.objective is found.potential
+
+
 @pytest.mark.parametrize("name", ["cpl", "l1", "mse"])
 @pytest.mark.parametrize("masked", [False, True])
 def test_pixel_and_colour_closed_form_gradients_match_autograd(name, masked):
@@ -181,7 +208,7 @@ def test_curvature_is_the_row_sum_bound_of_the_fixed_coefficient_hessian(name):
         return term(s, x)
 
     hessian = torch.autograd.functional.hessian(loss, e).reshape(e.numel(), e.numel())
-    _, _, curv = term.value_grad_and_curvature(s, e)
+    curv = term.value_grad_and_curvature(s, e).curvature
     assert torch.allclose(curv.expand_as(e).reshape(-1), hessian.abs().sum(1), rtol=1e-9)
 
 

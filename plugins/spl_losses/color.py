@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from spl_sdk.components import LossTerm
+from spl_sdk.components import ClosedForm, LossTerm
 from spl_sdk.lazy import torch
 
 # ITU-R BT.601 rows of Cb and Cr for RGB in [0, 1]; both get a 0.5 offset
@@ -44,4 +44,4 @@ class CPLLoss(LossTerm):
                 m = self.mask_like(edited)
                 grad *= m
                 curv = curv * m * m
-        return self.weight * value, grad, curv
+        return ClosedForm(self.weight * value, grad, curv)

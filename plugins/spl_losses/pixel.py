@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from spl_sdk.components import LossTerm
+from spl_sdk.components import ClosedForm, LossTerm
 from spl_sdk.lazy import torch
 
 
@@ -31,7 +31,7 @@ class _PixelLoss(LossTerm):
                 m = self.mask_like(edited)
                 grad *= m
                 curv = None if curv is None else curv * m * m
-        return self.weight * value, grad, curv
+        return ClosedForm(self.weight * value, grad, curv)
 
 
 class L1Loss(_PixelLoss):

@@ -6,7 +6,7 @@ import weakref
 
 from pydantic import Field
 
-from spl_sdk.components import LossTerm
+from spl_sdk.components import ClosedForm, LossTerm
 from spl_sdk.components.base import ComponentOptions
 from spl_sdk.filters import box_filter
 from spl_sdk.lazy import torch
@@ -83,9 +83,8 @@ class SPLLoss(LossTerm):
         self._cache = (weakref.ref(source), key, stats)
         return stats
 
-    def closed_form(self, source: torch.Tensor, edited: torch.Tensor
-                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Weighted SPL, its gradient in ``edited`` and a per-pixel diagonal curvature bound.
+    def closed_form(self, source: torch.Tensor, edited: torch.Tensor) -> ClosedForm:
+        """Weighted SPL, its gradient in ``edited``, a per-pixel diagonal curvature bound and the potential.
 
         With a, b, a', b' fixed, SPL is a separable quadratic in P whose second
         derivative is 2/M N box((1 + a'^2)/N); in E it is that times (m / 6)^2 on
@@ -95,6 +94,11 @@ class SPLLoss(LossTerm):
         gradient is the same in every channel and returned as a broadcast view.
         Works on one intensity plane, in place where it can: the image's three
         channels are read once.
+
+        Because a, a' are held fixed, the gradient is not SPL's own but that of
+        the fit objective min over (a, b) of the window residual plus eps a^2,
+        and likewise for (a', b') (envelope theorem): the potential SPL + eps
+        mean(a^2 + a'^2). SPL itself can rise while a descent lowers it.
         """
         intensity, m_i, var_i, inv_i, n = self._source_stats(source)
         with torch.no_grad():
@@ -112,6 +116,7 @@ class SPLLoss(LossTerm):
             r.sub_(cov, alpha=2).mul_(a).add_(var_p).add_(var_i)
             r.addcmul_(a2, var_p.mul(a2).sub_(cov, alpha=2))
             value = r.mean()
+            potential = r.addcmul_(a, a, value=self.eps).addcmul_(a2, a2, value=self.eps).mean()
             del r
             # d/dP_j of sum_i box_i((a I + b - P)^2 + (a' P + b' - I)^2) sums over the windows i that
             # contain j; with clipped windows sum_{i in W_j} x_i / N_i = N_j box(x / N)_j, so
@@ -138,4 +143,4 @@ class SPLLoss(LossTerm):
                 grad_p *= m
                 curv *= m * m
             grad = grad_p.expand_as(edited)
-        return self.weight * value, grad, curv
+        return ClosedForm(self.weight * value, grad, curv, self.weight * potential)

@@ -5,7 +5,7 @@ from spl_sdk.components.backbone import CAPABILITIES, Backbone, Conditioning
 from spl_sdk.components.base import Component, ComponentOptions
 from spl_sdk.components.harmonizer import Harmonizer
 from spl_sdk.components.layout import BatchLayout
-from spl_sdk.components.loss import LossTerm
+from spl_sdk.components.loss import ClosedForm, LossTerm
 from spl_sdk.components.mask import MaskContext, MaskExtractor
 from spl_sdk.components.method import EditMethod, EditOutput, EditRequest
 from spl_sdk.components.postprocess import PostProcessor
@@ -21,5 +21,5 @@ KIND_BASES: dict[str, type[Component]] = {
 }
 
 __all__ = ["CAPABILITIES", "KIND_BASES", "AttentionController", "AttentionMaps", "Backbone",
-           "BatchLayout", "Component", "ComponentOptions", "Conditioning", "EditMethod", "EditOutput", "EditRequest",
+           "BatchLayout", "ClosedForm", "Component", "ComponentOptions", "Conditioning", "EditMethod", "EditOutput", "EditRequest",
            "Harmonizer", "LossTerm", "MaskContext", "MaskExtractor", "PostProcessor"]

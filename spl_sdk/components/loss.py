@@ -4,15 +4,30 @@ from __future__ import annotations
 
 import math
 from abc import abstractmethod
-from typing import ClassVar, TypeAlias
+from typing import ClassVar, NamedTuple
 
 from spl_sdk.components.base import Component, ComponentOptions
 from spl_sdk.errors import ConfigError
 from spl_sdk.lazy import functional as F
 from spl_sdk.lazy import torch
 
-# (weighted value, gradient in the edited image, diagonal curvature or None)
-ClosedForm: TypeAlias = "tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]"
+
+
+class ClosedForm(NamedTuple):
+    """A loss term's value, gradient and curvature at one image (what :meth:`LossTerm.closed_form` returns)."""
+
+    value: torch.Tensor  # the weighted loss
+    grad: torch.Tensor  # its gradient in the edited image (may be a view broadcast over channels)
+    curvature: torch.Tensor | None  # a per-pixel diagonal bound of the Hessian, or None
+    # The weighted function whose gradient ``grad`` really is, when that is not ``value``: a loss
+    # that holds fitted coefficients fixed (SPL's a, b, a', b') follows the gradient of its fit
+    # objective, regulariser included. The fast solver backtracks and stops on this one.
+    potential: torch.Tensor | float | None = None
+
+    @property
+    def objective(self) -> torch.Tensor | float:
+        """The potential if there is one, else the value: what a descent along ``-grad`` lowers."""
+        return self.value if self.potential is None else self.potential
 
 # methods derived from ``value`` and ``closed_form``: a subclass that overrode one of them could
 # make a default call an override that calls the default back, so they are not overridable
@@ -68,12 +83,17 @@ class LossTerm(Component):
     def value(self, source01: torch.Tensor, edited01: torch.Tensor) -> torch.Tensor:
         """Unweighted scalar loss of prepared (mapped, masked) images; differentiable in edited01."""
 
-    def closed_form(self, source: torch.Tensor, edited: torch.Tensor) -> ClosedForm | None:
+    def closed_form(self, source: torch.Tensor, edited: torch.Tensor
+                    ) -> ClosedForm | tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None:
         """Optional override: weighted loss, its gradient in ``edited`` and a per-pixel curvature, or None.
 
-        Images are in [-1, 1]. The curvature (a diagonal bound of the Hessian,
+        Returns a :class:`ClosedForm` (a plain 3-tuple is accepted too); images
+        are in [-1, 1]. The curvature (a diagonal bound of the Hessian,
         broadcastable to the image, or None if unknown) lets the default solver
-        take steps that do not shrink as the image grows. Must not call
+        take steps that do not shrink as the image grows. A term whose gradient
+        holds fitted quantities fixed also gives the ``potential`` that gradient
+        belongs to, so that the solver's stop and backtracking follow the same
+        function as its steps. Must not call
         :meth:`value_and_grad` or :meth:`value_grad_and_curvature`, which call
         it. The default returns None: gradients then come from autograd on
         :meth:`value`.
@@ -88,14 +108,14 @@ class LossTerm(Component):
         """Weighted loss, its gradient in ``edited`` and the curvature: :meth:`closed_form`, else autograd."""
         found = self.closed_form(source, edited)
         if found is not None:
-            return found
+            return found if isinstance(found, ClosedForm) else ClosedForm(*found)
         with torch.enable_grad():
             e = edited.detach().requires_grad_(True)
             loss = self(source.detach(), e)
             (grad,) = torch.autograd.grad(loss, e)
-        return loss.detach(), grad, None
+        return ClosedForm(loss.detach(), grad, None)
 
     def value_and_grad(self, source: torch.Tensor, edited: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Weighted loss and its gradient in ``edited`` (closed form if the term has one, else autograd)."""
-        value, grad, _ = self.value_grad_and_curvature(source, edited)
-        return value, grad
+        found = self.value_grad_and_curvature(source, edited)
+        return found.value, found.grad
