@@ -3,7 +3,7 @@
     python benchmarks/edit.py                       # tiny-random, 256 px, 15 steps
     python benchmarks/edit.py --sd15 --steps 2 --no-warmup   # random SD-1.5-sized backbone at 512 px
     python benchmarks/edit.py --sd15 --device cuda --dtype float16 --steps 15   # on a GPU
-    python benchmarks/edit.py --sdxl --steps 2 --iters 20 --no-warmup   # random SDXL, 1024 px (~16 GiB RAM)
+    python benchmarks/edit.py --sdxl --steps 2 --opt-start 0.5 --iters 20 --no-warmup --only on   # random SDXL, 1024 px (~18 GiB RAM)
     python benchmarks/edit.py --sdxl --device cuda --dtype float16 --steps 15   # SDXL on a GPU
     python benchmarks/edit.py --backbone tiny-random-sdxl --size 128 --steps 2   # the SDXL path, in seconds
     python benchmarks/edit.py --source-size 4000x3000 --only on   # post-processing of a 4000x3000 photo
@@ -36,7 +36,8 @@ def run_case(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads) if args.threads else None
     cfg = EditConfig(backbone=args.backbone, device=args.device, dtype=args.dtype,
                      working_size=args.size, steps=args.steps, iterations=args.iters,
-                     structure_loss="spl" if args.spl else None, post_process=args.spl)
+                     structure_loss="spl" if args.spl else None, post_process=args.spl,
+                     **({} if args.opt_start is None else {"opt_start": args.opt_start}))
     image = EXAMPLE
     if args.source_size:  # the example upscaled: post-processing then runs at this size
         from PIL import Image
@@ -83,6 +84,9 @@ def main() -> None:
     parser.add_argument("--source-size", default=None,
                         help="resize the example photo to WxH first (post-processing runs at this size)")
     parser.add_argument("--no-warmup", action="store_true", help="skip the untimed first edit")
+    parser.add_argument("--opt-start", type=float, default=None,
+                        help="fraction of steps after which SPL is injected (default 0.8: with fewer than "
+                             "5 steps no step injects; 0.5 with 2 steps injects at the second)")
     parser.add_argument("--only", choices=("off", "on"), default=None, help="run only SPL off or on")
     parser.add_argument("--case", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--spl", action="store_true", help=argparse.SUPPRESS)
@@ -101,7 +105,8 @@ def main() -> None:
                "--steps", str(args.steps), "--iters", str(args.iters), "--device", args.device,
                "--dtype", args.dtype, "--threads", str(args.threads)] + (["--spl"] if spl else []) \
             + (["--no-warmup"] if args.no_warmup else []) \
-            + (["--source-size", args.source_size] if args.source_size else [])
+            + (["--source-size", args.source_size] if args.source_size else []) \
+            + (["--opt-start", str(args.opt_start)] if args.opt_start is not None else [])
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode != 0:
             sys.exit(f"case failed:\n{done.stderr[-3000:]}")
