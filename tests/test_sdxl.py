@@ -224,11 +224,24 @@ def test_lcm_sdxl_without_its_unet_offline_is_one_sentence(saved, tmp_path, monk
     assert "\n" not in message and message.endswith(".") and message.count(". ") == 0
 
 
-def test_lcm_lora_sdxl_fuses_a_local_lora(sdxl, saved, tmp_path, plugins):
+def kohya_layout(lora: dict[str, torch.Tensor], rank: int) -> dict[str, torch.Tensor]:
+    """diffusers' LoRA keys rewritten as kohya-style files name them: ``lora_unet_<module path with _>``."""
+    out = {}
+    for key, value in lora.items():
+        module, _, kind = key.rpartition(".lora.")
+        flat = "lora_unet_" + module.replace(".", "_")
+        out[f"{flat}.lora_{kind.split('.')[0]}.weight"] = value
+        out[f"{flat}.alpha"] = torch.tensor(float(rank))
+    return out
+
+
+@pytest.mark.parametrize("layout", ["diffusers", "kohya"])
+def test_lcm_lora_sdxl_fuses_a_local_lora(sdxl, saved, tmp_path, plugins, layout):
     from diffusers.loaders import StableDiffusionXLLoraLoaderMixin
     from diffusers.utils import convert_state_dict_to_diffusers
     from peft import LoraConfig
     from peft.utils import get_peft_model_state_dict
+    from safetensors.torch import save_file
 
     reference = TinyRandomSDXL.build_components()["unet"]
     with torch.random.fork_rng():
@@ -236,7 +249,11 @@ def test_lcm_lora_sdxl_fuses_a_local_lora(sdxl, saved, tmp_path, plugins):
         reference.add_adapter(LoraConfig(r=4, lora_alpha=4, init_lora_weights=False,
                                          target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
     lora = convert_state_dict_to_diffusers(get_peft_model_state_dict(reference))
-    StableDiffusionXLLoraLoaderMixin.save_lora_weights(tmp_path / "lora", unet_lora_layers=lora)
+    if layout == "diffusers":
+        StableDiffusionXLLoraLoaderMixin.save_lora_weights(tmp_path / "lora", unet_lora_layers=lora)
+    else:  # lora_unet_..._to_q.lora_down.weight with an alpha per module, as kohya-style tools save
+        (tmp_path / "lora").mkdir()
+        save_file(kohya_layout(lora, rank=4), str(tmp_path / "lora" / "pytorch_lora_weights.safetensors"))
 
     cfg = EditConfig(backbone="lcm-lora-sdxl", model=str(saved), device="cpu",
                      options={"lcm-lora-sdxl": {"adapter": str(tmp_path / "lora")}})
