@@ -83,6 +83,22 @@ class SPLLoss(LossTerm):
         self._cache = (weakref.ref(source), key, stats)
         return stats
 
+    def lower_bound(self, source: torch.Tensor) -> float:
+        """Weighted SPL below which no image can go against ``source``: how much of a loss is reducible at all.
+
+        Per window, cov^2 <= varI varP gives R1 >= varP eps^2 / (varI + eps)^2 and
+        R2 >= varI eps^2 / (varP + eps)^2. Their sum is convex in varP >= 0 and
+        least at varP = max(0, cbrt(2 varI (varI + eps)^2) - eps). In flat windows
+        (varI well below eps) that is about varI, half the source's own SPL there.
+        """
+        _, _, var_i, _, _ = self._source_stats(source)
+        with torch.no_grad():
+            v = var_i.double().clamp(min=0)
+            e = self.eps
+            q = (2 * v * (v + e) ** 2).pow(1 / 3).sub(e).clamp(min=0)
+            per_window = q * e**2 / (v + e) ** 2 + v * e**2 / (q + e) ** 2
+        return self.weight * float(per_window.mean())
+
     def closed_form(self, source: torch.Tensor, edited: torch.Tensor) -> ClosedForm:
         """Weighted SPL, its gradient in ``edited``, a per-pixel diagonal curvature bound and the potential.
 

@@ -1,0 +1,124 @@
+"""The default solver against an earlier revision's, at 512 px: final SPL, evaluations and seconds.
+
+    python benchmarks/refine_history.py                      # against the first release (9a5e15b)
+    python benchmarks/refine_history.py --vtol 0.005 0.01 0.02 0.04   # the finest level's stop tolerance
+
+The earlier solver is ``spl_sdk/optimiser.py`` as of ``--rev``, read from git
+history (a clone with history is needed), given today's loss terms. Inputs:
+the bundled example pair (``old_man.png`` and ``old_man_edited.png``, what ``tox
+-e demo`` refines); scikit-image's astronaut, coffee, chelsea and rocket (the
+photos the solver's settings were chosen on), each cropped square at 512 px
+(*detailed*) and shrunk to 64 px then upscaled bicubic (*smooth*); and the inputs
+of ``benchmarks/refine.py`` at 512 (the bundled photos, never used for tuning).
+Edits other than the bundled pair are ``refine.py``'s synthetic one. All in this
+process, one after the other; ``--threads`` sets torch's threads (default 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+import types
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+FIRST_RELEASE = "9a5e15b"
+
+
+def earlier_solver(rev: str) -> types.ModuleType:
+    """``spl_sdk/optimiser.py`` at ``rev``, loaded as a module of its own."""
+    try:
+        code = subprocess.run(["git", "show", f"{rev}:spl_sdk/optimiser.py"], cwd=ROOT, check=True,
+                              capture_output=True, text=True).stdout
+    except (OSError, subprocess.CalledProcessError) as exc:
+        sys.exit(f"cannot read spl_sdk/optimiser.py at {rev} from git history ({exc}); "
+                 f"run this in a clone with full history.")
+    module = types.ModuleType(f"optimiser_{rev}")
+    sys.modules[module.__name__] = module  # (its dataclasses look their module up there)
+    exec(compile(code, f"{rev}:spl_sdk/optimiser.py", "exec"), module.__dict__)
+    return module
+
+
+class ThreeTuple:
+    """A loss term as earlier solvers called it: value_grad_and_curvature gave (value, grad, curvature)."""
+
+    def __init__(self, term) -> None:
+        self.term = term
+
+    def value_grad_and_curvature(self, source, edited):
+        return tuple(self.term.value_grad_and_curvature(source, edited))[:3]
+
+    def __call__(self, source, edited):
+        return self.term(source, edited)
+
+
+def inputs() -> dict:
+    """name -> (source, edited), all 512 x 512 in [-1, 1]."""
+    from PIL import Image
+    from skimage import data
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import refine as rb
+
+    def square(img: Image.Image, side: int) -> Image.Image:
+        w, h = img.size
+        m = min(w, h)
+        box = ((w - m) // 2, (h - m) // 2, (w - m) // 2 + m, (h - m) // 2 + m)
+        return img.crop(box).resize((side, side), Image.Resampling.LANCZOS)
+
+    def load(name: str):
+        with Image.open(ROOT / "apps" / "examples" / name) as img:
+            return rb._to_tensor(img.convert("RGB"))
+
+    cases = {"bundled pair (demo)": (load("old_man.png"), load("old_man_edited.png"))}
+    for name in ("astronaut", "coffee", "chelsea", "rocket"):
+        img = Image.fromarray(getattr(data, name)()).convert("RGB")
+        for kind, src in (("detailed", rb._to_tensor(square(img, 512))),
+                          ("smooth", rb._to_tensor(square(img, 64).resize((512, 512), Image.Resampling.BICUBIC)))):
+            cases[f"{name} ({kind}, tuning)"] = (src, rb.synthetic_edit(src))
+    mosaic = rb.detailed_source(512, 512)
+    cases["mosaic (detailed)"] = (mosaic, rb.synthetic_edit(mosaic))
+    for name in rb.PHOTOS:
+        src = rb.smooth_source(name, 512, 512)
+        cases[f"{name} (smooth)"] = (src, rb.synthetic_edit(src))
+    return cases
+
+
+def main() -> None:
+    """Run both solvers on every input and print one Markdown table."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rev", default=FIRST_RELEASE, help="git revision of the earlier solver (default: %(default)s)")
+    ap.add_argument("--vtol", type=float, nargs="*", default=None,
+                    help="run today's solver with these finest-level stop tolerances (default: its own)")
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+
+    import torch
+
+    from spl_losses import SPLLoss
+    from spl_sdk import optimiser
+
+    torch.set_num_threads(args.threads)
+    old = earlier_solver(args.rev)
+    tolerances = args.vtol or [optimiser.FINEST_VTOL]
+    print(f"| input | {args.rev}: SPL (evaluations, s) | " +
+          " | ".join(f"today, vtol {t}: SPL (evaluations, s)" for t in tolerances) + " |")
+    print("|---" * (2 + len(tolerances)) + "|")
+    for name, (source, edited) in inputs().items():
+        began = time.perf_counter()
+        before = old.optimise_image(source, edited, [ThreeTuple(SPLLoss())], iterations=100)
+        cells = [f"{before.loss_after:.5f} ({before.iterations}, {time.perf_counter() - began:.2f})"]
+        for tol in tolerances:
+            optimiser.FINEST_VTOL = tol
+            began = time.perf_counter()
+            now = optimiser.optimise_image(source, edited, [SPLLoss()], iterations=100)
+            mark = " (higher)" if now.loss_after > before.loss_after else ""
+            cells.append(f"{now.loss_after:.5f}{mark} ({now.iterations}, {time.perf_counter() - began:.2f})")
+        print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
+    print(f"\ntorch threads: {torch.get_num_threads()}")
+
+
+if __name__ == "__main__":
+    main()
