@@ -73,7 +73,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sd15", action="store_true", help="use the random SD-1.5-sized backbone at 512 px")
     parser.add_argument("--sdxl", action="store_true",
-                        help="use the random SDXL-sized backbone (sdxl-random) at 1024 px; ~16 GiB RAM on a CPU")
+                        help="use the random SDXL-sized backbone (sdxl-random) at 1024 px; ~20 GiB RAM on a CPU")
     parser.add_argument("--backbone", default=None)
     parser.add_argument("--size", type=int, default=None)
     parser.add_argument("--steps", type=int, default=15)
