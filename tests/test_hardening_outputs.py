@@ -140,7 +140,8 @@ def test_racing_writers_only_one_wins(tmp_path):
 
 
 _SLOW_WRITE = """
-import sys, time
+import signal, sys, time
+signal.signal(signal.SIGHUP, signal.SIG_DFL)  # as in a terminal, even when the tests run under nohup
 from PIL import Image
 real = Image.Image.save
 def slow(self, fp, *a, **k):
@@ -172,6 +173,16 @@ def test_signals_remove_the_temp_file(tmp_path, photo, sig):
     assert proc.returncode == 128 + getattr(signal, sig)
     assert f"Stopped by {sig}; no unfinished output was written." in err and "Traceback" not in err
     assert list(out.parent.iterdir()) == []
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="SIGHUP exists on POSIX only")
+def test_a_command_started_under_nohup_keeps_ignoring_sighup():
+    code = ("import signal; signal.signal(signal.SIGHUP, signal.SIG_IGN); "
+            "from spl_sdk.cli.signals import exit_cleanly_on_signals; exit_cleanly_on_signals(); "
+            "print(signal.getsignal(signal.SIGHUP) is signal.SIG_IGN, "
+            "signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True", "True"]
 
 
 def test_batch_resumes_when_the_record_was_lost(tmp_path):

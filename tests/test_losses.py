@@ -199,7 +199,7 @@ def test_spl_gradient_is_the_true_gradient_of_its_potential():
     y = e.clone().requires_grad_(True)
     potential = term.weight * fit_objective(s, y)
     potential.backward()
-    assert float(found.potential) == pytest.approx(float(potential), rel=1e-9)
+    assert float(found.potential) == pytest.approx(float(potential.detach()), rel=1e-9)
     assert torch.allclose(found.grad.expand_as(e), y.grad, rtol=1e-8, atol=1e-12)
     # and the two differ: the potential adds eps (a^2 + a'^2) to what SPL reports
     assert float(found.potential) > float(found.value) * (1 + 1e-6)
