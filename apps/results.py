@@ -13,6 +13,8 @@ from spl_apps.runner import RunOutput
 def show(out: RunOutput, slot: str, file_name: str = "spl-edit.png") -> None:
     """Draw the kept result of ``slot``: images, comparison, download and the run's settings."""
     st.subheader("Result")
+    for note in out.notes:
+        st.warning(note)
     st.caption(f"“{out.metadata.get('source_prompt', '')}” → “{out.metadata.get('target_prompt', '')}”")
     left, right = st.columns(2)
     with left:

@@ -11,7 +11,8 @@ untouched (the editor restores its attention processors in a ``finally``).
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from spl_apps import resources
 from spl_apps.controls import key
 from spl_sdk.config import EditConfig
 from spl_sdk.editor import EditResult
-from spl_sdk.errors import ModelNotFoundError, SplError
+from spl_sdk.errors import ModelNotFoundError, SplError, SplWarning
 from spl_sdk.imageio import save_image
 
 FALLBACK_BACKBONE = "tiny-random"
@@ -39,6 +40,7 @@ class RunOutput:
     metadata: dict[str, Any]
     timings: dict[str, float]
     mask_caption: str = "Mask used (white = masked area)"
+    notes: list[str] = field(default_factory=list)  # the run's warnings for the user (an empty mask, ...)
 
 
 def png_with_metadata(image: Image.Image, metadata: dict[str, Any]) -> bytes:
@@ -97,10 +99,13 @@ def run(slot: str, cfg: EditConfig, image: Image.Image, source_prompt: str, targ
     cancel.button("Cancel", key=f"{slot}.cancel", help="Stop the edit; settings and the last result are kept.")
     preview = st.empty()
     st.session_state[f"{slot}.pending"] = True
-    try:
-        result = _edit(bar, preview, cfg, image, source_prompt, target_prompt, mask)
-    except Exception as exc:
-        result = exc
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", SplWarning)
+        try:
+            result = _edit(bar, preview, cfg, image, source_prompt, target_prompt, mask)
+        except Exception as exc:
+            result = exc
+    notes = list(dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, SplWarning)))
     # reached only when the edit ended by itself: a cancel unwinds past this point
     st.session_state[f"{slot}.pending"] = False
     for placeholder in (bar, cancel, preview):
@@ -120,7 +125,7 @@ def run(slot: str, cfg: EditConfig, image: Image.Image, source_prompt: str, targ
     metadata = result.metadata()
     out = RunOutput(source=image, image=result.image, mask=result.mask,
                     png=png_with_metadata(result.image, metadata), metadata=metadata,
-                    timings=dict(result.timings))
+                    timings=dict(result.timings), notes=notes)
     st.session_state[f"{slot}.result"] = out
     return out
 

@@ -320,6 +320,15 @@ def test_uploaded_user_mask_restricts_the_edit() -> None:
     out = at.session_state["edit.result"]
     expected = np.asarray(Image.open(io.BytesIO(mask_png())).convert("L"))
     assert np.abs(np.asarray(out.mask, dtype=int) - expected).max() <= 1
+    assert not [w for w in at.warning if "selects nothing" in str(w.value)]
+    # an all-black mask restricts the loss to nothing: the page says so, as the CLI does
+    black = io.BytesIO()
+    Image.new("L", (128, 96), 0).save(black, format="PNG")
+    at.file_uploader(key="edit.mask_upload").set_value(("black.png", black.getvalue(), "image/png")).run()
+    at.button(key="edit.run").click().run()
+    assert not at.exception and not at.error, messages(at)
+    assert [w for w in at.warning if "the mask selects nothing" in str(w.value)]
+    assert at.session_state["edit.result"].notes
 
 
 @pytest.mark.slow
