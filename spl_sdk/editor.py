@@ -64,6 +64,8 @@ PhaseCallback = Callable[[str, int, int], None]
 # fields fixed when the backbone is loaded; an edit cannot override them
 LOAD_FIELDS = ("backbone", "model", "device", "dtype", "cpu_offload")
 PHASES = ("text", "vae", "mask", "unet", "optimisation", "post_process", "total")
+# settings that only an attention controller reads (a method without one refuses them when changed)
+ATTENTION_ONLY = ("cross_replace", "self_replace", "blend_words_source", "blend_words_target", "reweight")
 
 
 @dataclass
@@ -266,6 +268,14 @@ class Editor:
             raise ConfigError(f"method '{cfg.method}' drives no attention controller, so attention "
                               f"'{cfg.attention}' would be ignored; leave --attention out, or choose a "
                               f"method that uses one (infedit).")
+        else:
+            changed = [name for name in ATTENTION_ONLY
+                       if getattr(cfg, name) != EditConfig.model_fields[name].get_default(call_default_factory=True)]
+            if changed:
+                flags = ", ".join("--" + name.replace("_", "-") for name in changed)
+                raise ConfigError(f"method '{cfg.method}' drives no attention controller, so {flags} would "
+                                  f"be ignored; leave {'it' if len(changed) == 1 else 'them'} out, or choose "
+                                  f"a method that uses one (infedit).")
         return method
 
     def _check_schedule(self, cfg: EditConfig, work_size: tuple[int, int]) -> None:

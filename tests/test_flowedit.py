@@ -257,3 +257,16 @@ def test_spl_edit_runs_flowedit_and_records_the_values_used(tmp_path, example_im
                                     "infedit", "-o", str(tmp_path / "no.png"), *fast])
     assert run.exit_code != 0 and "use --method flowedit" in run.output
     assert "Traceback" not in run.output and not (tmp_path / "no.png").exists()
+
+
+def test_attention_only_settings_are_refused_by_flowedit_when_changed(sd3, photo):
+    editor = _editor(sd3, structure_loss=None, post_process=False, steps=2)
+    with pytest.raises(ConfigError, match=r"^method 'flowedit' drives no attention controller, so "
+                                          r"--cross-replace, --reweight would be ignored; leave them out") as info:
+        editor.edit(photo, "a photo", "a painting", cross_replace=0.5, reweight={"painting": 2.0})
+    assert "\n" not in str(info.value)
+    with pytest.raises(ConfigError, match=r"so --blend-words-target would be ignored; leave it out"):
+        editor.edit(photo, "a photo", "a painting", blend_words_target=["painting"])
+    # their defaults, as every saved result's configuration carries them, pass
+    result = editor.edit(photo, "a photo", "a painting", cross_replace=0.8, self_replace=0.8, reweight={})
+    assert result.config.cross_replace == 0.8
