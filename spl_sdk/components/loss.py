@@ -12,7 +12,6 @@ from spl_sdk.lazy import functional as F
 from spl_sdk.lazy import torch
 
 
-
 class ClosedForm(NamedTuple):
     """A loss term's value, gradient and curvature at one image (what :meth:`LossTerm.closed_form` returns)."""
 
@@ -28,6 +27,7 @@ class ClosedForm(NamedTuple):
     def objective(self) -> torch.Tensor | float:
         """The potential if there is one, else the value: what a descent along ``-grad`` lowers."""
         return self.value if self.potential is None else self.potential
+
 
 # methods derived from ``value`` and ``closed_form``: a subclass that overrode one of them could
 # make a default call an override that calls the default back, so they are not overridable
