@@ -5,10 +5,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pytest
-import torch
+# No test may reach the Hub, even on a machine with network: its address is a refusing loopback
+# port (tests of the "Hub cannot be reached" path need it unreachable, not only offline mode).
+# Set before anything imports huggingface_hub, which reads it once.
+NO_HUB = "http://127.0.0.1:9"
+os.environ["HF_ENDPOINT"] = NO_HUB
 
-from spl_sdk.plugins import Plugins
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from spl_sdk.plugins import Plugins  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "apps" / "examples"

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import NO_HUB
 
 from spl_backbones.devices import resolve_device, resolve_dtype
 from spl_backbones.sd15_random import SD15_TEXT, SD15_UNET, SD15_VAE, SD15Random
@@ -262,9 +263,11 @@ def _one_sentence(message: str) -> None:
 
 @pytest.mark.slow
 def test_missing_weights_without_network_fail_fast_with_one_sentence(tmp_path):
-    # This machine cannot reach the Hub: that is the situation under test; HF_HOME is empty.
+    # The Hub cannot be reached (its address is a refusing loopback port, on any machine): that is
+    # the situation under test; HF_HOME is empty.
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "TRANSFORMERS_"))}
     environ["HF_HOME"] = str(tmp_path / "hf_home")
+    environ["HF_ENDPOINT"] = NO_HUB
     proc = subprocess.run([sys.executable, "-c", MISSING_SCRIPT], env=environ, capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
