@@ -73,7 +73,8 @@ def test_unwritable_output_is_refused_before_the_model_loads(tmp_path, photo, no
 
 
 @pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0,
-                    reason="root writes into read-only folders, so permissions cannot be tested")
+                    reason="root writes into read-only folders; test_probe_failure_is_one_line covers "
+                           "the refusal there by failing the write probe")
 def test_read_only_folder_is_refused(tmp_path):
     folder = tmp_path / "ro"
     folder.mkdir(mode=0o500)
