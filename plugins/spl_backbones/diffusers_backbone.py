@@ -7,11 +7,12 @@ import warnings
 from pathlib import Path
 from typing import Any, ClassVar
 
-from spl_backbones import loading
+from spl_backbones import loading, vae_latents
 from spl_backbones.devices import resolve_device, resolve_dtype
+from spl_backbones.model_index import write_model_index
 from spl_backbones.offload import PlacedModules
 from spl_sdk.components import Backbone, Conditioning
-from spl_sdk.errors import ConfigError, ImageError
+from spl_sdk.errors import ConfigError
 from spl_sdk.lazy import no_grad, torch
 
 
@@ -111,13 +112,10 @@ class DiffusersBackbone(PlacedModules, Backbone):
             for name in ("unet", "vae", "text_encoder", "scheduler"):
                 getattr(self, name).save_pretrained(folder / name)
         save_tokenizer(self.tokenizer, folder / "tokenizer")
-        index = {"_class_name": "LatentConsistencyModelPipeline", "_diffusers_version": _version(),
-                 "safety_checker": [None, None], "feature_extractor": [None, None],
-                 "requires_safety_checker": False}
-        for name in loading.DIFFUSERS_SUBFOLDERS:
-            part = getattr(self, name)
-            index[name] = [type(part).__module__.split(".")[0], type(part).__name__]
-        (folder / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")
+        parts = {name: getattr(self, name) for name in loading.DIFFUSERS_SUBFOLDERS}
+        write_model_index(folder, "LatentConsistencyModelPipeline",
+                          {**parts, "safety_checker": None, "feature_extractor": None},
+                          requires_safety_checker=False)
         return folder
 
     # ------------------------------------------------------------------ the edit method's interface
@@ -161,27 +159,15 @@ class DiffusersBackbone(PlacedModules, Backbone):
     @no_grad
     def encode_image(self, image: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """VAE latent times the scaling factor, float32: the posterior mean, or a sample drawn with ``generator``."""
-        h, w = image.shape[-2:]
-        f = self.vae_scale_factor
-        if h % f or w % f:
-            raise ImageError(f"image of {w}x{h} pixels cannot be encoded: width and height must be "
-                             f"multiples of {f}; resize it to {w // f * f}x{h // f * f} first.")
-        cfg = self.vae.config
+        vae_latents.check_encodable(image, self.vae_scale_factor, self.name)
         self._using(self.vae)
-        posterior = self.vae.encode(image.to(self.device, self.vae.dtype)).latent_dist
-        # sample(): mean + std * one normal draw of the latent's shape in the VAE's dtype
-        latent = posterior.mean if generator is None else posterior.sample(generator=generator)
-        shift = getattr(cfg, "shift_factor", None) or 0.0
-        return ((latent.float() - shift) * cfg.scaling_factor)
+        return vae_latents.encode(self.vae, image, self.device, self.vae.dtype, generator)
 
     @no_grad
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
         """Images in [-1, 1] (clamped, float32) from scaled latents."""
-        cfg = self.vae.config
-        shift = getattr(cfg, "shift_factor", None) or 0.0
         self._using(self.vae)
-        z = latents.to(self.device, torch.float32) / cfg.scaling_factor + shift
-        return self.vae.decode(z.to(self.vae.dtype)).sample.float().clamp(-1, 1)
+        return vae_latents.decode(self.vae, latents, self.device, self.vae.dtype)
 
 
 def load_clip_tokenizer(model: str, **kwargs: Any) -> Any:
@@ -210,9 +196,3 @@ def save_tokenizer(tokenizer: Any, folder: Path) -> None:
     (folder / "vocab.json").write_text(json.dumps(tokenizer.get_vocab(), ensure_ascii=False))
     (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
     (folder / "tokenizer.json").unlink(missing_ok=True)
-
-
-def _version() -> str:
-    import diffusers
-
-    return diffusers.__version__

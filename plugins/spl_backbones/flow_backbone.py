@@ -8,16 +8,16 @@ subclasses give those, this class does the rest.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
-from spl_backbones import loading
+from spl_backbones import loading, vae_latents
 from spl_backbones.devices import resolve_device, resolve_dtype
+from spl_backbones.model_index import write_model_index
 from spl_backbones.offload import PlacedModules
 from spl_sdk.components import Backbone
-from spl_sdk.errors import ConfigError, ImageError
+from spl_sdk.errors import ConfigError
 from spl_sdk.lazy import no_grad, torch
 
 
@@ -108,16 +108,12 @@ class FlowBackbone(PlacedModules, Backbone):
         """Write every part in diffusers layout with a ``model_index.json`` the diffusers pipeline reads."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        index: dict[str, Any] = {"_class_name": self.pipeline_class, "_diffusers_version": _version()}
+        parts = {name: getattr(self, name) for name in (*self.tokenizer_parts, *self.model_parts, "scheduler")}
         with loading.quiet_transformers():
-            for name in (*self.tokenizer_parts, *self.model_parts, "scheduler"):
-                part = getattr(self, name)
-                if part is None:
-                    index[name] = [None, None]
-                    continue
-                part.save_pretrained(folder / name)
-                index[name] = [type(part).__module__.split(".")[0], type(part).__name__]
-        (folder / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")
+            for name, part in parts.items():
+                if part is not None:
+                    part.save_pretrained(folder / name)
+        write_model_index(folder, self.pipeline_class, parts)
         return folder
 
     # ------------------------------------------------------------------ schedule
@@ -152,23 +148,15 @@ class FlowBackbone(PlacedModules, Backbone):
     @no_grad
     def encode_image(self, image: torch.Tensor) -> torch.Tensor:
         """(mean latent - shift factor) * scaling factor of images in [-1, 1]; float32."""
-        h, w = image.shape[-2:]
-        f = self.size_multiple
-        if h % f or w % f:
-            raise ImageError(f"image of {w}x{h} pixels cannot be encoded by {self.name}: width and "
-                             f"height must be multiples of {f}; resize it to {w // f * f}x{h // f * f} first.")
-        cfg = self.vae.config
+        vae_latents.check_encodable(image, self.size_multiple, self.name)
         self._using(self.vae)
-        latent = self.vae.encode(image.to(self.device, self.dtype)).latent_dist.mean
-        return (latent.float() - (cfg.shift_factor or 0.0)) * cfg.scaling_factor
+        return vae_latents.encode(self.vae, image, self.device, self.dtype)
 
     @no_grad
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
         """Images in [-1, 1] (clamped, float32) from scaled, shifted latents."""
-        cfg = self.vae.config
         self._using(self.vae)
-        z = latents.to(self.device, torch.float32) / cfg.scaling_factor + (cfg.shift_factor or 0.0)
-        return self.vae.decode(z.to(self.dtype)).sample.float().clamp(-1, 1)
+        return vae_latents.decode(self.vae, latents, self.device, self.dtype)
 
     def predict_noise(self, latents: torch.Tensor, timestep: Any, embeddings: Any) -> torch.Tensor:
         """Not available: a flow backbone predicts velocity (use ``predict``)."""
@@ -196,9 +184,3 @@ class FlowBackbone(PlacedModules, Backbone):
                         truncation=True, add_special_tokens=True, return_tensors="pt").input_ids
         self._using(encoder)
         return encoder(ids.to(self.device))[0].to(self.dtype)
-
-
-def _version() -> str:
-    import diffusers
-
-    return diffusers.__version__

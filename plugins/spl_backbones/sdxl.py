@@ -21,12 +21,8 @@ from pydantic import Field
 
 from spl_backbones import loading
 from spl_backbones.devices import resolve_device, resolve_dtype
-from spl_backbones.diffusers_backbone import (
-    DiffusersBackbone,
-    _version,
-    load_clip_tokenizer,
-    save_tokenizer,
-)
+from spl_backbones.diffusers_backbone import DiffusersBackbone, load_clip_tokenizer, save_tokenizer
+from spl_backbones.model_index import write_model_index
 from spl_sdk.components.backbone import Conditioning
 from spl_sdk.components.base import ComponentOptions
 from spl_sdk.lazy import no_grad, torch
@@ -153,13 +149,9 @@ class SDXLBackbone(DiffusersBackbone):
                 getattr(self, attr).save_pretrained(folder / sub)
         save_tokenizer(self.tokenizer, folder / "tokenizer")
         save_tokenizer(self.tokenizer_2, folder / "tokenizer_2")
-        index: dict[str, Any] = {"_class_name": "StableDiffusionXLPipeline",
-                                 "_diffusers_version": _version(),
-                                 "force_zeros_for_empty_prompt": self.zero_empty_prompt}
-        for name in SDXL_SUBFOLDERS:
-            part = getattr(self, name)
-            index[name] = [type(part).__module__.split(".")[0], type(part).__name__]
-        (folder / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")
+        parts = {name: getattr(self, name) for name in SDXL_SUBFOLDERS}
+        write_model_index(folder, "StableDiffusionXLPipeline", parts,
+                          force_zeros_for_empty_prompt=self.zero_empty_prompt)
         return folder
 
     # ------------------------------------------------------------------ the edit method's interface
