@@ -39,6 +39,22 @@ def tiny_backbone():
     return Plugins(load_entrypoints=True, env={}).backbone("tiny-random").load(device="cpu")
 
 
+@pytest.fixture(scope="module")
+def sd3():
+    """The seeded ``tiny-random-sd3`` backbone on the CPU (SD3's layout), once per test module."""
+    from spl_backbones.tiny_flow import TinyRandomSD3
+
+    return TinyRandomSD3.load(device="cpu")
+
+
+@pytest.fixture(scope="module")
+def flux():
+    """The seeded ``tiny-random-flux`` backbone on the CPU (FLUX's layout), once per test module."""
+    from spl_backbones.tiny_flow import TinyRandomFlux
+
+    return TinyRandomFlux.load(device="cpu")
+
+
 @pytest.fixture
 def example_image():
     """``apps/examples/old_man.png`` as an RGB PIL image resized to 256x256."""

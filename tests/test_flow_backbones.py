@@ -15,16 +15,6 @@ from spl_methods.flow_sample import initial_noise, text_to_image
 from spl_sdk.errors import ImageError, ModelNotFoundError
 
 
-@pytest.fixture(scope="module")
-def sd3():
-    return TinyRandomSD3.load(device="cpu")
-
-
-@pytest.fixture(scope="module")
-def flux():
-    return TinyRandomFlux.load(device="cpu")
-
-
 def _sd3_pipeline(b):
     from diffusers import StableDiffusion3Pipeline
 

@@ -24,16 +24,6 @@ SIZE = 128
 
 
 @pytest.fixture(scope="module")
-def sd3():
-    return TinyRandomSD3.load(device="cpu")
-
-
-@pytest.fixture(scope="module")
-def flux():
-    return TinyRandomFlux.load(device="cpu")
-
-
-@pytest.fixture(scope="module")
 def photo():
     from conftest import EXAMPLES
 

@@ -146,12 +146,15 @@ def test_refine_names_a_loss_returning_a_map(tmp_path, example_image, monkeypatc
     assert "Traceback" not in run.output
 
 
-def test_a_third_party_loss_named_like_a_builtin_keeps_the_builtin(monkeypatch) -> None:
-    class Impostor(GoodLoss):
-        """Another spl."""
+class Impostor(GoodLoss):
+    """A third party's loss that takes a built-in's name."""
 
-        name = "spl"
+    name = "spl"
 
+
+@pytest.fixture
+def impostor(monkeypatch) -> None:
+    """Installed plug-ins plus package 'imp-pkg' registering :class:`Impostor` as 'spl'."""
     real = spl_sdk.plugins.Plugins._load_entrypoints
 
     def with_impostor(self: Plugins) -> None:
@@ -159,6 +162,9 @@ def test_a_third_party_loss_named_like_a_builtin_keeps_the_builtin(monkeypatch) 
         self.register(_module("spl_register_loss_terms", Impostor), name="imp", package="imp-pkg")
 
     monkeypatch.setattr(spl_sdk.plugins.Plugins, "_load_entrypoints", with_impostor)
+
+
+def test_a_third_party_loss_named_like_a_builtin_keeps_the_builtin(impostor) -> None:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         plugins = Plugins(env={})
@@ -170,21 +176,9 @@ def test_a_third_party_loss_named_like_a_builtin_keeps_the_builtin(monkeypatch) 
     assert len(clash) == 1 and "'imp-pkg:spl'" in str(clash[0].message)
 
 
-def test_a_cli_edit_with_a_clashing_loss_runs_and_warns_once(tmp_path, example_image, monkeypatch) -> None:
+def test_a_cli_edit_with_a_clashing_loss_runs_and_warns_once(tmp_path, example_image, impostor) -> None:
     from spl_sdk.cli import main
 
-    class Impostor(GoodLoss):
-        """Another spl."""
-
-        name = "spl"
-
-    real = spl_sdk.plugins.Plugins._load_entrypoints
-
-    def with_impostor(self: Plugins) -> None:
-        real(self)
-        self.register(_module("spl_register_loss_terms", Impostor), name="imp", package="imp-pkg")
-
-    monkeypatch.setattr(spl_sdk.plugins.Plugins, "_load_entrypoints", with_impostor)
     photo = tmp_path / "p.png"
     example_image.resize((32, 32)).save(photo)
     run = CliRunner().invoke(main, ["refine", str(photo), str(photo), "-o", str(tmp_path / "o.png"),
