@@ -9,9 +9,11 @@ or build :class:`Plugins` yourself), typed look-ups such as
 
 from __future__ import annotations
 
+import difflib
 import importlib.metadata
 import inspect
 import os
+import types
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -34,6 +36,7 @@ from spl_sdk.components import (
     PostProcessor,
 )
 from spl_sdk.errors import PluginError, SplError, UnknownComponentError
+from spl_sdk.signatures import method_problem, options_problem
 
 ENTRY_POINT_GROUP = "spl_sdk"
 BUILTIN_PACKAGE = "spl-sdk"  # the built-in plug-ins' distribution
@@ -133,15 +136,39 @@ class Plugins:
                 continue
             try:
                 module = ep.load()
-                self.register(module, name=ep.name, package=dist, version=version)
-                if not self.pm.get_hookcallers(module):
+                plugin = self._without_bad_hooks(module, ep.name, dist, version)
+                self.register(plugin, name=ep.name, package=dist, version=version)
+                if not self.pm.get_hookcallers(plugin) and plugin is module:
                     self._warn(_nothing_registered(ep.name, dist, module))
-            except PluginError as exc:  # a misspelt hook: say so, keep the other plug-ins
+            except PluginError as exc:  # a hook pluggy refuses for another reason: skip the plug-in
                 self._warn(f"{exc} (package {dist} {version}); its components are unavailable.")
             except Exception as exc:  # a broken plug-in must not break unrelated commands
                 self._warn(f"plug-in '{ep.name}' from package {dist} {version} failed to import "
                            f"({type(exc).__name__}: {exc}); its components are unavailable. "
                            f"Reinstall it, or set SPL_DISABLE_PLUGINS={ep.name} to silence this.")
+
+    def _without_bad_hooks(self, module: ModuleType, name: str, dist: str, version: str) -> object:
+        """``module``, or a stand-in holding only its valid hooks, with a warning naming the others.
+
+        A misspelt hook, or one whose arguments the spec does not have, disables that hook
+        alone: the plug-in's other hooks still register their components.
+        """
+        opts = {attr: self.pm.parse_hookimpl_opts(module, attr) for attr in dir(module)}
+        hooks = {attr: getattr(module, attr) for attr, o in opts.items() if o is not None}
+        bad = {attr: why for attr, fn in hooks.items()
+               if (why := _hook_problem(fn, opts[attr].get("specname") or attr))}
+        if not bad:
+            return module
+        good = sorted(set(hooks) - set(bad))
+        left = (f"its other hook{'s' if len(good) > 1 else ''} ({', '.join(good)}) still "
+                f"register{'' if len(good) > 1 else 's'} components") if good else "it registers nothing"
+        for attr, why in sorted(bad.items()):
+            lost = _would_register(hooks[attr])
+            what = f"{', '.join(lost)} {'is' if len(lost) == 1 else 'are'}" if lost else \
+                "whatever it registers is"
+            self._warn(f"plug-in '{name}' from package {dist} {version}: hook {attr} {why}, so that "
+                       f"hook is skipped and {what} unavailable; {left}.")
+        return types.SimpleNamespace(**{attr: hooks[attr] for attr in good}, __name__=module.__name__)
 
     def _warn(self, message: str) -> None:
         self.load_errors.append(message)
@@ -342,7 +369,37 @@ def class_problem(cls: object, kind: str) -> str | None:
     if inspect.isabstract(cls):
         missing = ", ".join(sorted(getattr(cls, "__abstractmethods__", ())))
         return f"{label} '{cls.name}' ({cls.__name__}) without its abstract method(s) {missing}; implement them"
+    problem = options_problem(cls) or method_problem(cls, base)
+    return f"{label} '{cls.name}' ({cls.__name__}), but {problem}" if problem else None
+
+
+def _hook_problem(function: Callable[..., Any], hook: str) -> str | None:
+    """Why a ``@hookimpl`` function for ``hook`` fits no hook spec (unknown name or arguments), or None."""
+    spec = getattr(hookspecs, hook, None)
+    if not hook.startswith("spl_register_") or spec is None:
+        close = difflib.get_close_matches(hook, HOOK_OF_KIND.values(), n=1)
+        return "is not an spl-sdk hook" + (f" (did you mean {close[0]}?)" if close else "")
+    allowed = set(inspect.signature(spec).parameters)
+    extra = sorted(set(inspect.signature(function).parameters) - allowed)
+    if extra:
+        return (f"takes {', '.join(repr(e) for e in extra)}, which the hook does not pass (it passes "
+                f"only {', '.join(sorted(allowed))})")
     return None
+
+
+def _would_register(function: Callable[..., Any]) -> list[str]:
+    """``["loss term 'a'", ...]``: what a skipped hook would register (empty when it cannot tell)."""
+    found: list[object] = []
+    try:
+        function(register=found.append)
+    except Exception:  # noqa: BLE001 - a hook that cannot even run names nothing
+        return []
+    out = []
+    for cls in found:
+        kind = next((k for k, b in KIND_BASES.items() if isinstance(cls, type) and issubclass(cls, b)), None)
+        label = KIND_LABEL[kind] if kind else "component"
+        out.append(f"{label} '{getattr(cls, 'name', '') or getattr(cls, '__name__', cls)}'")
+    return out
 
 
 def _kind_of(label: str) -> str:

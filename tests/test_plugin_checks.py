@@ -5,6 +5,7 @@ from __future__ import annotations
 import types
 import warnings
 
+import pydantic
 import pytest
 import torch
 from click.testing import CliRunner
@@ -13,7 +14,7 @@ from test_plugin_manager import FakeDist, FakeEntryPoint
 import spl_sdk.checks
 import spl_sdk.plugins
 from spl_sdk import hookimpl
-from spl_sdk.components import LossTerm, MaskExtractor, PostProcessor
+from spl_sdk.components import Backbone, ComponentOptions, LossTerm, MaskExtractor, PostProcessor
 from spl_sdk.errors import PluginError
 from spl_sdk.plugins import Plugins, PluginWarning
 
@@ -185,3 +186,149 @@ def test_a_cli_edit_with_a_clashing_loss_runs_and_warns_once(tmp_path, example_i
                                     "--iterations", "1", "-q"])
     assert run.exit_code == 0, run.output
     assert run.output.count("has the name of a built-in") == 1, run.output
+
+
+# ---------------------------------------------------------------- options and signatures at registration
+class PlainOptions(GoodLoss):
+    """Options from pydantic's BaseModel: a misspelt option would pass unnoticed."""
+
+    name = "plain"
+
+    class Options(pydantic.BaseModel):
+        level: float = 0.5
+
+
+class NoDefault(GoodLoss):
+    """An option without a default (spl plugins used to print default "PydanticUndefined")."""
+
+    name = "nodefault"
+
+    class Options(ComponentOptions):
+        level: float = pydantic.Field(description="A gray level.")
+
+
+class ShortProcess(PostProcessor):
+    """process() without the terms parameter."""
+
+    name = "short"
+
+    def process(self, source, edited, callback=None):
+        return edited
+
+
+class OneImageLoss(LossTerm):
+    """value() with one image."""
+
+    name = "oneimage"
+
+    def value(self, source01):
+        return source01.mean()
+
+
+class StaticLoad(Backbone):
+    """load() as an instance method."""
+
+    name = "staticload"
+
+    def load(self, model=None):  # not a classmethod
+        return self
+
+    encode_prompts = predict = timesteps = encode_image = decode_latents = lambda self, *a, **k: None
+
+
+class LegacyPost(PostProcessor):
+    """process() with progress= instead of callback=, as written before callback existed."""
+
+    name = "legacy"
+
+    def process(self, source, edited, terms, progress=None):
+        return edited
+
+
+@pytest.mark.parametrize(("hook", "obj", "reason"), [
+    ("spl_register_loss_terms", PlainOptions,
+     "loss term 'plain' (PlainOptions), but its Options is a plain pydantic BaseModel, which would let "
+     "misspelt options pass unnoticed; derive it from spl_sdk.components.ComponentOptions"),
+    ("spl_register_loss_terms", NoDefault,
+     "loss term 'nodefault' (NoDefault), but its option 'level' has no default; give each a default"),
+    ("spl_register_post_processors", ShortProcess,
+     "post-processor 'short' (ShortProcess), but its method process(self, source, edited, callback=None) "
+     "does not match the contract process(self, source, edited, terms, callback=None) (its parameter 3 "
+     "is 'callback' where the contract has 'terms')"),
+    ("spl_register_loss_terms", OneImageLoss,
+     "its method value(self, source01) does not match the contract value(self, source01, edited01) "
+     "(it lacks the parameter 'edited01')"),
+    ("spl_register_backbones", StaticLoad, "its load() is not a classmethod; declare it @classmethod def "
+                                           "load(cls, model=None, *, device='auto'"),
+])
+def test_options_and_signatures_are_checked_when_a_class_registers(hook: str, obj: type, reason: str) -> None:
+    plugins = Plugins(load_entrypoints=False)
+    plugins.register(_module(hook, obj), name="tp", package="tp-pkg")
+    kind = next(k for k, h in spl_sdk.plugins.HOOK_OF_KIND.items() if h == hook)
+    with pytest.warns(PluginWarning) as caught:
+        assert plugins.names(kind) == []
+    messages = [str(w.message) for w in caught]
+    assert len(messages) == 1 and messages[0].startswith("plug-in 'tp' (tp-pkg) registered ")
+    assert reason in messages[0] and messages[0].endswith("; it is unavailable."), messages
+
+
+def test_compatible_signatures_and_every_builtin_pass_the_checks(plugins: Plugins) -> None:
+    local = Plugins(load_entrypoints=False)
+    local.register(_module("spl_register_post_processors", LegacyPost, BoomPost), name="ok")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PluginWarning)
+        assert local.names("postprocess") == ["boom", "legacy"]
+        for kind, names in plugins.registry.items():
+            for name in names:
+                info = plugins.info(kind, name)
+                problem = spl_sdk.plugins.class_problem(info.cls, kind)
+                assert problem is None, (kind, name, problem)
+
+
+# ---------------------------------------------------------------- one bad hook disables that hook only
+def test_a_misspelt_hook_disables_only_that_hook_and_names_what_is_lost(monkeypatch) -> None:
+    module = types.ModuleType("half_typo")
+
+    @hookimpl
+    def spl_register_los_terms(register):
+        register(GoodLoss)
+
+    @hookimpl
+    def spl_register_post_processors(register):
+        register(LegacyPost)
+
+    module.spl_register_los_terms = spl_register_los_terms
+    module.spl_register_post_processors = spl_register_post_processors
+    monkeypatch.setattr(spl_sdk.plugins.importlib.metadata, "entry_points",
+                        lambda group: [FakeEntryPoint("half", module, FakeDist("half-pkg", "0.2"))])
+    with pytest.warns(PluginWarning) as caught:
+        plugins = Plugins(env={})
+    assert plugins.names("postprocess") == ["legacy"]  # the good hook of the same package still works
+    assert plugins.names("loss") == []
+    assert [str(w.message) for w in caught] == [
+        "plug-in 'half' from package half-pkg 0.2: hook spl_register_los_terms is not an spl-sdk hook "
+        "(did you mean spl_register_loss_terms?), so that hook is skipped and loss term 'good' is "
+        "unavailable; its other hook (spl_register_post_processors) still registers components."]
+    assert plugins.describe(LegacyPost) == "post-processor 'legacy' (plug-in 'half', package half-pkg)"
+
+
+def test_a_hook_with_unknown_arguments_is_skipped_alone(monkeypatch) -> None:
+    module = types.ModuleType("bad_args")
+
+    @hookimpl
+    def spl_register_loss_terms(register, extra):
+        register(GoodLoss)
+
+    @hookimpl
+    def spl_register_post_processors(register):
+        register(LegacyPost)
+
+    module.spl_register_loss_terms = spl_register_loss_terms
+    module.spl_register_post_processors = spl_register_post_processors
+    monkeypatch.setattr(spl_sdk.plugins.importlib.metadata, "entry_points",
+                        lambda group: [FakeEntryPoint("args", module, FakeDist("args-pkg"))])
+    with pytest.warns(PluginWarning, match="hook spl_register_loss_terms takes 'extra', which the hook "
+                                           "does not pass \\(it passes only register\\), so that hook is "
+                                           "skipped and whatever it registers is unavailable"):
+        plugins = Plugins(env={})
+    assert plugins.names("postprocess") == ["legacy"]
