@@ -55,7 +55,7 @@ from spl_sdk.imageio import (
 from spl_sdk.lazy import torch
 from spl_sdk.optimiser import optimise_image
 from spl_sdk.options import construct, load_backbone, merge_options, with_resolved_options
-from spl_sdk.plugins import Plugins, get_plugins
+from spl_sdk.plugins import Plugins, PluginWarning, get_plugins
 from spl_sdk.terms import build_terms, check_terms
 
 ProgressCallback = Callable[[int, int, "Image.Image | None"], "bool | None"]
@@ -329,6 +329,11 @@ class Editor:
             inject=inject, on_step=progress, original_steps=cfg.original_steps, generator=generator)
         progress.begin_pass()
         out = self.plugins.call(method, "edit", request, check=checks.has_latent)
+        if not progress.reported:
+            warnings.warn(PluginWarning(
+                f"{self.plugins.describe(method)} never called request.on_step(i, n, x0_hat), so "
+                f"progress, previews and cancelling do not work with it; call it after each step "
+                f"(docs/plugins.md, spl_register_edit_methods)."), stacklevel=3)
         timer["unet"] = timer.get("unet", 0.0) + out.unet_seconds
         timer["text"] = timer.get("text", 0.0) + out.text_seconds
         return out
@@ -472,6 +477,11 @@ class _Progress:
         """Called before each run of the method."""
         self._pass_steps = None
         self._phase_done = {}
+
+    @property
+    def reported(self) -> bool:
+        """Whether the method has reported a step of the current pass."""
+        return self._pass_steps is not None
 
     def __call__(self, step: int, steps: int, x0_hat: torch.Tensor) -> None:
         if self._pass_steps is None:  # the first step of a pass says how many it has

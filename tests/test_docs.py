@@ -155,3 +155,28 @@ def test_builtin_options_table_matches_the_components() -> None:
         row = next(line for line in section.splitlines() if line.startswith(f"| `{name}`"))
         for field in plugins.get(kind, name).Options.model_fields:
             assert f"`{field}`" in row, (name, field)
+
+
+@pytest.mark.parametrize("index", range(8))
+def test_hook_examples_follow_the_contract_signatures(index: int) -> None:
+    from spl_sdk.components import Component
+    from spl_sdk.signatures import method_problem
+
+    module = types.ModuleType(f"doc_signatures_{index}")
+    exec(compile(_examples()[index], f"docs/plugins.md example {index}", "exec"), module.__dict__)
+    classes = [c for c in vars(module).values() if isinstance(c, type) and issubclass(c, Component)
+               and c.__module__ == module.__name__]
+    assert classes
+    for cls in classes:
+        base = next(b for b in KIND_BASES.values() if issubclass(cls, b))
+        assert method_problem(cls, base) is None
+        if "load" in vars(cls):  # a backbone's load takes every keyword of the contract, options= too
+            ours = list(inspect.signature(cls.load).parameters)
+            assert ours == list(inspect.signature(base.load).parameters), ours
+
+
+def test_the_studio_keeps_one_plugin_manager_per_process_as_documented() -> None:
+    from apps import resources
+
+    assert resources.plugins() is resources.plugins()  # cached: a new plug-in needs a restart
+    assert "restart the studio" in DOC and "apps/resources.py" in DOC

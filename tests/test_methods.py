@@ -219,3 +219,37 @@ def test_controllers_are_restored_after_a_cancel_through_the_editor(tiny_backbon
     with pytest.raises(Cancelled):
         editor.edit(photo, "a photo", "a painting", callback=lambda *a: False)
     assert all(tiny_backbone.denoiser.attn_processors[k] is before[k] for k in before)
+
+
+class Silent(EditMethod):
+    """Returns the source latent without ever reporting a step."""
+
+    name = "silent"
+    uses_attention = False
+
+    def edit(self, request: EditRequest) -> EditOutput:
+        """No step reported."""
+        return EditOutput(latent=request.z0)
+
+
+def test_a_method_that_never_reports_its_steps_is_named_in_a_warning(tiny_backbone, photo):
+    from spl_sdk.plugins import PluginWarning
+
+    editor = Editor(tiny_backbone, EditConfig(**FAST, method="silent"), fresh_plugins(inline(Silent)))
+    with pytest.warns(PluginWarning) as caught:
+        editor.edit(photo, "a photo", "a painting", post_process=False)
+    assert [str(w.message) for w in caught if "on_step" in str(w.message)] == [
+        "edit method 'silent' (plug-in 'inline-0', package inline-0) never called "
+        "request.on_step(i, n, x0_hat), so progress, previews and cancelling do not work with it; "
+        "call it after each step (docs/plugins.md, spl_register_edit_methods)."]
+
+
+def test_a_method_that_reports_its_steps_gets_no_warning(tiny_backbone, photo):
+    import warnings
+
+    from spl_sdk.plugins import PluginWarning
+
+    editor = Editor(tiny_backbone, EditConfig(**FAST, method="recorder"), fresh_plugins(inline(Recorder)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PluginWarning)
+        editor.edit(photo, "a photo", "a painting", post_process=False)
