@@ -241,6 +241,7 @@ def resolved_options(plugins: Plugins, config: BaseModel, backbone: Backbone | N
     """
     raw = getattr(config, "options", {})
     check_options(plugins, raw)
+    raw = merge_options(profile_options(plugins, config), raw)  # the user's values win field by field
     out: RawOptions = {}
     for kind, name in used_components(plugins, config):
         options = options_for(plugins, kind, name, raw)
@@ -250,6 +251,17 @@ def resolved_options(plugins: Plugins, config: BaseModel, backbone: Backbone | N
                               f"already loaded); build a new Editor with Editor.from_config(...) instead.")
         if type(options).model_fields:
             out[key_of(plugins, kind, name)] = public_dump(options)
+    return out
+
+
+def profile_options(plugins: Plugins, config: BaseModel) -> RawOptions:
+    """The option values the configuration's profile sets for the components it uses (their ``profile_options``)."""
+    profile = getattr(config, "profile", None)
+    out: RawOptions = {}
+    for kind, name in used_components(plugins, config) if profile else ():
+        fields = plugins.get(kind, name).profile_options.get(profile)
+        if fields:
+            out[key_of(plugins, kind, name)] = dict(fields)
     return out
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Iterator
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from spl_sdk.components.base import Component, ComponentOptions
 
@@ -39,6 +39,11 @@ def options_problem(cls: type[Component]) -> str | None:
         names = ", ".join(f"'{n}'" for n in required)
         return (f"its option{'s' if len(required) > 1 else ''} {names} {'have' if len(required) > 1 else 'has'} "
                 f"no default; give each a default, e.g. {required[0]}: float = Field(1.0, description=...)")
+    for profile, fields in getattr(cls, "profile_options", {}).items():
+        try:
+            options.model_validate(dict(fields))
+        except ValidationError as exc:
+            return f"its profile_options for profile '{profile}' are not valid options ({exc.errors()[0]['msg']})"
     return None
 
 

@@ -206,7 +206,8 @@ def test_plugins_json_carries_options_as_json_schema() -> None:
         "default": 5, "description": schema["properties"]["radius"]["description"],
         "maximum": 64, "minimum": 1, "title": "Radius", "type": "integer"}
     assert schema["additionalProperties"] is False
-    assert by_name[("loss", "cpl")]["options"]["properties"] == {}
+    assert by_name[("loss", "l1")]["options"]["properties"] == {}
+    assert by_name[("loss", "cpl")]["options"]["properties"]["chroma"]["enum"] == ["bt601", "kornia"]
     assert by_name[("mask", "cross-attention")]["options"]["properties"]["eps"]["default"] == 0.01
 
 
@@ -219,7 +220,8 @@ def test_plugins_name_prints_the_component_and_its_options() -> None:
     assert re.search(r"^  eps  \(float, default 0\.01, > 0, <= 1\)$", text, flags=re.M)
     assert "1e-3" in text and "docs/benchmarks/masks.md" in text
     assert "radius_step  (int, default 1, 0 to 16)" in text
-    assert "No options." in spl("plugins", "loss/cpl").stdout
+    assert "No options." in spl("plugins", "loss/l1").stdout
+    assert '--profile paper sets chroma="kornia" unless you give it.' in spl("plugins", "cpl").stdout
     single = json.loads(spl("plugins", "loss/spl", "--json").stdout)
     assert single["name"] == "spl" and "radius" in single["options"]["properties"]
     run = spl("plugins", "spll")

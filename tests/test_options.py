@@ -87,7 +87,7 @@ def test_describe_options_gives_name_type_default_range_description(plugins: Plu
     (radius, eps) = plugins.loss_term("spl").describe_options()
     assert (radius.name, radius.type, radius.default, radius.range) == ("radius", "int", 5, "1 to 64")
     assert (eps.name, eps.type, eps.range) == ("eps", "float", "> 0, <= 1") and eps.description
-    assert plugins.loss_term("cpl").describe_options() == []
+    assert plugins.loss_term("l1").describe_options() == []
 
 
 # ------------------------------------------------------------------ names and errors
@@ -142,7 +142,7 @@ def test_a_name_in_two_kinds_needs_kind_slash_name(plugins: Plugins) -> None:
     ({"spl": {"radius": 0}}, ["'spl.radius' = 0: input should be greater than or equal to 1", SPL_FIELDS]),
     ({"spl": {"eps": "tiny"}}, ["'spl.eps' = 'tiny'", SPL_FIELDS]),
     ({"spl": {"eps": float("nan")}}, ["finite number", SPL_FIELDS]),
-    ({"cpl": {"weight": 3}}, ["loss term 'cpl' has no options, so 'cpl.weight' cannot be set"]),
+    ({"l1": {"weight": 3}}, ["loss term 'l1' has no options, so 'l1.weight' cannot be set"]),
     ({"los/spl": {}}, ["unknown component kind 'los'", "kinds: backbone, "]),
     ({"loss/nope": {}}, ["unknown loss term 'nope'", "available: "]),
     ({"openai": {"api_key": 12345678901, "timeout": 0}}, ["'openai.api_key' = ***", "timeout"]),

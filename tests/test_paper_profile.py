@@ -315,3 +315,68 @@ def test_cli_profile_is_recorded_and_a_conflicting_solver_is_one_line(tmp_path, 
     refused = CliRunner().invoke(main, [*args, "--solver", "fast", "-o", str(tmp_path / "b.png")])
     assert refused.exit_code == 1 and "needs solver 'reference', not 'fast'" in refused.output
     assert len(refused.output.strip().splitlines()) == 1
+
+
+# --------------------------------------------------------------------------- colour loss chroma
+def kornia_chroma(rgb01: torch.Tensor) -> torch.Tensor:
+    """Cb, Cr of kornia's rgb_to_ycbcr written out per pixel in float64 (no spl-sdk code):
+    Y = 0.299 R + 0.587 G + 0.114 B, Cb = (B - Y) 0.564 + 0.5, Cr = (R - Y) 0.713 + 0.5."""
+    r, g, b = rgb01.double().unbind(1)
+    y = 0.299 * r + 0.587 * g + 0.114 * b
+    return torch.stack([(b - y) * 0.564 + 0.5, (r - y) * 0.713 + 0.5], 1)
+
+
+@pytest.fixture
+def image_pair() -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(3)
+    source = torch.rand(1, 3, 32, 48, generator=g) * 2 - 1
+    edited = (source + 0.3 * torch.randn(1, 3, 32, 48, generator=g)).clamp(-1, 1)
+    return source, edited
+
+
+def _cpl_of(cfg: EditConfig, plugins):
+    from spl_sdk.options import with_resolved_options
+    from spl_sdk.terms import build_terms
+
+    cfg = with_resolved_options(plugins, cfg)
+    (term,) = [t for t in build_terms(plugins, cfg, None) if t.name == "cpl"]
+    return cfg, term
+
+
+def test_paper_profile_cpl_equals_the_kornia_formula(plugins, image_pair) -> None:
+    source, edited = image_pair
+    cfg, cpl = _cpl_of(EditConfig(profile="paper", color_loss="cpl", color_weight=1000.0), plugins)
+    assert cfg.options["cpl"] == {"chroma": "kornia"}  # recorded with the result
+    s01, e01 = (source + 1) / 2, (edited + 1) / 2
+    expected = 1000.0 * (kornia_chroma(e01) - kornia_chroma(s01)).square().mean()
+    assert float(cpl(source, edited)) == pytest.approx(float(expected), rel=1e-6)
+    assert float(cpl.value_and_grad(source, edited)[0]) == pytest.approx(float(expected), rel=1e-6)
+    kornia = pytest.importorskip("kornia")  # and the library the paper's code calls
+    ycbcr = kornia.color.rgb_to_ycbcr
+    assert float(cpl(source, edited)) == pytest.approx(
+        float(1000.0 * (ycbcr(e01)[:, 1:] - ycbcr(s01)[:, 1:]).square().mean()), rel=1e-6)
+    # the default profile keeps the exact BT.601 rows, which differ from kornia's rounded ones
+    _, default = _cpl_of(EditConfig(color_loss="cpl", color_weight=1000.0), plugins)
+    assert default.options.chroma == "bt601"
+    assert abs(float(default(source, edited)) / float(expected) - 1) > 5e-4  # about 0.1% here
+
+
+def test_a_chroma_the_user_gives_wins_over_the_profile(plugins) -> None:
+    cfg, cpl = _cpl_of(EditConfig(profile="paper", color_loss="cpl", options={"cpl": {"chroma": "bt601"}}),
+                       plugins)
+    assert cpl.options.chroma == "bt601" and cfg.options["cpl"] == {"chroma": "bt601"}
+    _, cpl = _cpl_of(EditConfig(color_loss="cpl", options={"cpl": {"chroma": "kornia"}}), plugins)
+    assert cpl.options.chroma == "kornia"
+
+
+@pytest.mark.parametrize("chroma", ["bt601", "kornia"])
+def test_cpl_closed_form_gradient_matches_autograd_for_each_chroma(image_pair, chroma) -> None:
+    from spl_losses.color import CPLLoss
+
+    source, edited = image_pair
+    cpl = CPLLoss(weight=1000.0, options={"chroma": chroma})
+    value, grad = cpl.closed_form(source, edited)[:2]
+    e = edited.clone().requires_grad_(True)
+    (auto,) = torch.autograd.grad(cpl(source, e), e)
+    assert float(value) == pytest.approx(float(cpl(source, edited)), rel=1e-6)
+    assert torch.allclose(grad, auto, rtol=1e-4, atol=1e-9)

@@ -332,3 +332,18 @@ def test_a_hook_with_unknown_arguments_is_skipped_alone(monkeypatch) -> None:
                                            "skipped and whatever it registers is unavailable"):
         plugins = Plugins(env={})
     assert plugins.names("postprocess") == ["legacy"]
+
+
+class BadProfile(GoodLoss):
+    """A profile that sets an option the class does not have."""
+
+    name = "badprofile"
+    profile_options = {"paper": {"chorma": "kornia"}}
+
+
+def test_profile_options_that_are_not_options_are_refused_at_registration() -> None:
+    plugins = Plugins(load_entrypoints=False)
+    plugins.register(_module("spl_register_loss_terms", BadProfile), name="tp", package="tp-pkg")
+    with pytest.warns(PluginWarning, match="loss term 'badprofile' \\(BadProfile\\), but its profile_options "
+                                           "for profile 'paper' are not valid options"):
+        assert plugins.names("loss") == []

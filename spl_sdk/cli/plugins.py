@@ -102,4 +102,7 @@ def describe_component(info: ComponentInfo, key: str | None = None) -> str:
         facts = ", ".join(filter(None, [o.type, f"default {json.dumps(o.default, default=str)}", o.range]))
         lines.append(f"  {o.name}  ({facts})")
         lines += textwrap.wrap(o.description, 88, initial_indent="      ", subsequent_indent="      ")
+    for profile, fields in getattr(info.cls, "profile_options", {}).items():  # unless given explicitly
+        sets = ", ".join(f"{k}={json.dumps(v, default=str)}" for k, v in fields.items())
+        lines.append(f"--profile {profile} sets {sets} unless you give {'it' if len(fields) == 1 else 'them'}.")
     return "\n".join(lines)

@@ -78,6 +78,9 @@ class Component(ABC):  # noqa: B024 - abstract through its subclasses
 
     name: ClassVar[str] = ""
     Options: ClassVar[type[ComponentOptions]] = ComponentOptions
+    # option values a named profile (EditConfig.profile) sets where the user gives none,
+    # e.g. {"paper": {"chroma": "kornia"}}: the component, not the core, owns what a profile means
+    profile_options: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
     options: ComponentOptions
 
     @classmethod
