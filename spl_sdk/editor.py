@@ -52,8 +52,8 @@ from spl_sdk.imageio import (
     pil_to_tensor,
     tensor_to_pil,
 )
+from spl_sdk.injection import make_injector
 from spl_sdk.lazy import torch
-from spl_sdk.optimiser import optimise_image
 from spl_sdk.options import construct, load_backbone, merge_options, with_resolved_options
 from spl_sdk.plugins import Plugins, PluginWarning, get_plugins
 from spl_sdk.terms import build_terms, check_terms
@@ -127,7 +127,7 @@ class Editor:
         return cls(load_backbone(plugins, config), config, plugins)
 
     # ------------------------------------------------------------------ public API
-    def edit(self, image: Image.Image | str | Path, source_prompt: str, target_prompt: str, *,
+    def edit(self, image: Image.Image | str | Path, source_prompt: str | None, target_prompt: str, *,
              mask: Image.Image | torch.Tensor | None = None, callback: ProgressCallback | None = None,
              previews: bool = False, on_phase: PhaseCallback | None = None,
              **overrides: Any) -> EditResult:
@@ -141,7 +141,10 @@ class Editor:
             self._check_paper_profile(cfg)
         cfg = with_resolved_options(self.plugins, cfg, self.backbone)  # every option value, checked
         cfg = self._with_method_defaults(cfg)
-        self._check_prompts(source_prompt, target_prompt)
+        # an instruction method (one prompt) may run without a source prompt
+        needs_source = self._new_method(cfg).uses_source_prompt
+        source_prompt = source_prompt or ("" if not needs_source else source_prompt)
+        self._check_prompts(source_prompt, target_prompt, needs_source)
         timer = _Timer.fromkeys(PHASES, 0.0)
         try:
             with timer.phase("total"):
@@ -188,9 +191,11 @@ class Editor:
                   if k not in cfg.model_fields_set}
         return cfg.model_copy(update=update) if update else cfg
 
-    def _check_prompts(self, source_prompt: str, target_prompt: str) -> None:
+    def _check_prompts(self, source_prompt: str | None, target_prompt: str, needs_source: bool = True) -> None:
         limit = int(getattr(self.backbone.tokenizer, "model_max_length", 77))
         for label, prompt in (("source", source_prompt), ("target", target_prompt)):
+            if label == "source" and not needs_source and not prompt:
+                continue  # an instruction method reads only the target prompt
             if not isinstance(prompt, str) or not prompt.strip():
                 raise PromptError(f"the {label} prompt is empty; describe the {label} image in a sentence.")
             n = len(self.backbone.tokenize(prompt))
@@ -244,7 +249,7 @@ class Editor:
         inject = self._injector(cfg, terms, round_trip, timer, generator) if terms else None
         progress.opt_start = cfg.opt_start if inject is not None else 1.0
         out = self._run(cfg, method, controller, source_prompt, target_prompt, z0, inject, progress, timer,
-                        generator)
+                        generator, work)
         with timer.phase("vae"):
             edited = resize(self.backbone.decode_latents(out.latent).float(), size)
         if terms:
@@ -320,13 +325,15 @@ class Editor:
 
     def _run(self, cfg: EditConfig, method: EditMethod, controller: AttentionController | None,
              source_prompt: str, target_prompt: str, z0: torch.Tensor, inject: Injector | None,
-             progress: _Progress, timer: _Timer, generator: torch.Generator | None = None) -> EditOutput:
+             progress: _Progress, timer: _Timer, generator: torch.Generator | None = None,
+             work: torch.Tensor | None = None) -> EditOutput:
         """One pass of the edit method; its UNet and text-encoder time go to their phases."""
         request = EditRequest(
             backbone=self.backbone, source_prompt=source_prompt, target_prompt=target_prompt, z0=z0,
             controller=controller, steps=cfg.steps, source_guidance=cfg.source_guidance,
             target_guidance=cfg.target_guidance, seed=cfg.seed, opt_start=cfg.opt_start,
-            inject=inject, on_step=progress, original_steps=cfg.original_steps, generator=generator)
+            inject=inject, on_step=progress, original_steps=cfg.original_steps, generator=generator,
+            source_image=work)
         progress.begin_pass()
         out = self.plugins.call(method, "edit", request, check=checks.has_latent)
         if not progress.reported:
@@ -377,23 +384,10 @@ class Editor:
 
         With a ``generator`` (paper profile) the re-encode samples the posterior with it.
         """
-        sampling = {} if generator is None else {"generator": generator}
-
-        checked: list[bool] = []
-
-        def inject(x0_hat: torch.Tensor) -> torch.Tensor:
-            with timer.phase("vae"):
-                decoded = self.backbone.decode_latents(x0_hat).float()
-            if not checked:  # a faulty loss plug-in is named before the optimiser runs it
-                check_terms(self.plugins, terms, round_trip.float(), decoded)
-                checked.append(True)
-            with timer.phase("optimisation"):
-                refined = optimise_image(round_trip.float(), decoded, terms, iterations=cfg.iterations,
-                                         solver=cfg.solver).image
-            with timer.phase("vae"):
-                return self.backbone.encode_image(refined, **sampling).float()
-
-        return inject
+        return make_injector(self.backbone, terms, round_trip, iterations=cfg.iterations,
+                             solver=cfg.solver, phase=timer.phase, generator=generator,
+                             check=lambda decoded: check_terms(self.plugins, terms, round_trip.float(),
+                                                               decoded))
 
     def _extractor(self, cfg: EditConfig, source: torch.Tensor, source_prompt: str,
                    target_prompt: str) -> tuple[MaskExtractor, MaskContext]:
@@ -418,7 +412,7 @@ class Editor:
             controller = self._controller(cfg, method, context.source_prompt, context.target_prompt)
             progress.pass_name = "mask pass"
             first = self._run(cfg, method, controller, context.source_prompt, context.target_prompt,
-                              z0, None, progress, timer, generator)
+                              z0, None, progress, timer, generator, work)
             progress.pass_name = None
             context.first_result = resize(self.backbone.decode_latents(first.latent).float(), size)
             context.attention = (controller.attention_maps(self.backbone.attention_res)

@@ -1,8 +1,10 @@
-"""Built-in backbones: LCM Dreamshaper v7 (default), SD 1.5 + LCM-LoRA, LCM-SDXL, SDXL + LCM-LoRA, SD3.5, FLUX.1 and random-weight models."""
+"""Built-in backbones: LCM Dreamshaper v7 (default), SD 1.5 + LCM-LoRA, LCM-SDXL, SDXL + LCM-LoRA, SD3.5, FLUX.1,
+the instruction-edit FLUX.1 Kontext and random-weight models."""
 
 from __future__ import annotations
 
 from spl_backbones.flux import FluxDev, FluxSchnell
+from spl_backbones.kontext import FluxKontextDev
 from spl_backbones.lcm import LCMDreamshaperV7
 from spl_backbones.lora import LCMLoRASD15
 from spl_backbones.sd3 import SD3Backbone
@@ -11,6 +13,7 @@ from spl_backbones.sdxl_lcm import LCMSDXL, LCMLoRASDXL
 from spl_backbones.sdxl_random import SDXLRandom, TinyRandomSDXL
 from spl_backbones.tiny import TinyRandom
 from spl_backbones.tiny_flow import TinyRandomFlux, TinyRandomSD3
+from spl_backbones.tiny_instruct import TinyRandomKontext
 from spl_sdk import hookimpl
 from spl_sdk.hookspecs import Register
 
@@ -20,5 +23,5 @@ def spl_register_backbones(register: Register) -> None:
     """Register every built-in backbone."""
     for cls in (LCMDreamshaperV7, LCMLoRASD15, TinyRandom, SD15Random, LCMSDXL, LCMLoRASDXL,
                 TinyRandomSDXL, SDXLRandom, SD3Backbone, FluxDev, FluxSchnell, TinyRandomSD3,
-                TinyRandomFlux):
+                TinyRandomFlux, FluxKontextDev, TinyRandomKontext):
         register(cls)

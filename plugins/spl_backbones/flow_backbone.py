@@ -16,6 +16,7 @@ from spl_backbones import loading, vae_latents
 from spl_backbones.devices import resolve_device, resolve_dtype
 from spl_backbones.model_index import write_model_index
 from spl_backbones.offload import PlacedModules
+from spl_backbones.quantize import quantization_config
 from spl_sdk.components import Backbone
 from spl_sdk.errors import ConfigError
 from spl_sdk.lazy import no_grad, torch
@@ -43,6 +44,7 @@ class FlowBackbone(PlacedModules, Backbone):
     default_method: ClassVar[str] = "flowedit"
     default_working_size: ClassVar[int] = 1024
     pipeline_class: ClassVar[str] = ""
+    pipeline_classes: ClassVar[tuple[str, ...]] = ()  # pipelines SPLCallback may view through this class
     gated: ClassVar[bool] = False  # the Hub repository asks users to accept a licence
     max_sequence_length: ClassVar[int] = 256  # T5 tokens
     # subfolder -> loader(model, subfolder=..., **kw); tokenizers and scheduler get no dtype
@@ -53,7 +55,7 @@ class FlowBackbone(PlacedModules, Backbone):
     t5_parts: ClassVar[tuple[str, str]] = ("", "")  # (tokenizer, text encoder) subfolders of T5
 
     def __init__(self, *, device: torch.device, dtype: torch.dtype, cpu_offload: bool = False,
-                 **parts: Any) -> None:
+                 place: bool = True, **parts: Any) -> None:
         for name in (*self.tokenizer_parts, *self.model_parts, "scheduler"):
             setattr(self, name, parts.get(name))
         self.denoiser = self.transformer
@@ -62,9 +64,18 @@ class FlowBackbone(PlacedModules, Backbone):
         # pixels per transformer token: working sizes must be multiples of it
         self.size_multiple = self.vae_scale_factor * self.patch_size
         self.offload_hooks: list[Any] = []
+        if not place:  # another owner (a diffusers pipeline) placed the modules and keeps them
+            return
         for module in self.modules():
             module.requires_grad_(False).eval()
         self._place(cpu_offload)
+
+    @classmethod
+    def from_pipeline(cls, pipe: Any) -> FlowBackbone:
+        """A view of a diffusers pipeline's own components (nothing copied, moved or cast)."""
+        parts = {name: getattr(pipe, name, None) for name in (*cls.tokenizer_parts, *cls.model_parts, "scheduler")}
+        device = getattr(pipe, "_execution_device", None) or pipe.device
+        return cls(**parts, device=torch.device(device), dtype=pipe.transformer.dtype, place=False)
 
     def modules(self) -> list[torch.nn.Module]:
         """The torch modules in execution order (text encoders, transformer, VAE); absent ones skipped."""
@@ -78,17 +89,23 @@ class FlowBackbone(PlacedModules, Backbone):
 
     @classmethod
     def load(cls, model: str | None = None, *, device: str = "auto", dtype: str = "auto",
-             cpu_offload: bool = False, **_: Any) -> FlowBackbone:
+             cpu_offload: bool = False, options: Any = None, **_: Any) -> FlowBackbone:
         """Load from a Hub id (cache first, network only if reachable) or a local diffusers folder."""
+        quantize = getattr(options, "quantize", None)
         return cls.from_pretrained(model or cls.default_model, device=device, dtype=dtype,
-                                   cpu_offload=cpu_offload)
+                                   cpu_offload=cpu_offload, **({"quantize": quantize} if quantize else {}))
 
     @classmethod
     def from_pretrained(cls, model: str | Path | None, *, device: str | torch.device = "auto",
-                        dtype: str | torch.dtype = "auto", cpu_offload: bool = False) -> FlowBackbone:
-        """Each part with ``from_pretrained(model, subfolder=...)``; errors as ModelNotFoundError."""
+                        dtype: str | torch.dtype = "auto", cpu_offload: bool = False,
+                        quantize: str | None = None) -> FlowBackbone:
+        """Each part with ``from_pretrained(model, subfolder=...)``; errors as ModelNotFoundError.
+
+        ``quantize`` ("nf4", "int8") loads the transformer through bitsandbytes (CUDA only).
+        """
         dev = resolve_device(device)
         dt = flow_dtype(dtype, dev)
+        quant = quantization_config(quantize, dev, dt, cls.name)  # type: ignore[arg-type]
         required = tuple(p for p in cls.part_loaders() if p not in cls.optional_parts)
         source = loading.resolve_model(str(model), subfolders=required,
                                        example=cls.default_model or str(model))
@@ -99,7 +116,8 @@ class FlowBackbone(PlacedModules, Backbone):
                 if name in cls.optional_parts and isinstance(source, Path) and not (source / name).is_dir():
                     continue  # e.g. SD3 without its T5 encoder
                 if name in cls.model_parts:  # weights: safetensors only unless pickle is allowed
-                    parts[name] = loading.load_weights(loader, source, name, hint, cls.gated, dtype=dt)
+                    extra = {"quantization_config": quant} if quant is not None and name == "transformer" else {}
+                    parts[name] = loading.load_weights(loader, source, name, hint, cls.gated, dtype=dt, **extra)
                 else:
                     parts[name] = loading.load_part(loader, source, name, hint, gated=cls.gated)
         return cls(**parts, device=dev, dtype=dt, cpu_offload=cpu_offload)

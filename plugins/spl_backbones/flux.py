@@ -45,6 +45,8 @@ class FluxBackbone(FlowBackbone):
 
     family: ClassVar[str] = "flux"
     pipeline_class: ClassVar[str] = "FluxPipeline"
+    # diffusers pipelines whose latents SPLCallback reads through this class (packed 2x2 patches)
+    pipeline_classes: ClassVar[tuple[str, ...]] = ("FluxPipeline", "FluxImg2ImgPipeline")
     tokenizer_parts: ClassVar[tuple[str, ...]] = ("tokenizer", "tokenizer_2")
     model_parts: ClassVar[tuple[str, ...]] = ("text_encoder", "text_encoder_2", "transformer", "vae")
     t5_parts: ClassVar[tuple[str, str]] = ("tokenizer_2", "text_encoder_2")
@@ -112,6 +114,15 @@ class FluxBackbone(FlowBackbone):
                                txt_ids=txt_ids, img_ids=image_ids(h, w, self.device, self.dtype),
                                return_dict=False)[0]
         return unpack(out.float(), h, w)
+
+    def to_pipeline_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        """(B, 16, h, w) -> the packed (B, h/2 * w/2, 64) latents the diffusers pipeline loops over."""
+        return pack(latents)
+
+    def from_pipeline_latents(self, latents: torch.Tensor, height: int, width: int) -> torch.Tensor:
+        """The pipeline's packed latents of an image of height x width pixels -> (B, 16, h, w)."""
+        f = self.vae_scale_factor
+        return unpack(latents, 2 * (height // (f * 2)), 2 * (width // (f * 2)))
 
 
 class FluxDev(FluxBackbone):

@@ -55,8 +55,12 @@ class PlacedModules:
         return self.dtype
 
     def _place(self, cpu_offload: bool) -> None:
+        from spl_backbones.quantize import is_quantized
+
         self.offload_hooks = []
         for module in self.modules():
+            if is_quantized(module):  # bitsandbytes placed it already; .to() would fail
+                continue
             dtype = self.module_dtype(module)
             if any(p.dtype != dtype for p in module.parameters()):
                 # nn.Module.to: diffusers' own .to() warns about an empty list of fp32 modules.
@@ -66,7 +70,8 @@ class PlacedModules:
             self.offload_hooks = offload_hooks(self.modules(), self.device)
         else:
             for module in self.modules():
-                module.to(self.device)
+                if not is_quantized(module):
+                    module.to(self.device)
 
     def _using(self, module: torch.nn.Module) -> None:
         """With CPU offload, move every other model back to the CPU before ``module`` runs."""

@@ -28,6 +28,7 @@ class SD3Backbone(FlowBackbone):
     family: ClassVar[str] = "sd3"
     default_model: ClassVar[str | None] = "stabilityai/stable-diffusion-3.5-medium"
     pipeline_class: ClassVar[str] = "StableDiffusion3Pipeline"
+    pipeline_classes: ClassVar[tuple[str, ...]] = ("StableDiffusion3Pipeline", "StableDiffusion3Img2ImgPipeline")
     gated: ClassVar[bool] = True
     max_sequence_length: ClassVar[int] = 256
     tokenizer_parts: ClassVar[tuple[str, ...]] = ("tokenizer", "tokenizer_2", "tokenizer_3")

@@ -18,13 +18,15 @@ EDIT_FIELDS = [name for name in EditConfig.model_fields if name not in ("mask_fi
 
 
 @command(epilog=epilog(
-    'spl edit photo.png -s "a photo of a cat" -t "a photo of a dog" -o dog.png', 'spl edit photo.png -s "a cat on a sofa" -t "a tiger on a sofa" --structure-area masked --mask-words-source cat --mask-words-target tiger -o tiger.png'))
+    'spl edit photo.png -s "a photo of a cat" -t "a photo of a dog" -o dog.png', 'spl edit photo.png -t "make it night" --backbone flux-kontext-dev -o night.png', 'spl edit photo.png -s "a cat on a sofa" -t "a tiger on a sofa" --structure-area masked --mask-words-source cat --mask-words-target tiger -o tiger.png'))
 @sections
 @click.argument("image", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--source", "-s", "source_prompt", default=None,
-              help="Sentence describing the photo (required unless --config is a result PNG).")
+              help="Sentence describing the photo (required unless --config is a result PNG, or the "
+                   "method edits from an instruction alone, e.g. instruct).")
 @click.option("--target", "-t", "target_prompt", default=None,
-              help="Sentence describing the wanted result (required unless --config is a result PNG).")
+              help="Sentence describing the wanted result, or the instruction for an instruction-edit "
+                   "model ('make it night'); required unless --config is a result PNG.")
 @click.option("--output", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Where to write the result (PNG keeps the run configuration).")
 @click.option("--mask", "mask_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -94,7 +96,7 @@ def _prompts(source: str | None, target: str | None, config_file: Path | None) -
         meta = result_metadata(config_file)
         source = source if source is not None else meta.get("source_prompt")
         target = target if target is not None else meta.get("target_prompt")
-    for value, flag in ((source, "'--source' / '-s'"), (target, "'--target' / '-t'")):
-        if value is None:
-            raise click.UsageError(f"Missing option {flag}.")
-    return source, target  # type: ignore[return-value]
+    if target is None:
+        raise click.UsageError("Missing option '--target' / '-t'.")
+    # no --source: "", which an instruction method (--method instruct) accepts and others refuse
+    return source or "", target

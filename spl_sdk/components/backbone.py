@@ -21,6 +21,8 @@ CAPABILITIES = {
     "attention-processors": "denoiser.attn_processors / denoiser.set_attn_processor",
     "unet-cross-attention": "SD-style attn2 cross-attention layers (Prompt-to-Prompt control, maps)",
     "embedded-guidance": "guidance is an input of predict() (no classifier-free guidance batch)",
+    "image-condition": ("an instruction-edit model conditioned on the photo: encode_instruction(prompts, "
+                        "image, latent) gives the Conditioning predict() reads"),
 }
 
 

@@ -11,6 +11,7 @@ from typing import Any, ClassVar, TypeAlias
 from spl_sdk.components.attention import AttentionController, BatchLayout
 from spl_sdk.components.backbone import Backbone
 from spl_sdk.components.base import Component, ComponentOptions
+from spl_sdk.errors import IncompatibleError
 from spl_sdk.lazy import torch
 
 Injector: TypeAlias = "Callable[[torch.Tensor], torch.Tensor]"
@@ -40,6 +41,8 @@ class EditRequest:
     # in the model's dtype on its device, continuing the stream the editor began with the source
     # latent's posterior sample (docs/method.md section 10); None: the method's own seeded generator.
     generator: torch.Generator | None = None
+    # The source image at the working size, in [-1, 1] (instruction-edit models read the photo itself).
+    source_image: torch.Tensor | None = None
 
 
 @dataclass
@@ -64,6 +67,8 @@ class EditMethod(Component):
 
     requires: ClassVar[frozenset[str]] = frozenset()
     uses_attention: ClassVar[bool] = True
+    # False for a method that edits from one instruction (the target prompt) alone.
+    uses_source_prompt: ClassVar[bool] = True
 
     def __init__(self, options: ComponentOptions | None = None) -> None:
         self.options = self.make_options(options)
@@ -74,6 +79,11 @@ class EditMethod(Component):
         if backbone.default_method and backbone.default_method != self.name:
             hint = f"use --method {backbone.default_method} or another --backbone"
         backbone.require(f"edit method '{self.name}'", self.requires, hint)
+        if self.uses_source_prompt and "image-condition" in backbone.capabilities:
+            raise IncompatibleError(
+                f"edit method '{self.name}' edits from a source and a target prompt, but backbone "
+                f"'{backbone.name}' is an instruction-edit model conditioned on the photo; use "
+                f"--method {backbone.default_method} and give the instruction with -t.")
 
     def config_defaults(self, backbone: Backbone) -> dict[str, Any]:
         """The method's own values for edit fields the user left unset (steps, guidance); none here."""

@@ -1,0 +1,105 @@
+"""Edit method ``instruct``: an instruction-edit model's own sampler, with SPL on its clean estimate.
+
+The model (FLUX.1 Kontext, ...) is conditioned on the photo and the instruction
+(the target prompt); sampling is its diffusers pipeline's: Gaussian noise from the
+seed, Euler steps of its velocity along its schedule. From ``opt_start`` on, the
+clean estimate x0 = z_t - t v of each step is refined by loss injection and the
+trajectory continues from it (:func:`spl_sdk.injection.continue_from_refined`; the
+same code runs in the diffusers callback :class:`spl_sdk.diffusers_callback.SPLCallback`).
+Equations: docs/instruct.md.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from pydantic import Field
+
+from spl_sdk.components.backbone import Backbone
+from spl_sdk.components.base import ComponentOptions
+from spl_sdk.components.method import EditMethod, EditOutput, EditRequest
+from spl_sdk.injection import clean_estimate, continue_from_refined, injection_steps
+from spl_sdk.lazy import no_grad, torch
+
+EMBEDDED = "embedded-guidance"
+
+
+@dataclass(frozen=True)
+class InstructSettings:
+    """What one instruct run uses, after options, config fields and the model's defaults."""
+
+    steps: int
+    guidance: float
+
+
+def starting_noise(shape: tuple[int, ...], seed: int, device: torch.device) -> torch.Tensor:
+    """Gaussian latent drawn on the CPU from ``seed`` (the pipelines' draw with a CPU generator)."""
+    generator = torch.Generator("cpu").manual_seed(seed)
+    return torch.randn(shape, generator=generator).to(device)
+
+
+class Instruct(EditMethod):
+    """Instruction editing: the model's sampler conditioned on the photo and ``-t``, SPL injected."""
+
+    name: ClassVar[str] = "instruct"
+    requires: ClassVar[frozenset[str]] = frozenset({"flow", "image-condition"})
+    uses_attention: ClassVar[bool] = False
+    uses_source_prompt: ClassVar[bool] = False
+
+    class Options(ComponentOptions):
+        """Sampler settings; unset ones take the model's pipeline defaults."""
+
+        steps: int | None = Field(None, ge=1, le=200, description=(
+            "Sampling steps (FLUX.1 Kontext 28, as its diffusers pipeline); --steps sets it too."))
+        guidance: float | None = Field(None, ge=0, le=30, description=(
+            "Guidance scale (Kontext: embedded guidance, 3.5 by default); --target-guidance sets it too."))
+
+    def settings(self, backbone: Backbone, steps: int | None = None,
+                 guidance: float | None = None) -> InstructSettings:
+        """Each setting: method option, else the edit's config field, else the model's default."""
+        opt = self.options
+        s = opt.steps if opt.steps is not None else steps if steps is not None else \
+            int(getattr(backbone, "default_steps", 28))
+        g = opt.guidance if opt.guidance is not None else guidance if guidance is not None else \
+            float(getattr(backbone, "default_guidance", 3.5))
+        return InstructSettings(steps=int(s), guidance=float(g))
+
+    def config_defaults(self, backbone: Backbone) -> dict[str, Any]:
+        """Steps and (target) guidance for the edit's unset fields."""
+        s = self.settings(backbone)
+        return {"steps": s.steps, "target_guidance": s.guidance}
+
+    @no_grad
+    def edit(self, request: EditRequest) -> EditOutput:
+        """Sample from noise conditioned on the photo and the instruction; inject from opt_start on."""
+        backbone = request.backbone
+        s = self.settings(backbone, request.steps, request.target_guidance)
+        shape = tuple(request.z0.shape)
+        began = time.perf_counter()
+        cond = backbone.encode_instruction([request.target_prompt], request.source_image, request.z0)
+        out = EditOutput(latent=request.z0, text_seconds=time.perf_counter() - began,
+                         extras={"settings": s})
+        timesteps = backbone.timesteps(s.steps, latent_shape=shape)
+        sigmas = backbone.sigmas(s.steps, latent_shape=shape)
+        inject_at = set(injection_steps(s.steps, request.opt_start)) if request.inject else set()
+        z = starting_noise(shape, request.seed, request.z0.device)
+        for i, timestep in enumerate(timesteps):
+            t, t_next = float(sigmas[i]), float(sigmas[i + 1])
+            began = time.perf_counter()
+            v = backbone.predict(z, timestep, cond, guidance=s.guidance).float()
+            out.unet_seconds += time.perf_counter() - began
+            z_next = z.float() + (t_next - t) * v  # Euler, as FlowMatchEulerDiscreteScheduler.step
+            if i in inject_at:
+                began = time.perf_counter()
+                z_next, x0 = continue_from_refined(z_next, v, t_next, request.inject)  # type: ignore[arg-type]
+                out.inject_seconds += time.perf_counter() - began
+                out.steps_injected.append(i)
+            else:
+                x0 = clean_estimate(z.float(), v, t)
+            z = z_next
+            if request.on_step is not None:
+                request.on_step(i, s.steps, x0)
+        out.latent = z
+        return out
