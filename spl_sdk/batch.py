@@ -32,19 +32,39 @@ class JsonlLog:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
 
-    def records(self) -> list[dict[str, Any]]:
-        """Every readable record (a line cut off by a crash is skipped)."""
-        if not self.path.exists():
+    def numbered(self) -> list[tuple[int, dict[str, Any]]]:
+        """(line number, record) of every readable record.
+
+        A line that is not a JSON object (cut off by a crash, damaged, not UTF-8, nested
+        too deep) is skipped: its file is then simply not done. A log that is a folder
+        or cannot be read is one error line naming it.
+        """
+        from spl_sdk.errors import SplError
+        from spl_sdk.parsing import ParseError, loads
+
+        if not self.path.exists() and not self.path.is_symlink():
             return []
+        if self.path.is_dir():
+            raise SplError(f"the log '{self.path}' is a folder, not the run's log file; move it "
+                           f"away or choose another output folder.")
+        try:
+            data = self.path.read_bytes()
+        except OSError as exc:
+            raise SplError(f"cannot read the log '{self.path}' ({exc.strerror or exc}); check its "
+                           f"permissions.") from None
         out = []
-        for line in self.path.read_text(encoding="utf-8").splitlines():
+        for number, raw in enumerate(data.splitlines(), 1):
             try:
-                record = json.loads(line)
-            except ValueError:
+                record = loads(raw.decode("utf-8"), "json", f"line {number} of '{self.path}'")
+            except (UnicodeDecodeError, ParseError):
                 continue
             if isinstance(record, dict):
-                out.append(record)
+                out.append((number, record))
         return out
+
+    def records(self) -> list[dict[str, Any]]:
+        """Every readable record (see :meth:`numbered`)."""
+        return [record for _, record in self.numbered()]
 
     def done(self) -> set[str]:
         """Files whose latest record has status 'ok'."""
@@ -56,13 +76,19 @@ class JsonlLog:
 
     def append(self, record: dict[str, Any]) -> None:
         """Write one record and flush it to disk, so a crash loses at most the file in progress."""
+        from spl_sdk.errors import SplError
+
         text = json.dumps(record, default=str, sort_keys=True) + "\n"
-        if self.path.exists() and self.path.stat().st_size:
-            with self.path.open("rb") as f:
-                f.seek(-1, os.SEEK_END)
-                if f.read(1) != b"\n":  # a previous run died mid-line: start a fresh line
-                    text = "\n" + text
-        with self.path.open("a", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            if self.path.exists() and self.path.stat().st_size:
+                with self.path.open("rb") as f:
+                    f.seek(-1, os.SEEK_END)
+                    if f.read(1) != b"\n":  # a previous run died mid-line: start a fresh line
+                        text = "\n" + text
+            with self.path.open("a", encoding="utf-8") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as exc:
+            raise SplError(f"cannot write the log '{self.path}' ({exc.strerror or exc}); check free "
+                           f"space and permissions.") from None

@@ -7,13 +7,10 @@ controls are built from them, so there is no second copy of a default.
 from __future__ import annotations
 
 import difflib
-import json
-import tomllib
 import warnings
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-import yaml
 from pydantic import (
     BaseModel,
     Field,
@@ -24,6 +21,7 @@ from pydantic import (
 
 from spl_sdk.components.base import ComponentOptions
 from spl_sdk.errors import ConfigError
+from spl_sdk.text import shown
 
 Area = Literal["whole", "masked"]
 DEFAULT_POST_PROCESSOR = "loss-refine"  # full-resolution optimisation with the edit's loss terms
@@ -200,29 +198,19 @@ Cfg = TypeVar("Cfg", bound=BaseModel)
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
     """Read a JSON, YAML or TOML config file into a dict."""
+    from spl_sdk.parsing import loads, read_text
+
     path = Path(path)
     if path.suffix.lower() in RESULT_SUFFIXES:
         return config_of_result(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file '{path}' ({exc.strerror}); check the path.") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"config file '{path}' is not valid UTF-8 text (byte {exc.start}); "
-                          f"save it as UTF-8.") from None
-    try:
-        if path.suffix.lower() == ".json":
-            data = json.loads(text)
-        elif path.suffix.lower() in (".yaml", ".yml"):
-            data = yaml.safe_load(text) or {}
-        elif path.suffix.lower() == ".toml":
-            data = tomllib.loads(text)
-        else:
-            raise ConfigError(f"config file '{path}' must end in .json, .yaml, .yml or .toml, or be "
-                              f"a PNG result written by spl-sdk.")
-    except (json.JSONDecodeError, yaml.YAMLError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"config file '{path}' is not valid {path.suffix[1:].upper()}: "
-                          f"{str(exc).splitlines()[0]}.") from None
+    fmt = {".json": "json", ".yaml": "yaml", ".yml": "yaml", ".toml": "toml"}.get(path.suffix.lower())
+    if fmt is None:
+        raise ConfigError(f"config file '{path}' must end in .json, .yaml, .yml or .toml, or be "
+                          f"a PNG result written by spl-sdk.")
+    # UTF-8, nesting depth and YAML alias expansion are checked before any validation
+    data = loads(read_text(path, f"config file '{path}'"), fmt, f"config file '{path}'")
+    if fmt == "yaml" and data is None:  # an empty YAML file
+        data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"config file '{path}' must hold a mapping of field names to values.")
     return data
@@ -268,7 +256,7 @@ def describe_validation_error(exc: ValidationError, source: str = "config",
         else:
             allowed = allowed_range(cls, field) if cls is not None else None
             message = str(err["msg"]).removeprefix("Value error, ")
-            parts.append(f"'{field}' = {err.get('input')!r}: {message[:1].lower() + message[1:]}"
+            parts.append(f"'{field}' = {shown(err.get('input'))}: {message[:1].lower() + message[1:]}"
                          + (f" (allowed: {allowed})" if allowed else ""))
     return "invalid configuration: " + "; ".join(parts) + "."
 
@@ -282,6 +270,8 @@ def build_config(cls: type[Cfg], file: str | Path | None = None, **overrides: An
         known = set(cls.model_fields)
         data = {k: v for k, v in data.items() if k in known}
     given = {k: v for k, v in overrides.items() if v is not None}
+    if file and given.keys() & data.keys():
+        _check_file_values(cls, data, file)  # a bad value stays an error when a flag overrides it
     if "options" in given and "options" in data:  # --option flags refine the file's options
         from spl_sdk.options import merge_options
 
@@ -291,6 +281,15 @@ def build_config(cls: type[Cfg], file: str | Path | None = None, **overrides: An
         return cls(**data)
     except ValidationError as exc:
         raise ConfigError(describe_validation_error(exc, str(file) if file else "options", cls)) from None
+
+
+def _check_file_values(cls: type[BaseModel], data: dict[str, Any], file: str | Path) -> None:
+    """Refuse a file value that is wrong on its own (rules across fields wait for the flags)."""
+    try:
+        cls(**data)
+    except ValidationError as exc:
+        if any(err["loc"] for err in exc.errors()):
+            raise ConfigError(describe_validation_error(exc, str(file), cls)) from None
 
 
 # keys a configuration file may hold: every field, and names kept for old files

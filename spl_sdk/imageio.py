@@ -322,8 +322,10 @@ def read_metadata(path: str | Path) -> dict | None:
         text = img.getexif().get(_IMAGE_DESCRIPTION)
     if not text:
         return None
+    from spl_sdk.parsing import ParseError, loads
+
     try:
-        data = json.loads(text)
-    except (TypeError, ValueError):
+        data = loads(str(text), "json", f"the metadata of '{path}'")
+    except ParseError:  # not ours, damaged, or nested too deep: no usable metadata
         return None
     return data if isinstance(data, dict) else None

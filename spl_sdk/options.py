@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import difflib
 import inspect
-import json
 import typing
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -21,6 +20,7 @@ from pydantic import BaseModel, SecretStr, ValidationError
 
 from spl_sdk.components.base import Component, ComponentOptions
 from spl_sdk.errors import ConfigError
+from spl_sdk.text import looks_secret, shown
 
 if TYPE_CHECKING:
     from spl_sdk.components import Backbone
@@ -49,9 +49,13 @@ def _kind_of(cls: type) -> str:
 # ---------------------------------------------------------------------- parsing and merging
 def parse_value(text: str) -> Any:
     """VALUE as JSON when it parses (3, 1e-3, true, null, "x", [1, 2]), else the text itself."""
+    from spl_sdk.parsing import ParseError, TooDeepError, loads
+
     try:
-        return json.loads(text)
-    except ValueError:
+        return loads(text, "json", "an --option value")
+    except TooDeepError:
+        raise
+    except ParseError:
         return text
 
 
@@ -60,6 +64,8 @@ def parse_option(text: str) -> tuple[str, str, Any]:
     target, sep, value = text.partition("=")
     component, dot, field = target.strip().rpartition(".")
     if not sep or not dot or not component or not field.strip():
+        if looks_secret(value.strip()) or looks_secret(text.strip()):
+            text = f"{target}=***" if sep else "***"
         raise ConfigError(f"option '{text}' must look like NAME.FIELD=VALUE, e.g. spl.radius=3 "
                           f"(KIND/NAME.FIELD=VALUE where a name exists in two kinds).")
     return component.strip(), field.strip(), parse_value(value.strip())
@@ -160,8 +166,8 @@ def validate_fields(cls: type[Component], fields: Mapping[str, Any], key: str | 
                 message = str(err["msg"]).removeprefix("Value error, ")
                 info = cls.Options.model_fields.get(field)
                 secret = (info is not None and not info.repr) or any(h in field.lower() for h in SECRET_HINTS)
-                value = "***" if secret else fields.get(field, err.get("input"))
-                problems.append(f"'{key}.{field}' = {value if secret else repr(value)}: {message[:1].lower() + message[1:]}")
+                value = "***" if secret else shown(fields.get(field, err.get("input")))
+                problems.append(f"'{key}.{field}' = {value}: {message[:1].lower() + message[1:]}")
         raise ConfigError(f"invalid options for {what}: {'; '.join(problems)}; its options are "
                           f"{describe_fields(cls)}.") from None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 import unicodedata
 
@@ -32,3 +33,25 @@ def printable(text: object, encoding: str | None = None) -> str:
         return neutralise(text).encode(enc, "backslashreplace").decode(enc)
     except LookupError:  # an encoding Python does not know: ASCII is always printable
         return neutralise(text).encode("ascii", "backslashreplace").decode("ascii")
+
+
+# API keys and tokens: well-known prefixes, or a long unbroken run of random-looking key characters
+_KEY_PREFIX = re.compile(r"^(sk-|pk-|rk-|hf_|ghp_|gho_|ghs_|github_pat_|glpat-|xox[abpr]-|AKIA|AIza)"
+                         r"[-_A-Za-z0-9]{12,}$")
+_KEY_RUN = re.compile(r"^[-_A-Za-z0-9+/=]{32,}$")
+
+
+def looks_secret(value: object) -> bool:
+    """True for text shaped like an API key or token, which an error line must not echo."""
+    if not isinstance(value, str):
+        return False
+    text = value.strip()
+    if _KEY_PREFIX.match(text):
+        return True
+    return bool(_KEY_RUN.match(text)) and any(c.isdigit() for c in text) \
+        and any(c.islower() for c in text) and any(c.isupper() for c in text)
+
+
+def shown(value: object) -> str:
+    """``repr(value)`` for an error line, or '***' when the value looks like a secret."""
+    return "***" if looks_secret(value) else repr(value)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ import click
 
 from spl_sdk.cli.options import config_options, handle_errors, option_flag
 from spl_sdk.config import EditConfig
+from spl_sdk.text import printable
 
 BATCH_FIELDS = [name for name in EditConfig.model_fields if name not in ("mask_file", "options")]
 
@@ -31,12 +33,14 @@ BATCH_FIELDS = [name for name in EditConfig.model_fields if name not in ("mask_f
               show_default=True, help="CPUs per Ray actor.")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="JSON, YAML or TOML file of configuration fields; flags override it, rows override both.")
+@click.option("--force", is_flag=True,
+              help="Replace files at OUTDIR/images/ID.png that spl batch did not write (refused otherwise).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
 @option_flag
 @config_options(EditConfig, BATCH_FIELDS)
 @handle_errors
 def batch(manifest: Path, out_dir: Path, engine: str, ray_address: str | None, concurrency: int,
-          num_gpus: float, num_cpus: float, config_file: Path | None, quiet: bool,
+          num_gpus: float, num_cpus: float, config_file: Path | None, force: bool, quiet: bool,
           option_texts: tuple[str, ...], **fields: Any) -> None:
     """Run every edit of MANIFEST (JSONL, CSV, Parquet, or PIE-Bench's mapping_file.json) into OUTDIR.
 
@@ -63,11 +67,13 @@ def batch(manifest: Path, out_dir: Path, engine: str, ray_address: str | None, c
         summary = run_batch(manifest, out_dir, base, engine=engine, on_plan=on_plan,
                             on_record=lambda r: progress[0](r),
                             ray_options={"address": ray_address, "concurrency": concurrency,
-                                         "num_gpus": num_gpus, "num_cpus": num_cpus})
-    except KeyboardInterrupt:
-        click.echo(f"Interrupted; the rows finished so far are recorded in {out_dir / 'results.jsonl'}: "
-                   f"run the same command to resume.", err=True)
-        sys.exit(130)
+                                         "num_gpus": num_gpus, "num_cpus": num_cpus}, force=force)
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP (spl_sdk.cli.signals): 128 + signal
+        signum = getattr(exc, "signum", signal.SIGINT)
+        what = "Interrupted" if signum == signal.SIGINT else f"Stopped by {signal.Signals(signum).name}"
+        click.echo(f"{what}; the rows finished so far are recorded in "
+                   f"{printable(out_dir / 'results.jsonl')}: run the same command to resume.", err=True)
+        sys.exit(128 + signum)
     finally:
         for p in progress:
             p.close()

@@ -32,17 +32,18 @@ def _method_name(run: Path, taken: set[str]) -> str:
 @click.option("--networks", type=click.Choice(["pretrained", "tiny-random"]), default="pretrained",
               show_default=True, help="pretrained: DINO ViT-B/8, CLIP ViT-L-14 (OpenAI), LPIPS SqueezeNet, "
                                       "downloaded on first use; tiny-random: small random ones, for tests.")
+@click.option("--force", is_flag=True, help="Overwrite the report files of an earlier spl eval in OUTDIR.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
 @handle_errors
 def evaluate(runs: tuple[Path, ...], out_dir: Path, compare: bool, pie_bench: Path | None, device: str,
-             networks: str, quiet: bool) -> None:
+             networks: str, force: bool, quiet: bool) -> None:
     """Score RUNS (spl batch folders, or manifests with an 'edited' column) with PIE-Bench's metrics."""
     from spl_sdk.cli.progress import progress_bar
     from spl_sdk.errors import ConfigError
     from spl_sdk.metrics.evaluate import score_pairs, summarise
     from spl_sdk.metrics.networks import load_networks
     from spl_sdk.metrics.pairs import read_pairs
-    from spl_sdk.metrics.report import write_report
+    from spl_sdk.metrics.report import check_report, write_report
 
     if len(runs) > 1 and not compare:
         raise ConfigError("several runs are scored together only with --compare; add it, or give one run.")
@@ -56,6 +57,7 @@ def evaluate(runs: tuple[Path, ...], out_dir: Path, compare: bool, pie_bench: Pa
                               f"pip install 'spl-sdk[eval]'") from None
     taken: set[str] = set()
     pairs = {_method_name(run, taken): read_pairs(run, pie_bench) for run in runs}  # check all first
+    check_report(list(pairs), out_dir, force)  # never replace a report without --force, nor late
     nets = load_networks(networks, device)
     per_method = {}
     for method, method_pairs in pairs.items():
@@ -66,7 +68,7 @@ def evaluate(runs: tuple[Path, ...], out_dir: Path, compare: bool, pie_bench: Pa
         if failed and not quiet:
             click.echo(f"{method}: {len(failed)} pairs could not be scored, e.g. {failed[0]['id']}: "
                        f"{failed[0]['error']}", err=True)
-    written = write_report(per_method, out_dir, compare)
-    click.echo((out_dir / "summary.md").read_text(encoding="utf-8"))
+    written = write_report(per_method, out_dir, compare, force)
+    click.echo(written["summary.md"].read_text(encoding="utf-8"))
     if not quiet:
         click.echo(f"wrote {len(written)} files to {out_dir}", err=True)

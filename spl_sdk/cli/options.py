@@ -109,6 +109,9 @@ def handle_errors(fn: Callable) -> Callable:
         except SplError as exc:
             click.echo(f"Error: {printable(exc)}", err=True)
             sys.exit(1)
+        except RecursionError:  # a last guard: inputs are parsed through spl_sdk.parsing, which bounds depth
+            click.echo("Error: an input is nested too deeply to read; flatten it.", err=True)
+            sys.exit(1)
         except MemoryError:  # anywhere the commands did not guard with the image size
             click.echo("Error: ran out of memory; downscale the image, close other programs, or "
                        "use a machine with more memory.", err=True)

@@ -27,7 +27,7 @@ def file_digest(path: str | None) -> str | None:
     try:
         st = Path(path).stat()
         return _digest(str(path), st.st_size, st.st_mtime_ns)
-    except OSError:
+    except (OSError, ValueError):  # ValueError: a NUL byte in the path
         return f"unreadable:{path}"
 
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import csv
-import json
+import io
+import math
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -14,6 +15,7 @@ from spl_sdk.errors import ConfigError
 TASKS = ("edit", "refine")
 COLUMNS = ("id", "task", "image", "source_prompt", "target_prompt", "mask", "edited", "seed", "options")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_TOO_LONG = "\0too long"  # marks a CSV row with an over-long field (never a column name)
 
 
 @dataclass
@@ -70,24 +72,44 @@ def read_manifest(path: str | Path) -> list[Row]:
 
 
 def _jsonl(path: Path) -> list[dict[str, Any]]:
+    from spl_sdk.parsing import decode, loads, read_bytes
+
     records = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for number, raw in enumerate(read_bytes(path, f"manifest '{path}'").splitlines(), 1):
+        where = f"manifest '{path}' line {number}"
+        line = decode(raw, where, bom=number == 1)
         if not line.strip():
             continue
-        try:
-            record = json.loads(line)
-        except ValueError as exc:
-            raise ConfigError(f"manifest '{path}' line {number} is not valid JSON ({exc}).") from None
+        record = loads(line, "json", where)
         if not isinstance(record, dict):
-            raise ConfigError(f"manifest '{path}' line {number} must be a JSON object.")
+            raise ConfigError(f"{where} must be a JSON object.")
         records.append(record)
     return records
 
 
 def _csv(path: Path) -> list[dict[str, Any]]:
-    with path.open(newline="", encoding="utf-8-sig") as f:
-        return [{k.strip(): (v if v != "" else None) for k, v in rec.items() if k}
-                for rec in csv.DictReader(f)]
+    from spl_sdk.parsing import read_text
+
+    text = read_text(path, f"manifest '{path}'", bom=True)
+    limit = csv.field_size_limit()
+    # read every field whole, then refuse the long ones row by row (csv would abort the file)
+    csv.field_size_limit(max(limit, len(text) + 1))
+    try:
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        records = []
+        for rec in reader:
+            row = {k.strip(): (v if v != "" else None) for k, v in rec.items() if isinstance(k, str) and k}
+            long = sorted(k for k, v in row.items() if isinstance(v, str) and len(v) > limit)
+            if long:
+                row = {k: (None if k in long else v) for k, v in row.items()}
+                row[_TOO_LONG] = (f"column '{long[0]}' holds more than {limit:,} characters (csv's field "
+                                  f"limit)")
+            records.append(row)
+        return records
+    except csv.Error as exc:
+        raise ConfigError(f"manifest '{path}' is not valid CSV (line {reader.line_num}: {exc}).") from None
+    finally:
+        csv.field_size_limit(limit)
 
 
 def _parquet(path: Path) -> list[dict[str, Any]]:
@@ -106,29 +128,47 @@ def _path(value: Any, base: Path) -> str | None:
     return str(p if p.is_absolute() else base / p)
 
 
+def _seed(value: Any) -> int | None:
+    """A whole-number seed (5, 5.0, "5"); None for anything else (1.5, inf, 1e400, text)."""
+    if isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    if not math.isfinite(number) or number != int(number):
+        return None
+    return int(value) if isinstance(value, int) else int(number)
+
+
 def _row(index: int, rec: dict[str, Any], base: Path) -> Row:
     """Build a Row; a value that cannot be used becomes the row's ``problem``, not an abort."""
-    problems = []
+    from spl_sdk.parsing import ParseError, loads
+
+    problems = [rec.pop(_TOO_LONG)] if _TOO_LONG in rec else []
     task = str(rec.get("task") or "edit").strip().lower()
     if task not in TASKS:
-        problems.append(f"unknown task '{task}' (use edit or refine)")
+        problems.append(f"unknown task '{task[:40]}' (use edit or refine)")
     options = rec.get("options") or {}
     if isinstance(options, str):
         try:
-            options = json.loads(options)
-        except ValueError:
+            options = loads(options, "json", "the options column")
+        except ParseError:
             options = None
     if not isinstance(options, dict):
         problems.append("the options column must hold a JSON object")
         options = {}
     seed = rec.get("seed")
+    if isinstance(seed, float) and seed != seed:  # NaN: an empty cell of a pandas-made file
+        seed = None
     if seed is not None:
-        try:
-            seed = int(float(seed)) if float(seed) == int(float(seed)) else None
-        except (TypeError, ValueError):
-            seed = None
+        seed = _seed(rec["seed"])
         if seed is None:
-            problems.append(f"seed {rec.get('seed')!r} is not a whole number")
+            problems.append(f"seed {str(rec['seed'])[:40]!r} is not a whole number")
+    for name in ("image", "mask", "edited"):
+        if "\0" in str(rec.get(name) or ""):  # it would reach os.stat as ValueError
+            problems.append(f"the {name} path holds a NUL byte")
+            rec = dict(rec, **{name: None if name != "image" else str(rec[name]).replace("\0", "")})
     image = _path(rec.get("image"), base)
     if image is None:
         problems.append("no image")

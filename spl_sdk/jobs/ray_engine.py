@@ -6,8 +6,12 @@ cluster OUTDIR and the inputs must be on storage every node sees.
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Callable, Sequence
+import logging
+import os
+import socket
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from spl_sdk.errors import SplError
@@ -42,6 +46,59 @@ def import_ray() -> Any:
     return ray
 
 
+CONNECT_TIMEOUT = 10.0  # seconds to reach --ray-address (SPL_RAY_CONNECT_TIMEOUT overrides)
+
+
+def check_reachable(address: str | None) -> None:
+    """Refuse a cluster address that does not accept a connection within CONNECT_TIMEOUT.
+
+    ``ray.init`` retries an unreachable address for minutes; a TCP connection to its
+    host and port answers in at most the timeout. 'auto', 'local' and addresses
+    without a port are left to Ray.
+    """
+    if not address or "://" in address and not address.startswith("ray://"):
+        return
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        return
+    timeout = float(os.environ.get("SPL_RAY_CONNECT_TIMEOUT") or CONNECT_TIMEOUT)
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        reason = "no answer" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
+        raise SplError(f"cannot reach the Ray cluster at '{address}' within {timeout:g} s ({reason}); "
+                       f"check --ray-address and that the cluster is running.") from None
+
+
+class _Mute(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return False
+
+
+@contextlib.contextmanager
+def quiet_ray_console() -> Iterator[None]:
+    """Keep Ray's console log lines (a worker's traceback among them) off the terminal.
+
+    Ray Data logs a failed actor's traceback to stderr before raising; spl prints
+    its own one-line error instead. Ray's log files keep everything, and
+    SPL_SHOW_WARNINGS=1 shows the console lines again.
+    """
+    if os.environ.get("SPL_SHOW_WARNINGS", "").strip().lower() in ("1", "true", "yes", "on"):
+        yield
+        return
+    mute, muted = _Mute(), []
+    for name in ("ray", "ray.data"):
+        for handler in logging.getLogger(name).handlers:
+            if isinstance(handler, logging.StreamHandler) and "File" not in type(handler).__name__:
+                handler.addFilter(mute)
+                muted.append(handler)
+    try:
+        yield
+    finally:
+        for handler in muted:
+            handler.removeFilter(mute)
+
+
 def run_ray(jobs: Sequence[Job], load_config: dict[str, Any],
             on_record: Callable[[dict[str, Any]], None], *, address: str | None = None,
             concurrency: int = 1, num_gpus: float = 0.0, num_cpus: float = 1.0) -> None:
@@ -49,8 +106,10 @@ def run_ray(jobs: Sequence[Job], load_config: dict[str, Any],
     ray = import_ray()
     started = not ray.is_initialized()
     if started:
+        check_reachable(address)
         try:
-            ray.init(address=address, include_dashboard=False, log_to_driver=False)
+            with quiet_ray_console():
+                ray.init(address=address, include_dashboard=False, log_to_driver=False)
         except ConnectionError as exc:
             raise SplError(f"cannot reach the Ray cluster at '{address}' ({exc}); check --ray-address.") from None
     try:
@@ -62,8 +121,9 @@ def run_ray(jobs: Sequence[Job], load_config: dict[str, Any],
                                                    "preload": needs_model(jobs)},
                             concurrency=concurrency, num_cpus=num_cpus,
                             num_gpus=num_gpus if num_gpus else None)
-        for item in ds.iter_rows():
-            on_record(json.loads(item["record"]))
+        with quiet_ray_console():
+            for item in ds.iter_rows():
+                on_record(json.loads(item["record"]))
     except ray.exceptions.RayError as exc:
         last = [line for line in str(exc).splitlines() if line.strip()]
         raise SplError(f"the Ray workers failed: {last[-1].strip() if last else type(exc).__name__}") from None

@@ -14,20 +14,48 @@ from pathlib import Path
 from typing import Any
 
 from spl_sdk.batch import JsonlLog
+from spl_sdk.errors import ConfigError
 
 JOURNAL = "results.jsonl"
 TABLE = "results.parquet"
 
 
+# the types a journal record's fields must have to be trusted (None allowed where marked)
+FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "key": (str,), "id": (str,), "status": (str,), "index": (int,), "task": (str,),
+    "output": (str, type(None)), "image": (str, type(None)), "edited": (str, type(None)),
+    "target_prompt": (str, type(None)), "source_prompt": (str, type(None)), "error": (str, type(None)),
+}
+
+
+def record_problem(record: dict[str, Any]) -> str | None:
+    """Why a journal record cannot be trusted (a field of the wrong type, no key), or None."""
+    if "key" not in record:
+        return "it has no 'key'"
+    for name, types in FIELD_TYPES.items():
+        value = record.get(name)
+        if name in record and (not isinstance(value, types) or isinstance(value, bool)):
+            return f"'{name}' is {type(value).__name__}, not {' or '.join(t.__name__ for t in types)}"
+    return None
+
+
 class Journal(JsonlLog):
     """The batch journal: :class:`spl_sdk.batch.JsonlLog` records keyed by ``key``."""
 
-    def latest(self) -> dict[str, dict[str, Any]]:
-        """The last record of every key (a line cut off by a crash is skipped)."""
+    def latest(self, strict: bool = False) -> dict[str, dict[str, Any]]:
+        """The last well-formed record of every key.
+
+        A record with fields of the wrong type is skipped (its row is redone), or, with
+        ``strict`` (what ``spl eval`` reads), one ConfigError naming its line.
+        """
         out: dict[str, dict[str, Any]] = {}
-        for record in self.records():
-            if "key" in record:
-                out[str(record["key"])] = record
+        for number, record in self.numbered():
+            problem = record_problem(record)
+            if problem is None:
+                out[record["key"]] = record
+            elif strict:
+                raise ConfigError(f"line {number} of the journal '{self.path}' is malformed ({problem}); "
+                                  f"run the same spl batch command again to redo that row.")
         return out
 
 

@@ -39,10 +39,41 @@ class BatchSummary:
     records: list[dict[str, Any]] = field(default_factory=list)
 
 
-def plan(rows: list[Row], base: EditConfig, out_dir: Path,
-         latest: dict[str, dict[str, Any]]) -> tuple[list[str], list[Job], dict[str, dict[str, Any]]]:
-    """(row keys in manifest order, jobs to run, records already done keyed by row key)."""
+def _metadata(path: Path) -> dict[str, Any] | None:
+    """The spl metadata of an image that decodes whole, else None (damaged, emptied, not ours)."""
+    from spl_sdk.imageio import read_metadata
+
+    try:
+        return read_metadata(path)
+    except SplError:
+        return None
+
+
+def _is_done(record: dict[str, Any] | None, output: Path, key: str) -> bool:
+    """A record of this row's success whose output is this row's file, decodes and carries its key."""
+    if not record or record.get("status") != "ok" or record.get("output") != str(output):
+        return False
+    meta = _metadata(output) if output.is_file() else None
+    return meta is not None and meta.get("row_key") == key
+
+
+def _ours(output: Path, row: Row, recorded: set[str]) -> bool:
+    """True when a file at ``output`` was written by spl batch: a record names it, or its metadata."""
+    if str(output) in recorded:
+        return True
+    meta = _metadata(output) if output.is_file() else None
+    return meta is not None and meta.get("command") == "spl batch" and meta.get("row_id") == row.id
+
+
+def plan(rows: list[Row], base: EditConfig, out_dir: Path, latest: dict[str, dict[str, Any]],
+         force: bool = False) -> tuple[list[str], list[Job], dict[str, dict[str, Any]]]:
+    """(row keys in manifest order, jobs to run, records already done keyed by row key).
+
+    A row is done only when its output still decodes and carries the row's key; a file at
+    a row's output name that spl batch did not write is replaced only with ``force``.
+    """
     keys, jobs, done = [], [], {}
+    recorded = {str(r["output"]) for r in latest.values() if r.get("output")}
     for row in rows:
         config: dict[str, Any] | None = None
         keyed: dict[str, Any] | None = None
@@ -53,14 +84,27 @@ def plan(rows: list[Row], base: EditConfig, out_dir: Path,
             row.problem = f"{row.problem} {exc}" if row.problem else str(exc)
         key = row_key(row, keyed)
         keys.append(key)
-        record = latest.get(key)
-        if record and record.get("status") == "ok" and record.get("output") \
-                and Path(record["output"]).is_file():
-            done[key] = record
+        output = out_dir / IMAGES / f"{row.id}.png"
+        if _is_done(latest.get(key), output, key):
+            done[key] = latest[key]
             continue
-        jobs.append({"row": row.to_dict(), "key": key, "config": config,
-                     "output": str(out_dir / IMAGES / f"{row.id}.png")})
+        taken = output.exists() or output.is_symlink()
+        replace = taken and (force or _ours(output, row, recorded))
+        if taken and not replace and not row.problem:
+            row.problem = (f"'{output}' already exists and was not written by spl batch for this row; "
+                           f"move it away, or pass --force to replace it.")
+        jobs.append({"row": row.to_dict(), "key": key, "config": config, "output": str(output),
+                     "replace": replace})
     return keys, jobs, done
+
+
+def _prepare(out_dir: Path) -> None:
+    """Create OUTDIR; a path through a file or a folder we may not write is one line naming it."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SplError(f"cannot create the output folder '{out_dir}' ({exc.strerror or exc}); choose "
+                       f"another -o folder.") from None
 
 
 @contextlib.contextmanager
@@ -71,7 +115,12 @@ def _locked(out_dir: Path) -> Iterator[None]:
     except ImportError:
         yield
         return
-    with open(out_dir / ".spl-batch.lock", "w") as f:
+    try:
+        handle = open(out_dir / ".spl-batch.lock", "w")  # closed by the with below
+    except OSError as exc:
+        raise SplError(f"cannot write in the output folder '{out_dir}' ({exc.strerror or exc}); "
+                       f"check its permissions or choose another -o folder.") from None
+    with handle as f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -90,11 +139,12 @@ def _clean_temp_files(folder: Path) -> None:
 def run_batch(manifest: str | Path, out_dir: str | Path, base: EditConfig | None = None, *,
               engine: str = "local", on_record: Callable[[dict[str, Any]], None] | None = None,
               on_plan: Callable[[int, int], None] | None = None,
-              ray_options: dict[str, Any] | None = None) -> BatchSummary:
+              ray_options: dict[str, Any] | None = None, force: bool = False) -> BatchSummary:
     """Run every row of ``manifest`` not yet done into ``out_dir``; returns the run's summary.
 
     ``on_plan(todo, skipped)`` is called once the rows are keyed; ``on_record(record)``
     after each finished row. ``ray_options``: address, concurrency, num_gpus, num_cpus.
+    ``force`` lets rows replace files at their output names that spl batch did not write.
     """
     if engine not in ENGINES:
         raise ConfigError(f"unknown engine '{engine}'; use one of {', '.join(ENGINES)}.")
@@ -107,11 +157,11 @@ def run_batch(manifest: str | Path, out_dir: str | Path, base: EditConfig | None
         from spl_sdk.jobs.ray_engine import import_ray
 
         import_ray()  # fail before any work when the extra is missing
-    out_dir.mkdir(parents=True, exist_ok=True)
+    _prepare(out_dir)
     began = time.perf_counter()
     with _locked(out_dir):
         journal = Journal(out_dir / JOURNAL)
-        keys, jobs, final = plan(rows, base, out_dir, journal.latest())
+        keys, jobs, final = plan(rows, base, out_dir, journal.latest(), force)
         summary = BatchSummary(total=len(rows), skipped=len(final))
         if on_plan is not None:
             on_plan(len(jobs), len(final))

@@ -12,7 +12,9 @@ from typing import Any
 from spl_sdk.errors import SplError
 from spl_sdk.jobs.manifest import Row
 
-Job = dict[str, Any]  # {"row": Row.to_dict(), "key": str, "config": dict, "output": str}
+# {"row": Row.to_dict(), "key": str, "config": dict, "output": str, "replace": bool}; "replace"
+# is true only when the file at "output" was written by spl batch (or the user passed --force)
+Job = dict[str, Any]
 
 
 def base_record(row: Row, key: str) -> dict[str, Any]:
@@ -38,6 +40,7 @@ class RowWorker:
         self.load_config = load_config
         self._editor: Any = None
         self._plugins: Any = None
+        self._replace = False  # may the current job replace the file at its output name
 
     @property
     def plugins(self) -> Any:
@@ -69,6 +72,7 @@ class RowWorker:
             if row.problem:
                 raise SplError(row.problem)
             run = self._edit if row.task == "edit" else self._refine
+            self._replace = bool(job.get("replace"))
             record["timings"] = run(row, job["config"], Path(job["output"]), job["key"])
             record.update(status="ok", output=job["output"])
         except (torch.OutOfMemoryError, MemoryError):
@@ -92,7 +96,8 @@ class RowWorker:
         image = load_image(row.image)
         mask = load_mask(row.mask, image.size) if row.mask else None
         result = self.editor.edit(image, row.source_prompt, row.target_prompt, mask=mask, **config)
-        save_image(result.image, output, metadata=result.metadata() | self._meta(row, key), force=True)
+        save_image(result.image, output, metadata=result.metadata() | self._meta(row, key),
+                   force=self._replace)
         return {k: round(v, 4) for k, v in result.timings.items()}
 
     def _refine(self, row: Row, config: dict[str, Any], output: Path, key: str) -> dict[str, float]:
@@ -101,9 +106,11 @@ class RowWorker:
         from spl_sdk import __version__, imageio
         from spl_sdk.config import RefineConfig
         from spl_sdk.optimiser import optimise_image
+        from spl_sdk.options import check_options
         from spl_sdk.terms import build_terms
 
         cfg = RefineConfig(**config)
+        check_options(self.plugins, cfg.options)  # as spl refine: an unknown component is refused
         src = imageio.load_image(row.image)
         start = imageio.load_image(row.edited)
         if start.size != src.size:
@@ -114,5 +121,5 @@ class RowWorker:
                                 iterations=cfg.iterations, solver=cfg.solver)
         meta = {"spl_sdk": __version__, "config": cfg.model_dump(mode="json"), "edited": row.edited,
                 "loss_before": result.loss_before, "loss_after": result.loss_after} | self._meta(row, key)
-        imageio.save_image(imageio.tensor_to_pil(result.image), output, metadata=meta, force=True)
+        imageio.save_image(imageio.tensor_to_pil(result.image), output, metadata=meta, force=self._replace)
         return {"optimisation": round(result.seconds, 4)}

@@ -9,7 +9,6 @@ score are left empty for that row.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +38,20 @@ def _pie_mapping(path: Path) -> dict[str, dict[str, Any]] | None:
     return read_mapping(path)
 
 
+def _batch_manifest(info: Path) -> Path | None:
+    """The manifest a batch ran from, as its ``batch.json`` records it (None without the file)."""
+    from spl_sdk.parsing import loads, read_text
+
+    if not info.exists():
+        return None
+    what = f"'{info}'"
+    data = loads(read_text(info, what), "json", what)
+    if not isinstance(data, dict) or not isinstance(data.get("manifest", ""), str):
+        raise ConfigError(f"{what} is not the run information spl batch writes (a JSON object with "
+                          f"a 'manifest' path); run the same spl batch command again to rewrite it.")
+    return Path(data["manifest"]) if data.get("manifest") else None
+
+
 def _records(run: Path) -> tuple[list[dict[str, Any]], Path | None]:
     """(rows, manifest it came from) of a batch folder or a manifest file."""
     if run.is_dir():
@@ -48,12 +61,9 @@ def _records(run: Path) -> tuple[list[dict[str, Any]], Path | None]:
         if not journal.path.is_file():
             raise ConfigError(f"'{run}' has no {JOURNAL}; give a folder written by spl batch, or a "
                               f"manifest with an 'edited' column.")
-        info = run / "batch.json"
-        manifest = None
-        if info.is_file():
-            manifest = Path(json.loads(info.read_text(encoding="utf-8")).get("manifest", ""))
-        latest = sorted(journal.latest().values(), key=lambda r: r.get("index", 0))
-        return [dict(r, edited=r.get("output")) for r in latest if r.get("status") == "ok"], manifest
+        latest = sorted(journal.latest(strict=True).values(), key=lambda r: r.get("index", 0))
+        return [dict(r, edited=r.get("output")) for r in latest if r.get("status") == "ok"], \
+            _batch_manifest(run / "batch.json")
     from spl_sdk.jobs.manifest import read_manifest
 
     rows = read_manifest(run)
@@ -73,16 +83,19 @@ def read_pairs(run: str | Path, pie_bench: str | Path | None = None) -> list[Pai
 
     pairs = []
     for rec in records:
+        if not rec.get("image") or not isinstance(rec["image"], str):
+            raise ConfigError(f"row '{rec.get('id')}' of '{run}' names no source image; give an "
+                              f"'image' column.")
         if not rec.get("edited"):
             raise ConfigError(f"row '{rec.get('id')}' of '{run}' names no edited image; give an "
                               f"'edited' column.")
-        entry = mapping.get(str(rec["id"])) if mapping else None
-        eval_mask = rec.get("eval_mask")
+        entry = mapping.get(str(rec.get("id"))) if mapping else None
+        eval_mask = str(rec["eval_mask"]) if rec.get("eval_mask") else None
         if eval_mask and not Path(eval_mask).is_absolute() and manifest is not None:
             eval_mask = str(manifest.parent / eval_mask)
         pairs.append(Pair(
-            id=str(rec["id"]), source=str(rec["image"]), edited=str(rec["edited"]),
-            target_prompt=clean_prompt(entry["editing_prompt"]) if entry else str(rec.get("target_prompt") or ""),
+            id=str(rec.get("id")), source=str(rec["image"]), edited=str(rec["edited"]),
+            target_prompt=clean_prompt(entry.get("editing_prompt", "")) if entry else str(rec.get("target_prompt") or ""),
             edit_type=edit_type(entry) if entry else str(rec.get("edit_type") or "all"),
             mask_rle=list(entry["mask"]) if entry and entry.get("mask") is not None else None,
             mask_file=eval_mask or None))

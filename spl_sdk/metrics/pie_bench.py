@@ -8,7 +8,6 @@ region, run-length encoded: :mod:`spl_sdk.metrics.rle`).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -28,16 +27,37 @@ def is_mapping(data: Any) -> bool:
         isinstance(v, dict) and "editing_type_id" in v and "image_path" in v for v in data.values())
 
 
+def entry_problem(entry: dict[str, Any]) -> str | None:
+    """What is wrong with one mapping entry's types, or None (PIE-Bench's own file has none)."""
+    if not isinstance(entry.get("image_path"), str) or not entry["image_path"].strip():
+        return f"'image_path' must be a relative file name, not {entry.get('image_path')!r:.40}"
+    if not isinstance(entry.get("editing_type_id"), str | int) or isinstance(entry["editing_type_id"], bool):
+        return f"'editing_type_id' must be a digit such as \"6\", not {entry.get('editing_type_id')!r:.40}"
+    for key in ("original_prompt", "editing_prompt"):
+        if not isinstance(entry.get(key), str):
+            return f"'{key}' is missing" if key not in entry else f"'{key}' must be a text, not {entry[key]!r:.40}"
+    mask = entry.get("mask")
+    if mask is not None and not (isinstance(mask, list) and all(
+            isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in mask)):
+        return "'mask' must be a list of whole numbers (run-length encoded)"
+    return None
+
+
 def read_mapping(path: str | Path) -> dict[str, dict[str, Any]]:
     """The mapping file's entries by id, or a one-line error when it is not one."""
+    from spl_sdk.parsing import loads, read_text
+
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"cannot read PIE-Bench mapping file '{path}' ({exc}).") from None
+    what = f"PIE-Bench mapping file '{path}'"
+    data = loads(read_text(path, what), "json", what)
     if not is_mapping(data):
         raise ConfigError(f"'{path}' is not a PIE-Bench mapping_file.json (entries need image_path "
                           f"and editing_type_id); a manifest is .jsonl, .csv or .parquet.")
+    for key, entry in data.items():
+        problem = entry_problem(entry)
+        if problem is not None:
+            raise ConfigError(f"entry '{str(key)[:40]}' of {what} is malformed: {problem}; fix it "
+                              f"or download the mapping file again.")
     return data
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,16 +21,24 @@ LABEL = {"structure_distance": "Structure dist. ×10³ ↓", "psnr": "PSNR ↑",
 Summary = dict[str, dict[str, Any]]  # edit type -> {metric: mean, n: ..., n_metric: ...}
 
 
-def write_rows(rows: Sequence[dict[str, Any]], path: Path) -> Path:
+def _publish(path: Path, data: bytes, force: bool) -> Path:
+    """Write ``data`` as ``path`` atomically; an existing file is replaced only with ``force``."""
+    from spl_sdk.imageio import atomic_write
+
+    with atomic_write(path, force=force) as f:
+        f.write(data)
+    return path
+
+
+def write_rows(rows: Sequence[dict[str, Any]], path: Path, force: bool = False) -> Path:
     """Per-row metrics as CSV (raw values, empty where undefined)."""
     columns = ["id", "edit_type", *METRICS, "error", "source", "edited", "target_prompt"]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: ("" if isinstance(v, float) and v != v else v) for k, v in row.items()})
-    return path
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=columns, extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if isinstance(v, float) and v != v else v) for k, v in row.items()})
+    return _publish(path, text.getvalue().encode("utf-8"), force)
 
 
 def _cell(value: float | None, metric: str) -> str:
@@ -62,7 +71,7 @@ def markdown(summaries: dict[str, Summary], compare: bool) -> str:
     return "\n".join(lines)
 
 
-def figures(summaries: dict[str, Summary], folder: Path) -> list[Path]:
+def figures(summaries: dict[str, Summary], folder: Path, force: bool = False) -> list[Path]:
     """One bar chart per metric: edit types along x, one bar per method."""
     import matplotlib
 
@@ -70,7 +79,6 @@ def figures(summaries: dict[str, Summary], folder: Path) -> list[Path]:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    folder.mkdir(parents=True, exist_ok=True)
     methods = list(summaries)
     types = list(dict.fromkeys(t for s in summaries.values() for t in s))
     x = np.arange(len(types))
@@ -88,24 +96,45 @@ def figures(summaries: dict[str, Summary], folder: Path) -> list[Path]:
         if len(methods) > 1:
             ax.legend()
         fig.tight_layout()
-        path = folder / f"{metric}.png"
-        fig.savefig(path, dpi=100)
+        image = io.BytesIO()
+        fig.savefig(image, format="png", dpi=100)
         plt.close(fig)
-        paths.append(path)
+        paths.append(_publish(folder / f"{metric}.png", image.getvalue(), force))
     return paths
 
 
+def report_files(methods: Sequence[str], out_dir: Path) -> list[Path]:
+    """Every file :func:`write_report` writes for ``methods`` into ``out_dir``."""
+    return [*(out_dir / f"{m}.csv" for m in methods), out_dir / "summary.json", out_dir / "summary.md",
+            *(out_dir / "figures" / f"{m}.png" for m in METRICS)]
+
+
+def check_report(methods: Sequence[str], out_dir: Path, force: bool = False) -> None:
+    """Refuse, before any scoring, a report that would replace existing files without ``force``."""
+    from spl_sdk.errors import OutputExistsError
+    from spl_sdk.imageio import check_writable
+
+    taken = [p for p in report_files(methods, out_dir) if p.exists() or p.is_symlink()]
+    if taken and not force:
+        more = f" (and {len(taken) - 1} more report files)" if len(taken) > 1 else ""
+        raise OutputExistsError(f"'{taken[0]}'{more} already exists; use --force to overwrite the "
+                                f"report, or choose another -o folder.")
+    check_writable(out_dir / "summary.md", force=True)  # a folder we cannot write: before the work
+
+
 def write_report(per_method: dict[str, tuple[list[dict[str, Any]], Summary]], out_dir: Path,
-                 compare: bool = False) -> dict[str, Path]:
-    """Write ``<method>.csv`` per method, ``summary.json``, ``summary.md`` and ``figures/``."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+                 compare: bool = False, force: bool = False) -> dict[str, Path]:
+    """Write ``<method>.csv`` per method, ``summary.json``, ``summary.md`` and ``figures/``.
+
+    Every file is written atomically; an existing one is replaced only with ``force``.
+    """
     written = {}
     for method, (rows, _) in per_method.items():
-        written[f"{method}.csv"] = write_rows(rows, out_dir / f"{method}.csv")
+        written[f"{method}.csv"] = write_rows(rows, out_dir / f"{method}.csv", force)
     summaries = {m: s for m, (_, s) in per_method.items()}
-    (out_dir / "summary.json").write_text(json.dumps(summaries, indent=2, sort_keys=True), encoding="utf-8")
-    (out_dir / "summary.md").write_text(markdown(summaries, compare), encoding="utf-8")
-    written["summary.json"], written["summary.md"] = out_dir / "summary.json", out_dir / "summary.md"
-    for path in figures(summaries, out_dir / "figures"):
+    written["summary.json"] = _publish(out_dir / "summary.json",
+                                       json.dumps(summaries, indent=2, sort_keys=True).encode(), force)
+    written["summary.md"] = _publish(out_dir / "summary.md", markdown(summaries, compare).encode(), force)
+    for path in figures(summaries, out_dir / "figures", force):
         written[f"figures/{path.name}"] = path
     return written
