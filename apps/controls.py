@@ -54,6 +54,7 @@ LABELS = {
     "opt_start": "Optimisation start",
     "post_process": "Post-process at full size",
     "post_processors": "Post-processors (in order)",
+    "align": "Align the edit before post-processing",
     "mask_extractor": "Mask extractor",
     "mask_words_source": "Mask words (source prompt)",
     "mask_words_target": "Mask words (target prompt)",

@@ -15,7 +15,7 @@ SIDEBAR_GROUPS: dict[str, tuple[str, ...]] = {
     "Sampling": ("method", "profile", "steps", "original_steps", "source_guidance", "target_guidance", "seed"),
     "Attention control": ("attention", "cross_replace", "self_replace", "blend_words_source",
                           "blend_words_target", "reweight"),
-    "Optimisation": ("iterations", "solver", "opt_start", "post_process", "post_processors"),
+    "Optimisation": ("iterations", "solver", "opt_start", "post_process", "post_processors", "align"),
 }
 LOSS_GROUPS = {"structure_loss": ("structure_weight", "structure_area"),
                "color_loss": ("color_weight", "color_area")}

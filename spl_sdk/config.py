@@ -55,6 +55,13 @@ class RefineConfig(_Base):
                             "alike at any size) or 'reference' (the paper's optimiser exactly: SGD lr 1, "
                             "momentum 0.9, NaN gradients zeroed, one clamp to [-1, 1] after the last step).")
     mask_file: Path | None = Field(None, description="Mask image restricting 'masked' losses (white = inside).")
+    align: Literal["auto", "affine", "flow", "off"] = Field(
+        "auto", description="Register the edit onto the source first (docs/align.md): 'auto' applies only "
+                            "the steps that improve the match (an aligned edit is left as it is), "
+                            "'affine' a global warp, 'flow' a global warp and a smooth residual, 'off' none.")
+    post_processors: list[str] = Field(
+        default_factory=list, description="Post-processor plug-ins run after the refinement, in this order "
+                                          "(comma-separated; none by default).")
     options: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
         description="Options of components by NAME (or KIND/NAME), e.g. {\"spl\": {\"radius\": 3}}; "
@@ -75,6 +82,13 @@ class RefineConfig(_Base):
     @classmethod
     def _none_word(cls, value: Any) -> Any:
         return None if isinstance(value, str) and value.strip().lower() in ("", "none", "off") else value
+
+    @field_validator("post_processors", mode="before")
+    @classmethod
+    def _comma_names(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [w.strip() for w in value.split(",") if w.strip()]
+        return value
 
 
 # What ``--profile paper`` sets when the user gives no value (docs/method.md section 10): the
@@ -119,6 +133,9 @@ class EditConfig(RefineConfig):
     opt_start: float = Field(0.8, ge=0, le=1,
                              description="Fraction of steps after which losses are injected (1 turns injection off).")
     post_process: bool = Field(True, description="Optimise the final image against the original source at full size.")
+    align: Literal["auto", "affine", "flow", "off"] = Field(
+        "off", description="Register the decoded edit onto the source before post-processing, for edit "
+                           "methods whose output can drift (docs/align.md); 'off' by default.")
     post_processors: list[str] = Field(
         default_factory=lambda: [DEFAULT_POST_PROCESSOR],
         description="Post-processor plug-ins run in this order at full size (comma-separated); "

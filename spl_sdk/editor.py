@@ -252,6 +252,11 @@ class Editor:
                         generator, work)
         with timer.phase("vae"):
             edited = resize(self.backbone.decode_latents(out.latent).float(), size)
+        if cfg.align != "off":  # a method whose output drifts: register it before post-processing
+            from spl_sdk.align import align
+
+            with timer.phase("post_process"):
+                edited = align(source.float(), edited, cfg.align).image
         if terms:
             with timer.phase("post_process"):
                 for post in posts:  # in the configured order

@@ -57,3 +57,7 @@ class EmptyMaskWarning(SplWarning):
 
 class UnsafeWeightsError(ModelNotFoundError):
     """Model weights stored only as pickle files, which can run code when loaded."""
+
+
+class AlignmentError(ImageError):
+    """An edit that cannot be registered onto its source (unrelated images, too little overlap)."""

@@ -16,7 +16,7 @@ from spl_sdk.footprint import ALLOW_LARGE_HELP
 from spl_sdk.text import printable
 
 REFINE_FIELDS = ["structure_loss", "structure_weight", "structure_area", "color_loss",
-                 "color_weight", "color_area", "iterations", "solver"]
+                 "color_weight", "color_area", "iterations", "solver", "align", "post_processors"]
 _FILE = click.Path(dir_okay=False, path_type=Path)
 
 
@@ -45,6 +45,8 @@ def command_line(source: Path, edited: Path, output: Path, cfg: RefineConfig) ->
         if name == "options":
             args += [a for component, fields in value.items() for field, v in fields.items()
                      for a in ("--option", f"{component}.{field}={_option_text(v)}")]
+        elif isinstance(value, list):
+            args += [flag, ",".join(value)] if value else []
         elif value is not None:
             args += [flag, str(value)]
         elif name.endswith("_loss"):
@@ -74,54 +76,56 @@ def _option_text(value: Any) -> str:
 @click.option("--config", "config_file", type=_FILE, default=None,
               help="JSON, YAML or TOML file of configuration fields, or a result PNG to repeat its "
                    "configuration; flags override it.")
-@click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
+@click.option("--force", is_flag=True, help="Overwrite OUTPUT (and the --save-alignment files) if they exist.")
 @click.option("--allow-large", is_flag=True, help=ALLOW_LARGE_HELP)
+@click.option("--save-alignment", type=_FILE, default=None,
+              help="Also write the aligned edit (before refinement) to this file, and its coverage mask "
+                   "(white = covered by the edit) beside it as NAME.coverage.png.")
+@click.option("--device", default="auto", show_default=True,
+              help="Where the refine (alignment included) runs: auto (the CUDA GPU when there is one), cpu, "
+                   "cuda or cuda:N.")
+@click.option("--dtype", type=click.Choice(["auto", "float32"]), default="auto", show_default=True,
+              help="Precision of the refine; its solver computes in float32.")
 @quiet_flag
 @option_flag
 @config_options(RefineConfig, REFINE_FIELDS)
 @handle_errors
 def refine(source: Path, edited: Path, output: Path, mask: Path | None, iters: int | None,
-           cpl: bool, config_file: Path | None, force: bool, allow_large: bool, quiet: bool,
-           option_texts: tuple[str, ...], **fields: Any) -> None:
+           cpl: bool, config_file: Path | None, force: bool, allow_large: bool, save_alignment: Path | None,
+           device: str, dtype: str, quiet: bool, option_texts: tuple[str, ...], **fields: Any) -> None:
     """Restore SOURCE's edges in EDITED (any edit of it) and write OUTPUT at SOURCE's size.
 
-    EDITED and the mask are resized to SOURCE first (Lanczos / bilinear). No model
-    weights are needed: this runs the image-space optimiser of the loss terms only.
+    EDITED is first registered onto SOURCE (--align, default auto: a global warp and a
+    smooth residual, each only when it improves the match), so an edit that moved,
+    zoomed or came back at another size is refined in place. No model weights are
+    needed: this runs the image-space optimiser of the loss terms only.
     """
-    from PIL import Image
-
-    from spl_sdk import __version__, imageio
+    from spl_sdk import imageio
+    from spl_sdk.align import describe
     from spl_sdk.cli.plugins import load_plugins
     from spl_sdk.cli.progress import progress_bar
-    from spl_sdk.footprint import check_fits, out_of_memory_as_error
-    from spl_sdk.optimiser import optimise_image
-    from spl_sdk.options import check_options, with_resolved_options
-    from spl_sdk.terms import build_terms, check_terms
+    from spl_sdk.refine import refine as run_refine
 
     cfg = _resolve(config_file, mask, iters, cpl, fields, option_texts)
     plugins = load_plugins()
-    check_options(plugins, cfg.options)  # every option, before the images are read
-    cfg = with_resolved_options(plugins, cfg)  # the metadata records every option value used
     imageio.check_output(output, force)  # fail before the work, not after
+    if save_alignment is not None:
+        imageio.check_output(save_alignment, force)
     src = imageio.load_image(source)
-    check_fits(*src.size, "refine it at full size", allow_large)  # before the slow part
     start = imageio.load_image(edited)
     if start.size != src.size:
         click.echo(f"resizing {printable(edited)} from {start.size[0]}x{start.size[1]} to the source's "
                    f"{src.size[0]}x{src.size[1]}", err=True)
-        start = start.resize(src.size, Image.Resampling.LANCZOS)
-    mask_t = None
-    if cfg.mask_file is not None:
-        mask_t = imageio.mask_to_tensor(imageio.load_mask(cfg.mask_file, size=src.size))
-    terms = build_terms(plugins, cfg, mask_t)
-    check_terms(plugins, terms, imageio.pil_to_tensor(src), imageio.pil_to_tensor(start))
-    with progress_bar("refine", quiet=quiet) as progress, out_of_memory_as_error(*src.size, "refine it"):
-        result = optimise_image(imageio.pil_to_tensor(src), imageio.pil_to_tensor(start), terms,
-                                iterations=cfg.iterations, solver=cfg.solver, progress=progress)
-    metadata = {"spl_sdk": __version__, "command": command_line(source, edited, output, cfg),
-                "source": str(source), "edited": str(edited), "mask": cfg.mask_file and str(cfg.mask_file),
-                "config": cfg.model_dump(mode="json"),
-                "loss_before": result.loss_before, "loss_after": result.loss_after}
-    imageio.save_image(imageio.tensor_to_pil(result.image), output, metadata=metadata, force=force)
+    with progress_bar("refine", quiet=quiet) as progress:
+        result = run_refine(src, start, config=cfg, plugins=plugins, device=device, dtype=dtype,
+                            on_step=progress, allow_large=allow_large)
+    cfg = result.config
+    extra = {"command": command_line(source, edited, output, cfg), "source": str(source),
+             "edited": str(edited), "mask": cfg.mask_file and str(cfg.mask_file)}
+    if save_alignment is not None:
+        result.save_alignment(save_alignment, force=force)
+    result.save(output, force=force, extra=extra)
+    click.echo(describe(result.alignment))
     click.echo(f"loss before: {result.loss_before:.6g}, after: {result.loss_after:.6g}")
-    click.echo(f"wrote {printable(output)} ({src.size[0]}x{src.size[1]}, {result.seconds:.1f} s)")
+    click.echo(f"wrote {printable(output)} ({src.size[0]}x{src.size[1]}, "
+               f"{sum(result.timings.values()):.1f} s on {result.device})")

@@ -45,7 +45,11 @@ def effective_config(row: Row, base: EditConfig) -> BaseModel:
     cls: type[BaseModel] = EditConfig if row.task == "edit" else RefineConfig
     data = base.model_dump()
     if cls is RefineConfig:
-        data = {k: v for k, v in data.items() if k in RefineConfig.model_fields}
+        # align and post_processors mean another thing after an edit: refine's own defaults hold
+        # unless the run set them
+        own = ("align", "post_processors")
+        data = {k: v for k, v in data.items()
+                if k in RefineConfig.model_fields and (k not in own or k in base.model_fields_set)}
         overrides.pop("seed", None)  # refine is deterministic; a seed column changes nothing
     if overrides.get("options"):  # field by field over the run's, as Editor.edit merges them
         from spl_sdk.options import merge_options

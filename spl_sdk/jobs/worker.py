@@ -101,25 +101,12 @@ class RowWorker:
         return {k: round(v, 4) for k, v in result.timings.items()}
 
     def _refine(self, row: Row, config: dict[str, Any], output: Path, key: str) -> dict[str, float]:
-        from PIL import Image
-
-        from spl_sdk import __version__, imageio
         from spl_sdk.config import RefineConfig
-        from spl_sdk.optimiser import optimise_image
-        from spl_sdk.options import check_options
-        from spl_sdk.terms import build_terms
+        from spl_sdk.refine import refine
 
         cfg = RefineConfig(**config)
-        check_options(self.plugins, cfg.options)  # as spl refine: an unknown component is refused
-        src = imageio.load_image(row.image)
-        start = imageio.load_image(row.edited)
-        if start.size != src.size:
-            start = start.resize(src.size, Image.Resampling.LANCZOS)
-        mask = imageio.mask_to_tensor(imageio.load_mask(row.mask, src.size)) if row.mask else None
-        terms = build_terms(self.plugins, cfg, mask)
-        result = optimise_image(imageio.pil_to_tensor(src), imageio.pil_to_tensor(start), terms,
-                                iterations=cfg.iterations, solver=cfg.solver)
-        meta = {"spl_sdk": __version__, "config": cfg.model_dump(mode="json"), "edited": row.edited,
-                "loss_before": result.loss_before, "loss_after": result.loss_after} | self._meta(row, key)
-        imageio.save_image(imageio.tensor_to_pil(result.image), output, metadata=meta, force=self._replace)
-        return {"optimisation": round(result.seconds, 4)}
+        # the same recipe as ``spl refine`` (alignment included): the same checks, the same pixels
+        result = refine(row.image, row.edited, mask=row.mask, config=cfg, plugins=self.plugins,
+                        device=self.load_config.get("device") or "auto")
+        result.save(output, force=self._replace, extra={"edited": row.edited} | self._meta(row, key))
+        return {k: round(v, 4) for k, v in result.timings.items()}

@@ -1,0 +1,58 @@
+"""What registration compares: the photo's structure (blurred gradient magnitude), not its colour."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
+
+# Working grid of the estimation: the source shrunk so that its long side is at most this. Warps
+# are smooth and ECC is sub-pixel, so the estimate carries to the full size scaled (docs/align.md).
+ESTIMATE_SIDE = 1024
+
+
+def gray(image: np.ndarray) -> np.ndarray:
+    """(H, W) float32 luminance in [0, 1] of an (H, W, 3) float32 image in [0, 1]."""
+    import cv2
+
+    return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+
+
+def structure(luma: np.ndarray) -> np.ndarray:
+    """Gradient magnitude of the lightly blurred luminance, divided by its local average.
+
+    The gradient ignores the edit's change of tone and colour; the division by a
+    wide local average (sigma 1/16 of the short side) evens out a local change of
+    contrast, so a recoloured region still matches its source; the final blur
+    widens each edge's basin of attraction for ECC and the optical flow.
+    """
+    import cv2
+    import numpy as np
+
+    smooth = cv2.GaussianBlur(luma, (0, 0), 1.0)
+    gx = cv2.Sobel(smooth, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(smooth, cv2.CV_32F, 0, 1, ksize=3)
+    mag = cv2.GaussianBlur(cv2.magnitude(gx, gy), (0, 0), 1.5)
+    local = cv2.GaussianBlur(mag, (0, 0), max(2.0, min(mag.shape) / 16))
+    out = mag / (local + 0.1 * float(mag.mean()) + 1e-6)
+    return np.ascontiguousarray(out, dtype=np.float32)
+
+
+def to_uint8(struct: np.ndarray) -> np.ndarray:
+    """A structure map as 8 bits (DIS optical flow takes CV_8UC1): 0 to 4 times its mean."""
+    import numpy as np
+
+    scale = 255.0 / (4.0 * float(struct.mean()) + 1e-6)
+    return np.clip(struct * scale, 0, 255).astype(np.uint8)
+
+
+def correlation(a: np.ndarray, b: np.ndarray, weight: np.ndarray) -> float:
+    """Weighted normalised cross-correlation of two maps (1: same structure, about 0: unrelated)."""
+    import numpy as np
+
+    w = weight / max(float(weight.sum()), 1e-9)
+    ma, mb = float((a * w).sum()), float((b * w).sum())
+    da, db = a - ma, b - mb
+    den = np.sqrt(float((da * da * w).sum()) * float((db * db * w).sum()))
+    return float((da * db * w).sum() / den) if den > 0 else 0.0

@@ -1,0 +1,107 @@
+"""Registration of edits that moved (spl_sdk.align): known warps recovered, aligned edits untouched, refusals."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from moved_edits import DRIFTS, Drift, blurred, moved, photo, psnr_interior, recolour
+
+from spl_sdk.align import AlignmentError, align, describe
+from spl_sdk.errors import ConfigError
+from spl_sdk.imageio import pil_to_tensor, tensor_to_pil
+
+SIZE = (384, 256)
+
+
+@pytest.fixture(scope="module")
+def pair():
+    """A photo and its clean edit (recoloured and blurred, not moved)."""
+    src = photo("cats.png", SIZE)
+    return src, blurred(recolour(src), 1.5)
+
+
+@pytest.mark.parametrize("case", ["shift", "zoom-in", "zoom-out", "rotate"])
+def test_known_similarity_is_recovered(pair, case: str) -> None:
+    src, edit = pair
+    drift = DRIFTS[case]
+    warped = moved(edit, drift)
+    result = align(pil_to_tensor(src), pil_to_tensor(warped))
+    info, unit = result.info, max(SIZE) / 512
+    assert "affine" in info["mode"]
+    assert info["zoom"] == pytest.approx(drift.zoom, abs=0.003)
+    assert info["rotation"] == pytest.approx(drift.rotation, abs=0.08)
+    assert info["shift_x"] == pytest.approx(drift.shift[0] * unit, abs=0.25)
+    assert info["shift_y"] == pytest.approx(drift.shift[1] * unit, abs=0.25)
+    # the aligned edit is the clean edit again, up to resampling
+    assert psnr_interior(warped, edit) < 36
+    assert psnr_interior(tensor_to_pil(result.image), edit) > 42
+    assert result.image.shape == (1, 3, SIZE[1], SIZE[0]) and result.coverage.shape == (1, 1, SIZE[1], SIZE[0])
+    assert "zoom" in describe(info) and "\n" not in describe(info)
+
+
+def test_smooth_bend_is_taken_out_by_the_flow(pair) -> None:
+    src, edit = pair
+    warped = moved(edit, Drift(bend=2.0))
+    result = align(pil_to_tensor(src), pil_to_tensor(warped))
+    assert result.info["mode"].endswith("flow") and result.info["residual_px"] > 0.5
+    affine_only = align(pil_to_tensor(src), pil_to_tensor(warped), mode="affine")
+    assert "flow" not in affine_only.info["mode"]
+    assert psnr_interior(tensor_to_pil(result.image), edit) > psnr_interior(tensor_to_pil(affine_only.image), edit) + 2
+
+
+@pytest.mark.parametrize("edit_of", ["itself", "clean edit"])
+def test_aligned_edit_is_returned_exactly(pair, edit_of: str) -> None:
+    src, edit = pair
+    edited = pil_to_tensor(src if edit_of == "itself" else edit)
+    result = align(pil_to_tensor(src), edited)
+    assert result.info["mode"] == "none"
+    assert torch.equal(result.image, edited) and bool((result.coverage == 1).all())
+
+
+def test_off_only_resizes(pair) -> None:
+    src, edit = pair
+    result = align(pil_to_tensor(src), pil_to_tensor(moved(edit, DRIFTS["shift"])), mode="off")
+    assert result.info["mode"] == "off"
+    assert torch.equal(result.image, pil_to_tensor(moved(edit, DRIFTS["shift"])))
+    with pytest.raises(ConfigError, match="align must be one of"):
+        align(pil_to_tensor(src), pil_to_tensor(edit), mode="nope")
+
+
+def test_edit_of_another_size_and_aspect_is_aligned() -> None:
+    # a model asked for 1200x800 returns 1184x880: the photo stretched to its own size, and moved
+    # (here at half those sizes, to keep the test fast; benchmarks/align.py runs the full ones)
+    src = photo("woman.png", (600, 400))
+    clean = blurred(recolour(src), 1.5)
+    edit = moved(clean, Drift(shift=(2.0, -1.5)), size=(592, 440))
+    result = align(pil_to_tensor(src), pil_to_tensor(edit))
+    assert result.image.shape == (1, 3, 400, 600)
+    assert result.info["edited_size"] == [592, 440] and "affine" in result.info["mode"]
+    assert psnr_interior(tensor_to_pil(result.image), clean) > 38
+
+
+def test_uncovered_border_is_marked_and_filled(pair) -> None:
+    src, edit = pair
+    result = align(pil_to_tensor(src), pil_to_tensor(moved(edit, Drift(zoom=1.1))), mode="affine")
+    cov = result.coverage[0, 0]
+    assert float(cov[0].mean()) < 0.05 and float(cov[SIZE[1] // 2, SIZE[0] // 2]) == 1.0
+    assert 0.75 < result.info["coverage"] < 0.9
+    # the uncovered border holds the source's structure in the edit's colours, not a smear
+    border = tensor_to_pil(result.image).crop((0, 0, SIZE[0], 8))
+    assert np.asarray(border, np.float32).std(axis=1).mean() > 5
+
+
+def test_unrelated_images_are_refused_in_one_line(pair) -> None:
+    src, _ = pair
+    other = photo("marshmallow.jpg", SIZE)
+    with pytest.raises(AlignmentError) as info:
+        align(pil_to_tensor(src), pil_to_tensor(other))
+    message = str(info.value)
+    assert "do not match" in message and "--align off" in message and "\n" not in message
+
+
+def test_edit_covering_under_half_is_refused(pair) -> None:
+    src, edit = pair
+    crop = edit.crop((SIZE[0] * 3 // 10, 0, SIZE[0] * 7 // 10, SIZE[1]))  # the middle 40 %
+    with pytest.raises(AlignmentError, match=r"covers only 4\d % of SOURCE \(under half\)"):
+        align(pil_to_tensor(src), pil_to_tensor(crop))
