@@ -80,9 +80,16 @@ def _refuse(why: str) -> AlignmentError:
                           f"or pass --align off to refine it as it is.")
 
 
-@no_grad
 def align(source: torch.Tensor, edited: torch.Tensor, mode: str = "auto") -> Alignment:
     """Register ``edited`` (1, 3, h, w) onto ``source`` (1, 3, H, W), both in [-1, 1] (docs/align.md)."""
+    from spl_sdk.align.structure import repeatable
+
+    with repeatable():
+        return _align(source, edited, mode)
+
+
+@no_grad
+def _align(source: torch.Tensor, edited: torch.Tensor, mode: str) -> Alignment:
     import cv2
     import numpy as np
 

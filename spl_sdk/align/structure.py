@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -10,6 +12,24 @@ if TYPE_CHECKING:
 # Working grid of the estimation: the source shrunk so that its long side is at most this. Warps
 # are smooth and ECC is sub-pixel, so the estimate carries to the full size scaled (docs/align.md).
 ESTIMATE_SIDE = 1024
+
+
+@contextmanager
+def repeatable() -> Iterator[None]:
+    """OpenCV without Intel IPP: with it, the same call can differ in the last bit from run to run.
+
+    Measured here: structure maps of one image differed by 6e-8 between calls, enough
+    for ECC to land 1e-6 px elsewhere and for the CLI and the batch worker to write
+    different pixels; without IPP every call gives the same result.
+    """
+    import cv2
+
+    used = cv2.ipp.useIPP()
+    cv2.ipp.setUseIPP(False)
+    try:
+        yield
+    finally:
+        cv2.ipp.setUseIPP(used)
 
 
 def gray(image: np.ndarray) -> np.ndarray:
