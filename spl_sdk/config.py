@@ -306,7 +306,7 @@ def _check_file_values(cls: type[BaseModel], data: dict[str, Any], file: str | P
         cls(**data)
     except ValidationError as exc:
         if any(err["loc"] for err in exc.errors()):
-            raise ConfigError(describe_validation_error(exc, str(file), cls)) from None
+            raise ConfigError(f"{file}: {describe_validation_error(exc, str(file), cls)}") from None
 
 
 # keys a configuration file may hold: every field, and names kept for old files
