@@ -8,6 +8,7 @@ import json
 import signal
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from PIL import Image
@@ -19,7 +20,8 @@ from spl_sdk.cli import main
 @pytest.fixture
 def photo(tmp_path: Path) -> Path:
     path = tmp_path / "photo.png"
-    Image.new("RGB", (24, 24), (120, 60, 30)).save(path)
+    pixels = np.random.default_rng(0).integers(0, 256, (24, 24, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(path)  # structure to align on: refine rows align by default
     return path
 
 
