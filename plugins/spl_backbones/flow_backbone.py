@@ -60,7 +60,7 @@ class FlowBackbone(PlacedModules, Backbone):
             setattr(self, name, parts.get(name))
         self.denoiser = self.transformer
         self.device, self.dtype = device, dtype
-        self.vae_scale_factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
+        self.vae_scale_factor = self.vae_downscale(self.vae)
         # pixels per transformer token: working sizes must be multiples of it
         self.size_multiple = self.vae_scale_factor * self.patch_size
         self.offload_hooks: list[Any] = []
@@ -76,6 +76,11 @@ class FlowBackbone(PlacedModules, Backbone):
         parts = {name: getattr(pipe, name, None) for name in (*cls.tokenizer_parts, *cls.model_parts, "scheduler")}
         device = getattr(pipe, "_execution_device", None) or pipe.device
         return cls(**parts, device=torch.device(device), dtype=pipe.transformer.dtype, place=False)
+
+    @staticmethod
+    def vae_downscale(vae: Any) -> int:
+        """Pixels per latent cell of the VAE (8 for SD3's and FLUX's: four blocks, three downsamplings)."""
+        return 2 ** (len(vae.config.block_out_channels) - 1)
 
     def modules(self) -> list[torch.nn.Module]:
         """The torch modules in execution order (text encoders, transformer, VAE); absent ones skipped."""

@@ -71,6 +71,17 @@ class Instruct(EditMethod):
         s = self.settings(backbone)
         return {"steps": s.steps, "target_guidance": s.guidance}
 
+    @staticmethod
+    def _velocity(backbone: Backbone, z: torch.Tensor, timestep: Any, cond: Any, guidance: float,
+                  cfg: bool) -> torch.Tensor:
+        """The guided velocity: embedded guidance in one call, or true CFG over (instruction, negative)."""
+        if not cfg:
+            embedded = EMBEDDED in backbone.capabilities
+            return backbone.predict(z, timestep, cond, guidance=guidance if embedded else None).float()
+        v_cond, v_uncond = backbone.predict(torch.cat([z, z]), timestep, cond).float().chunk(2)
+        combine = getattr(backbone, "combine_guidance", None)
+        return combine(v_cond, v_uncond, guidance) if combine else v_uncond + guidance * (v_cond - v_uncond)
+
     @no_grad
     def edit(self, request: EditRequest) -> EditOutput:
         """Sample from noise conditioned on the photo and the instruction; inject from opt_start on."""
@@ -78,7 +89,11 @@ class Instruct(EditMethod):
         s = self.settings(backbone, request.steps, request.target_guidance)
         shape = tuple(request.z0.shape)
         began = time.perf_counter()
-        cond = backbone.encode_instruction([request.target_prompt], request.source_image, request.z0)
+        # true classifier-free guidance (Qwen-Image-Edit) against the model's negative prompt; FLUX.1
+        # Kontext has embedded guidance instead, one row
+        cfg = EMBEDDED not in backbone.capabilities and s.guidance > 1
+        prompts = [request.target_prompt] + ([getattr(backbone, "negative_prompt", "")] if cfg else [])
+        cond = backbone.encode_instruction(prompts, request.source_image, request.z0)
         out = EditOutput(latent=request.z0, text_seconds=time.perf_counter() - began,
                          extras={"settings": s})
         timesteps = backbone.timesteps(s.steps, latent_shape=shape)
@@ -88,7 +103,7 @@ class Instruct(EditMethod):
         for i, timestep in enumerate(timesteps):
             t, t_next = float(sigmas[i]), float(sigmas[i + 1])
             began = time.perf_counter()
-            v = backbone.predict(z, timestep, cond, guidance=s.guidance).float()
+            v = self._velocity(backbone, z, timestep, cond, s.guidance, cfg)
             out.unet_seconds += time.perf_counter() - began
             z_next = z.float() + (t_next - t) * v  # Euler, as FlowMatchEulerDiscreteScheduler.step
             if i in inject_at:
