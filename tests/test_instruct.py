@@ -148,6 +148,14 @@ def test_instruct_without_injection_reproduces_the_pipelines_sample(twin, photo)
     assert out.extras["settings"].steps == 3 and out.steps_injected == []
 
 
+def test_settings_come_from_options_then_the_edit_then_the_model(kontext):
+    assert Instruct().config_defaults(FluxKontextDev) == {"steps": 28, "target_guidance": 3.5, "align": "auto"}
+    assert Instruct().config_defaults(QwenImageEdit) == {"steps": 40, "target_guidance": 4.0, "align": "auto"}
+    assert Instruct().config_defaults(kontext)["align"] == "off"  # the twin paints noise: nothing to align
+    method = Instruct(Instruct.Options(steps=6))
+    assert (method.settings(kontext, steps=9, guidance=2.0).steps, method.settings(kontext, 9, 2.0).guidance) == (6, 2.0)
+
+
 def test_seeds_and_progress(kontext, photo):
     seen: list[tuple[int, int]] = []
     a = Instruct().edit(_request(kontext, photo, steps=2, seed=1, on_step=lambda i, n, x0: seen.append((i, n))))
@@ -183,11 +191,12 @@ def test_injection_lowers_the_structure_loss_against_the_photo(cls, photo):
     editor = Editor(backbone, EditConfig(backbone=cls.name, device="cpu"), Plugins(load_entrypoints=True, env={}))
     common = {"working_size": SIZE, "steps": 4, "post_process": False, "iterations": 20, "seed": 3}
     plain = editor.edit(photo, None, INSTRUCTION, opt_start=1.0, **common)
-    refined = editor.edit(photo, None, INSTRUCTION, opt_start=0.5, **common)
+    refined = editor.edit(photo, None, INSTRUCTION, opt_start=0.5, align="auto", **common)
     source = pil_to_tensor(photo)
     before, after = _spl(source, pil_to_tensor(plain.image)), _spl(source, pil_to_tensor(refined.image))
     assert after < 0.5 * before, (before, after)
     assert refined.config.method == "instruct" and refined.source_prompt == ""
+    assert (plain.config.align, refined.config.align) == ("off", "auto")  # the twin's default, then asked
     assert refined.timings["optimisation"] > 0 and plain.timings["optimisation"] == 0
 
 

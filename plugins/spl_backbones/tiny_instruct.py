@@ -24,12 +24,17 @@ from spl_backbones.tiny_flow import (
     _TinyFlow,
 )
 
+# Random VAEs decode to noise-like images with no structure of the photo to register, so the twins
+# leave the instruct method's alignment off unless asked (--align auto).
+ALIGN = "off"
+
 
 class TinyRandomKontext(_TinyFlow, FluxKontextDev):
     """Tiny seeded random FLUX.1-Kontext-layout model (photo tokens appended, embedded guidance), for tests."""
 
     name: ClassVar[str] = "tiny-random-kontext"
     default_steps: ClassVar[int] = 4
+    default_align: ClassVar[str] = ALIGN
 
     @classmethod
     def build_components(cls) -> dict[str, Any]:
@@ -76,6 +81,7 @@ class TinyRandomQwenEdit(_TinyFlow, QwenImageEdit):
 
     name: ClassVar[str] = "tiny-random-qwen-edit"
     default_steps: ClassVar[int] = 4
+    default_align: ClassVar[str] = ALIGN
     # the photo is seen at 64 x 64 px by both encoders (the real model: 384^2 and 1024^2 px areas)
     condition_area: ClassVar[int] = 64 * 64
     vae_area: ClassVar[int] = 64 * 64

@@ -67,9 +67,15 @@ class Instruct(EditMethod):
         return InstructSettings(steps=int(s), guidance=float(g))
 
     def config_defaults(self, backbone: Backbone) -> dict[str, Any]:
-        """Steps and (target) guidance for the edit's unset fields."""
+        """Steps, (target) guidance and alignment for the edit's unset fields.
+
+        These models drift (a few pixels of shift, a slight zoom or warp), so the decoded edit is
+        registered onto the photo before post-processing (``align``, docs/align.md) unless the
+        backbone says its output has nothing to register (the tiny twins paint noise).
+        """
         s = self.settings(backbone)
-        return {"steps": s.steps, "target_guidance": s.guidance}
+        return {"steps": s.steps, "target_guidance": s.guidance,
+                "align": getattr(backbone, "default_align", "auto")}
 
     @staticmethod
     def _velocity(backbone: Backbone, z: torch.Tensor, timestep: Any, cond: Any, guidance: float,
