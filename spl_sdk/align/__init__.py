@@ -77,7 +77,7 @@ def _starts(src: tuple[int, int], edit: tuple[int, int], grid: tuple[int, int]) 
 
 def _refuse(why: str) -> AlignmentError:
     return AlignmentError(f"cannot align EDITED to SOURCE: {why}; check that EDITED is an edit of SOURCE, "
-                          f"or pass --align off to refine it as it is.")
+                          f"or refine it as it is with --align off (align='off').")
 
 
 def align(source: torch.Tensor, edited: torch.Tensor, mode: str = "auto") -> Alignment:
