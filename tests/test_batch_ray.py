@@ -14,6 +14,25 @@ from spl_sdk.jobs.runner import run_batch
 ray = pytest.importorskip("ray", reason="the Ray engine is an extra: pip install 'spl-sdk[ray]'")
 
 
+def test_an_unreachable_ray_address_fails_fast_in_one_line(tmp_path, example_image):
+    """Ray itself retries an address that does not answer for minutes; spl gives up at a bound."""
+    from click.testing import CliRunner
+
+    from spl_sdk.cli import main
+
+    if ray.is_initialized():
+        pytest.skip("a Ray instance is already running in this process, so the address is not used")
+    example_image.resize((32, 32)).save(tmp_path / "a.png")
+    (tmp_path / "m.jsonl").write_text(json.dumps({"task": "refine", "image": "a.png", "edited": "a.png"}))
+    run = CliRunner().invoke(main, ["batch", str(tmp_path / "m.jsonl"), "-o", str(tmp_path / "out"),
+                                    "--engine", "ray", "--ray-address", "127.0.0.1:1"])
+    assert run.exit_code == 1, run.output
+    assert run.stderr.strip().splitlines() == [
+        "Error: cannot reach the Ray cluster at '127.0.0.1:1' within 10 s (Connection refused); "
+        "check --ray-address and that the cluster is running."]
+    assert not ray.is_initialized()
+
+
 @pytest.fixture(scope="module")
 def local_ray():
     """A local Ray with 2 CPUs for this module (the engine reuses it instead of starting one)."""
@@ -51,3 +70,32 @@ def test_ray_engine_matches_the_in_process_engine(tmp_path, example_image, local
             assert by_id[rec["id"]]["key"] == rec["key"]
             assert np.array_equal(np.asarray(Image.open(tmp_path / "local" / "images" / name)),
                                   np.asarray(Image.open(tmp_path / "ray" / "images" / name))), name
+
+
+@pytest.mark.slow  # reuses the module's Ray; the actors fail while they start
+def test_a_failing_actor_is_one_line_without_its_traceback(tmp_path, example_image, local_ray, capfd):
+    import io
+    import logging
+
+    from spl_sdk.errors import SplError
+
+    example_image.resize((32, 32)).save(tmp_path / "a.png")
+    (tmp_path / "m.jsonl").write_text(json.dumps({"image": "a.png", "source_prompt": "a photo",
+                                                  "target_prompt": "a painting"}))
+    base = EditConfig(backbone="no-such-backbone", device="cpu")  # each actor fails to load it
+    # Ray's console handlers keep the stream they were made with: give them one to read back
+    consoles = [h for name in ("ray", "ray.data") for h in logging.getLogger(name).handlers
+                if isinstance(h, logging.StreamHandler) and "File" not in type(h).__name__]
+    streams = [io.StringIO() for _ in consoles]
+    old = [h.setStream(s) for h, s in zip(consoles, streams, strict=True)]
+    try:
+        with pytest.raises(SplError) as failed:
+            run_batch(tmp_path / "m.jsonl", tmp_path / "out", base, engine="ray")
+    finally:
+        for handler, stream in zip(consoles, old, strict=True):
+            handler.setStream(stream)
+    message = str(failed.value)
+    assert message.startswith("the Ray workers failed: unknown backbone 'no-such-backbone'")
+    assert "\n" not in message
+    printed = capfd.readouterr().err + "".join(s.getvalue() for s in streams)
+    assert consoles and "Traceback" not in printed, printed

@@ -10,6 +10,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import socket
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -107,26 +108,29 @@ def run_ray(jobs: Sequence[Job], load_config: dict[str, Any],
     started = not ray.is_initialized()
     if started:
         check_reachable(address)
-        try:
-            with quiet_ray_console():
+    with quiet_ray_console():
+        if started:
+            try:
                 ray.init(address=address, include_dashboard=False, log_to_driver=False)
-        except ConnectionError as exc:
-            raise SplError(f"cannot reach the Ray cluster at '{address}' ({exc}); check --ray-address.") from None
-    try:
-        ray.data.DataContext.get_current().enable_progress_bars = False
-        ds = ray.data.from_items([{"job": json.dumps(j, default=str)} for j in jobs],
-                                 override_num_blocks=max(1, len(jobs)))
-        ds = ds.map_batches(RayRowWorker, batch_size=1, batch_format="numpy",
-                            fn_constructor_kwargs={"load_config": load_config,
-                                                   "preload": needs_model(jobs)},
-                            concurrency=concurrency, num_cpus=num_cpus,
-                            num_gpus=num_gpus if num_gpus else None)
-        with quiet_ray_console():
+            except ConnectionError as exc:
+                raise SplError(f"cannot reach the Ray cluster at '{address}' ({exc}); check "
+                               f"--ray-address.") from None
+        try:
+            ray.data.DataContext.get_current().enable_progress_bars = False
+            ds = ray.data.from_items([{"job": json.dumps(j, default=str)} for j in jobs],
+                                     override_num_blocks=max(1, len(jobs)))
+            ds = ds.map_batches(RayRowWorker, batch_size=1, batch_format="numpy",
+                                fn_constructor_kwargs={"load_config": load_config,
+                                                       "preload": needs_model(jobs)},
+                                concurrency=concurrency, num_cpus=num_cpus,
+                                num_gpus=num_gpus if num_gpus else None)
             for item in ds.iter_rows():
                 on_record(json.loads(item["record"]))
-    except ray.exceptions.RayError as exc:
-        last = [line for line in str(exc).splitlines() if line.strip()]
-        raise SplError(f"the Ray workers failed: {last[-1].strip() if last else type(exc).__name__}") from None
-    finally:
-        if started:
-            ray.shutdown()
+        except ray.exceptions.RayError as exc:
+            last = [line.strip() for line in str(exc).splitlines() if line.strip()]
+            # the worker's own one-line error, without the class path Ray puts before it
+            reason = re.sub(r"^spl_sdk\.errors\.\w+: ", "", last[-1]) if last else type(exc).__name__
+            raise SplError(f"the Ray workers failed: {reason}") from None
+        finally:
+            if started:
+                ray.shutdown()

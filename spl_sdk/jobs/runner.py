@@ -154,9 +154,10 @@ def run_batch(manifest: str | Path, out_dir: str | Path, base: EditConfig | None
         raise ConfigError(f"-o '{out_dir}' is a file; give a folder for the batch's outputs.")
     rows = read_manifest(manifest)
     if engine == "ray":
-        from spl_sdk.jobs.ray_engine import import_ray
+        from spl_sdk.jobs.ray_engine import check_reachable, import_ray
 
-        import_ray()  # fail before any work when the extra is missing
+        if not import_ray().is_initialized():  # fail before any work: the extra, the cluster
+            check_reachable((ray_options or {}).get("address"))
     _prepare(out_dir)
     began = time.perf_counter()
     with _locked(out_dir):
