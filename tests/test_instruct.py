@@ -4,6 +4,9 @@ pipelines, SPL injection, the diffusers callback, save/load, the CLI and the ref
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import pytest
 import torch
@@ -12,9 +15,10 @@ from click.testing import CliRunner
 from PIL import Image
 
 from spl_backbones.flux import pack
+from spl_backbones.flux2 import Flux2Klein, tokens_of
 from spl_backbones.kontext import FluxKontextDev
 from spl_backbones.qwen_image import QwenImageEdit
-from spl_backbones.tiny_instruct import TinyRandomKontext, TinyRandomQwenEdit
+from spl_backbones.tiny_instruct import TinyRandomKlein, TinyRandomKontext, TinyRandomQwenEdit
 from spl_methods.instruct import Instruct, starting_noise
 from spl_sdk.cli import main
 from spl_sdk.components.method import EditRequest
@@ -49,12 +53,32 @@ def photo():
         return img.convert("RGB").resize((SIZE, SIZE), Image.Resampling.LANCZOS)
 
 
-@pytest.fixture(params=["kontext", "qwen"])
-def twin(request, kontext, qwen, monkeypatch):
-    """(backbone, its diffusers pipeline built from the same components, pipeline keywords(steps, seed))."""
+@pytest.fixture(scope="module")
+def klein():
+    """The seeded tiny FLUX.2 [klein] twin on the CPU, once for this module."""
+    return TinyRandomKlein.load(device="cpu")
+
+
+@dataclass
+class Twin:
+    """A tiny twin, its diffusers pipeline built from the same components, and how their latents relate."""
+
+    backbone: Any
+    pipe: Any
+    kwargs: Callable[..., dict]  # pipeline keywords for (steps, seed, guidance=...)
+    latents_in: Callable[[torch.Tensor], torch.Tensor]  # our latent -> the pipeline's latents= argument
+    loop_view: Callable[[torch.Tensor], torch.Tensor]  # our latent -> the pipeline's loop latents
+    out_view: Callable[[torch.Tensor], torch.Tensor]  # our latent -> the pipeline's output_type="latent"
+
+
+@pytest.fixture(params=["kontext", "qwen", "klein"])
+def twin(request, kontext, qwen, klein, monkeypatch):
     if request.param == "kontext":
-        return kontext, _kontext_pipeline(kontext), lambda steps, seed, **kw: _kontext_kwargs(kontext, steps, seed, **kw)
-    return qwen, _qwen_pipeline(qwen, monkeypatch), _qwen_kwargs
+        return Twin(kontext, _kontext_pipeline(kontext), lambda steps, seed, **kw: _kontext_kwargs(kontext, steps, seed, **kw),
+                    pack, pack, pack)
+    if request.param == "qwen":
+        return Twin(qwen, _qwen_pipeline(qwen, monkeypatch), _qwen_kwargs, pack, pack, pack)
+    return Twin(klein, _klein_pipeline(klein), _klein_kwargs, lambda z: z, tokens_of, klein.to_vae_latents)
 
 
 def _kontext_pipeline(b):
@@ -92,6 +116,22 @@ def _qwen_kwargs(steps: int, seed: int, guidance: float = 4.0) -> dict:
             "output_type": "latent", "generator": torch.Generator("cpu").manual_seed(seed), **cfg}
 
 
+def _klein_pipeline(b):
+    from diffusers import Flux2KleinPipeline
+
+    pipe = Flux2KleinPipeline(transformer=b.transformer, scheduler=b.scheduler, vae=b.vae,
+                              text_encoder=b.text_encoder, tokenizer=b.tokenizer)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def _klein_kwargs(steps: int, seed: int, guidance: float = 1.0) -> dict:
+    return {"prompt": INSTRUCTION, "num_inference_steps": steps, "guidance_scale": guidance, "height": SIZE,
+            "width": SIZE, "output_type": "latent", "generator": torch.Generator("cpu").manual_seed(seed),
+            "max_sequence_length": TinyRandomKlein.max_sequence_length,
+            "text_encoder_out_layers": TinyRandomKlein.text_layers}
+
+
 def _request(b, photo, **kw) -> EditRequest:
     source = pil_to_tensor(photo)
     kw.setdefault("target_guidance", b.default_guidance)
@@ -101,13 +141,15 @@ def _request(b, photo, **kw) -> EditRequest:
 
 # ------------------------------------------------------------------ registration
 def test_instruction_backbones_are_registered_as_such(plugins):
-    for name in ("flux-kontext-dev", "tiny-random-kontext", "qwen-image-edit", "tiny-random-qwen-edit"):
+    for name in ("flux-kontext-dev", "tiny-random-kontext", "qwen-image-edit", "tiny-random-qwen-edit",
+                 "flux2-klein", "tiny-random-klein"):
         cls = plugins.backbone(name)
         assert cls.default_method == "instruct" and {"flow", "image-condition"} <= cls.capabilities
     assert "embedded-guidance" in FluxKontextDev.capabilities  # Qwen: true CFG instead
     assert "embedded-guidance" not in QwenImageEdit.capabilities
     assert plugins.backbone("flux-kontext-dev").default_model == "black-forest-labs/FLUX.1-Kontext-dev"
     assert plugins.backbone("qwen-image-edit").default_model == "Qwen/Qwen-Image-Edit-2511"
+    assert plugins.backbone("flux2-klein").default_model == "black-forest-labs/FLUX.2-klein-4B"
     assert FluxKontextDev.gated and not QwenImageEdit.gated and not TinyRandomKontext.gated
     method = plugins.edit_method("instruct")
     assert not method.uses_source_prompt and not method.uses_attention
@@ -115,35 +157,40 @@ def test_instruction_backbones_are_registered_as_such(plugins):
 
 # ------------------------------------------------------------------ parity with diffusers
 def test_velocity_equals_the_pipelines_transformer_call(twin, photo):
-    b, pipe, kwargs = twin
-    z = torch.randn(1, 16, SIZE // 8, SIZE // 8, generator=torch.Generator().manual_seed(2))
+    b, pipe, kwargs = twin.backbone, twin.pipe, twin.kwargs
+    f = b.vae_scale_factor
+    z = torch.randn(1, b.transformer.config.in_channels // (4 if f == 8 else 1), SIZE // f, SIZE // f,
+                    generator=torch.Generator().manual_seed(2))
     seen = {}
 
     def first_step(pipe, i, t, tensors):  # z_1 = z_0 + (t_1 - t_0) v_0, read back from the first step
         if i == 0:
             sigmas = pipe.scheduler.sigmas
-            seen["v"] = (tensors["latents"] - pack(z)) / float(sigmas[1] - sigmas[0])
+            seen["v"] = (tensors["latents"] - twin.loop_view(z)) / float(sigmas[1] - sigmas[0])
             seen["t"] = float(t)
         return tensors
 
     # unguided (embedded guidance stays on): the velocity is the transformer's own output
     guidance = 3.5 if "embedded-guidance" in b.capabilities else 1.0
-    pipe(image=photo, latents=pack(z), callback_on_step_end=first_step,
+    pipe(image=photo, latents=twin.latents_in(z), callback_on_step_end=first_step,
          **{**kwargs(2, 0, guidance=guidance), "generator": None})
     source = pil_to_tensor(photo)
     cond = b.encode_instruction([INSTRUCTION], source, b.encode_image(source))
     assert seen["t"] == b.timesteps(2, latent_shape=z.shape)[0]
     v = b.predict(z, seen["t"], cond, guidance=3.5)
-    torch.testing.assert_close(pack(v), seen["v"], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(twin.loop_view(v), seen["v"], rtol=1e-5, atol=1e-5)
     # the photo matters: without it the velocity is another one
     assert (b.predict(z, seen["t"], b.encode_prompts([INSTRUCTION]), guidance=3.5) - v).abs().max() > 1e-3
 
 
-def test_instruct_without_injection_reproduces_the_pipelines_sample(twin, photo):
-    b, pipe, kwargs = twin
-    expected = pipe(image=photo, **kwargs(3, 5)).images  # the model's default guidance (Qwen: true CFG 4)
-    out = Instruct().edit(_request(b, photo, steps=3, seed=5))
-    torch.testing.assert_close(pack(out.latent), expected, rtol=1e-4, atol=1e-4)
+@pytest.mark.parametrize("guided", [False, True])
+def test_instruct_without_injection_reproduces_the_pipelines_sample(twin, photo, guided):
+    b, pipe, kwargs = twin.backbone, twin.pipe, twin.kwargs
+    # the model's default guidance (Kontext embedded 3.5, Qwen true CFG 4, klein none), then a CFG run
+    guidance = 4.0 if guided else b.default_guidance
+    expected = pipe(image=photo, **kwargs(3, 5, guidance=guidance)).images
+    out = Instruct().edit(_request(b, photo, steps=3, seed=5, target_guidance=guidance))
+    torch.testing.assert_close(twin.out_view(out.latent), expected, rtol=1e-4, atol=1e-4)
     assert (out.latent - starting_noise(out.latent.shape, 5, out.latent.device)).abs().mean() > 1e-2
     assert out.extras["settings"].steps == 3 and out.steps_injected == []
 
@@ -151,6 +198,7 @@ def test_instruct_without_injection_reproduces_the_pipelines_sample(twin, photo)
 def test_settings_come_from_options_then_the_edit_then_the_model(kontext):
     assert Instruct().config_defaults(FluxKontextDev) == {"steps": 28, "target_guidance": 3.5, "align": "auto"}
     assert Instruct().config_defaults(QwenImageEdit) == {"steps": 40, "target_guidance": 4.0, "align": "auto"}
+    assert Instruct().config_defaults(Flux2Klein) == {"steps": 4, "target_guidance": 1.0, "align": "auto"}
     assert Instruct().config_defaults(kontext)["align"] == "off"  # the twin paints noise: nothing to align
     method = Instruct(Instruct.Options(steps=6))
     assert (method.settings(kontext, steps=9, guidance=2.0).steps, method.settings(kontext, 9, 2.0).guidance) == (6, 2.0)
@@ -172,22 +220,23 @@ def _spl(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(SPLLoss(weight=1.0)(a, b))
 
 
-def _lossless_vae(backbone):
+def _lossless_vae(backbone, channels: int = 16):
     """The backbone with its random VAE swapped for an exact one (2x2 pixel unshuffle, 12 of 16 channels).
 
     A randomly initialised VAE loses the photo's structure in a round trip, so no injection could
     show through it; with an exact VAE the test sees the method: the random transformer conditioned
     on the photo's tokens, the sampler and the put-back of the refined estimate.
     """
-    backbone.encode_image = lambda x: F.pad(F.pixel_unshuffle(x.float(), 2), (0, 0, 0, 0, 0, 4))
+    backbone.encode_image = lambda x: F.pad(F.pixel_unshuffle(x.float(), 2), (0, 0, 0, 0, 0, channels - 12))
     backbone.decode_latents = lambda z: F.pixel_shuffle(z[:, :12].float(), 2).clamp(-1, 1)
     backbone.vae_scale_factor, backbone.size_multiple = 2, 4
     return backbone
 
 
-@pytest.mark.parametrize("cls", [TinyRandomKontext, TinyRandomQwenEdit])
-def test_injection_lowers_the_structure_loss_against_the_photo(cls, photo):
-    backbone = _lossless_vae(cls.load(device="cpu"))
+@pytest.mark.parametrize(("cls", "channels"), [(TinyRandomKontext, 16), (TinyRandomQwenEdit, 16),
+                                               (TinyRandomKlein, 128)])
+def test_injection_lowers_the_structure_loss_against_the_photo(cls, channels, photo):
+    backbone = _lossless_vae(cls.load(device="cpu"), channels)
     editor = Editor(backbone, EditConfig(backbone=cls.name, device="cpu"), Plugins(load_entrypoints=True, env={}))
     common = {"working_size": SIZE, "steps": 4, "post_process": False, "iterations": 20, "seed": 3}
     plain = editor.edit(photo, None, INSTRUCTION, opt_start=1.0, **common)
@@ -201,15 +250,15 @@ def test_injection_lowers_the_structure_loss_against_the_photo(cls, photo):
 
 
 def test_callback_in_the_real_pipeline_gives_the_instruct_methods_latents(twin, photo):
-    b, pipe, kwargs = twin
+    b, pipe, kwargs = twin.backbone, twin.pipe, twin.kwargs
     callback = SPLCallback(pipe, photo, opt_start=0.5, iterations=5)
-    assert type(callback.backbone).__name__ in ("FluxKontextDev", "QwenImageEdit")
+    assert type(callback.backbone).__name__ in ("FluxKontextDev", "QwenImageEdit", "Flux2Klein")
     with_spl = pipe(image=photo, callback_on_step_end=callback,
                     callback_on_step_end_tensor_inputs=list(callback.tensor_inputs), **kwargs(4, 7)).images
     assert callback.steps_injected == [2, 3]
     ours = Instruct().edit(_request(b, photo, steps=4, seed=7, opt_start=0.5, inject=callback.inject))
     assert ours.steps_injected == [2, 3]
-    torch.testing.assert_close(pack(ours.latent), with_spl, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(twin.out_view(ours.latent), with_spl, rtol=1e-4, atol=1e-4)
     plain = pipe(image=photo, **kwargs(4, 7)).images
     assert (plain - with_spl).abs().max() > 1e-3  # it did change the trajectory
 
@@ -234,12 +283,13 @@ def test_callback_names_the_pipelines_it_knows_for_another_one(plugins):
 @pytest.mark.parametrize(("cls", "real", "pipeline"), [
     (TinyRandomKontext, FluxKontextDev, "FluxKontextPipeline"),
     (TinyRandomQwenEdit, QwenImageEdit, "QwenImageEditPlusPipeline"),
+    (TinyRandomKlein, Flux2Klein, "Flux2KleinPipeline"),
 ])
-def test_save_pretrained_round_trip_and_diffusers_reads_the_folder(cls, real, pipeline, kontext, qwen, photo,
-                                                                   tmp_path):
+def test_save_pretrained_round_trip_and_diffusers_reads_the_folder(cls, real, pipeline, kontext, qwen, klein,
+                                                                   photo, tmp_path):
     import diffusers
 
-    b = kontext if cls is TinyRandomKontext else qwen
+    b = {TinyRandomKontext: kontext, TinyRandomQwenEdit: qwen, TinyRandomKlein: klein}[cls]
     folder = b.save_pretrained(tmp_path / "model")
     assert json.loads((folder / "model_index.json").read_text())["_class_name"] == pipeline
     again, loaded = cls.load(str(folder), device="cpu"), real.load(str(folder), device="cpu")
@@ -248,7 +298,7 @@ def test_save_pretrained_round_trip_and_diffusers_reads_the_folder(cls, real, pi
         assert s1.keys() == s2.keys() and all(torch.equal(s1[k], s2[k]) for k in s1)
     source = pil_to_tensor(photo)
     cond = again.encode_instruction([INSTRUCTION], source, b.encode_image(source))
-    z = torch.randn(1, 16, 8, 8, generator=torch.Generator().manual_seed(1))
+    z = torch.randn(b.encode_image(source).shape, generator=torch.Generator().manual_seed(1))
     # same weights; the reloaded model may pick another attention kernel (measured: 2e-7 apart for Qwen)
     torch.testing.assert_close(again.predict(z, 500.0, cond), b.predict(z, 500.0, cond), rtol=1e-5, atol=1e-6)
     assert again.tokenize(INSTRUCTION) == b.tokenize(INSTRUCTION)
@@ -265,7 +315,7 @@ def test_quantised_loading_is_refused_in_one_sentence_off_cuda(kontext, tmp_path
     assert QwenImageEdit.Options(quantize="nf4").quantize == "nf4"
 
 
-@pytest.mark.parametrize(("cls", "model"), [(FluxKontextDev, None), (QwenImageEdit, None),
+@pytest.mark.parametrize(("cls", "model"), [(FluxKontextDev, None), (QwenImageEdit, None), (Flux2Klein, None),
                                             (QwenImageEdit, "Qwen/Qwen-Image-Edit-2509")])
 def test_offline_without_weights_is_one_sentence(cls, model, monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -280,7 +330,7 @@ FAST = ["--backbone", "tiny-random-kontext", "--working-size", str(SIZE), "--ste
         "--device", "cpu"]
 
 
-@pytest.mark.parametrize("backbone", ["tiny-random-kontext", "tiny-random-qwen-edit"])
+@pytest.mark.parametrize("backbone", ["tiny-random-kontext", "tiny-random-qwen-edit", "tiny-random-klein"])
 def test_spl_edit_runs_an_instruction_from_the_command_line(tmp_path, photo, backbone):
     path, out = tmp_path / "photo.png", tmp_path / "night.png"
     photo.resize((80, 64)).save(path)

@@ -1,9 +1,10 @@
 """Built-in backbones: LCM Dreamshaper v7 (default), SD 1.5 + LCM-LoRA, LCM-SDXL, SDXL + LCM-LoRA, SD3.5, FLUX.1,
-the instruction-edit FLUX.1 Kontext and Qwen-Image-Edit, and random-weight models."""
+the instruction-edit FLUX.1 Kontext, Qwen-Image-Edit and FLUX.2 [klein], and random-weight models."""
 
 from __future__ import annotations
 
 from spl_backbones.flux import FluxDev, FluxSchnell
+from spl_backbones.flux2 import Flux2Klein
 from spl_backbones.kontext import FluxKontextDev
 from spl_backbones.lcm import LCMDreamshaperV7
 from spl_backbones.lora import LCMLoRASD15
@@ -14,7 +15,7 @@ from spl_backbones.sdxl_lcm import LCMSDXL, LCMLoRASDXL
 from spl_backbones.sdxl_random import SDXLRandom, TinyRandomSDXL
 from spl_backbones.tiny import TinyRandom
 from spl_backbones.tiny_flow import TinyRandomFlux, TinyRandomSD3
-from spl_backbones.tiny_instruct import TinyRandomKontext, TinyRandomQwenEdit
+from spl_backbones.tiny_instruct import TinyRandomKlein, TinyRandomKontext, TinyRandomQwenEdit
 from spl_sdk import hookimpl
 from spl_sdk.hookspecs import Register
 
@@ -25,5 +26,5 @@ def spl_register_backbones(register: Register) -> None:
     for cls in (LCMDreamshaperV7, LCMLoRASD15, TinyRandom, SD15Random, LCMSDXL, LCMLoRASDXL,
                 TinyRandomSDXL, SDXLRandom, SD3Backbone, FluxDev, FluxSchnell, TinyRandomSD3,
                 TinyRandomFlux, FluxKontextDev, TinyRandomKontext, QwenImageEdit,
-                TinyRandomQwenEdit):
+                TinyRandomQwenEdit, Flux2Klein, TinyRandomKlein):
         register(cls)

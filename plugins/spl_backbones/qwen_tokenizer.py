@@ -5,7 +5,8 @@ merged tokens; the real ones come with the weights of Qwen-Image-Edit), so
 ``tiny-random-qwen-edit`` uses a byte-level BPE tokenizer with Qwen2's byte alphabet and
 no merges instead: every UTF-8 byte is one token (ids 0-255, GPT-2's byte-to-symbol
 table), followed by the chat and vision special tokens Qwen-Image-Edit's prompt
-template uses (``<|im_start|>``, ``<|vision_start|>``, ``<|image_pad|>``, ...). The
+template uses (``<|im_start|>``, ``<|vision_start|>``, ``<|image_pad|>``, ...). A small chat template gives Qwen3's layout of one user turn
+(FLUX.2 [klein] reads its prompt through it). The
 processor is transformers' own ``Qwen2VLProcessor`` with the stock Qwen2-VL image
 processor (14 px patches, 2x2 merge). Ids differ from the real model's; real models
 always load their own tokenizer and processor from the model folder.
@@ -15,9 +16,16 @@ from __future__ import annotations
 
 from typing import Any
 
-# The special tokens of Qwen2-VL that the edit prompt template and the processor use, in id order
+# The special tokens of Qwen2-VL and Qwen3 that the prompt templates and the processor use, in id order
 SPECIALS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
-            "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>")
+            "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>", "<think>", "</think>")
+VOCAB_SIZE = 256 + len(SPECIALS)
+# Qwen3's chat layout for one user turn and the assistant's answer with thinking switched off
+# (what FLUX.2's pipeline asks for with enable_thinking=False)
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n"
+    "{% if enable_thinking is defined and not enable_thinking %}<think>\n\n</think>\n\n{% endif %}{% endif %}")
 MAX_LENGTH = 1024  # QwenImageEditPlusPipeline.tokenizer_max_length
 
 
@@ -41,13 +49,14 @@ def special_ids() -> dict[str, int]:
 
 
 def build_qwen_tokenizer() -> Any:
-    """The stand-in Qwen2 tokenizer: 256 byte tokens plus Qwen2-VL's special tokens (264 ids)."""
+    """The stand-in Qwen2 tokenizer: 256 byte tokens plus the special tokens (266 ids), with a chat template."""
     from transformers import Qwen2Tokenizer
 
     vocab = {symbol: i for i, symbol in enumerate(byte_symbols())} | special_ids()
     tokenizer = Qwen2Tokenizer(vocab=vocab, merges=[], unk_token="<|endoftext|>", eos_token="<|im_end|>",
                                pad_token="<|endoftext|>", model_max_length=MAX_LENGTH)
     tokenizer.add_special_tokens({"additional_special_tokens": list(SPECIALS)})
+    tokenizer.chat_template = CHAT_TEMPLATE
     return tokenizer
 
 
