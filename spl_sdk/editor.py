@@ -253,10 +253,14 @@ class Editor:
         with timer.phase("vae"):
             edited = resize(self.backbone.decode_latents(out.latent).float(), size)
         if cfg.align != "off":  # a method whose output drifts: register it before post-processing
-            from spl_sdk.align import align
+            from spl_sdk.align import AlignmentError, align
 
             with timer.phase("post_process"):
-                edited = align(source.float(), edited, cfg.align).image
+                try:
+                    edited = align(source.float(), edited, cfg.align).image
+                except AlignmentError as exc:  # an edit that changed everything: keep it, say so
+                    warnings.warn(SplWarning(f"{exc} The edit is post-processed as it came out."),
+                                  stacklevel=2)
         if terms:
             with timer.phase("post_process"):
                 for post in posts:  # in the configured order

@@ -105,3 +105,11 @@ def test_edit_covering_under_half_is_refused(pair) -> None:
     crop = edit.crop((SIZE[0] * 3 // 10, 0, SIZE[0] * 7 // 10, SIZE[1]))  # the middle 40 %
     with pytest.raises(AlignmentError, match=r"covers only 4\d % of SOURCE \(under half\)"):
         align(pil_to_tensor(src), pil_to_tensor(crop))
+
+
+def test_flat_source_has_nothing_to_align_on() -> None:
+    flat = torch.full((1, 3, 64, 96), 0.2)
+    edited = torch.rand(1, 3, 64, 96) * 2 - 1
+    result = align(flat, edited)
+    assert result.info["mode"] == "none" and "no structure" in result.info["reason"]
+    assert torch.equal(result.image, edited)

@@ -10,7 +10,7 @@ from PIL import Image
 from spl_sdk.components import EditRequest
 from spl_sdk.config import EditConfig
 from spl_sdk.editor import Editor
-from spl_sdk.errors import Cancelled, ConfigError, PromptError
+from spl_sdk.errors import Cancelled, ConfigError, PromptError, SplWarning
 from spl_sdk.geometry import working_shape
 from spl_sdk.imageio import pil_to_tensor
 
@@ -136,3 +136,12 @@ def test_a_user_mask_is_used_without_a_first_pass(editor, photo):
     assert result.mask.size == photo.size
     m = np.asarray(result.mask)
     assert m[0, 0] == 0 and m[68, 100] == 255
+
+
+def test_edit_that_cannot_be_aligned_is_post_processed_as_it_is(tiny_backbone, plugins, photo):
+    # the tiny backbone paints noise: nothing of the photo to register onto, so the edit warns
+    # and goes on instead of failing after all its steps
+    editor = Editor(tiny_backbone, EditConfig(**FAST), plugins)
+    with pytest.warns(SplWarning, match="cannot align EDITED to SOURCE.*post-processed as it came out"):
+        result = editor.edit(photo, "a photo of a man", "a painting of a man", align="auto")
+    assert result.image.size == photo.size and result.config.align == "auto"

@@ -25,6 +25,7 @@ MODES = ("auto", "affine", "flow", "off")
 # Below this correlation of structure maps the two images are not the same scene (a recoloured,
 # blurred and warped edit of a photo scores above 0.5; two different photos below 0.2).
 MIN_CORRELATION = 0.3
+FLAT = 1 / 255  # below this 99th percentile of luminance steps the source is flat: nothing to align on
 MIN_COVERAGE = 0.5  # the aligned edit must cover at least half of the source
 # Gains of correlation below these are noise: ``auto`` leaves such a step out. The flow's bar is
 # higher: it fits the structure maps locally and so always gains a little (a blurred, recoloured
@@ -124,6 +125,9 @@ def _align(source: torch.Tensor, edited: torch.Tensor, mode: str) -> Alignment:
         return correlation(template, moved, (cover > 0.999).astype(np.float32)), float(cover.mean())
 
     identity = np.eye(2, 3, dtype=np.float32)
+    if float(np.percentile(np.abs(np.diff(template_luma, axis=1)), 99)) < FLAT:
+        info.update(mode="none", reason="the source has no structure to align on")  # a flat image
+        return Alignment(base.clone() if base is edited else base, ones, info)
     plain, _ = score(identity)
     fits = [affine.fit(template, moving, start) for start in _starts(size, tuple(edited.shape[-2:]), grid)]
     scored = [(score(w), w) for w in fits]
