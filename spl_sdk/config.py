@@ -303,7 +303,9 @@ def build_config(cls: type[Cfg], file: str | Path | None = None, **overrides: An
 def _check_file_values(cls: type[BaseModel], data: dict[str, Any], file: str | Path) -> None:
     """Refuse a file value that is wrong on its own (rules across fields wait for the flags)."""
     try:
-        cls(**data)
+        with warnings.catch_warnings():  # deprecation notes come once, from the real validation
+            warnings.simplefilter("ignore")
+            cls(**data)
     except ValidationError as exc:
         if any(err["loc"] for err in exc.errors()):
             raise ConfigError(f"{file}: {describe_validation_error(exc, str(file), cls)}") from None

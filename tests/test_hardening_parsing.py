@@ -152,3 +152,14 @@ def test_eval_inputs_that_are_not_utf8_or_too_deep(tmp_path, photo):
     pairs.write_bytes(b"image,edited,target_prompt\nphoto.png,photo.png,caf\xe9\n")
     one_line(CliRunner().invoke(main, ["eval", str(pairs), "-o", str(tmp_path / "ev2"), "--networks",
                                        "tiny-random"]), "is not valid UTF-8")
+
+
+def test_any_recursion_error_left_is_still_one_line(photo, monkeypatch):
+    """The last guard: a RecursionError from code that does not parse through spl_sdk.parsing."""
+    import spl_sdk.refine
+
+    def deep(*_a, **_k):
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setattr(spl_sdk.refine, "refine", deep)
+    one_line(refine(photo), "nested too deeply to read")
