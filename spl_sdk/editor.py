@@ -323,6 +323,9 @@ class Editor:
         if cfg.profile != "paper":
             return self.backbone.encode_image(work).float(), None
         generator = torch.Generator(self.backbone.device).manual_seed(cfg.seed)
+        # the paper's image processor hands the VAE an (N, H, W, C) array viewed as NCHW: a
+        # channels-last tensor, which takes other convolution kernels (float32 rounding)
+        work = work.contiguous(memory_format=torch.channels_last)
         return self.backbone.encode_image(work, generator=generator).float(), generator
 
     def _post_processors(self, cfg: EditConfig) -> list[PostProcessor]:

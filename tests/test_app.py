@@ -190,7 +190,7 @@ def test_changed_option_widget_reaches_the_edit() -> None:
     at.button(key="edit.run").click().run()
     assert not at.exception and not at.error, messages(at)
     options = result_metadata(at, "edit")["config"]["options"]
-    assert options["spl"] == {"radius": 3, "eps": 1e-4}  # the changed value, the rest defaults
+    assert options["spl"] == {"radius": 3, "eps": 1e-4, "residual": "centred"}  # the changed value, the rest defaults
     assert options["attention/infedit"]["blend_threshold"] == 0.3
 
 

@@ -278,8 +278,15 @@ def test_target_guidance_one_keeps_six_rows_and_edits_the_conditional_half(
         edits.append((probs.clone(), out.clone()))
         return out
 
+    paper_order = processors_module.CrossAttentionProcessor._paper_order
+
+    def recording_paper_order(self, attn, p, half):  # the paper's order: probabilities of all six rows
+        keys.append((attn.to_k(cond_rows[-1]), p.key))
+        return paper_order(self, attn, p, half)
+
     monkeypatch.setattr(tiny_backbone, "encode_prompts", recording_encode)
     monkeypatch.setattr(processors_module, "attention_probs", recording_probs)
+    monkeypatch.setattr(processors_module.CrossAttentionProcessor, "_paper_order", recording_paper_order)
     monkeypatch.setattr(InfEditController, "edit_cross", recording_edit)
     editor = Editor(tiny_backbone, EditConfig(**FAST, profile=profile, target_guidance=1.0,
                                               structure_loss=None), plugins)
@@ -291,7 +298,7 @@ def test_target_guidance_one_keeps_six_rows_and_edits_the_conditional_half(
     assert keys
     for expected, got in keys:
         heads = got.shape[1]
-        want = expected.view(3, -1, heads, got.shape[-1]).transpose(1, 2)
+        want = expected.view(len(expected), -1, heads, got.shape[-1]).transpose(1, 2)
         torch.testing.assert_close(got, want)
     # cross-attention replacement happened in the conditional target rows
     assert any(not torch.equal(before[1], after[1]) for before, after in edits)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field
 
@@ -42,6 +42,12 @@ class InfEditController(AttentionController):
                                          "attention exceeds this may change; the rest keep the source.")
         blend_dilation: int = Field(1, ge=0, le=8, description="Local blend: max-pool radius (in "
                                     "attention cells) that grows each word's map before thresholding.")
+        scores: Literal["sdpa", "bmm"] = Field(
+            "sdpa", description="How attention is computed: PyTorch's fused scaled_dot_product_attention "
+                                "(sdpa), or the paper code's order (bmm): diffusers' get_attention_scores "
+                                "(scale fused into the score matmul), softmax, then a batched matmul.")
+
+    profile_options: ClassVar[dict[str, dict[str, Any]]] = {"paper": {"scores": "bmm"}}
 
     def __init__(self, *, backbone: Backbone, source_prompt: str, target_prompt: str,
                  num_steps: int, config: EditConfig, options: ComponentOptions | None = None) -> None:
@@ -158,10 +164,11 @@ class InfEditController(AttentionController):
         new: dict[str, Any] = {}
         for name, proc in current.items():
             if name.endswith("attn1.processor"):
-                new[name] = SelfAttentionProcessor(self, name)
+                new[name] = SelfAttentionProcessor(self, name, scores=self.options.scores)
             elif name.endswith("attn2.processor"):
                 # maps of "down" and "up" layers only (docs/method.md section 5), never the middle block
-                new[name] = CrossAttentionProcessor(self, name, store="mid_block" not in name)
+                new[name] = CrossAttentionProcessor(self, name, store="mid_block" not in name,
+                                                    scores=self.options.scores)
             else:
                 new[name] = proc
         return new

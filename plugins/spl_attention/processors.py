@@ -94,6 +94,32 @@ def sdpa(attn: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                                           is_causal=False, scale=attn.scale)
 
 
+def _batched(t: torch.Tensor) -> torch.Tensor:
+    """(batch, heads, length, dim) as diffusers' head_to_batch_dim lays it out: (batch * heads, length, dim)."""
+    return t.reshape(-1, *t.shape[-2:])
+
+
+def fused_probs(attn: Any, query: torch.Tensor, key: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """softmax(scale q k^T + mask) by diffusers' ``Attention.get_attention_scores`` (the scale fused into
+    one baddbmm), as the paper's code computes every attention layer; (batch, heads, length, keys)."""
+    b, h, n, _ = query.shape
+    mask3 = None if mask is None else _batched(mask.expand(b, h, *mask.shape[-2:]))
+    return attn.get_attention_scores(_batched(query), _batched(key), mask3).view(b, h, n, -1)
+
+
+def bmm_attention(attn: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                  mask: torch.Tensor | None) -> torch.Tensor:
+    """Attention in the paper code's order: :func:`fused_probs`, then one batched matmul with the values."""
+    probs = fused_probs(attn, query, key, mask)
+    return probs_times_values(probs, value)
+
+
+def probs_times_values(probs: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+    """(batch, heads, length, keys) probabilities times the values by one ``torch.bmm``, back as 4-D."""
+    b, h, n, _ = probs.shape
+    return torch.bmm(_batched(probs).to(value.dtype), _batched(value)).view(b, h, n, -1)
+
+
 def attention_probs(attn: Any, query: torch.Tensor, key: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     """Explicit softmax(q k^T scale + mask), computed in float32 (only a few text columns)."""
     scores = torch.matmul(query.float(), key.float().transpose(-1, -2)) * attn.scale
@@ -103,11 +129,16 @@ def attention_probs(attn: Any, query: torch.Tensor, key: torch.Tensor, mask: tor
 
 
 class SelfAttentionProcessor:
-    """Self-attention (``attn1``) with the query/key/value swaps of InfEdit's unified attention control."""
+    """Self-attention (``attn1``) with the query/key/value swaps of InfEdit's unified attention control.
 
-    def __init__(self, controller: Controller, layer: str) -> None:
+    ``scores="bmm"`` computes attention as the paper's code does (:func:`bmm_attention`),
+    "sdpa" with the fused kernel; the two agree up to float32 rounding.
+    """
+
+    def __init__(self, controller: Controller, layer: str, *, scores: str = "sdpa") -> None:
         self.controller = controller
         self.layer = layer
+        self.attend = bmm_attention if scores == "bmm" else sdpa
 
     def __call__(self, attn: Any, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor | None = None,
                  attention_mask: torch.Tensor | None = None, temb: torch.Tensor | None = None,
@@ -120,16 +151,17 @@ class SelfAttentionProcessor:
             query, key, value = query[qi], key[ki], value[vi]
             if mask is not None and mask.shape[0] == query.shape[0]:
                 mask = mask[ki]
-        return finish(attn, sdpa(attn, query, key, value, mask), p)
+        return finish(attn, self.attend(attn, query, key, value, mask), p)
 
 
 class CrossAttentionProcessor:
     """Cross-attention (``attn2``): plain for unconditional rows, edited probabilities for conditional ones."""
 
-    def __init__(self, controller: Controller, layer: str, *, store: bool = True) -> None:
+    def __init__(self, controller: Controller, layer: str, *, store: bool = True, scores: str = "sdpa") -> None:
         self.controller = controller
         self.layer = layer
         self.store = store
+        self.paper_order = scores == "bmm"  # every row through fused_probs and one bmm, as the paper's code
 
     def __call__(self, attn: Any, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor | None = None,
                  attention_mask: torch.Tensor | None = None, temb: torch.Tensor | None = None,
@@ -137,10 +169,13 @@ class CrossAttentionProcessor:
         p = project(attn, hidden_states, encoder_hidden_states, attention_mask, temb)
         batch = p.query.shape[0]
         if not self.controller.edits_cross(batch):
-            return finish(attn, sdpa(attn, p.query, p.key, p.value, p.mask), p)
+            attend = bmm_attention if self.paper_order else sdpa
+            return finish(attn, attend(attn, p.query, p.key, p.value, p.mask), p)
         layout = self.controller.layout
         # guided layouts put every unconditional row first, then every conditional one
         half = batch // 2 if layout.guided else 0
+        if self.paper_order:
+            return finish(attn, self._paper_order(attn, p, half), p)
         mask_u = mask_c = None
         if p.mask is not None:
             mask_u, mask_c = (p.mask[:half], p.mask[half:]) if p.mask.shape[0] == batch else (p.mask, p.mask)
@@ -152,3 +187,14 @@ class CrossAttentionProcessor:
         value = p.value[half:]
         parts.append(torch.matmul(probs.reshape(rows, heads, pixels, tokens).to(value.dtype), value))
         return finish(attn, torch.cat(parts), p)
+
+    def _paper_order(self, attn: Any, p: Projected, half: int) -> torch.Tensor:
+        """The paper code's order: probabilities of every row (:func:`fused_probs`), the conditional
+        rows edited, then one batched matmul with the values."""
+        probs = fused_probs(attn, p.query, p.key, p.mask)
+        cond = probs[half:]
+        rows, heads, pixels, tokens = cond.shape
+        n = len(self.controller.layout.branches)
+        edited = self.controller.edit_cross(cond.float().view(n, rows // n, heads, pixels, tokens), store=self.store)
+        probs = torch.cat([probs[:half], edited.reshape(rows, heads, pixels, tokens).to(probs.dtype)])
+        return probs_times_values(probs, p.value)

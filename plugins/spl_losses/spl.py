@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import weakref
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
@@ -34,6 +35,13 @@ class SPLLoss(LossTerm):
                             "covers a (2r+1) x (2r+1) window (the paper's 11 x 11 at r = 5).")
         eps: float = Field(1e-4, gt=0, le=1, description="Regulariser added to the window variances "
                            "of the [0, 1] intensities; larger values ignore fainter edges.")
+        residual: Literal["centred", "expanded"] = Field(
+            "centred", description="How value() arranges the window residuals: centred (varP - 2a cov + "
+                                   "a^2 varI, fewer cancelling float32 terms) or expanded (mPP + a^2 mII + "
+                                   "b^2 - 2a mIP - 2b mP + 2ab mI, term by term as docs/method.md writes it); "
+                                   "equal up to rounding.")
+
+    profile_options: ClassVar[dict[str, dict[str, Any]]] = {"paper": {"residual": "expanded"}}
 
     def __init__(self, weight: float | None = None, mask: torch.Tensor | None = None, *,
                  options: ComponentOptions | None = None) -> None:
@@ -57,6 +65,12 @@ class SPLLoss(LossTerm):
         m_p, m_pp, m_ip = box_filter(torch.cat([p, p * p, intensity * p], 1), r).split(1, 1)
         var_i, var_p, cov = m_ii - m_i * m_i, m_pp - m_p * m_p, m_ip - m_i * m_p
         a, a2 = self._coefficients(m_i, var_i, m_p, var_p, cov)
+        if self.options.residual == "expanded":  # docs/method.md section 3, term by term
+            with torch.no_grad():
+                b, b2 = m_p - a * m_i, m_i - a2 * m_p
+            r1 = m_pp + a * a * m_ii + b * b - 2 * a * m_ip - 2 * b * m_p + 2 * a * b * m_i
+            r2 = m_ii + a2 * a2 * m_pp + b2 * b2 - 2 * a2 * m_ip - 2 * b2 * m_i + 2 * a2 * b2 * m_p
+            return (r1 + r2).mean()
         # With b = mP - a mI, docs/method.md's R1 = mPP + a^2 mII + b^2 - 2a mIP - 2b mP + 2ab mI equals
         # varP - 2a cov + a^2 varI, and (a, b constant) its gradient in P is the same; this form
         # avoids subtracting large, nearly equal float32 terms. Likewise for R2 with a', b'.

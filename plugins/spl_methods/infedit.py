@@ -6,9 +6,11 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal, TypeAlias
 
-from spl_sdk.components import AttentionController, Backbone, Conditioning
+from pydantic import Field
+
+from spl_sdk.components import AttentionController, Backbone, ComponentOptions, Conditioning
 from spl_sdk.components.method import (
     BatchLayout,
     EditMethod,
@@ -36,8 +38,18 @@ def injection_steps(steps: int, opt_start: float) -> list[int]:
     return [i for i in range(steps) if i / steps >= opt_start and opt_start < 1.0]
 
 
+# A step coefficient: a Python float (square roots in float64, the default) or a 0-dim float32
+# tensor of the scheduler's alphas (square roots in float32, as the paper's code takes them).
+Coefficient: TypeAlias = "float | torch.Tensor"
+
+
+def _sqrt(x: Coefficient) -> Coefficient:
+    """Square root in the coefficient's own precision; a negative float32 rounding residue gives 0."""
+    return x.clamp(min=0) ** 0.5 if isinstance(x, torch.Tensor) else math.sqrt(max(x, 0.0))
+
+
 def virtual_inversion_step(x_s: torch.Tensor, x_b: torch.Tensor, z0: torch.Tensor,
-                           e_s: torch.Tensor, e_b: torch.Tensor, a: float, a_prev: float,
+                           e_s: torch.Tensor, e_b: torch.Tensor, a: Coefficient, a_prev: Coefficient,
                            noise: torch.Tensor, eta: float = 1.0,
                            inject: Injector | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """One update of an edited branch ``x_b`` against the source branch ``x_s``.
@@ -47,22 +59,22 @@ def virtual_inversion_step(x_s: torch.Tensor, x_b: torch.Tensor, z0: torch.Tenso
         x0_hat = z0 + ((x_b - x_s) - sqrt(1 - A) (e_b - e_s)) / sqrt(A)
         x_b'   = sqrt(A') x0_hat + sqrt(1 - A' - std) eps + sqrt(std) n,   std = eta (1 - A')
     """
-    e_c = (x_s - math.sqrt(a) * z0) / math.sqrt(1 - a)
-    x0_hat = z0 + ((x_b - x_s) - math.sqrt(1 - a) * (e_b - e_s)) / math.sqrt(a)
+    e_c = (x_s - _sqrt(a) * z0) / _sqrt(1 - a)
+    x0_hat = z0 + ((x_b - x_s) - _sqrt(1 - a) * (e_b - e_s)) / _sqrt(a)
     if inject is not None:
         x0_hat = inject(x0_hat)
     eps = (e_b - e_s) + e_c
     std = eta * (1 - a_prev)
-    direction = math.sqrt(max(1 - a_prev - std, 0.0)) * eps
-    return math.sqrt(a_prev) * x0_hat + direction + math.sqrt(std) * noise, x0_hat
+    direction = _sqrt(1 - a_prev - std) * eps
+    return _sqrt(a_prev) * x0_hat + direction + _sqrt(std) * noise, x0_hat
 
 
-def source_step(x_s: torch.Tensor, z0: torch.Tensor, a: float, a_prev: float,
+def source_step(x_s: torch.Tensor, z0: torch.Tensor, a: Coefficient, a_prev: Coefficient,
                 noise: torch.Tensor, eta: float = 1.0) -> torch.Tensor:
     """The source branch's update: its clean estimate is ``z0`` itself."""
-    e_c = (x_s - math.sqrt(a) * z0) / math.sqrt(1 - a)
+    e_c = (x_s - _sqrt(a) * z0) / _sqrt(1 - a)
     std = eta * (1 - a_prev)
-    return math.sqrt(a_prev) * z0 + math.sqrt(max(1 - a_prev - std, 0.0)) * e_c + math.sqrt(std) * noise
+    return _sqrt(a_prev) * z0 + _sqrt(1 - a_prev - std) * e_c + _sqrt(std) * noise
 
 
 def guided(noise_pred: torch.Tensor, guidance: Guidance) -> tuple[torch.Tensor, ...]:
@@ -96,7 +108,8 @@ def sample(backbone: Backbone, controller: AttentionController | None, z0: torch
            cond: Conditioning | torch.Tensor, *, steps: int, guidance: Guidance, seed: int,
            opt_start: float = 1.0, inject: Injector | None = None,
            on_step: StepCallback | None = None, eta: float = 1.0,
-           generator: torch.Generator | None = None, **schedule: Any) -> EditOutput:
+           generator: torch.Generator | None = None, coefficients: str = "float64",
+           **schedule: Any) -> EditOutput:
     """Run the three branches together, one batched denoiser call per step.
 
     ``cond`` holds one row per :data:`LAYOUT` row (see :func:`prompts_for`); ``inject``
@@ -108,6 +121,8 @@ def sample(backbone: Backbone, controller: AttentionController | None, z0: torch
     before ``inject``, whose re-encode may draw too). They come from a private CPU generator
     seeded with ``seed`` (the same noise on every device), or, when ``generator`` is given
     (the paper profile), from it on its device in the model's dtype, as the paper's code draws.
+    ``coefficients="float32"`` takes the step coefficients' square roots from the scheduler's
+    float32 alphas in float32 (the paper's code), "float64" from their float64 values.
     """
     if not isinstance(cond, Conditioning):
         cond = Conditioning(cond)
@@ -120,8 +135,10 @@ def sample(backbone: Backbone, controller: AttentionController | None, z0: torch
     inject_at = set(injection_steps(len(timesteps), opt_start)) if inject is not None else set()
     out = EditOutput(latent=z0, extras={"mutual_latent": z0})
     for i, t in enumerate(timesteps):
-        a = float(alphas[t])
-        a_prev = float(alphas[timesteps[i + 1]]) if i + 1 < len(timesteps) else a
+        a: Coefficient = alphas[t]
+        a_prev: Coefficient = alphas[timesteps[i + 1]] if i + 1 < len(timesteps) else a
+        if coefficients != "float32":
+            a, a_prev = float(a), float(a_prev)
         if controller is not None:
             controller.begin_step(i)
         began = time.perf_counter()
@@ -158,6 +175,15 @@ class InfEdit(EditMethod):
     default_steps: ClassVar[int] = 15
     default_guidance: ClassVar[Guidance] = Guidance(1.0, 2.0)
 
+    class Options(ComponentOptions):
+        """Arithmetic of the update (docs/paper-profile.md); the result is the same up to float32 rounding."""
+
+        coefficients: Literal["float64", "float32"] = Field(
+            "float64", description="Precision of the step coefficients' square roots: float64, or the "
+                                   "scheduler's float32 alphas in float32 as the paper's code takes them.")
+
+    profile_options: ClassVar[dict[str, dict[str, Any]]] = {"paper": {"coefficients": "float32"}}
+
     def edit(self, request: EditRequest) -> EditOutput:
         """Encode the six prompts, install the controller with :data:`LAYOUT` and sample."""
         self.check(request.backbone)
@@ -172,6 +198,6 @@ class InfEdit(EditMethod):
             out = sample(request.backbone, controller, request.z0, cond,
                          steps=request.steps or self.default_steps, guidance=guidance, seed=request.seed,
                          opt_start=request.opt_start, inject=request.inject, on_step=request.on_step,
-                         generator=request.generator, **schedule)
+                         generator=request.generator, coefficients=self.options.coefficients, **schedule)
         out.text_seconds = text_seconds
         return out
