@@ -51,8 +51,8 @@ class RefineConfig(_Base):
     color_area: Area = Field("whole", description="Where the colour loss applies: whole image or masked area.")
     iterations: int = Field(100, ge=1, le=10000, description="Image-space optimisation iterations per optimisation.")
     solver: Literal["fast", "reference"] = Field(
-        "fast", description="Image-space solver: 'fast' (coarse to fine, closed-form gradients, converges "
-                            "alike at any size) or 'reference' (the paper's optimiser exactly: SGD lr 1, "
+        "fast", description="Image-space solver: 'fast' (closed-form gradients, steps alike at any size, "
+                            "keeps the edit's local light) or 'reference' (the paper's optimiser exactly: SGD lr 1, "
                             "momentum 0.9, NaN gradients zeroed, one clamp to [-1, 1] after the last step).")
     mask_file: Path | None = Field(None, description="Mask image restricting 'masked' losses (white = inside).")
     align: Literal["auto", "affine", "flow", "off"] = Field(

@@ -91,7 +91,8 @@ def _dot(d: torch.Tensor, v: torch.Tensor) -> float:
 
 def descend(source: torch.Tensor, x: torch.Tensor, terms: Sequence[LossTerm], iterations: int,
             progress: Progress | None = None, beta: float = 0.95, window: int = 5,
-            rtol: float = 0.01, vtol: float = 0.0) -> tuple[torch.Tensor, int, float]:
+            rtol: float = 0.01, vtol: float = 0.0,
+            project: Callable[[torch.Tensor], object] | None = None) -> tuple[torch.Tensor, int, float]:
     """Preconditioned projected Nesterov descent from ``x`` (which it may overwrite): result, evaluations, loss.
 
     Step ``x <- clamp(y - D^-1 g(y))`` from ``y = x + beta (x - x_prev)``, with D
@@ -138,6 +139,8 @@ def descend(source: torch.Tensor, x: torch.Tensor, terms: Sequence[LossTerm], it
         d = g.div_(curv) if g.shape == torch.broadcast_shapes(g.shape, curv.shape) else g / curv
         del g, curv
         y.sub_(d, alpha=step).clamp_(-1.0, 1.0)
+        if project is not None:
+            project(y)
         torch.sub(y, x, out=v)
         if _dot(d, v) > 0:  # the move since x_prev goes uphill at y (in the metric of D)
             v.zero_()

@@ -13,14 +13,19 @@ from spl_sdk.components import LossTerm
 from spl_sdk.optimiser import OptimiseResult, optimise_image
 
 
-def photo_and_edit(h: int, w: int, name: str = "cats.png") -> tuple[torch.Tensor, torch.Tensor]:
-    """A photo in [-1, 1] and a synthetic edit of it: contrast and colour change plus a box blur."""
+def photo_and_edit(h: int, w: int, name: str = "cats.png", blur: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """A photo in [-1, 1] and a synthetic edit of it: contrast and colour change plus a box blur.
+
+    With ``blur=False`` the first is the edit's ideal instead: the same change, unblurred.
+    """
     from PIL import Image
 
     with Image.open(EXAMPLES / name) as img:
         img = img.convert("RGB").resize((w, h), Image.Resampling.LANCZOS)
     s = torch.from_numpy(np.asarray(img, dtype=np.float32)).permute(2, 0, 1)[None] / 127.5 - 1
     e01 = (0.6 * (s + 1) / 2 + 0.25) * torch.tensor([1.15, 0.95, 0.8]).view(1, 3, 1, 1)
+    if not blur:
+        return (e01 * 2 - 1).clamp(-1, 1), s
     e01 = F.avg_pool2d(e01, 5, 1, 2, count_include_pad=False)
     return s, (e01 * 2 - 1).clamp(-1, 1)
 
@@ -115,9 +120,26 @@ def test_a_closed_form_returning_a_plain_tuple_still_works():
     assert optimise_image(s, e, [Plain()], iterations=20).loss_after < 0.1 * float(Plain()(s, e))
 
 
-def test_the_bundled_pair_ends_at_least_as_low_as_the_first_release():
-    # the first release's single-level solver ended this pair (the demo of tox -e demo) at SPL
-    # 0.107; stopping on SPL instead of the objective its gradient belongs to ended at 0.118
+def local_mean(image: torch.Tensor, cell: int = 16) -> torch.Tensor:
+    """The intensity averaged over cells (what the edit's light is at that scale)."""
+    return F.avg_pool2d(image.mean(1, keepdim=True), cell, cell, ceil_mode=True)
+
+
+def edge_correlation(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Correlation of the intensities' gradient magnitudes (finite differences)."""
+    def magnitude(x: torch.Tensor) -> torch.Tensor:
+        i = x.mean(1)
+        return ((i[:, 1:, 1:] - i[:, :-1, 1:]) ** 2 + (i[:, 1:, 1:] - i[:, 1:, :-1]) ** 2).sqrt().flatten()
+
+    u, v = magnitude(a), magnitude(b)
+    return float(torch.corrcoef(torch.stack([u, v]))[0, 1])
+
+
+def test_the_bundled_pair_gains_the_sources_edges_and_keeps_the_edits_light():
+    # the demo of tox -e demo. The earlier criterion ("SPL at most the first release's 0.107") is
+    # withdrawn: chasing SPL below where the result improves darkens flat areas (issue 26); the
+    # result is now judged against a known ideal (tests/test_refine_quality.py) and here by what
+    # refine is for: the source's edges in the edit's light
     from PIL import Image
 
     def load(name: str) -> torch.Tensor:
@@ -127,51 +149,63 @@ def test_the_bundled_pair_ends_at_least_as_low_as_the_first_release():
 
     s, e = load("old_man.png"), load("old_man_edited.png")
     r = optimise_image(s, e, [SPLLoss()])
-    assert r.loss_after <= 0.107
-    assert r.iterations < 100
+    assert edge_correlation(r.image, s) > edge_correlation(e, s) + 0.5  # measured 0.25 -> 1.00
+    assert (local_mean(r.image) - local_mean(e)).abs().max() < 0.03  # measured 0.011
+    assert r.loss_after < 0.05 * r.loss_before and r.iterations < 100
 
 
 def test_the_fast_solver_never_returns_a_higher_loss_than_its_start():
-    # from the source itself SPL's potential still falls while SPL rises a little: the start wins
+    # from the source itself SPL's potential still falls while SPL rises a little when the local
+    # intensity is left free: the start wins
+    class Free(SPLLoss):
+        keeps_local_intensity = False
+
     s, _ = photo_and_edit(24, 32)
-    r = optimise_image(s, s, [SPLLoss()], iterations=200)
+    r = optimise_image(s, s, [Free()], iterations=200)
     assert r.loss_after == r.loss_before and torch.equal(r.image, s)
+    held = optimise_image(s, s, [SPLLoss()], iterations=200)  # held, it barely moves
+    assert held.loss_after <= held.loss_before and (held.image - s).abs().max() < 0.05
 
 
-def smooth_photo_and_edit(size: int, factor: int, name: str = "woman.png") -> tuple[torch.Tensor, torch.Tensor]:
-    """A smooth photo (shrunk by ``factor`` then upscaled bicubic) and a tone/colour/blur edit of it."""
-    from PIL import Image
-
-    with Image.open(EXAMPLES / name) as img:
-        small = img.convert("RGB").resize((size // factor, size // factor), Image.Resampling.LANCZOS)
-        img = small.resize((size, size), Image.Resampling.BICUBIC)
-    s = torch.from_numpy(np.asarray(img, dtype=np.float32)).permute(2, 0, 1)[None] / 127.5 - 1
-    e01 = ((s + 1) / 2) ** 0.7 * 0.8 + 0.1
-    e01 = e01 * torch.tensor([1.12, 0.97, 0.82]).view(1, 3, 1, 1)
-    e01 = F.avg_pool2d(e01, 11, 1, 5, count_include_pad=False)
-    return s, (e01 * 2 - 1).clamp(-1, 1)
+def psnr(a: torch.Tensor, b: torch.Tensor, border: int = 6) -> float:
+    """PSNR in dB of two [-1, 1] images on the interior."""
+    d = ((a - b) / 2)[..., border:-border, border:-border]
+    return -10 * float(torch.log10(d.double().pow(2).mean()))
 
 
 @pytest.mark.parametrize(("h", "w"), [(48, 64), (160, 256)])
-@pytest.mark.parametrize("names", [("spl",), ("spl", "cpl")])
-def test_fast_reaches_at_most_the_reference_loss(h, w, names):
+def test_fast_ends_closer_to_the_ideal_than_the_reference(h, w):
+    # the edit without its blur is the ideal: the photo's structure in the edit's colours
     s, e = photo_and_edit(h, w)
-    make = {"spl": SPLLoss, "cpl": CPLLoss}
-    ref = optimise_image(s, e, [make[n]() for n in names], iterations=30, solver="reference")
-    fast = optimise_image(s, e, [make[n]() for n in names], iterations=30, solver="fast")
+    ideal, _ = photo_and_edit(h, w, blur=False)
+    ref = optimise_image(s, e, [SPLLoss()], iterations=30, solver="reference")
+    fast = optimise_image(s, e, [SPLLoss()], iterations=30, solver="fast")
     assert fast.loss_before == pytest.approx(ref.loss_before)
-    assert fast.loss_after <= ref.loss_after
-    assert fast.loss_after < 0.01 * fast.loss_before
-    assert fast.iterations <= 40  # up to 30 per pyramid level, coarse levels counted by their pixel share
+    assert psnr(fast.image, ideal) > psnr(e, ideal) + 2.0
+    assert psnr(fast.image, ideal) >= psnr(ref.image, ideal)
+    assert fast.iterations <= 30
 
 
 def test_fast_step_does_not_shrink_with_the_pixel_count():
-    # the same photo at two sizes (16x the pixels): five steps remove over 98 % of the
-    # loss at both (the reference SGD keeps 84 % and 17 % after five steps)
+    # the same photo at two sizes (16x the pixels): five steps gain 5.0 and 10.1 dB to the ideal
+    # (the reference SGD's step shrinks with the pixel count: its loss falls to 84 % and 17 %)
+    gains = []
     for h, w in ((40, 60), (160, 240)):
         s, e = photo_and_edit(h, w)
+        ideal, _ = photo_and_edit(h, w, blur=False)
         r = optimise_image(s, e, [SPLLoss()], iterations=5)
-        assert r.loss_after < 0.02 * r.loss_before
+        gains.append(psnr(r.image, ideal) - psnr(e, ideal))
+        assert r.loss_after < 0.1 * r.loss_before
+    assert min(gains) > 2.0 and gains[1] > 0.5 * gains[0], gains
+
+
+def test_a_colour_loss_still_moves_the_chroma_while_the_intensity_is_held():
+    # CPL asks for the source's chroma only: the hold on the local intensity never fights it
+    s, e = photo_and_edit(48, 64)
+    r = optimise_image(s, e, [SPLLoss(), CPLLoss()], iterations=30)
+    cpl = CPLLoss()
+    assert float(cpl(s, r.image)) < 0.2 * float(cpl(s, e))
+    assert (local_mean(r.image, 8) - local_mean(e, 8)).abs().max() < 0.05
 
 
 def test_result_is_float32_in_range_and_inputs_are_untouched():
@@ -274,18 +308,6 @@ def test_masked_terms_leave_pixels_outside_every_mask_unchanged():
         outside = (mask == 0).expand_as(e)
         assert torch.equal(r.image[outside], e[outside])
         assert not torch.equal(r.image[~outside], e[~outside])
-
-
-def test_smooth_photo_converges_within_ten_evaluations_per_level():
-    # a 4x-upscaled photo: its error after the edit is of low frequency, which iterations at
-    # full resolution barely move (the single-level solver of 0.1 keeps 5.4 % of the loss after
-    # 10 iterations, 1.6 % of the reducible part); coarse to fine keeps 4.4 % (0.6 %)
-    s, e = smooth_photo_and_edit(512, 4)
-    term = SPLLoss()
-    r = optimise_image(s, e, [term], iterations=10)
-    floor = float(term(s, s))  # the source's own SPL: eps keeps it above 0 in flat windows
-    assert r.loss_after < 0.05 * r.loss_before
-    assert r.loss_after - floor < 0.01 * (r.loss_before - floor)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU; none is visible to torch here")

@@ -38,6 +38,7 @@ class CPLLoss(LossTerm):
 
     name = "cpl"
     default_weight = 1000.0
+    keeps_local_intensity = True  # chroma only: its gradient never changes the channels' mean
 
     class Options(ComponentOptions):
         """Set with --option cpl.chroma=kornia; ``--profile paper`` sets kornia unless given."""

@@ -27,6 +27,7 @@ class SPLLoss(LossTerm):
 
     name = "spl"
     default_weight = 10000.0
+    keeps_local_intensity = True  # a window's fits are blind to an offset of P: the edit keeps its light
 
     class Options(ComponentOptions):
         """Window and regulariser of the local linear model (docs/method.md section 3)."""

@@ -44,6 +44,10 @@ class LossTerm(Component):
     """
 
     default_weight: ClassVar[float] = 1000.0
+    # True when the term never asks the edit's local mean intensity to change (it compares
+    # structure, like SPL, or chroma only, like CPL): the default solver then holds that
+    # intensity at the start's and only adds detail (docs/method.md section 3).
+    keeps_local_intensity: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
