@@ -106,6 +106,8 @@ def descend(source: torch.Tensor, x: torch.Tensor, terms: Sequence[LossTerm], it
     returned is the one with the lowest loss seen. Stops after ``iterations``
     evaluations, or once the last ``window`` of them lowered the objective by
     less than ``rtol`` of what this call has gained plus ``vtol`` of the loss.
+    ``project``, if given, is applied in place to every new iterate after the
+    clamp (the optimiser's hold on the start's local intensity).
     """
     v = torch.zeros_like(x)
     y = torch.empty_like(x)
