@@ -1,5 +1,5 @@
 """Alignment benchmark: seconds and peak memory of ``spl_sdk.align`` next to the refine's own, per size;
-and the quality check of docs/align.md (a moved edit refined within 0.5 dB of the unmoved one).
+and the quality check of docs/align.md (a moved edit refined within 1 dB of the unmoved one).
 
     python benchmarks/align.py                           # cost at 1024, 2048, 4096 on the CPU, 1 thread
     python benchmarks/align.py --sizes 2048 --device cuda --threads 16     # the same on a GPU

@@ -44,11 +44,14 @@ def scenes(plugins) -> dict[str, tuple]:
 
 @pytest.mark.parametrize("case, name", [(c, "cats.png" if i % 2 == 0 else "woman.png")
                                         for i, c in enumerate(DRIFTS)])
-def test_moved_edit_comes_within_half_a_db_of_the_unmoved_one(scenes, plugins, case: str, name: str) -> None:
+def test_moved_edit_comes_within_a_db_of_the_unmoved_one(scenes, plugins, case: str, name: str) -> None:
+    # 1 dB, not 0.5: since the default solver holds the edit's local intensity it restores more
+    # detail (unmoved 37.9/38.3 dB, was 35.6/34.5), and so shows more of the alignment's
+    # sub-pixel residual (worst case 'all' on woman: 37.5 dB); without alignment 21-35 dB
     src, ideal, edit, unmoved = scenes[name]
     result = refine(src, moved(edit, DRIFTS[case]), plugins=plugins, iterations=ITERATIONS)
     assert result.alignment["mode"] != "none"
-    assert psnr_interior(result.image, ideal) >= unmoved - 0.5, result.alignment
+    assert psnr_interior(result.image, ideal) >= unmoved - 1.0, result.alignment
 
 
 def test_without_alignment_the_same_edit_is_clearly_worse(scenes, plugins) -> None:
@@ -60,13 +63,13 @@ def test_without_alignment_the_same_edit_is_clearly_worse(scenes, plugins) -> No
 
 @pytest.mark.slow
 @pytest.mark.parametrize("case", list(DRIFTS))
-def test_moved_edit_within_half_a_db_at_2048_px(plugins, case: str) -> None:
+def test_moved_edit_within_a_db_at_2048_px(plugins, case: str) -> None:
     src = photo("woman.png", (2048, 1365))
     ideal = recolour(src)
     edit = blurred(ideal, 8.0)
     unmoved = psnr_interior(refine(src, edit, align="off", plugins=plugins).image, ideal)
     result = refine(src, moved(edit, DRIFTS[case]), plugins=plugins)
-    assert psnr_interior(result.image, ideal) >= unmoved - 0.5, result.alignment
+    assert psnr_interior(result.image, ideal) >= unmoved - 1.0, result.alignment
 
 
 # ------------------------------------------------------------------ every door
