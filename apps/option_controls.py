@@ -81,13 +81,20 @@ def from_widget(info: FieldInfo, value: Any) -> Any:
 
 def component_widgets(plugins: Plugins, kind: str, name: str, container: Any = st) -> None:
     """One widget per option of component ``kind/name`` (nothing when it has no options)."""
-    fields = plugins.get(kind, name).Options.model_fields
-    for field, info in fields.items():
+    cls = plugins.get(kind, name)
+    for field, info in cls.Options.model_fields.items():
         k = key(kind, name, field)
         if k not in st.session_state:
             st.session_state[k] = to_widget(info, info.get_default(call_default_factory=True))
         controls.field_widget(field.replace("_", " ").capitalize(), info, container, key=k,
-                              help=info.description)
+                              help=_with_profiles(info.description or "", cls, field))
+
+
+def _with_profiles(text: str, cls: type, field: str) -> str:
+    """The field's help plus what each profile sets it to while the widget keeps its default."""
+    notes = [f"Profile {profile} uses {fields[field]!r} while this stays at its default."
+             for profile, fields in getattr(cls, "profile_options", {}).items() if field in fields]
+    return " ".join([text, *notes]).strip()
 
 
 def values(plugins: Plugins, kind: str, name: str) -> dict[str, Any]:

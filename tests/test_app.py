@@ -143,6 +143,10 @@ def test_option_widgets_come_from_the_selected_components_options() -> None:
     info = plugins.loss_term("spl").Options.model_fields["radius"]
     assert (spl_radius.value, spl_radius.min, spl_radius.max) == (5, 1, 64)
     assert spl_radius.help == info.description
+    # a profile's value is named where the widget keeps the component's default
+    residual = at.get_by_key("opt.loss/spl.residual")
+    assert residual.value == "centred"
+    assert residual.help.endswith("Profile paper uses 'expanded' while this stays at its default.")
     assert at.slider(key="opt.attention/infedit.blend_threshold").value == 0.3
     with pytest.raises(KeyError):  # no masked area: the mask extractor is not used
         at.get_by_key("opt.mask/cross-attention.eps")
