@@ -362,3 +362,17 @@ def test_instruct_needs_an_instruction_model_and_other_methods_a_source_prompt(f
                     Plugins(load_entrypoints=True, env={}))
     with pytest.raises(Exception, match="source prompt is empty"):
         editor.edit(Image.new("RGB", (64, 64)), None, "a dog", working_size=64, steps=2)
+
+
+def test_spl_batch_runs_instruction_rows_and_still_asks_other_methods_for_a_source(tmp_path, photo):
+    photo.save(tmp_path / "a.png")
+    manifest = tmp_path / "rows.jsonl"
+    manifest.write_text(json.dumps({"image": "a.png", "target_prompt": INSTRUCTION}) + "\n", encoding="utf-8")
+    run = CliRunner().invoke(main, ["batch", str(manifest), "-o", str(tmp_path / "out"), *FAST])
+    assert run.exit_code == 0, run.output
+    record = json.loads((tmp_path / "out" / "results.jsonl").read_text().splitlines()[0])
+    assert record["status"] == "ok" and read_metadata(record["output"])["config"]["method"] == "instruct"
+    other = CliRunner().invoke(main, ["batch", str(manifest), "-o", str(tmp_path / "other"), "--backbone",
+                                      "tiny-random", "--working-size", "64", "--steps", "1"])
+    record = json.loads((tmp_path / "other" / "results.jsonl").read_text().splitlines()[0])
+    assert other.exit_code != 0 and "no source_prompt" in record["error"]

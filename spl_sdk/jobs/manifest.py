@@ -45,8 +45,12 @@ class Row:
         return cls(**data)
 
 
-def read_manifest(path: str | Path) -> list[Row]:
-    """Rows of a JSONL, CSV or Parquet manifest, or of a PIE-Bench ``mapping_file.json``."""
+def read_manifest(path: str | Path, needs_source: bool = True) -> list[Row]:
+    """Rows of a JSONL, CSV or Parquet manifest, or of a PIE-Bench ``mapping_file.json``.
+
+    ``needs_source`` False: edit rows of an instruction method (``instruct``) need only the
+    instruction, in ``target_prompt``.
+    """
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"manifest '{path}' does not exist; give a .jsonl, .csv or .parquet file.")
@@ -66,7 +70,7 @@ def read_manifest(path: str | Path) -> list[Row]:
                           f"(or be a PIE-Bench mapping_file.json).")
     if not records:
         raise ConfigError(f"manifest '{path}' has no rows.")
-    rows = [_row(i, rec, path.parent.resolve()) for i, rec in enumerate(records)]
+    rows = [_row(i, rec, path.parent.resolve(), needs_source) for i, rec in enumerate(records)]
     _unique_ids(rows)
     return rows
 
@@ -141,7 +145,7 @@ def _seed(value: Any) -> int | None:
     return int(value) if isinstance(value, int) else int(number)
 
 
-def _row(index: int, rec: dict[str, Any], base: Path) -> Row:
+def _row(index: int, rec: dict[str, Any], base: Path, needs_source: bool = True) -> Row:
     """Build a Row; a value that cannot be used becomes the row's ``problem``, not an abort."""
     from spl_sdk.parsing import ParseError, loads
 
@@ -176,7 +180,7 @@ def _row(index: int, rec: dict[str, Any], base: Path) -> Row:
     if task == "refine" and edited is None:
         problems.append("a refine row needs an 'edited' image")
     if task == "edit":
-        for name in ("source_prompt", "target_prompt"):
+        for name in ("source_prompt", "target_prompt") if needs_source else ("target_prompt",):
             if not str(rec.get(name) or "").strip():
                 problems.append(f"no {name}")
     raw_id = rec.get("id")

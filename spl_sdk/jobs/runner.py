@@ -136,6 +136,18 @@ def _clean_temp_files(folder: Path) -> None:
             tmp.unlink(missing_ok=True)
 
 
+def _needs_source(config: EditConfig) -> bool:
+    """Whether the run's edit method reads a source prompt (``instruct`` reads the instruction alone)."""
+    from spl_sdk.plugins import get_plugins
+
+    try:
+        plugins = get_plugins()
+        method = config.method or plugins.backbone(config.backbone).default_method
+        return bool(plugins.edit_method(method).uses_source_prompt)
+    except SplError:  # an unknown name is reported where the run resolves it
+        return True
+
+
 def run_batch(manifest: str | Path, out_dir: str | Path, base: EditConfig | None = None, *,
               engine: str = "local", on_record: Callable[[dict[str, Any]], None] | None = None,
               on_plan: Callable[[int, int], None] | None = None,
@@ -152,7 +164,7 @@ def run_batch(manifest: str | Path, out_dir: str | Path, base: EditConfig | None
     out_dir = Path(out_dir).resolve()  # records keep absolute paths: eval works from any folder
     if out_dir.exists() and not out_dir.is_dir():
         raise ConfigError(f"-o '{out_dir}' is a file; give a folder for the batch's outputs.")
-    rows = read_manifest(manifest)
+    rows = read_manifest(manifest, needs_source=_needs_source(base))
     if engine == "ray":
         from spl_sdk.jobs.ray_engine import check_reachable, import_ray
 
