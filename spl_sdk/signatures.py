@@ -15,12 +15,14 @@ from pydantic import BaseModel, ValidationError
 from spl_sdk.components.base import Component, ComponentOptions
 
 # Parameters an override may leave out because the SDK checks for them before passing them:
-# a backbone that cannot sample the posterior, one whose load() predates options=, and a
-# post-processor written before callback= (it may take progress= instead).
+# a backbone that cannot sample the posterior, one whose load() predates options=, a
+# post-processor written before callback= (it may take progress= instead), and a harmonizer
+# without the older keyword spelling of its options (the SDK passes only options=).
 OPTIONAL: dict[tuple[str, str], frozenset[str]] = {
     ("Backbone", "encode_image"): frozenset({"generator"}),
     ("Backbone", "load"): frozenset({"options"}),
     ("PostProcessor", "process"): frozenset({"callback"}),
+    ("Harmonizer", "__init__"): frozenset({"fields"}),
 }
 _POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
 
@@ -80,11 +82,10 @@ def _mismatch(expected: list[inspect.Parameter], given: list[inspect.Parameter],
     for i, p in enumerate(q for q in expected if q.kind in _POSITIONAL):
         if i < len(positional):
             used.add(positional[i].name)
-            if positional[i].name != p.name and positional[i].name in names:  # shifted by a missing one
+            # the SDK passes these by position, so another name is fine, unless it is the name of
+            # another parameter: then one is missing and the rest have shifted
+            if positional[i].name != p.name and positional[i].name in names:
                 return f"its parameter {i + 1} is '{positional[i].name}' where the contract has '{p.name}'"
-            named = p.default is not p.empty  # an optional argument may be passed by keyword
-            if named and positional[i].name != p.name and not has_kwargs and p.name not in optional:
-                return f"its parameter {i + 1} is '{positional[i].name}', not '{p.name}'"
         elif p.name in optional:
             continue
         elif not has_args and not (p.default is not p.empty and (p.name in by_name or has_kwargs)):
@@ -95,9 +96,9 @@ def _mismatch(expected: list[inspect.Parameter], given: list[inspect.Parameter],
             if (q is None or q.kind is q.POSITIONAL_ONLY) and not has_kwargs:
                 return f"it lacks the keyword parameter '{p.name}'"
             used.add(p.name)
-        elif p.kind is p.VAR_POSITIONAL and not has_args:
+        elif p.kind is p.VAR_POSITIONAL and not has_args and p.name not in optional:
             return "it takes no *args"
-        elif p.kind is p.VAR_KEYWORD and not has_kwargs:
+        elif p.kind is p.VAR_KEYWORD and not has_kwargs and p.name not in optional:
             return "it takes no **kwargs (the SDK passes keywords it may not know)"
     extra = [p.name for p in given if p.name not in used and p.default is p.empty
              and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and p.name not in {q.name for q in expected}]

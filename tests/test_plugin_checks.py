@@ -14,7 +14,14 @@ from test_plugin_manager import FakeDist, FakeEntryPoint
 import spl_sdk.checks
 import spl_sdk.plugins
 from spl_sdk import hookimpl
-from spl_sdk.components import Backbone, ComponentOptions, LossTerm, MaskExtractor, PostProcessor
+from spl_sdk.components import (
+    Backbone,
+    ComponentOptions,
+    Harmonizer,
+    LossTerm,
+    MaskExtractor,
+    PostProcessor,
+)
 from spl_sdk.errors import PluginError
 from spl_sdk.plugins import Plugins, PluginWarning
 
@@ -236,6 +243,18 @@ class StaticLoad(Backbone):
     encode_prompts = predict = timesteps = encode_image = decode_latents = lambda self, *a, **k: None
 
 
+class OwnInitHarmonizer(Harmonizer):
+    """A harmonizer whose constructor takes options= only (not the older keyword fields)."""
+
+    name = "owninit"
+
+    def __init__(self, options=None):
+        super().__init__(options)
+
+    def describe(self, composite, mask, object_word=None):
+        return None
+
+
 class LegacyPost(PostProcessor):
     """process() with progress= instead of callback=, as written before callback existed."""
 
@@ -275,9 +294,11 @@ def test_options_and_signatures_are_checked_when_a_class_registers(hook: str, ob
 def test_compatible_signatures_and_every_builtin_pass_the_checks(plugins: Plugins) -> None:
     local = Plugins(load_entrypoints=False)
     local.register(_module("spl_register_post_processors", LegacyPost, BoomPost), name="ok")
+    local.register(_module("spl_register_harmonizers", OwnInitHarmonizer), name="ok2")
     with warnings.catch_warnings():
         warnings.simplefilter("error", PluginWarning)
         assert local.names("postprocess") == ["boom", "legacy"]
+        assert local.names("harmonizer") == ["owninit"]
         for kind, names in plugins.registry.items():
             for name in names:
                 info = plugins.info(kind, name)
