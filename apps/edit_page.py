@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import streamlit as st
 from PIL import Image
 
 from spl_apps import controls, mask_input, option_controls, photo, results, runner, settings
 from spl_apps.examples import EXAMPLES, by_key
-from spl_sdk.errors import ConfigError, ImageError
+from spl_sdk.errors import ConfigError, ImageError, SplError
 from spl_sdk.plugins import Plugins
 
 SLOT = "edit"
@@ -76,6 +78,18 @@ def render(plugins: Plugins) -> None:
             results.show(kept, SLOT)
 
 
+def _reads_source_prompt(cfg: Any) -> bool:
+    """False when the edit method (the backbone's default if unset) edits from the instruction alone."""
+    from spl_apps import resources
+
+    plugins = resources.plugins()
+    try:
+        method = cfg.method or plugins.backbone(cfg.backbone).default_method
+        return bool(plugins.edit_method(method).uses_source_prompt)
+    except SplError:  # an unknown name is reported by the run itself
+        return True
+
+
 def _run(current: photo.Photo | None, mask: Image.Image | None, masked: bool,
          options: dict[str, dict]) -> None:
     source_prompt = st.session_state.get(SOURCE_PROMPT, "").strip()
@@ -83,15 +97,16 @@ def _run(current: photo.Photo | None, mask: Image.Image | None, masked: bool,
     if current is None:
         st.warning("Upload a photo or load an example first.")
         return
-    if not source_prompt or not target_prompt:
-        st.warning("Type both prompts: the source describes the photo, the target the result.")
-        return
-    if masked and st.session_state.get(f"{SLOT}.mask_source") != mask_input.WORDS and mask is None:
-        st.warning("A masked area is chosen: upload or draw a mask, or pick 'Prompt words'.")
-        return
     try:
         cfg = controls.config_from_state(options=options)
     except ConfigError as exc:
         st.error(str(exc))
+        return
+    if not target_prompt or (not source_prompt and _reads_source_prompt(cfg)):
+        st.warning("Type both prompts: the source describes the photo, the target the result "
+                   "(an instruction-edit backbone needs only the target: the instruction).")
+        return
+    if masked and st.session_state.get(f"{SLOT}.mask_source") != mask_input.WORDS and mask is None:
+        st.warning("A masked area is chosen: upload or draw a mask, or pick 'Prompt words'.")
         return
     runner.run(SLOT, cfg, current.image, source_prompt, target_prompt, mask=mask)

@@ -286,6 +286,21 @@ def test_upload_prompts_run_result_and_download(monkeypatch: pytest.MonkeyPatch)
     assert len(loads) == 1
 
 
+def test_an_instruction_backbone_runs_from_the_target_prompt_alone() -> None:
+    at = start()
+    at.file_uploader(key="edit.upload").set_value(("photo.png", png((64, 64)), "image/png"))
+    at = settle(at, {**FAST, "cfg.backbone": "tiny-random-kontext", "cfg.working_size": 64,
+                     "edit.target_prompt": "make it night"})
+    at.button(key="edit.run").click().run()
+    assert not at.exception and not at.error, messages(at)
+    meta = result_metadata(at, "edit")
+    assert meta["config"]["method"] == "instruct" and meta["target_prompt"] == "make it night"
+    # a two-prompt backbone still asks for the source prompt
+    at = settle(at, {"cfg.backbone": "tiny-random"})
+    at.button(key="edit.run").click().run()
+    assert any("Type both prompts" in str(w.value) for w in at.warning)
+
+
 @pytest.mark.slow
 def test_masked_example_loads_with_one_click_and_runs() -> None:
     at = start()
