@@ -47,7 +47,8 @@ def test_manifest_values_become_that_rows_error(tmp_path, photo):
     manifest.write_text("\n".join([json.dumps(row("good")), json.dumps(row("nul", image="pho\u0000to.png")),
                                    '{"task": "refine", "id": "big", "image": "photo.png", "edited": '
                                    '"photo.png", "seed": 1e400}',
-                                   json.dumps(row("inf", seed=float("inf")))]))
+                                   json.dumps(row("inf", seed=float("inf"))),
+                                   json.dumps(row("prompt", target_prompt={"a": 1}))]))
     run = batch(manifest, tmp_path / "out")
     assert run.exit_code == 2 and "Traceback" not in run.output, run.output
     got = records(tmp_path / "out")
@@ -55,6 +56,10 @@ def test_manifest_values_become_that_rows_error(tmp_path, photo):
     assert got["nul"]["error"] == "the image path holds a NUL byte."
     assert "seed 'inf' is not a whole number" in got["big"]["error"]
     assert "seed 'inf' is not a whole number" in got["inf"]["error"]
+    assert got["prompt"]["error"] == "target_prompt must be text, not dict."
+    from spl_sdk.jobs.results import Journal
+
+    assert len(Journal(tmp_path / "out" / "results.jsonl").latest(strict=True)) == 5  # eval trusts it
 
     long = tmp_path / "m.csv"
     long.write_text(f"task,id,image,edited,note\nrefine,good,photo.png,photo.png,x\n"

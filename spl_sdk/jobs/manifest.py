@@ -179,10 +179,15 @@ def _row(index: int, rec: dict[str, Any], base: Path, needs_source: bool = True)
     edited = _path(rec.get("edited"), base)
     if task == "refine" and edited is None:
         problems.append("a refine row needs an 'edited' image")
-    if task == "edit":
-        for name in ("source_prompt", "target_prompt") if needs_source else ("target_prompt",):
-            if not str(rec.get(name) or "").strip():
-                problems.append(f"no {name}")
+    required = ("source_prompt", "target_prompt") if needs_source else ("target_prompt",)
+    for name in ("source_prompt", "target_prompt"):
+        if isinstance(rec.get(name), float) and rec[name] != rec[name]:  # NaN: an empty pandas cell
+            rec = dict(rec, **{name: None})
+        if rec.get(name) is not None and not isinstance(rec[name], str):
+            problems.append(f"{name} must be text, not {type(rec[name]).__name__}")
+            rec = dict(rec, **{name: str(rec[name])[:200]})
+        elif task == "edit" and name in required and not str(rec.get(name) or "").strip():
+            problems.append(f"no {name}")
     raw_id = rec.get("id")
     stem = Path(image).stem if image else f"row{index}"
     row_id = _UNSAFE.sub("_", str(raw_id if raw_id not in (None, "") else stem)).strip("._") or f"row{index}"

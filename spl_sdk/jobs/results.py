@@ -20,11 +20,11 @@ JOURNAL = "results.jsonl"
 TABLE = "results.parquet"
 
 
-# the types a journal record's fields must have to be trusted (None allowed where marked)
+# the types the fields spl batch itself fills must have for a journal record to be trusted
 FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "key": (str,), "id": (str,), "status": (str,), "index": (int,), "task": (str,),
     "output": (str, type(None)), "image": (str, type(None)), "edited": (str, type(None)),
-    "target_prompt": (str, type(None)), "source_prompt": (str, type(None)), "error": (str, type(None)),
+    "error": (str, type(None)),
 }
 
 
