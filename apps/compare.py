@@ -58,10 +58,10 @@ def show(before: Image.Image, after: Image.Image, key: str = "compare", containe
     """Comparison widget: a mode choice and a position slider, recomputed on each change."""
     mode = container.radio("Compare", MODES, horizontal=True, key=f"{key}.mode")
     if mode == "Side by side":
-        container.image(side_by_side(before, after), caption="Before | After", width="stretch")
+        container.image(side_by_side(before, after), caption="Before | After", width="content")
         return
     amount = container.slider("Before ← → After", 0, 100, 50, key=f"{key}.amount",
                               help="Wipe: where the divider stands. Blend: how much of the result shows.")
     picture = wipe(before, after, amount / 100) if mode == "Wipe" else blend(before, after, amount / 100)
     caption = "Before (left) | After (right)" if mode == "Wipe" else f"{amount}% after"
-    container.image(picture, caption=caption, width="stretch")
+    container.image(picture, caption=caption, width="content")

@@ -31,8 +31,10 @@ PLUGIN_KIND = {"backbone": "backbone", "method": "method", "attention": "attenti
 TOGGLED = {"structure_loss": "Preserve structure", "color_loss": "Preserve colour"}
 # a loss that is off by default still needs a plug-in to offer when switched on
 SUGGESTED = {"color_loss": "cpl", "structure_loss": "spl"}
-# an unset weight means the loss's default_weight; the widget shows the built-in losses' (spl, cpl)
-WEIGHT_WIDGET_DEFAULTS = {"structure_weight": 10000.0, "color_weight": 1000.0}
+# a weight's loss: an empty weight means that loss's own default_weight, shown as the placeholder
+WEIGHT_OF = {"structure_weight": "structure_loss", "color_weight": "color_loss"}
+# list fields that name installed plug-ins: a pick-list in the order picked
+PICK_LISTS = {"post_processors": "postprocess"}
 AREA_LABELS = {"whole": "Whole image", "masked": "Masked area"}
 # the app takes a mask upload instead of a path; options get widgets from each component's
 # Options model (spl_apps.option_controls)
@@ -120,6 +122,10 @@ def choices(name: str) -> list[Any] | None:
 def to_widget(name: str, value: Any) -> Any:
     """A config value in the form its widget holds."""
     base = _base_type(field(name).annotation)
+    if name in PICK_LISTS:
+        return list(value)
+    if name in WEIGHT_OF:
+        return None if value is None else float(value)
     if typing.get_origin(base) is list:
         return ", ".join(value)
     if typing.get_origin(base) is dict:
@@ -128,8 +134,6 @@ def to_widget(name: str, value: Any) -> Any:
         return value or SUGGESTED[name]
     if base is str and value is None:
         return ""
-    if base is float:
-        return float(WEIGHT_WIDGET_DEFAULTS.get(name, 0.0) if value is None else value)
     return value
 
 
@@ -235,7 +239,35 @@ def widget(name: str, plugins: Plugins, container: Any = st, **kwargs: Any) -> A
     opts: dict[str, Any] = {"key": key(name), "help": f.description, **kwargs}
     if name in PLUGIN_KIND:
         return container.selectbox(label, _plugin_options(name, plugins), **opts)
+    if name in PICK_LISTS:
+        names = plugins.names(PICK_LISTS[name])
+        chosen = [n for n in st.session_state.get(key(name)) or [] if n not in names]
+        return container.multiselect(label, names + chosen, placeholder="none: the edit as denoised",
+                                     **opts)
+    if name in WEIGHT_OF:
+        return weight_widget(name, plugins, label, container, **opts)
     return field_widget(label, f, container, **opts)
+
+
+def loss_default_weight(plugins: Plugins, loss: str | None) -> float | None:
+    """The ``default_weight`` the loss plug-in ``loss`` declares (None when it is not installed)."""
+    if not loss or loss not in plugins.names("loss"):
+        return None
+    return float(plugins.loss_term(loss).default_weight)
+
+
+def weight_widget(name: str, plugins: Plugins, label: str, container: Any = st, **opts: Any) -> Any:
+    """A loss weight as a number field over its whole range; empty = the chosen loss's default_weight."""
+    ge, le, _ = bounds(name)
+    loss = st.session_state.get(key(WEIGHT_OF[name]))
+    default = loss_default_weight(plugins, loss)
+    if default is not None:
+        opts["placeholder"] = f"{default:g} ({loss}'s default)"
+        opts["help"] = f"{opts.get('help') or ''} Empty: {default:g}, the default of '{loss}'.".strip()
+    # a tenth of the default per click: weights span several orders of magnitude
+    step = max((default or 1000.0) / 10, 1e-6)
+    return container.number_input(label, min_value=float(ge), max_value=float(le), step=step,
+                                  format="%g", **opts)
 
 
 def field_widget(label: str, f: FieldInfo, container: Any = st, **opts: Any) -> Any:
@@ -252,7 +284,10 @@ def field_widget(label: str, f: FieldInfo, container: Any = st, **opts: Any) -> 
     if base in (int, float):
         step = _number_step(f)
         number = base
-        if base is float and le is not None and ge is not None:
+        optional = type(None) in typing.get_args(f.annotation)  # None: the owner's default
+        if optional:
+            opts.setdefault("placeholder", "default")
+        if base is float and le is not None and ge is not None and not optional:
             return container.slider(label, min_value=float(ge), max_value=float(le),
                                     step=float(step), **opts)
         if base is float and isinstance(f.default, float) and 0 < abs(f.default) < 0.01:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NoReturn
 
 import streamlit as st
 from PIL import Image
 
 from spl_apps import controls, mask_input, option_controls, photo, results, runner, settings
 from spl_apps.examples import EXAMPLES, by_key
+from spl_apps.wording import for_studio
 from spl_sdk.errors import ConfigError, ImageError, SplError
 from spl_sdk.plugins import Plugins
 
@@ -36,46 +37,60 @@ def load_example(example_key: str) -> None:
 
 def examples_row() -> None:
     """One button per bundled example."""
-    st.markdown("**Examples** — one click loads the photo, prompts and settings")
     for column, example in zip(st.columns(len(EXAMPLES)), EXAMPLES, strict=True):
-        column.button(f"{example.kind}: {example.title}", key=f"example.{example.key}",
-                      on_click=load_example, args=(example.key,), width="stretch")
+        column.button(example.title, key=f"example.{example.key}", on_click=load_example,
+                      args=(example.key,), width="stretch",
+                      help=f"Example ({example.kind.lower()}): one click loads the photo, prompts "
+                           f"and settings.")
 
 
 def render(plugins: Plugins) -> None:
-    """Draw the page and run the edit when Run is pressed."""
+    """Prompts and Run on top, source and result side by side as the centre, settings below."""
     st.title("Structure-preserving edit")
+    running = runner.take_request(SLOT)
     runner.stopped_notice(SLOT)
     examples_row()
-    left, right = st.columns([2, 3])
-    with left:
+    upload, first, second, go = st.columns([4, 4, 4, 2], vertical_alignment="bottom")
+    with upload:
         current = photo.uploader(SLOT, "Photo")
-        if current is not None:
-            st.image(current.image, caption=f"{current.name} ({current.image.width}×{current.image.height})",
-                     width="stretch")
-    with right:
-        st.text_input("Source prompt (describes the photo)", key=SOURCE_PROMPT,
-                      placeholder="a grayscale photo of an old man")
-        st.text_input("Target prompt (describes the result)", key=TARGET_PROMPT,
+    first.text_input("Source prompt (describes the photo)", key=SOURCE_PROMPT,
+                     placeholder="a grayscale photo of an old man")
+    second.text_input("Target prompt (describes the result)", key=TARGET_PROMPT,
                       placeholder="a colorful photo of an old man")
-        masked = settings.preservation(plugins)
-        mask = None
-        if masked:
-            with st.container(border=True):
-                source = mask_input.choose_source(SLOT)
-                if source == mask_input.WORDS:
-                    settings.mask_words(plugins)
-                else:
-                    mask = mask_input.user_mask(SLOT, source, current.image if current else None)
-        clicked = st.button("Run", key=f"{SLOT}.run", type="primary")
-        # under the Run button, so the result is in view when the run ends (also at 1024 px)
-        if clicked:
-            _run(current, mask, masked, option_controls.options_from_state(plugins))
+    runner.run_button(SLOT, running, container=go)
+    source_col, result_col = st.columns(2)
+    with source_col:
+        if current is not None:
+            results.stage_image(current.image, f"Source: {current.name} "
+                                               f"({current.image.width}×{current.image.height})")
         else:
-            runner.missing_model_offer(SLOT)
-        kept = st.session_state.get(f"{SLOT}.result")
+            results.placeholder("Upload a photo or pick an example: it shows here, the result beside it.")
+    st.subheader("Preservation")
+    masked = settings.preservation(plugins)
+    mask = None
+    if masked:
+        with st.container(border=True):
+            source = mask_input.choose_source(SLOT)
+            if source == mask_input.WORDS:
+                settings.mask_words(plugins)
+            else:
+                mask = mask_input.user_mask(SLOT, source, current.image if current else None)
+    kept = st.session_state.get(f"{SLOT}.result")
+    with result_col:
+        runner.show_notice(SLOT)
+        runner.missing_model_offer(SLOT)
+        if running:  # ends with a rerun that draws the result (or the error) with Run enabled
+            _run(current, mask, masked, option_controls.options_from_state(plugins))
         if kept is not None:
-            results.show(kept, SLOT)
+            for note in kept.notes:
+                st.warning(note)
+            results.stage_image(kept.image, "Result")
+        elif current is not None:
+            results.placeholder("Type both prompts and press Run: the result appears here.")
+    if kept is not None:
+        with st.container(key=f"{SLOT}.details"):
+            st.subheader("Compare")
+            results.details(kept, SLOT)
 
 
 def _reads_source_prompt(cfg: Any) -> bool:
@@ -95,18 +110,20 @@ def _run(current: photo.Photo | None, mask: Image.Image | None, masked: bool,
     source_prompt = st.session_state.get(SOURCE_PROMPT, "").strip()
     target_prompt = st.session_state.get(TARGET_PROMPT, "").strip()
     if current is None:
-        st.warning("Upload a photo or load an example first.")
-        return
+        _stop("warning", "Upload a photo or load an example first.")
     try:
         cfg = controls.config_from_state(options=options)
     except ConfigError as exc:
-        st.error(str(exc))
-        return
+        _stop("error", for_studio(str(exc)))
     if not target_prompt or (not source_prompt and _reads_source_prompt(cfg)):
-        st.warning("Type both prompts: the source describes the photo, the target the result "
-                   "(an instruction-edit backbone needs only the target: the instruction).")
-        return
+        _stop("warning", "Type both prompts: the source describes the photo, the target the result "
+                         "(an instruction-edit backbone needs only the target: the instruction).")
     if masked and st.session_state.get(f"{SLOT}.mask_source") != mask_input.WORDS and mask is None:
-        st.warning("A masked area is chosen: upload or draw a mask, or pick 'Prompt words'.")
-        return
+        _stop("warning", "A masked area is chosen: upload or draw a mask, or pick 'Prompt words'.")
     runner.run(SLOT, cfg, current.image, source_prompt, target_prompt, mask=mask)
+
+
+def _stop(kind: str, text: str) -> NoReturn:
+    """Keep the message (until the input changes) and redraw the page with Run enabled."""
+    runner.notify(SLOT, kind, text)
+    st.rerun()

@@ -10,6 +10,7 @@ from PIL import Image
 
 from spl_apps import controls, option_controls, photo, results, runner
 from spl_apps.uploads import IMAGE_TYPES, MAX_UPLOAD_MB, read_fitted_mask
+from spl_apps.wording import for_studio
 from spl_sdk.errors import ConfigError, ImageError, SplError
 from spl_sdk.extras import available
 from spl_sdk.harmonize import EDIT_SETTINGS, background_mask
@@ -76,6 +77,7 @@ def render(plugins: Plugins) -> None:
     st.title("Harmonize a composite")
     st.caption("The object's light and tone move towards the background's; every edge stays put "
                "(SPL on the whole image) and the background keeps its colours (CPL outside the mask).")
+    running = runner.take_request(SLOT)
     runner.stopped_notice(SLOT)
     left, right = st.columns([2, 3])
     with left:
@@ -102,29 +104,30 @@ def render(plugins: Plugins) -> None:
         for name_ in ("structure_weight", "color_weight"):
             controls.widget(name_, plugins, label=name_.split("_")[0].replace("color", "colour")
                             .capitalize() + " weight")
-        clicked = st.button("Run", key=f"{SLOT}.run", type="primary", disabled=not ready)
-        # under the Run button, so the result is in view when the run ends (also at 1024 px)
-        if clicked:
+        runner.run_button(SLOT, running, disabled=not ready)
+        runner.show_notice(SLOT)
+        runner.missing_model_offer(SLOT)
+        if running:  # ends with a rerun that draws the result (or the error) with Run enabled
             _run(composite, mask, option_controls.options_from_state(plugins))
-        else:
-            runner.missing_model_offer(SLOT)
         kept = st.session_state.get(f"{SLOT}.result")
         if kept is not None:
-            results.show(kept, SLOT, file_name="spl-harmonized.png")
+            results.stage_image(kept.image, "Harmonized")
+    if kept is not None:
+        results.details(kept, SLOT, file_name="spl-harmonized.png")
 
 
 def _run(composite: photo.Photo, mask: Image.Image, options: dict[str, dict]) -> None:
     source_prompt = st.session_state.get(SOURCE_PROMPT, "").strip()
     target_prompt = st.session_state.get(TARGET_PROMPT, "").strip()
     if not source_prompt or not target_prompt:
-        st.warning("Press 'Write prompts' or type both prompts first.")
-        return
+        runner.notify(SLOT, "warning", "Press 'Write prompts' or type both prompts first.")
+        st.rerun()
     try:
         cfg = controls.config_from_state(**EDIT_SETTINGS, options=options)
     except ConfigError as exc:
-        st.error(str(exc))
-        return
-    # docs/method.md §6: SPL on the whole image, CPL on the background (the inverted mask)
-    out = runner.run(SLOT, cfg, composite.image, source_prompt, target_prompt, mask=background_mask(mask))
-    if out is not None:  # show the mask as uploaded (the edit used its inverse for the background)
-        out.mask, out.mask_caption = mask, "Mask as uploaded (white = pasted object)"
+        runner.notify(SLOT, "error", for_studio(str(exc)))
+        st.rerun()
+    # docs/method.md §6: SPL on the whole image, CPL on the background (the inverted mask); the
+    # result shows the mask as uploaded
+    runner.run(SLOT, cfg, composite.image, source_prompt, target_prompt, mask=background_mask(mask),
+               shown_mask=mask, mask_caption="Mask as uploaded (white = pasted object)")

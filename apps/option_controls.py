@@ -35,18 +35,36 @@ def _setting(name: str) -> Any:
     return controls.from_widget(name, st.session_state[k]) if k in st.session_state else None
 
 
+def method_in_use(plugins: Plugins) -> str | None:
+    """The edit method the settings run: the chosen one, else the chosen backbone's default."""
+    method = _setting("method")
+    if not method:
+        backbone = _setting("backbone")
+        if backbone in plugins.names("backbone"):
+            method = plugins.backbone(backbone).default_method
+    return method or None
+
+
+def uses_attention(plugins: Plugins) -> bool:
+    """Whether the method in use drives an attention controller (FlowEdit does not)."""
+    method = method_in_use(plugins)
+    if method is None or method not in plugins.names("method"):
+        return True  # unknown: keep the settings on view; the edit names the problem
+    return bool(plugins.get("method", method).uses_attention)
+
+
 def selected(plugins: Plugins) -> list[tuple[str, str]]:
     """(kind, name) of each component the current settings use, once each, in pipeline order."""
     masked = any(_setting(loss) is not None and _setting(area) == "masked"
                  for loss, area in (("structure_loss", "structure_area"), ("color_loss", "color_area")))
     skip = {"mask_extractor"} if not masked else set()
+    if not uses_attention(plugins):
+        skip.add("attention")
     if _setting("post_process") is False:
         skip.add("post_processors")
     found: list[tuple[str, str]] = []
     for field, kind in COMPONENT_FIELDS:
-        value = None if field in skip else _setting(field)
-        if isinstance(value, str) and field == "post_processors":  # the widget holds "a, b" text
-            value = [w.strip() for w in value.split(",") if w.strip()]
+        value = method_in_use(plugins) if field == "method" else None if field in skip else _setting(field)
         for name in value if isinstance(value, list) else [value]:
             if name and kind in plugins.registry and name in plugins.registry[kind] \
                     and (kind, name) not in found:
@@ -65,8 +83,11 @@ def _optional(info: FieldInfo) -> bool:
 
 def to_widget(info: FieldInfo, value: Any) -> Any:
     """An option value in the form its widget holds ("" for None, floats as floats)."""
-    if value is None or _is_secret(info):  # a key is typed, never shown back
+    if _is_secret(info):  # a key is typed, never shown back
         return ""
+    if value is None:  # a number field shows None as empty; a text field as ""
+        numeric = {int, float} & set(typing.get_args(info.annotation))
+        return None if numeric else ""
     if info.annotation is float:
         return float(value)
     return value

@@ -21,12 +21,19 @@ from PIL import Image
 
 from spl_apps import resources
 from spl_apps.controls import key
+from spl_apps.wording import for_studio
 from spl_sdk.config import EditConfig
 from spl_sdk.editor import EditResult
 from spl_sdk.errors import ModelNotFoundError, SplError, SplWarning
 from spl_sdk.imageio import save_image
 
 FALLBACK_BACKBONE = "tiny-random"
+# the editor's progress phases (spl_sdk.editor._Progress) as the studio names them
+PHASE_LABELS = {"mask pass": "Finding the mask", "steps": "Denoising", "injection": "Loss steps",
+                "post-processing": "Refining at full size", "refine": "Refining"}
+# per-page widgets (key "<slot>.<name>") whose change makes an old message stale
+INPUT_NAMES = {"source_prompt", "target_prompt", "mask_source", "mask_upload", "upload", "canvas",
+               "object", "harmonizer", "edited_upload", "align", "folder"}
 
 
 @dataclass
@@ -91,10 +98,66 @@ def stopped_notice(slot: str) -> None:
                 "start again.")
 
 
+# ------------------------------------------------------------------ Run button and messages
+def _request(slot: str) -> None:
+    st.session_state[f"{slot}.requested"] = True
+
+
+def take_request(slot: str) -> bool:
+    """True once after Run was pressed: the page then runs, with the Run button disabled."""
+    return bool(st.session_state.pop(f"{slot}.requested", False))
+
+
+def run_button(slot: str, running: bool, disabled: bool = False, container: Any = st) -> None:
+    """The Run button; disabled while this page's run is going (the run ends with a rerun)."""
+    container.button("Run", key=f"{slot}.run", type="primary", on_click=_request, args=(slot,),
+                     disabled=running or disabled, width="stretch",
+                     help="Running… (Cancel stops it)" if running else None)
+
+
+def inputs(slot: str) -> str:
+    """A fingerprint of everything the user can change for ``slot``: a message older than it is stale."""
+    state = st.session_state
+    keys = sorted(k for k in state if isinstance(k, str) and (
+        k.startswith(("cfg.", "opt.")) or k.removeprefix(f"{slot}.") in INPUT_NAMES))
+    values = [(k, getattr(state[k], "file_id", state[k])) for k in keys]  # an upload by its id
+    return repr(values + [id(state.get(f"{slot}.photo")), id(state.get(f"{slot}.edited"))])
+
+
+def notify(slot: str, kind: str, text: str) -> None:
+    """Keep a message ("error", "warning") for ``slot`` until the inputs change."""
+    st.session_state[f"{slot}.notice"] = (kind, text, inputs(slot))
+
+
+def show_notice(slot: str) -> None:
+    """Draw the kept message, unless the inputs changed since (then it is stale and goes)."""
+    notice = st.session_state.get(f"{slot}.notice")
+    if notice is None:
+        return
+    kind, text, fingerprint = notice
+    if fingerprint != inputs(slot):
+        del st.session_state[f"{slot}.notice"]
+        return
+    getattr(st, kind)(text)
+
+
+def phase_text(phase: str, done: int, total: int) -> str:
+    """A progress phase of the editor in the studio's words: "Denoising 3/15", "Refining 40/100"."""
+    base, _, name = phase.partition(" ") if phase.startswith("post-processing ") else (phase, "", "")
+    label = PHASE_LABELS.get(base, phase.capitalize())
+    return f"{label}{f' ({name})' if name else ''} {done}/{total}"
+
+
 def run(slot: str, cfg: EditConfig, image: Image.Image, source_prompt: str, target_prompt: str,
-        mask: Image.Image | None = None) -> RunOutput | None:
-    """Run one edit with a live progress bar; the result is also stored as ``<slot>.result``."""
-    bar = st.progress(0.0, text="Loading the model…")
+        mask: Image.Image | None = None, *, shown_mask: Image.Image | None = None,
+        mask_caption: str | None = None) -> None:
+    """Run one edit with a live progress bar, keep it as ``<slot>.result``, then rerun the page.
+
+    The rerun draws the page afresh with the Run button enabled again; errors are
+    kept (``notify``) so that they survive it. ``shown_mask`` replaces the mask the
+    result shows (the harmonizer shows the mask as uploaded, not its inverse).
+    """
+    bar = st.progress(0.0, text=f"Loading the model ({cfg.backbone})…")
     cancel = st.empty()
     cancel.button("Cancel", key=f"{slot}.cancel", help="Stop the edit; settings and the last result are kept.")
     preview = st.empty()
@@ -108,26 +171,26 @@ def run(slot: str, cfg: EditConfig, image: Image.Image, source_prompt: str, targ
     notes = list(dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, SplWarning)))
     # reached only when the edit ended by itself: a cancel unwinds past this point
     st.session_state[f"{slot}.pending"] = False
-    for placeholder in (bar, cancel, preview):
-        placeholder.empty()
     st.session_state.pop(f"{slot}.missing", None)
     if isinstance(result, ModelNotFoundError):
-        st.session_state[f"{slot}.missing"] = (_model_choice(), str(result))
-        missing_model_offer(slot)
-        return None
-    if isinstance(result, SplError):
-        st.error(str(result))
-        return None
-    if isinstance(result, Exception):  # a plug-in bug: say so without taking the page down
-        st.error(f"The edit failed inside a plug-in ({type(result).__name__}: {result}); "
-                 f"try another plug-in choice or report the error.")
-        return None
-    metadata = result.metadata()
-    out = RunOutput(source=image, image=result.image, mask=result.mask,
-                    png=png_with_metadata(result.image, metadata), metadata=metadata,
-                    timings=dict(result.timings), notes=notes)
-    st.session_state[f"{slot}.result"] = out
-    return out
+        st.session_state[f"{slot}.missing"] = (_model_choice(), for_studio(str(result)))
+    elif isinstance(result, SplError):
+        notify(slot, "error", for_studio(str(result)))
+    elif isinstance(result, Exception):  # a plug-in bug: say so without taking the page down
+        notify(slot, "error", f"The edit failed inside a plug-in ({type(result).__name__}: {result}); "
+                              f"try another plug-in choice or report the error.")
+    else:
+        metadata = result.metadata()
+        out = RunOutput(source=image, image=result.image, mask=result.mask,
+                        png=png_with_metadata(result.image, metadata), metadata=metadata,
+                        timings=dict(result.timings), notes=notes)
+        if shown_mask is not None:
+            out.mask = shown_mask
+        if mask_caption is not None:
+            out.mask_caption = mask_caption
+        st.session_state[f"{slot}.result"] = out
+        st.session_state.pop(f"{slot}.notice", None)
+    st.rerun()
 
 
 def _edit(bar: Any, preview: Any, cfg: EditConfig, image: Image.Image, source_prompt: str,
@@ -136,16 +199,20 @@ def _edit(bar: Any, preview: Any, cfg: EditConfig, image: Image.Image, source_pr
     loaded = resources.editor_for(cfg)
     while not loaded.lock.acquire(timeout=0.5):
         bar.progress(0.0, text="Waiting for another session's edit to finish…")
+    phase = {"text": "Starting…"}
+
+    def on_phase(name: str, done: int, total: int) -> None:
+        phase["text"] = phase_text(name, done, total)
 
     def callback(step: int, total: int, picture: Image.Image | None) -> bool:
-        text = f"Step {step} of {total}" if step < total else "Finishing (post-processing)…"
-        bar.progress(step / total, text=text)
+        bar.progress(min(step / max(total, 1), 1.0), text=phase["text"])
         if picture is not None:
-            preview.image(picture, caption=f"Step {step}", width=256)
+            preview.image(picture, caption=phase["text"], width="stretch")
         return True
 
     try:
         return loaded.editor.edit(image, source_prompt, target_prompt, mask=mask, callback=callback,
+                                  on_phase=on_phase,
                                   previews=bool(st.session_state.get("run.previews")),
                                   **resources.edit_overrides(cfg))
     finally:

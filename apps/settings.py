@@ -34,6 +34,10 @@ def sidebar(plugins: Plugins) -> None:
         st.subheader("Settings")
         for title, names in SIDEBAR_GROUPS.items():
             with st.expander(title, expanded=title == "Model"):
+                if title == "Attention control" and not option_controls.uses_attention(plugins):
+                    st.caption(f"The method '{option_controls.method_in_use(plugins)}' uses no "
+                               f"attention control; these settings do not apply to it.")
+                    continue
                 for name in names:
                     widget(name, plugins)
                 if title == "Sampling":

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from spl_apps import controls, edit_page, harmonize_page, resources, settings
+from spl_apps import controls, edit_page, harmonize_page, layout, resources, settings
 
 PAGES = {"Edit": edit_page.render, "Harmonize": harmonize_page.render}
 
@@ -16,6 +16,7 @@ PAGES = {"Edit": edit_page.render, "Harmonize": harmonize_page.render}
 def main() -> None:
     """Lay out the sidebar settings and the chosen page."""
     st.set_page_config(page_title="SPL studio", page_icon="🎨", layout="wide")
+    layout.compact()
     plugins = resources.plugins()
     controls.ensure_state()
     page = st.sidebar.radio("Page", list(PAGES), key="page", horizontal=True)

@@ -19,8 +19,8 @@ from spl_sdk.config import EditConfig
 STUDIO = Path(__file__).resolve().parents[1] / "apps" / "studio.py"
 METHOD_DEFAULTS = {  # docs/method.md section 7, as the user first sees them
     "steps": 15, "source_guidance": 1.0, "target_guidance": 2.0, "seed": 0, "cross_replace": 0.8,
-    "self_replace": 0.8, "opt_start": 0.8, "structure_weight": 10000.0, "structure_area": "whole",
-    "color_weight": 1000.0, "color_area": "whole", "iterations": 100, "post_process": True,
+    "self_replace": 0.8, "opt_start": 0.8, "structure_weight": None, "structure_area": "whole",
+    "color_weight": None, "color_area": "whole", "iterations": 100, "post_process": True,
     "mask_threshold_source": 0.5, "mask_threshold_target": 0.5, "mask_invert_source": False,
     "mask_invert_target": False,
 }
@@ -89,7 +89,9 @@ def test_controls_have_editconfig_defaults_ranges_and_help() -> None:
         if name.startswith("mask_") or name == "options":  # options: one widget per option below
             continue
         w = at.get_by_key(f"cfg.{name}")
-        assert w.help == info.description, name
+        # a weight's help adds the chosen loss's own default (the field's text names spl's and cpl's)
+        assert w.help == info.description or name.endswith("_weight") and w.help.startswith(
+            info.description), name
         seen[name] = w.value
         for meta in info.metadata:  # ranges come from the pydantic metadata
             if hasattr(meta, "ge") and hasattr(w, "min"):
@@ -126,12 +128,46 @@ def test_plugin_choices_come_from_the_plugin_manager() -> None:
     for key, kind in (("cfg.backbone", "backbone"), ("cfg.attention", "attention"),
                       ("cfg.structure_loss", "loss")):
         assert set(plugins.names(kind)) <= set(at.selectbox(key=key).options), key
-    assert at.text_input(key="cfg.post_processors").value == "loss-refine"  # an ordered list
+    # post-processors: a pick-list of the installed ones, in the order picked
+    picker = at.multiselect(key="cfg.post_processors")
+    assert picker.value == ["loss-refine"] and set(picker.options) == set(plugins.names("postprocess"))
     assert "tiny-random" in at.selectbox(key="cfg.backbone").options
     at = settle(at, {"page": "Harmonize"})
     options = at.selectbox(key="harm.harmonizer").options
     assert [o.split(" — ")[0] for o in options] == plugins.names("harmonizer")
     assert at.selectbox(key="harm.harmonizer").value == "offline"
+
+
+def test_weight_field_shows_the_chosen_losses_own_default() -> None:
+    from spl_sdk.plugins import Plugins
+
+    plugins = Plugins()
+    at = start()
+    weight = at.number_input(key="cfg.structure_weight")
+    assert weight.value is None and weight.proto.placeholder.startswith("10000 (spl")
+    assert weight.max == EditConfig.model_fields["structure_weight"].metadata[-1].le  # the whole range
+    at = settle(at, {"cfg.structure_loss": "tv"})  # the example third-party plug-in
+    tv_default = plugins.loss_term("tv").default_weight
+    weight = at.number_input(key="cfg.structure_weight")
+    assert weight.proto.placeholder == f"{tv_default:g} (tv's default)"
+    assert f"Empty: {tv_default:g}, the default of 'tv'" in weight.help
+    at = settle(at, {"cfg.structure_weight": 1e7})  # far beyond a slider's useful range
+    assert at.number_input(key="cfg.structure_weight").value == 1e7 and not at.error
+
+
+def test_options_and_attention_settings_only_for_components_in_use() -> None:
+    at = start()
+    at = settle(at, {"cfg.backbone": "tiny-random"})  # its default method, infedit, uses attention
+    assert at.slider(key="opt.attention/infedit.blend_threshold").value == 0.3
+    assert at.get_by_key("cfg.cross_replace") is not None
+    at = settle(at, {"cfg.method": "flowedit"})  # FlowEdit drives no attention controller
+    for hidden in ("opt.attention/infedit.blend_threshold", "cfg.cross_replace"):
+        with pytest.raises(KeyError):
+            at.get_by_key(hidden)
+    assert any("uses no attention control" in str(c.value) for c in at.sidebar.caption)
+    assert "attention controller" not in " ".join(str(m.value) for m in at.sidebar.markdown)
+    at = settle(at, {"cfg.method": ""})  # back to the default method: the settings come back
+    assert at.slider(key="opt.attention/infedit.blend_threshold").value == 0.3
 
 
 def test_option_widgets_come_from_the_selected_components_options() -> None:
@@ -268,7 +304,7 @@ def test_upload_prompts_run_result_and_download(monkeypatch: pytest.MonkeyPatch)
     at.button(key="edit.run").click().run()
     assert not at.exception and not at.error, messages(at)
     captions = [c for img in at.image for c in img.captions]
-    assert "After" in captions and "Before (left) | After (right)" in captions
+    assert "Result" in captions and "Before (left) | After (right)" in captions
     download = at.get_by_key("edit.download")
     assert download.label.startswith("Download PNG")
     meta = result_metadata(at, "edit")
@@ -461,3 +497,13 @@ def test_spl_app_runs_streamlit_on_the_studio_script() -> None:
     assert "--server.port 8765" in line and "--server.address 0.0.0.0" in line
     assert "--server.headless true" in line and line.endswith("--theme.base dark")
     assert "--client.toolbarMode minimal" in line  # no Deploy button
+
+
+def test_unset_numeric_options_get_empty_number_fields() -> None:
+    at = start()
+    at = settle(at, {"cfg.backbone": "tiny-random", "cfg.method": "flowedit"})
+    assert not at.exception, [e.value for e in at.exception]
+    guidance = at.number_input(key="opt.method/flowedit.source_guidance")
+    assert guidance.value is None  # unset: the backbone family's published default fills it
+    at = settle(at, {"opt.method/flowedit.source_guidance": 2.5})
+    assert at.session_state["opt.method/flowedit.source_guidance"] == 2.5 and not at.exception

@@ -92,7 +92,7 @@ def browser() -> Iterator[object]:
 def open_studio(browser, server: str, width: int, height: int):  # noqa: ANN001, ANN201
     """A new page of ``browser`` at the given window size showing the studio, ready for input."""
     pg = browser.new_page(viewport={"width": width, "height": height})
-    pg.set_default_timeout(120_000)
+    pg.set_default_timeout(int(os.environ.get("SPL_BROWSER_TIMEOUT_MS", 120_000)))
     pg.goto(server)
     pg.get_by_role("button", name="Run", exact=True).wait_for()
     idle(pg)
@@ -126,7 +126,10 @@ def fill(pg, label: str, value: str) -> None:  # noqa: ANN001
 
 def choose(pg, label: str, option: str) -> None:  # noqa: ANN001
     """Pick ``option`` in the selectbox labelled ``label``."""
-    pg.locator("[data-testid='stSelectbox']").filter(has_text=label).first.click()
+    box = pg.locator("[data-testid='stSelectbox']").filter(has_text=label).first.get_by_role("combobox")
+    box.scroll_into_view_if_needed()
+    box.click()
+    box.fill(option)  # typing filters the list (a click near the window's edge may not open it)
     pg.get_by_role("option", name=option, exact=True).click()
     idle(pg)
 
@@ -172,7 +175,9 @@ def test_cancel_stops_the_edit_and_the_app_stays_usable(page) -> None:  # noqa: 
     pg = page
     fill(pg, "Inference steps", "50")
     pg.get_by_role("button", name="Run", exact=True).click()
-    pg.get_by_text(re.compile(r"Step \d+ of \d+")).wait_for(timeout=300_000)
+    pg.get_by_text(re.compile(r"Denoising \d+/\d+")).wait_for(timeout=300_000)
+    # a second Run cannot be started while this one goes
+    assert pg.get_by_role("button", name="Run", exact=True).is_disabled()
     pg.get_by_role("button", name="Cancel", exact=True).click()
     pg.get_by_text("The edit was stopped before it finished").wait_for(timeout=120_000)
     idle(pg)
@@ -185,6 +190,58 @@ def test_cancel_stops_the_edit_and_the_app_stays_usable(page) -> None:  # noqa: 
     idle(pg)
     no_exception(pg)
     assert pg.get_by_text("The edit was stopped before it finished").count() == 0
+    assert pg.get_by_role("button", name="Run", exact=True).is_enabled()  # enabled again after it
+
+
+# records every text the progress bar shows during a run (the run may pass a phase in a moment)
+RECORD_PROGRESS = """() => { window.__phases = new Set(); window.__timer = setInterval(() => {
+    for (const e of document.querySelectorAll("[data-testid='stProgress']")) window.__phases.add(e.innerText);
+  }, 15); }"""
+
+
+def test_progress_names_each_phase(page) -> None:  # noqa: ANN001
+    pg = page
+    fill(pg, "Inference steps", "4")
+    fill(pg, "Iterations", "40")
+    fill(pg, "Target prompt (describes the result)", "a golden photo of an old man")
+    pg.evaluate(RECORD_PROGRESS)
+    pg.get_by_role("button", name="Run", exact=True).click()
+    pg.get_by_text("→ “a golden photo of an old man”").wait_for(timeout=300_000)
+    idle(pg)
+    texts = " | ".join(pg.evaluate("() => { clearInterval(window.__timer); return [...window.__phases]; }"))
+    assert re.search(r"Loading the model \(tiny-random\)", texts), texts
+    assert re.search(r"(Denoising|Loss steps) \d+/4", texts), texts
+    assert re.search(r"Refining at full size \d+/\d+", texts), texts
+    assert "Step " not in texts  # no bare counts without a phase
+
+
+def test_weight_field_shows_a_third_party_losses_default(page) -> None:  # noqa: ANN001
+    from spl_sdk.plugins import Plugins
+
+    pg = page
+    weight = pg.get_by_label("Weight", exact=True).first
+    assert weight.get_attribute("placeholder") == "10000 (spl's default)"
+    choose(pg, "Loss term", "tv")  # the example plug-in (plugins/examples/spl-example-tv)
+    tv = Plugins().loss_term("tv").default_weight
+    assert pg.get_by_label("Weight", exact=True).first.get_attribute("placeholder") == f"{tv:g} (tv's default)"
+    choose(pg, "Loss term", "spl")
+    no_exception(pg)
+
+
+def test_no_options_for_components_the_run_does_not_use(page) -> None:  # noqa: ANN001
+    pg = page
+    pg.get_by_text("Component options", exact=True).click()
+    idle(pg)
+    sidebar = pg.locator("[data-testid='stSidebar']")
+    assert sidebar.get_by_text("infedit (attention controller)").count() == 1
+    choose(pg, "Edit method (empty = the backbone's default)", "flowedit")
+    no_exception(pg)  # FlowEdit's own options (unset numbers) get widgets
+    assert sidebar.get_by_text("flowedit (edit method)").count() == 1
+    assert sidebar.get_by_text("infedit (attention controller)").count() == 0
+    assert sidebar.get_by_text("Blend threshold").count() == 0
+    assert sidebar.get_by_text("uses no attention control").count() == 1
+    choose(pg, "Edit method (empty = the backbone's default)", "infedit")
+    assert sidebar.get_by_text("infedit (attention controller)").count() == 1
 
 
 def test_drawn_mask_is_used(page) -> None:  # noqa: ANN001
@@ -255,5 +312,87 @@ def test_usable_at_1024_px_with_the_result_in_view(browser, server: str) -> None
             .filter(e => e.offsetParent !== null && e.scrollWidth > e.clientWidth + 1)
             .map(e => e.textContent)""")
         assert cut == [], cut
+    finally:
+        pg.close()
+
+
+def quick_edit(pg, target: str) -> None:  # noqa: ANN001
+    """Upload the photo and run a 1-step, 64 px edit on tiny-random until its result shows."""
+    pg.locator("[data-testid='stFileUploader'] input[type=file]").first.set_input_files(str(PHOTO))
+    idle(pg)
+    choose(pg, "Backbone", "tiny-random")
+    fill(pg, "Working size (px, long side; empty = the backbone's default)", "64")
+    pg.get_by_text("Sampling", exact=True).click()
+    fill(pg, "Inference steps", "1")
+    pg.get_by_text("Optimisation", exact=True).click()
+    fill(pg, "Iterations", "1")
+    fill(pg, "Source prompt (describes the photo)", "a photo of an old man")
+    fill(pg, "Target prompt (describes the result)", target)
+    run = pg.get_by_role("button", name="Run", exact=True)
+    run.scroll_into_view_if_needed()
+    run.click()
+    pg.get_by_text(f"→ “{target}”").wait_for(timeout=300_000)
+    idle(pg)
+    no_exception(pg)
+
+
+def box(pg, caption: str) -> dict:  # noqa: ANN001
+    """The on-screen box of the image with ``caption`` (Streamlit scrolls its own pane)."""
+    return pg.locator("[data-testid='stImage']").filter(has_text=caption).locator("img").first.evaluate(
+        "e => { const r = e.getBoundingClientRect(); return {x: r.x, y: r.y, w: r.width, h: r.height,"
+        " right: r.right, bottom: r.bottom}; }")
+
+
+def labels_cut(pg) -> list[str]:  # noqa: ANN001
+    """Visible widget and button labels whose text does not fit their box."""
+    return pg.evaluate("""() => [...document.querySelectorAll('[data-testid="stWidgetLabel"] p, button p')]
+        .filter(e => e.offsetParent !== null && e.getBoundingClientRect().right > 0)
+        .filter(e => e.scrollWidth > e.clientWidth + 1)
+        .map(e => e.textContent)""")
+
+
+def test_source_and_result_side_by_side_in_view_at_1400x900(browser, server: str, tmp_path: Path) -> None:  # noqa: ANN001
+    pg = open_studio(browser, server, 1400, 900)
+    try:
+        quick_edit(pg, "a watercolor of an old man")
+        pg.evaluate("() => document.querySelector('[data-testid=\"stMain\"]').scrollTo(0, 0)")
+        source, result = box(pg, "Source: old_man.png"), box(pg, "Result")
+        for b in (source, result):  # wholly inside the window, without scrolling, and large
+            assert b["y"] >= 0 and b["bottom"] <= 900 and b["x"] >= 0 and b["right"] <= 1400, b
+            assert b["w"] >= 400, b
+        assert abs(source["y"] - result["y"]) < 2 and result["x"] >= source["right"]  # side by side
+        # the comparison below uses the page's width, not half of it
+        pg.get_by_text("Side by side", exact=True).click()
+        idle(pg)
+        assert box(pg, "Before | After")["w"] > 1.5 * result["w"]
+        pg.screenshot(path=str(tmp_path / "studio-1400x900.png"))
+        if UPDATE_SCREENSHOT:
+            shutil.copyfile(tmp_path / "studio-1400x900.png", ROOT / "docs" / "screenshots" / "studio-1400x900.png")
+    finally:
+        pg.close()
+
+
+def test_usable_at_800_px_with_a_collapsible_sidebar(browser, server: str, tmp_path: Path) -> None:  # noqa: ANN001
+    pg = open_studio(browser, server, 800, 1000)
+    try:
+        quick_edit(pg, "an oil painting of an old man")
+        assert pg.evaluate("document.documentElement.scrollWidth") <= 800
+        assert labels_cut(pg) == []
+        main, sidebar = pg.locator("[data-testid='stMain']"), pg.locator("[data-testid='stSidebar']")
+        if sidebar.is_visible() and sidebar.bounding_box()["width"] > 50:  # shown: it folds away
+            width = main.bounding_box()["width"]
+            sidebar.hover()
+            pg.locator("[data-testid='stSidebarCollapseButton'] button").click()
+            pg.wait_for_timeout(800)
+            assert main.bounding_box()["width"] > width
+        pg.screenshot(path=str(tmp_path / "studio-800.png"))
+        for caption in ("Source: old_man.png", "Result"):
+            b = box(pg, caption)
+            assert b["w"] >= 250 and b["right"] <= 800, (caption, b)
+        assert labels_cut(pg) == []
+        # the sidebar opens again for the settings
+        pg.locator("[data-testid='stExpandSidebarButton']").click()
+        pg.get_by_text("Settings", exact=True).wait_for()
+        assert labels_cut(pg) == []
     finally:
         pg.close()
