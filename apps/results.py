@@ -26,7 +26,8 @@ def stage_image(image: Image.Image, caption: str, container: Any = st) -> None:
 
 def placeholder(text: str, container: Any = st) -> None:
     """The empty result half of the stage, saying what fills it."""
-    container.info(text)
+    box = container.container(border=True, height=160, vertical_alignment="center")
+    box.caption(text)
 
 
 def details(out: RunOutput, slot: str, file_name: str = "spl-edit.png") -> None:
