@@ -32,15 +32,16 @@ class JsonlLog:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
 
-    def numbered(self) -> list[tuple[int, dict[str, Any]]]:
+    def numbered(self, strict: bool = False) -> list[tuple[int, dict[str, Any]]]:
         """(line number, record) of every readable record.
 
         A line that is not a JSON object (cut off by a crash, damaged, not UTF-8, nested
-        too deep) is skipped: its file is then simply not done. A log that is a folder
-        or cannot be read is one error line naming it.
+        too deep) is skipped: its file is then simply not done. With ``strict`` only an
+        unfinished last line (a crash mid-write) is skipped; another is one error line.
+        A log that is a folder or cannot be read is one error line naming it.
         """
         from spl_sdk.errors import SplError
-        from spl_sdk.parsing import ParseError, loads
+        from spl_sdk.parsing import ParseError, decode, loads
 
         if not self.path.exists() and not self.path.is_symlink():
             return []
@@ -53,10 +54,16 @@ class JsonlLog:
             raise SplError(f"cannot read the log '{self.path}' ({exc.strerror or exc}); check its "
                            f"permissions.") from None
         out = []
-        for number, raw in enumerate(data.splitlines(), 1):
+        lines = data.splitlines()
+        for number, raw in enumerate(lines, 1):
+            where = f"line {number} of '{self.path}'"
             try:
-                record = loads(raw.decode("utf-8"), "json", f"line {number} of '{self.path}'")
-            except (UnicodeDecodeError, ParseError):
+                record = loads(decode(raw, where), "json", where)
+            except ParseError as exc:
+                unfinished = number == len(lines) and not data.endswith(b"\n")
+                if strict and not unfinished:
+                    raise SplError(f"{str(exc).rstrip('.')}; run the same command again to rewrite "
+                                   f"the log.") from None
                 continue
             if isinstance(record, dict):
                 out.append((number, record))

@@ -145,6 +145,13 @@ def test_eval_inputs_that_are_not_utf8_or_too_deep(tmp_path, photo):
     (out / "batch.json").write_text('{"manifest": ' + DEEP + "}")
     one_line(CliRunner().invoke(main, run), "batch.json' is nested more than 32 levels")
     (out / "batch.json").unlink()
+    journal = (out / "results.jsonl").read_bytes()
+    (out / "results.jsonl").write_bytes(b'{"id": "caf\xe9"}\n' + journal + b'{"key": "cut off')
+    one_line(CliRunner().invoke(main, run), "line 1 of", "is not valid UTF-8 text (byte 11)")
+    (out / "results.jsonl").write_bytes(journal + b'{"key": "cut off')  # a crash mid-line is skipped
+    from spl_sdk.jobs.results import Journal
+
+    assert len(Journal(out / "results.jsonl").latest(strict=True)) == 1
     mapping = tmp_path / "mapping_file.json"
     mapping.write_bytes(b'{"1": {"image_path": "caf\xe9.jpg"}}')
     one_line(CliRunner().invoke(main, [*run, "--pie-bench", str(mapping)]), "mapping file", "not valid UTF-8")

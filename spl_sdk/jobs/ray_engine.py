@@ -12,6 +12,7 @@ import logging
 import os
 import re
 import socket
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -47,7 +48,15 @@ def import_ray() -> Any:
     return ray
 
 
-CONNECT_TIMEOUT = 10.0  # seconds to reach --ray-address (SPL_RAY_CONNECT_TIMEOUT overrides)
+CONNECT_TIMEOUT = 30.0  # seconds to join --ray-address (SPL_RAY_CONNECT_TIMEOUT overrides)
+
+
+def connect_timeout() -> float:
+    """Seconds allowed to reach and join a cluster given by --ray-address."""
+    try:
+        return float(os.environ.get("SPL_RAY_CONNECT_TIMEOUT") or CONNECT_TIMEOUT)
+    except ValueError:
+        raise SplError("SPL_RAY_CONNECT_TIMEOUT must be a number of seconds.") from None
 
 
 def check_reachable(address: str | None) -> None:
@@ -62,7 +71,7 @@ def check_reachable(address: str | None) -> None:
     host, sep, port = address.removeprefix("ray://").rpartition(":")
     if not sep or not port.isdigit() or not host:
         return
-    timeout = float(os.environ.get("SPL_RAY_CONNECT_TIMEOUT") or CONNECT_TIMEOUT)
+    timeout = connect_timeout()
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
     except OSError as exc:
@@ -100,6 +109,36 @@ def quiet_ray_console() -> Iterator[None]:
             handler.removeFilter(mute)
 
 
+def _init(ray: Any, address: str | None) -> None:
+    """``ray.init``; joining an existing cluster is bounded by :func:`connect_timeout`.
+
+    Ray retries a cluster that accepts connections but never answers as Ray (or whose
+    address it rewrites to one that does not answer) for good, so the call runs in a
+    daemon thread and is given up on at the bound; the process can still exit.
+    """
+    kwargs = {"address": address, "include_dashboard": False, "log_to_driver": False}
+    if address is None:  # a local Ray started for this run: its start-up time is Ray's own
+        ray.init(**kwargs)
+        return
+    failed: list[BaseException] = []
+
+    def join() -> None:
+        try:
+            ray.init(**kwargs)
+        except BaseException as exc:  # handed to the main thread below
+            failed.append(exc)
+
+    thread = threading.Thread(target=join, name="spl-ray-init", daemon=True)
+    thread.start()
+    thread.join(connect_timeout())
+    if thread.is_alive():
+        raise SplError(f"the Ray cluster at '{address}' did not answer within {connect_timeout():g} s; "
+                       f"check --ray-address and that the cluster is running (SPL_RAY_CONNECT_TIMEOUT "
+                       f"sets the bound).")
+    if failed:
+        raise failed[0]
+
+
 def run_ray(jobs: Sequence[Job], load_config: dict[str, Any],
             on_record: Callable[[dict[str, Any]], None], *, address: str | None = None,
             concurrency: int = 1, num_gpus: float = 0.0, num_cpus: float = 1.0) -> None:
@@ -111,7 +150,7 @@ def run_ray(jobs: Sequence[Job], load_config: dict[str, Any],
     with quiet_ray_console():
         if started:
             try:
-                ray.init(address=address, include_dashboard=False, log_to_driver=False)
+                _init(ray, address)
             except ConnectionError as exc:
                 raise SplError(f"cannot reach the Ray cluster at '{address}' ({exc}); check "
                                f"--ray-address.") from None
@@ -132,5 +171,5 @@ def run_ray(jobs: Sequence[Job], load_config: dict[str, Any],
             reason = re.sub(r"^spl_sdk\.errors\.\w+: ", "", last[-1]) if last else type(exc).__name__
             raise SplError(f"the Ray workers failed: {reason}") from None
         finally:
-            if started:
+            if started and ray.is_initialized():
                 ray.shutdown()

@@ -49,7 +49,7 @@ class Journal(JsonlLog):
         ``strict`` (what ``spl eval`` reads), one ConfigError naming its line.
         """
         out: dict[str, dict[str, Any]] = {}
-        for number, record in self.numbered():
+        for number, record in self.numbered(strict):
             problem = record_problem(record)
             if problem is None:
                 out[record["key"]] = record
