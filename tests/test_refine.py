@@ -44,14 +44,13 @@ def scenes(plugins) -> dict[str, tuple]:
 
 @pytest.mark.parametrize("case, name", [(c, "cats.png" if i % 2 == 0 else "woman.png")
                                         for i, c in enumerate(DRIFTS)])
-def test_moved_edit_comes_within_a_db_of_the_unmoved_one(scenes, plugins, case: str, name: str) -> None:
-    # 1 dB, not 0.5: since the default solver holds the edit's local intensity it restores more
-    # detail (unmoved 37.9/38.3 dB, was 35.6/34.5), and so shows more of the alignment's
-    # sub-pixel residual (worst case 'all' on woman: 37.5 dB); without alignment 21-35 dB
+def test_moved_edit_comes_within_half_a_db_of_the_unmoved_one(scenes, plugins, case: str, name: str) -> None:
+    # with the solver that holds the edit's local intensity the unmoved refine reaches 37.9/38.3 dB,
+    # which shows any sub-pixel error of the alignment: measured -0.13 to +0.22 dB of it
     src, ideal, edit, unmoved = scenes[name]
     result = refine(src, moved(edit, DRIFTS[case]), plugins=plugins, iterations=ITERATIONS)
     assert result.alignment["mode"] != "none"
-    assert psnr_interior(result.image, ideal) >= unmoved - 1.0, result.alignment
+    assert psnr_interior(result.image, ideal) >= unmoved - 0.5, result.alignment
 
 
 def test_without_alignment_the_same_edit_is_clearly_worse(scenes, plugins) -> None:
@@ -61,15 +60,21 @@ def test_without_alignment_the_same_edit_is_clearly_worse(scenes, plugins) -> No
     assert psnr_interior(plain.image, ideal) < unmoved - 1.5
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("case", list(DRIFTS))
-def test_moved_edit_within_a_db_at_2048_px(plugins, case: str) -> None:
+@pytest.fixture(scope="module")
+def large(plugins) -> tuple:
+    """The 2048 px scene: source, ideal result, clean edit, PSNR of refining the clean edit."""
     src = photo("woman.png", (2048, 1365))
     ideal = recolour(src)
     edit = blurred(ideal, 8.0)
-    unmoved = psnr_interior(refine(src, edit, align="off", plugins=plugins).image, ideal)
+    return src, ideal, edit, psnr_interior(refine(src, edit, align="off", plugins=plugins).image, ideal)
+
+
+@pytest.mark.slow  # about 40 s per case on one core; benchmarks/align.py --quality prints the same check
+@pytest.mark.parametrize("case", list(DRIFTS))
+def test_moved_edit_within_half_a_db_at_2048_px(large, plugins, case: str) -> None:
+    src, ideal, edit, unmoved = large
     result = refine(src, moved(edit, DRIFTS[case]), plugins=plugins)
-    assert psnr_interior(result.image, ideal) >= unmoved - 1.0, result.alignment
+    assert psnr_interior(result.image, ideal) >= unmoved - 0.5, result.alignment
 
 
 # ------------------------------------------------------------------ every door

@@ -22,15 +22,16 @@ if TYPE_CHECKING:
 __all__ = ["MODES", "Alignment", "AlignmentError", "align", "describe"]
 
 MODES = ("auto", "affine", "flow", "off")
-# Below this correlation of structure maps the two images are not the same scene (a recoloured,
-# blurred and warped edit of a photo scores above 0.5; two different photos below 0.2).
+# Below this correlation of evened structure maps the two images are not the same scene (recoloured,
+# blurred and moved edits of the bundled photos score above 0.6, two of the photos below 0.2).
 MIN_CORRELATION = 0.3
 FLAT = 1 / 255  # below this 99th percentile of luminance steps the source is flat: nothing to align on
 MIN_COVERAGE = 0.5  # the aligned edit must cover at least half of the source
-# Gains of correlation below these are noise: ``auto`` leaves such a step out. The flow's bar is
-# higher: it fits the structure maps locally and so always gains a little (a blurred, recoloured
-# but aligned edit gains up to 0.003 at 160 px; a 2 px bend 0.003 to 0.01 at 512 px).
-GAIN, GAIN_FLOW = 0.002, 0.005
+# Gains of correlation below these are noise: ``auto`` leaves such a step out. The flow fits the
+# images locally, so it always gains a little: on aligned, recoloured and blurred edits of the
+# bundled photos at most 0.0008 (at 160 px), while a 2 px bend at 512 px gains 0.002 to 0.0045.
+GAIN, GAIN_FLOW = 0.002, 0.0015
+MAX_ZOOM, MAX_ROTATION = 1.5, 10.0  # a fitted warp beyond these (either axis, degrees) is no drift
 MIN_SHIFT = 0.05  # px of the estimation grid: a smaller largest displacement is no warp at all
 
 
@@ -95,7 +96,7 @@ def _align(source: torch.Tensor, edited: torch.Tensor, mode: str) -> Alignment:
     import numpy as np
 
     from spl_sdk.align import affine, flow, warp
-    from spl_sdk.align.structure import ESTIMATE_SIDE, correlation, gray, structure
+    from spl_sdk.align.structure import ESTIMATE_SIDE, correlation, evened, gray, structure
 
     if mode not in MODES:
         raise ConfigError(f"align must be one of {', '.join(MODES)}, not {mode!r}.")
@@ -114,26 +115,31 @@ def _align(source: torch.Tensor, edited: torch.Tensor, mode: str) -> Alignment:
     template, moving = structure(template_luma), structure(moving_luma)
     full = np.ones(grid, np.float32)
 
-    def score(coords: tuple[np.ndarray, np.ndarray] | np.ndarray) -> tuple[float, float]:
+    def score(coords: tuple[np.ndarray, np.ndarray] | np.ndarray, maps: tuple[np.ndarray, np.ndarray] = (
+              template, moving)) -> tuple[float, float]:
         """Correlation on the covered pixels and the covered fraction, for a warp or a pixel map."""
         if isinstance(coords, tuple):
-            moved = cv2.remap(moving, *coords, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            moved = cv2.remap(maps[1], *coords, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
             cover = cv2.remap(full, *coords, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
         else:
-            moved = affine.warp_map(moving, coords, grid[::-1])
+            moved = affine.warp_map(maps[1], coords, grid[::-1])
             cover = affine.warp_map(full, coords, grid[::-1], cv2.BORDER_CONSTANT)
-        return correlation(template, moved, (cover > 0.999).astype(np.float32)), float(cover.mean())
+        return correlation(maps[0], moved, (cover > 0.999).astype(np.float32)), float(cover.mean())
 
     identity = np.eye(2, 3, dtype=np.float32)
     if float(np.percentile(np.abs(np.diff(template_luma, axis=1)), 99)) < FLAT:
         info.update(mode="none", reason="the source has no structure to align on")  # a flat image
         return Alignment(base.clone() if base is edited else base, ones, info)
-    plain, _ = score(identity)
-    fits = [affine.fit(template, moving, start) for start in _starts(size, tuple(edited.shape[-2:]), grid)]
-    scored = [(score(w), w) for w in fits]
+    # ECC and the flow's gain work on the wide-blur structure maps (unbiased by the edit's blur);
+    # whether the match improved, or is there at all, is judged on sharper evened maps
+    judge = (evened(template_luma), evened(moving_luma))
+    plain, _ = score(identity, judge)
+    starts = _starts(size, tuple(edited.shape[-2:]), grid)
+    fits = [w for w, start in ((affine.fit(template, moving, start), start) for start in starts)
+            if _plausible(w, start)]
+    scored = [(score(w, judge), w) for w in fits] or [((plain, 1.0), identity)]
     (best, cover), fitted = max(scored, key=lambda item: item[0][0])
-    moved = _largest_move(fitted, grid, None)
-    use_affine = mode != "auto" or (best > plain + GAIN and moved > MIN_SHIFT)
+    use_affine = mode != "auto" or (best > plain + GAIN and _largest_move(fitted, grid) > MIN_SHIFT)
     matrix, current, cover = (fitted, best, cover) if use_affine else (identity, plain, 1.0)
 
     residual = None
@@ -143,11 +149,11 @@ def _align(source: torch.Tensor, edited: torch.Tensor, mode: str) -> Alignment:
         weight = np.minimum(template / (template.mean() + 1e-6), 2.0) * (covered > 0.999)
         candidate = flow.residual_flow(template_luma, moved_luma, weight)
         coords = _composed(matrix, candidate, grid)
-        with_flow, flow_cover = score(coords)
-        keep = mode == "flow" or (with_flow > current + GAIN_FLOW and
-                                  float(np.abs(candidate).max()) > MIN_SHIFT)
+        gain = score(coords)[0] - score(matrix)[0]
+        keep = mode == "flow" or (gain > GAIN_FLOW and float(np.abs(candidate).max()) > MIN_SHIFT)
         if keep:
-            residual, current, cover = candidate, with_flow, flow_cover
+            residual = candidate
+            current, cover = score(coords, judge)
     if max(plain, current) < MIN_CORRELATION:
         raise _refuse(f"their structures do not match (correlation {max(plain, current):.2f}, below "
                       f"{MIN_CORRELATION}), so they look like different images")
@@ -155,7 +161,7 @@ def _align(source: torch.Tensor, edited: torch.Tensor, mode: str) -> Alignment:
         raise _refuse(f"after alignment EDITED covers only {100 * cover:.0f} % of SOURCE (under half)")
     applied = "+".join(n for n, on in (("affine", use_affine), ("flow", residual is not None)) if on)
     if not applied:  # nothing improves the match: the edit is returned exactly as it is
-        info.update(mode="none")
+        info.update(mode="none", score=round(plain, 4), score_before=round(plain, 4))
         return Alignment(base.clone() if base is edited else base, ones, info)
 
     coords_full = warp.full_map(matrix, residual, size, grid, source.device)
@@ -177,7 +183,21 @@ def _composed(matrix: np.ndarray, residual: np.ndarray, grid: tuple[int, int]) -
         (a[1, 0] * px + a[1, 1] * py + a[1, 2]).astype(np.float32)
 
 
-def _largest_move(matrix: np.ndarray, grid: tuple[int, int], _: Any) -> float:
+def _plausible(matrix: np.ndarray, start: np.ndarray) -> bool:
+    """Whether a fitted warp is a drift an edit model makes, not ECC fitting one photo onto another.
+
+    Drifts are a few percent of zoom and a degree or two of rotation; two unrelated
+    photos can still correlate once ECC turns one by 50 degrees and shrinks it.
+    """
+    import numpy as np
+
+    a = matrix[:, :2].astype(np.float64) @ np.linalg.inv(start[:, :2].astype(np.float64))  # what ECC added
+    scales = np.linalg.svd(a, compute_uv=False)
+    rotation = math.degrees(math.atan2(a[1, 0] - a[0, 1], a[0, 0] + a[1, 1]))
+    return bool(MAX_ZOOM ** -1 < scales.min() and scales.max() < MAX_ZOOM and abs(rotation) < MAX_ROTATION)
+
+
+def _largest_move(matrix: np.ndarray, grid: tuple[int, int]) -> float:
     """Largest displacement (grid pixels) of the warp at the grid's corners."""
     import numpy as np
 
