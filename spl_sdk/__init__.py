@@ -17,4 +17,8 @@ def __getattr__(name: str) -> object:
         from spl_sdk import editor
 
         return getattr(editor, name)
+    if name == "refine":  # the module; spl_sdk.refine.refine() is the one refine recipe
+        import importlib
+
+        return importlib.import_module("spl_sdk.refine")
     raise AttributeError(f"module 'spl_sdk' has no attribute {name!r}")

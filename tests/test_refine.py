@@ -192,3 +192,20 @@ def test_refine_on_cuda_matches_the_cpu(files, plugins) -> None:
     assert gpu.device.startswith("cuda") and gpu.alignment["mode"] == cpu.alignment["mode"]
     diff = np.abs(np.asarray(gpu.image, np.int16) - np.asarray(cpu.image, np.int16))
     assert diff.mean() < 1.0
+
+
+def test_cli_post_processors_run_in_refine(files, tmp_path: Path) -> None:
+    src, edit, _ = files
+    result = cli(src, edit, "-o", tmp_path / "o.png", "--iterations", 3, "--post-processors", "loss-refine")
+    assert result.exit_code == 0, result.output
+    meta = imageio.read_metadata(tmp_path / "o.png")
+    assert meta["config"]["post_processors"] == ["loss-refine"] and "post_process" in meta["timings"]
+    assert "--post-processors loss-refine" in meta["command"]
+    unknown = cli(src, edit, "-o", tmp_path / "p.png", "--post-processors", "nope")
+    assert unknown.exit_code == 1 and "nope" in unknown.stderr and unknown.stderr.strip().count("\n") == 0
+
+
+def test_refine_module_is_reachable_from_the_package() -> None:
+    import spl_sdk
+
+    assert spl_sdk.refine.refine is refine

@@ -82,8 +82,8 @@ def _option_text(value: Any) -> str:
               help="Also write the aligned edit (before refinement) to this file, and its coverage mask "
                    "(white = covered by the edit) beside it as NAME.coverage.png.")
 @click.option("--device", default="auto", show_default=True,
-              help="Where the refine (alignment included) runs: auto (the CUDA GPU when there is one), cpu, "
-                   "cuda or cuda:N.")
+              help="Where the refine runs and the aligned edit is resampled: auto (the CUDA GPU when there "
+                   "is one), cpu, cuda or cuda:N. The warp itself is estimated by OpenCV on the CPU.")
 @click.option("--dtype", type=click.Choice(["auto", "float32"]), default="auto", show_default=True,
               help="Precision of the refine; its solver computes in float32.")
 @quiet_flag
