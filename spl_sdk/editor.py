@@ -249,7 +249,7 @@ class Editor:
         inject = self._injector(cfg, terms, round_trip, timer, generator) if terms else None
         progress.opt_start = cfg.opt_start if inject is not None else 1.0
         out = self._run(cfg, method, controller, source_prompt, target_prompt, z0, inject, progress, timer,
-                        generator, work)
+                        generator, work, None if mask_tensor is None else resize(mask_tensor, work_size))
         with timer.phase("vae"):
             edited = resize(self.backbone.decode_latents(out.latent).float(), size)
         if cfg.align != "off":  # a method whose output drifts: register it before post-processing
@@ -266,6 +266,10 @@ class Editor:
                 for post in posts:  # in the configured order
                     progress.begin_post(post.name if len(posts) > 1 else None, post.progress_total())
                     edited = call_post_processor(post, source, edited, terms, progress.post, self.plugins)
+        if out.region is not None:  # a confined edit: outside the region the result is the photo itself
+            from spl_sdk.region import composite
+
+            edited = composite(source.float(), edited, out.region)
         mask_pil = tensor_to_pil(mask_tensor.expand(-1, 3, -1, -1) * 2 - 1).convert("L") \
             if mask_tensor is not None else None
         return EditResult(image=tensor_to_pil(edited), config=cfg, source_prompt=source_prompt,
@@ -338,14 +342,14 @@ class Editor:
     def _run(self, cfg: EditConfig, method: EditMethod, controller: AttentionController | None,
              source_prompt: str, target_prompt: str, z0: torch.Tensor, inject: Injector | None,
              progress: _Progress, timer: _Timer, generator: torch.Generator | None = None,
-             work: torch.Tensor | None = None) -> EditOutput:
+             work: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> EditOutput:
         """One pass of the edit method; its UNet and text-encoder time go to their phases."""
         request = EditRequest(
             backbone=self.backbone, source_prompt=source_prompt, target_prompt=target_prompt, z0=z0,
             controller=controller, steps=cfg.steps, source_guidance=cfg.source_guidance,
             target_guidance=cfg.target_guidance, seed=cfg.seed, opt_start=cfg.opt_start,
             inject=inject, on_step=progress, original_steps=cfg.original_steps, generator=generator,
-            source_image=work)
+            source_image=work, mask=mask)
         progress.begin_pass()
         out = self.plugins.call(method, "edit", request, check=checks.has_latent)
         if not progress.reported:

@@ -432,3 +432,32 @@ def test_the_decoded_edit_is_aligned_onto_the_photo_before_post_processing(konte
     assert (off.config.align, on.config.align) == ("off", "auto")
     assert seen == [((1, 3, SIZE, SIZE), (1, 3, SIZE, SIZE), "auto")]
     np.testing.assert_array_equal(np.roll(np.asarray(off.image), 2, axis=1), np.asarray(on.image))
+
+
+def test_a_confined_edit_keeps_the_photo_outside_the_mask_exactly(tmp_path, kontext, photo):
+    path, mask, out = tmp_path / "photo.png", tmp_path / "mask.png", tmp_path / "o.png"
+    photo.save(path)
+    half = Image.new("L", photo.size, 0)
+    half.paste(255, (0, 0, SIZE // 2, SIZE))
+    half.save(mask)
+    run = CliRunner().invoke(main, ["edit", str(path), "-t", INSTRUCTION, "-o", str(out), *FAST, "--mask", str(mask),
+                                    "--option", "instruct.confine=true"])
+    assert run.exit_code == 0, run.output
+    result, original = np.asarray(Image.open(out).convert("RGB")), np.asarray(photo)
+    np.testing.assert_array_equal(result[:, SIZE // 2:], original[:, SIZE // 2:])  # outside: the photo
+    assert np.abs(result[:, : SIZE // 4].astype(int) - original[:, : SIZE // 4]).mean() > 5  # inside: edited
+    # the latent outside the region ends at the photo's own latent
+    source = pil_to_tensor(photo)
+    region = pil_to_tensor(half.convert("RGB"))[:, :1] * 0.5 + 0.5
+    confined = Instruct(Instruct.Options(confine=True)).edit(_request(kontext, photo, steps=2, seed=1, mask=region))
+    z0 = kontext.encode_image(source)
+    torch.testing.assert_close(confined.latent[..., SIZE // 16:], z0[..., SIZE // 16:], rtol=0, atol=1e-6)
+    assert confined.region is region
+
+
+def test_confine_without_a_mask_is_one_sentence(tmp_path, photo):
+    path = tmp_path / "photo.png"
+    photo.save(path)
+    run = CliRunner().invoke(main, ["edit", str(path), "-t", INSTRUCTION, "-o", str(tmp_path / "o.png"), *FAST,
+                                    "--option", "instruct.confine=true"])
+    assert run.exit_code == 1 and "--mask" in run.output and len(run.output.strip().splitlines()) == 1

@@ -20,6 +20,7 @@ from pydantic import Field
 from spl_sdk.components.backbone import Backbone
 from spl_sdk.components.base import ComponentOptions
 from spl_sdk.components.method import EditMethod, EditOutput, EditRequest
+from spl_sdk.errors import ConfigError
 from spl_sdk.injection import clean_estimate, continue_from_refined, injection_steps
 from spl_sdk.lazy import no_grad, torch
 
@@ -55,6 +56,9 @@ class Instruct(EditMethod):
             "Sampling steps (FLUX.1 Kontext 28, as its diffusers pipeline); --steps sets it too."))
         guidance: float | None = Field(None, ge=0, le=30, description=(
             "Guidance scale (Kontext: embedded guidance, 3.5 by default); --target-guidance sets it too."))
+        confine: bool = Field(False, description=(
+            "Edit only inside the mask (--mask FILE): outside it the latent follows the photo's own "
+            "noised latent at every step and the result is the photo's pixels exactly."))
 
     def settings(self, backbone: Backbone, steps: int | None = None,
                  guidance: float | None = None) -> InstructSettings:
@@ -94,6 +98,7 @@ class Instruct(EditMethod):
         backbone = request.backbone
         s = self.settings(backbone, request.steps, request.target_guidance)
         shape = tuple(request.z0.shape)
+        keep = self._outside(request, shape)  # refused before any model work when it cannot run
         began = time.perf_counter()
         # true classifier-free guidance (Qwen-Image-Edit) against the model's negative prompt; FLUX.1
         # Kontext has embedded guidance instead, one row
@@ -106,6 +111,7 @@ class Instruct(EditMethod):
         sigmas = backbone.sigmas(s.steps, latent_shape=shape)
         inject_at = set(injection_steps(s.steps, request.opt_start)) if request.inject else set()
         z = starting_noise(shape, request.seed, request.z0.device)
+        noise = z.clone()
         for i, timestep in enumerate(timesteps):
             t, t_next = float(sigmas[i]), float(sigmas[i + 1])
             began = time.perf_counter()
@@ -119,8 +125,22 @@ class Instruct(EditMethod):
                 out.steps_injected.append(i)
             else:
                 x0 = clean_estimate(z.float(), v, t)
+            if keep is not None:  # outside the region: the photo's latent at the next noise level
+                z_next = keep * ((1 - t_next) * request.z0.float() + t_next * noise) + (1 - keep) * z_next
             z = z_next
             if request.on_step is not None:
                 request.on_step(i, s.steps, x0)
         out.latent = z
+        if keep is not None:
+            out.region = request.mask
         return out
+
+    def _outside(self, request: EditRequest, shape: tuple[int, ...]) -> torch.Tensor | None:
+        """1 - the mask at the latent's size, when the edit is confined; None otherwise."""
+        if not self.options.confine:
+            return None
+        if request.mask is None:
+            raise ConfigError("instruct.confine needs a mask of the region to edit; pass --mask FILE "
+                              "(white = edit here) or drop the confine option.")
+        inside = torch.nn.functional.interpolate(request.mask.float(), size=shape[-2:], mode="area")
+        return (1 - inside).to(request.z0.device)

@@ -43,11 +43,17 @@ class EditRequest:
     generator: torch.Generator | None = None
     # The source image at the working size, in [-1, 1] (instruction-edit models read the photo itself).
     source_image: torch.Tensor | None = None
+    # The edit's mask (1, 1, h, w) in [0, 1] at the working size, white = inside, when one is given.
+    mask: torch.Tensor | None = None
 
 
 @dataclass
 class EditOutput:
-    """The edited clean latent plus time spent, and any extra tensors a method wants to expose."""
+    """The edited clean latent plus time spent, and any extra tensors a method wants to expose.
+
+    ``region`` (1, 1, h, w) in [0, 1], when set, confines the edit: the editor composites the
+    final image through it (feathered) so that pixels outside are exactly the photo's.
+    """
 
     latent: torch.Tensor
     unet_seconds: float = 0.0
@@ -55,6 +61,7 @@ class EditOutput:
     text_seconds: float = 0.0
     steps_injected: list[int] = field(default_factory=list)
     extras: dict[str, Any] = field(default_factory=dict)
+    region: torch.Tensor | None = None
 
 
 class EditMethod(Component):
