@@ -192,8 +192,13 @@ def config_from_state(**overrides: Any) -> EditConfig:
     # steps and guidance per model family)
     data = {n: v for n, v in data.items() if v != field(n).get_default(call_default_factory=True)}
     data.update(overrides)
+    return validated(EditConfig, data)
+
+
+def validated(model: type[Any], data: dict[str, Any]) -> Any:
+    """``model(**data)``, or a ConfigError naming the setting that does not fit."""
     try:
-        return EditConfig(**data)
+        return model(**data)
     except ValidationError as exc:
         raise ConfigError(describe_validation_error(exc, "the settings")) from None
 

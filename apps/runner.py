@@ -33,7 +33,7 @@ PHASE_LABELS = {"mask pass": "Finding the mask", "steps": "Denoising", "injectio
                 "post-processing": "Refining at full size", "refine": "Refining"}
 # per-page widgets (key "<slot>.<name>") whose change makes an old message stale
 INPUT_NAMES = {"source_prompt", "target_prompt", "mask_source", "mask_upload", "upload", "canvas",
-               "object", "harmonizer", "edited_upload", "align", "folder"}
+               "object", "harmonizer", "folder"}
 
 
 @dataclass
@@ -121,7 +121,7 @@ def inputs(slot: str) -> str:
     keys = sorted(k for k in state if isinstance(k, str) and (
         k.startswith(("cfg.", "opt.")) or k.removeprefix(f"{slot}.") in INPUT_NAMES))
     values = [(k, getattr(state[k], "file_id", state[k])) for k in keys]  # an upload by its id
-    return repr(values + [id(state.get(f"{slot}.photo")), id(state.get(f"{slot}.edited"))])
+    return repr(values + [id(state.get(f"{slot}.photo")), id(state.get(f"{slot}_edit.photo"))])
 
 
 def notify(slot: str, kind: str, text: str) -> None:

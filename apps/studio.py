@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from spl_apps import controls, edit_page, harmonize_page, layout, resources, settings
+from spl_apps import controls, edit_page, harmonize_page, layout, refine_page, resources, settings
 
-PAGES = {"Edit": edit_page.render, "Harmonize": harmonize_page.render}
+KEPT = ("opt.", "refine.cfg.")  # widget values of one page that other pages do not draw
+PAGES = {"Edit": edit_page.render, "Harmonize": harmonize_page.render, "Refine": refine_page.render}
 
 
 def main() -> None:
@@ -19,10 +20,13 @@ def main() -> None:
     layout.compact()
     plugins = resources.plugins()
     controls.ensure_state()
+    for k in [k for k in st.session_state if str(k).startswith(KEPT)]:
+        st.session_state[k] = st.session_state[k]  # kept while another page hides their widgets
     page = st.sidebar.radio("Page", list(PAGES), key="page", horizontal=True)
     for message in plugins.load_errors:
         st.sidebar.warning(message)
-    settings.sidebar(plugins)
+    if page != "Refine":  # the refine page draws its own settings (no model, no sampling)
+        settings.sidebar(plugins)
     PAGES[page](plugins)
 
 

@@ -15,7 +15,7 @@ _CLI_ONLY = {"allow-large": "a smaller photo", "allow-pickle": "a model in safet
              "force": "another file name", "config": "the settings"}
 
 
-def _setting(match: re.Match[str]) -> str:
+def _setting(match: re.Match[str], labels: dict[str, str]) -> str:
     """'--working-size' -> '“Working size”'; flags the studio lacks become their nearest words."""
     name = match.group(1)
     if name in _CLI_ONLY:
@@ -24,15 +24,18 @@ def _setting(match: re.Match[str]) -> str:
     if field == "model":
         return "the Model setting (sidebar)"
     if field in EditConfig.model_fields:
-        label = LABELS.get(field, field.replace("_", " ").capitalize()).split(" (")[0]
+        label = labels.get(field) or LABELS.get(field, field.replace("_", " ").capitalize()).split(" (")[0]
         return f"“{label}”"
     return match.group(0)
 
 
-def for_studio(message: str) -> str:
-    """``message`` (a core error) with CLI flags and Python hints replaced by the studio's settings."""
+def for_studio(message: str, labels: dict[str, str] | None = None) -> str:
+    """``message`` (a core error) with CLI flags and Python hints replaced by the studio's settings.
+
+    ``labels`` (field -> label) names a page's own widgets where they differ from the edit's.
+    """
     message = _IN_PYTHON.sub("", message)
     message = message.replace("drop --model", "leave the Model setting empty")
     message = _PASS_MODEL.sub(lambda m: "type " + (m.group(1) or "its folder")
                               + " into the Model setting (sidebar)", message)
-    return _FLAG.sub(_setting, message)
+    return _FLAG.sub(lambda m: _setting(m, labels or {}), message)

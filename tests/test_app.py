@@ -507,3 +507,53 @@ def test_unset_numeric_options_get_empty_number_fields() -> None:
     assert guidance.value is None  # unset: the backbone family's published default fills it
     at = settle(at, {"opt.method/flowedit.source_guidance": 2.5})
     assert at.session_state["opt.method/flowedit.source_guidance"] == 2.5 and not at.exception
+
+
+# ------------------------------------------------------------------ refine page
+def photo_and_edit(size: tuple[int, int] = (128, 128)) -> tuple[bytes, bytes]:
+    """The bundled old man at ``size`` and an 'edit' of it: tinted and shifted 2 px (an edit's drift)."""
+    from PIL import ImageChops
+
+    image = Image.open(EXAMPLES[0].path).convert("RGB").resize(size, Image.Resampling.LANCZOS)
+    edit = ImageChops.offset(Image.blend(image, Image.new("RGB", size, (200, 60, 40)), 0.3), 2, 1)
+    out = []
+    for picture in (image, edit):
+        buf = io.BytesIO()
+        picture.save(buf, format="PNG")
+        out.append(buf.getvalue())
+    return out[0], out[1]
+
+
+def test_refine_page_gives_the_pixels_of_the_refine_recipe() -> None:
+    from spl_sdk.config import RefineConfig
+    from spl_sdk.refine import refine
+
+    at = start()
+    at = settle(at, {"page": "Refine"})
+    assert not at.exception and at.button(key="refine.run").disabled  # nothing uploaded yet
+    with pytest.raises(KeyError):  # the edit's model and sampling settings are not on this page
+        at.get_by_key("cfg.backbone")
+    source_png, edit_png = photo_and_edit()
+    at.file_uploader(key="refine.upload").set_value(("photo.png", source_png, "image/png"))
+    at.file_uploader(key="refine_edit.upload").set_value(("edit.png", edit_png, "image/png"))
+    at = settle(at, {"refine.cfg.align": "affine", "refine.cfg.iterations": 5,
+                     "refine.cfg.color_loss": "cpl"})
+    assert "1000 (cpl's default)" == at.number_input(key="refine.cfg.color_weight").proto.placeholder
+    at.button(key="refine.run").click().run()
+    assert not at.exception and not at.error, messages(at)
+    kept = at.session_state["refine.result"]
+    # the same inputs through the one recipe: the same pixels
+    source = Image.open(io.BytesIO(source_png)).convert("RGB")
+    edited = Image.open(io.BytesIO(edit_png)).convert("RGB")
+    expected = refine(source, edited, config=RefineConfig(align="affine", iterations=5, color_loss="cpl"))
+    assert np.array_equal(np.asarray(kept.image), np.asarray(expected.image))
+    assert kept.metadata["config"] == expected.metadata()["config"]
+    assert kept.metadata["alignment"] == expected.alignment
+    meta = json.loads(Image.open(io.BytesIO(kept.png)).info["spl_sdk"])  # the download embeds it
+    assert meta["config"]["align"] == "affine" and meta["edited"] == "edit.png"
+    captions = [c for img in at.image for c in img.captions]
+    assert "Refined" in captions and "Before (left) | After (right)" in captions
+    # a new edit upload drops the old result
+    at.file_uploader(key="refine_edit.upload").set_value(("other.png", png(seed=3), "image/png"))
+    at = at.run()
+    assert "refine.result" not in at.session_state and not at.exception
