@@ -91,15 +91,16 @@ class SPLCallback:
     def __call__(self, pipe: Any, step: int, timestep: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
         """Refine the clean estimate after ``step`` when it is due; always hand the latents back."""
         latents = kwargs["latents"]
-        steps = len(pipe.scheduler.timesteps)
+        # steps this run takes (img2img runs the tail of the schedule), and where the scheduler is
+        steps = int(getattr(pipe, "num_timesteps", None) or len(pipe.scheduler.timesteps))
         if step == 0:
             self.previous, self.steps_injected = None, []  # a new run of the pipeline
         if step in injection_steps(steps, self.opt_start):
             if self.previous is None:
                 raise ConfigError(f"SPLCallback cannot inject at step {step}: a diffusers callback does not "
                                   f"see the latents before the first step; raise opt_start above 0.")
-            sigmas = pipe.scheduler.sigmas
-            t, t_next = float(sigmas[step]), float(sigmas[step + 1])
+            sigmas, index = pipe.scheduler.sigmas, pipe.scheduler.step_index  # index: after this step
+            t, t_next = float(sigmas[index - 1]), float(sigmas[index])
             z_prev, z = self._unpacked(self.previous), self._unpacked(latents)
             v = (z - z_prev) / (t_next - t)  # the Euler step z = z_prev + (t_next - t) v, solved for v
             refined, _ = continue_from_refined(z, v, t_next, self.inject)

@@ -461,3 +461,41 @@ def test_confine_without_a_mask_is_one_sentence(tmp_path, photo):
     run = CliRunner().invoke(main, ["edit", str(path), "-t", INSTRUCTION, "-o", str(tmp_path / "o.png"), *FAST,
                                     "--option", "instruct.confine=true"])
     assert run.exit_code == 1 and "--mask" in run.output and len(run.output.strip().splitlines()) == 1
+
+
+def test_callback_follows_the_schedules_tail_in_an_img2img_pipeline(flux, photo):
+    from diffusers import FluxImg2ImgPipeline
+
+    names = ("transformer", "scheduler", "vae", "text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2")
+    pipe = FluxImg2ImgPipeline(**{n: getattr(flux, n) for n in names})
+    pipe.set_progress_bar_config(disable=True)
+    seen: list[tuple] = []
+    callback = SPLCallback(pipe, photo, opt_start=0.5, iterations=3)
+    inject = callback.inject
+
+    def recording(x0):  # what the callback refines, to check the velocity it recovered
+        seen.append(x0)
+        return inject(x0)
+
+    callback.inject = recording
+    kwargs = {"prompt": "a portrait at night", "image": photo, "strength": 0.6, "num_inference_steps": 5,
+              "height": SIZE, "width": SIZE, "output_type": "latent", "max_sequence_length": flux.max_sequence_length}
+    steps: list = []
+
+    def both(pipe, i, t, tensors):  # the SPL callback, and the latents and path times around it
+        index = pipe.scheduler.step_index
+        before = tensors["latents"].clone()
+        out = callback(pipe, i, t, tensors)
+        steps.append((i, float(pipe.scheduler.sigmas[index - 1]), float(pipe.scheduler.sigmas[index]), before))
+        return out
+
+    pipe(generator=torch.Generator("cpu").manual_seed(2), callback_on_step_end=both, **kwargs)
+    assert [s[0] for s in steps] == [0, 1, 2] and callback.steps_injected == [2]  # 3 of 5 steps run
+    # the clean estimate refined at step 2 is the one of the step the scheduler took: z - t v
+    (_, t, t_next, z_next), z_prev = steps[2], flux.from_pipeline_latents(steps[1][3], SIZE, SIZE)
+    z_next = flux.from_pipeline_latents(z_next, SIZE, SIZE)
+    v = (z_next - z_prev) / (t_next - t)
+    torch.testing.assert_close(seen[0], z_next - t_next * v, rtol=1e-5, atol=1e-5)
+    # the run's last step ends the schedule (t = 0): the sigmas are read where the scheduler is,
+    # not at the callback's step count (which would be the start of the full schedule)
+    assert t_next == 0.0 < t < 0.5
