@@ -94,7 +94,7 @@ def check_shape(raw: Any, source: str = "options") -> RawOptions:
     for name, fields in raw.items():
         if not isinstance(fields, Mapping):
             raise ConfigError(f"{source} of '{name}' must be a mapping of option names to values, "
-                              f"e.g. {{\"{name}\": {{\"FIELD\": VALUE}}}}; got {fields!r}.")
+                              f"e.g. {{\"{name}\": {{\"FIELD\": VALUE}}}}; got {shown(fields)}.")
     return {str(k): dict(v) for k, v in raw.items()}
 
 

@@ -38,7 +38,8 @@ def printable(text: object, encoding: str | None = None) -> str:
 # API keys and tokens: well-known prefixes, or a long unbroken run of random-looking key characters
 _KEY_PREFIX = re.compile(r"^(sk-|pk-|rk-|hf_|ghp_|gho_|ghs_|github_pat_|glpat-|xox[abpr]-|AKIA|AIza)"
                          r"[-_A-Za-z0-9]{12,}$")
-_KEY_RUN = re.compile(r"^[-_A-Za-z0-9+/=]{32,}$")
+_KEY_RUN = re.compile(r"^[-_A-Za-z0-9+=]{32,}$")  # no '/' or '.': paths and model ids never match
+_QUOTED = re.compile(r"'([^'\s]*)'")
 
 
 def looks_secret(value: object) -> bool:
@@ -55,3 +56,8 @@ def looks_secret(value: object) -> bool:
 def shown(value: object) -> str:
     """``repr(value)`` for an error line, or '***' when the value looks like a secret."""
     return "***" if looks_secret(value) else repr(value)
+
+
+def redact(text: str) -> str:
+    """``text`` with every quoted value that looks like a secret replaced by '***'."""
+    return _QUOTED.sub(lambda m: "'***'" if looks_secret(m.group(1)) else m.group(0), text)

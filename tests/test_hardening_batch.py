@@ -250,6 +250,9 @@ def test_a_secret_typed_into_a_plain_option_is_not_echoed(tmp_path, photo, secre
                                         "--option", option])
         line = one_line(run)
         assert secret not in line and "***" in line
+    flag = CliRunner().invoke(main, ["refine", str(photo), str(photo), "-o", str(tmp_path / "o.png"),
+                                     "--iterations", secret, "--solver", secret])
+    assert flag.exit_code == 2 and secret not in flag.output and "'***'" in flag.output
     config = tmp_path / "c.yaml"
     config.write_text(f"iterations: {secret}\n")
     run = CliRunner().invoke(main, ["refine", str(photo), str(photo), "-o", str(tmp_path / "o.png"),
