@@ -23,7 +23,7 @@ __all__ = ["MODES", "Alignment", "AlignmentError", "align", "describe"]
 
 MODES = ("auto", "affine", "flow", "off")
 # Below this correlation of evened structure maps the two images are not the same scene (recoloured,
-# blurred and moved edits of the bundled photos score above 0.6, two of the photos below 0.2).
+# blurred and moved edits of the bundled photos score 0.6 to 0.99, two of the photos at most 0.13).
 MIN_CORRELATION = 0.3
 FLAT = 1 / 255  # below this 99th percentile of luminance steps the source is flat: nothing to align on
 MIN_COVERAGE = 0.5  # the aligned edit must cover at least half of the source
