@@ -6,6 +6,7 @@ import csv
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -121,3 +122,82 @@ def test_offline_without_weights_one_sentence_names_them(tmp_path, example_image
     line = proc.stderr.strip()
     assert "\n" not in line and "Traceback" not in line
     assert "facebook/dino-vitb8" in line and "ViT-L-14" in line and "OpenAI" in line
+
+
+def _two_runs(tmp_path: Path, example_image: Image.Image) -> tuple[Path, Path]:
+    """Run A finished all four rows; B is A with one row failed and one never run (lost rows)."""
+    example_image.resize((64, 64)).save(tmp_path / "p.png")
+    example_image.resize((64, 64)).rotate(90).save(tmp_path / "e.png")
+    rows = [{"id": f"r{i}", "image": "p.png", "source_prompt": "a photo", "target_prompt": f"a painting {i}"}
+            for i in range(3)] + [{"id": "fix", "task": "refine", "image": "p.png", "edited": "e.png",
+                                   "align": "off"}]
+    manifest = tmp_path / "rows.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    run = CliRunner().invoke(main, ["batch", str(manifest), "-o", str(tmp_path / "A"), *FAST, "-q"])
+    assert run.exit_code == 0, run.output
+    shutil.copytree(tmp_path / "A", tmp_path / "B")
+    journal = tmp_path / "B" / "results.jsonl"
+    records = [json.loads(line) for line in journal.read_text().splitlines()]
+    kept = []
+    for record in records:
+        if record["id"] == "r1":
+            continue  # never run: a missing row
+        if record["id"] == "r2":
+            record.update(status="error", error="RuntimeError: out of memory")
+        kept.append(record)
+    journal.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
+    return tmp_path / "A", tmp_path / "B"
+
+
+@pytest.mark.slow  # a 4-row tiny batch, then two tiny-network evaluations
+def test_compare_counts_each_runs_rows_and_scores_the_common_ones(tmp_path, example_image):
+    a, b = _two_runs(tmp_path, example_image)
+    run = CliRunner().invoke(main, ["eval", str(a), str(b), "--compare", "-o", str(tmp_path / "cmp"),
+                                    "--networks", "tiny-random", "-q"])
+    assert run.exit_code == 0, run.output
+    assert "A: 4 of 4 rows finished (0 failed, 0 missing)" in run.output
+    assert "B: 2 of 4 rows finished (1 failed, 1 missing); e.g. r2: RuntimeError: out of memory" in run.output
+    assert "comparing the 2 rows every run finished" in run.output
+    for method in ("A", "B"):  # only the common rows are scored, for both runs
+        rows = list(csv.DictReader((tmp_path / "cmp" / f"{method}.csv").open()))
+        assert sorted(r["id"] for r in rows) == ["fix", "r0"]
+        refine_row = next(r for r in rows if r["id"] == "fix")
+        assert refine_row["clip_whole"] == "" and refine_row["structure_distance"]  # no prompt: no CLIP
+    summary = json.loads((tmp_path / "cmp" / "summary.json").read_text())
+    assert summary["A"]["all"]["n"] == 2 and summary["A"]["all"]["n_clip_whole"] == 1
+    md = (tmp_path / "cmp" / "summary.md").read_text()
+    assert "B: 2 of 4 rows finished" in md and "No data for PSNR" in md
+    figures = {p.name for p in (tmp_path / "cmp" / "figures").iterdir()}
+    assert "psnr.png" not in figures and "structure_distance.png" in figures  # no blank charts
+
+
+def test_compare_without_a_common_row_says_so(tmp_path, example_image):
+    from spl_sdk.cli.eval import common_rows
+    from spl_sdk.errors import ConfigError
+    from spl_sdk.metrics.pairs import Pair, RunPairs
+
+    one = RunPairs([Pair("a", "s", "e", "t")], missing=["b"])
+    other = RunPairs([Pair("b", "s", "e", "t")], failed={"a": "boom"})
+    with pytest.raises(ConfigError, match="no row was finished by every run .*A 1 of 2 rows finished"):
+        common_rows({"A": one, "B": other})
+    same, note = common_rows({"A": one, "B": RunPairs([Pair("a", "s", "e", "t")])})
+    assert note is None and [p.id for p in same["B"]] == ["a"]
+
+
+def test_unreachable_hub_fails_at_once_and_names_tiny_random(tmp_path, example_image, monkeypatch):
+    from huggingface_hub import constants
+
+    from spl_sdk.metrics import networks
+
+    manifest = _pairs_manifest(tmp_path, example_image)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)  # offline mode not set: only no network
+    assert not networks.hub_reachable()  # conftest points the Hub at a refusing port
+    seen, load = [], networks._load_pretrained
+    monkeypatch.setattr(networks, "_load_pretrained",
+                        lambda *a: seen.append(constants.HF_HUB_OFFLINE) or load(*a))
+    run = CliRunner().invoke(main, ["eval", str(manifest), "-o", str(tmp_path / "e"), "-q"])
+    assert run.exit_code == 1 and "--networks tiny-random" in run.output, run.output
+    assert seen == [True]  # cached weights only: no download retries against an unreachable Hub
+    assert constants.HF_HUB_OFFLINE is False  # restored

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from spl_sdk.cli.options import handle_errors
+
+if TYPE_CHECKING:
+    from spl_sdk.metrics.pairs import Pair, RunPairs
 
 
 def _method_name(run: Path, taken: set[str]) -> str:
@@ -18,6 +22,23 @@ def _method_name(run: Path, taken: set[str]) -> str:
         name = f"{base}-{n}"
     taken.add(name)
     return name
+
+
+def common_rows(read: dict[str, RunPairs]) -> tuple[dict[str, list[Pair]], str | None]:
+    """Each run's pairs narrowed to the ids every run finished, and a note when that drops rows."""
+    from spl_sdk.errors import ConfigError
+
+    ids = [{p.id for p in got.pairs} for got in read.values()]
+    common = set.intersection(*ids)
+    counts = ", ".join(f"{method} {got.describe()}" for method, got in read.items())
+    if not common:
+        raise ConfigError(f"no row was finished by every run ({counts}); rerun the spl batch commands "
+                          f"to finish their rows, then compare again.")
+    if all(i == common for i in ids):
+        return {m: got.pairs for m, got in read.items()}, None
+    note = (f"the runs finished different rows ({counts}); comparing the {len(common)} rows every "
+            f"run finished.")
+    return {m: [p for p in got.pairs if p.id in common] for m, got in read.items()}, note
 
 
 @click.command("eval")
@@ -42,7 +63,7 @@ def evaluate(runs: tuple[Path, ...], out_dir: Path, compare: bool, pie_bench: Pa
     from spl_sdk.errors import ConfigError
     from spl_sdk.metrics.evaluate import score_pairs, summarise
     from spl_sdk.metrics.networks import load_networks
-    from spl_sdk.metrics.pairs import read_pairs
+    from spl_sdk.metrics.pairs import read_run
     from spl_sdk.metrics.report import check_report, write_report
 
     if len(runs) > 1 and not compare:
@@ -56,7 +77,19 @@ def evaluate(runs: tuple[Path, ...], out_dir: Path, compare: bool, pie_bench: Pa
             raise ConfigError(f"spl eval needs {module}; install the metrics with: "
                               f"pip install 'spl-sdk[eval]'") from None
     taken: set[str] = set()
-    pairs = {_method_name(run, taken): read_pairs(run, pie_bench) for run in runs}  # check all first
+    read = {_method_name(run, taken): read_run(run, pie_bench) for run in runs}  # check all first
+    notes = [f"{method}: {got.describe()}" for method, got in read.items()]
+    for method, got in read.items():
+        if got.failed or got.missing:
+            example = next(iter(got.failed.items()), None)
+            detail = f"; e.g. {example[0]}: {example[1]}" if example else ""
+            click.echo(f"{method}: {got.describe()}{detail}", err=True)
+    pairs = {method: got.pairs for method, got in read.items()}
+    if compare:
+        pairs, note = common_rows(read)
+        if note:
+            notes.append(note)
+            click.echo(note, err=True)
     check_report(list(pairs), out_dir, force)  # never replace a report without --force, nor late
     nets = load_networks(networks, device)
     per_method = {}
@@ -68,7 +101,7 @@ def evaluate(runs: tuple[Path, ...], out_dir: Path, compare: bool, pie_bench: Pa
         if failed and not quiet:
             click.echo(f"{method}: {len(failed)} pairs could not be scored, e.g. {failed[0]['id']}: "
                        f"{failed[0]['error']}", err=True)
-    written = write_report(per_method, out_dir, compare, force)
+    written = write_report(per_method, out_dir, compare, force, notes)
     click.echo(written["summary.md"].read_text(encoding="utf-8"))
     if not quiet:
         click.echo(f"wrote {len(written)} files to {out_dir}", err=True)

@@ -35,14 +35,16 @@ def score_pair(pair: Pair, nets: Any) -> dict[str, float]:
     mask = edited_region(pair, size)
     out = dict.fromkeys(METRICS, NAN)
     out["structure_distance"] = neural.structure_distance(nets.dino, source, edited)
-    out["clip_whole"] = neural.clip_score(nets, edited, pair.target_prompt)
+    prompted = bool(pair.target_prompt.strip())  # a refine row has none: its CLIP scores stay empty
+    if prompted:
+        out["clip_whole"] = neural.clip_score(nets, edited, pair.target_prompt)
     if mask is not None:
         keep = ~mask
         if keep.any():  # an all-covering mask has no background: left out of the means
             out.update(psnr=pixel.psnr(source, edited, keep), mse=pixel.mse(source, edited, keep),
                        ssim=pixel.ssim(source, edited, keep),
                        lpips=pixel.lpips_distance(nets.lpips, source, edited, keep))
-        if mask.any():
+        if mask.any() and prompted:
             out["clip_edited"] = neural.clip_score(nets, edited, pair.target_prompt, mask)
     return out
 
@@ -64,6 +66,11 @@ def score_pairs(pairs: Sequence[Pair], nets: Any,
         if progress is not None:
             progress(i, len(pairs))
     return rows
+
+
+def empty_metrics(summaries: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
+    """Metrics no row of any method has a value for (no masks, no target prompts)."""
+    return [m for m in METRICS if all(stats.get(m) is None for s in summaries.values() for stats in s.values())]
 
 
 def summarise(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:

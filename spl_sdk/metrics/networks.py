@@ -8,9 +8,10 @@ classes with random weights and no download, for tests.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,7 +62,8 @@ def load_networks(kind: str = "pretrained", device: str = "auto") -> Networks:
     loaded: dict[str, Any] = {}
     logging.disable(logging.ERROR)  # the loaders log their own failures; ours is one sentence
     try:
-        _load_pretrained(loaded, missing)
+        with _offline_unless_reachable():
+            _load_pretrained(loaded, missing)
     finally:
         logging.disable(logging.NOTSET)
     if missing:
@@ -69,11 +71,44 @@ def load_networks(kind: str = "pretrained", device: str = "auto") -> Networks:
             f"the evaluation needs weights that are neither cached nor downloadable here: "
             f"{'; '.join(missing)}; run spl eval once with network access (they are cached for "
             f"later), or copy the Hugging Face and torch caches (HF_HOME, TORCH_HOME) from a machine "
-            f"that has them.")
+            f"that has them; for a smoke test without them, pass --networks tiny-random (random "
+            f"weights: the figures then mean nothing).")
     return Networks(dino=loaded["dino"].eval().to(dev), clip=loaded["clip"].eval().to(dev),
                     clip_preprocess=loaded["preprocess"],
                     clip_tokenizer=open_clip.get_tokenizer(CLIP_NAME),
                     lpips=loaded["lpips"].eval().to(dev), device=dev)
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face Hub answers a TCP connect within ``timeout`` s (False when offline mode is on)."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    url = urlparse(constants.ENDPOINT)
+    try:
+        socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)),
+                                 timeout=timeout).close()
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def _offline_unless_reachable() -> Iterator[None]:
+    """Cached weights only when the Hub cannot be reached: a missing one fails at once, not after
+    the Hub client's download retries (minutes without a network)."""
+    from huggingface_hub import constants
+
+    before = constants.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = before or not hub_reachable()
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = before
 
 
 def _load_pretrained(loaded: dict[str, Any], missing: list[str]) -> None:

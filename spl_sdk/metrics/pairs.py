@@ -9,7 +9,7 @@ score are left empty for that row.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,25 @@ class Pair:
     edit_type: str = "all"
     mask_rle: list[int] | None = None
     mask_file: str | None = None
+
+
+@dataclass
+class RunPairs:
+    """A run's pairs to score, and the rows it did not finish (reported, never silently dropped)."""
+
+    pairs: list[Pair]
+    failed: dict[str, str] = field(default_factory=dict)  # id -> the row's one-line error
+    missing: list[str] = field(default_factory=list)  # manifest ids the run has no record of
+
+    @property
+    def total(self) -> int:
+        """Rows the run was asked for (as far as its manifest is known)."""
+        return len(self.pairs) + len(self.failed) + len(self.missing)
+
+    def describe(self) -> str:
+        """'3 of 4 rows finished (1 failed, 0 missing)'."""
+        return (f"{len(self.pairs)} of {self.total} rows finished ({len(self.failed)} failed, "
+                f"{len(self.missing)} missing)")
 
 
 def _pie_mapping(path: Path) -> dict[str, dict[str, Any]] | None:
@@ -52,8 +71,20 @@ def _batch_manifest(info: Path) -> Path | None:
     return Path(data["manifest"]) if data.get("manifest") else None
 
 
-def _records(run: Path) -> tuple[list[dict[str, Any]], Path | None]:
-    """(rows, manifest it came from) of a batch folder or a manifest file."""
+def _manifest_ids(manifest: Path | None) -> list[str]:
+    """Row ids of the manifest a batch ran from (empty when it is gone or unreadable)."""
+    if manifest is None or not manifest.is_file():
+        return []
+    from spl_sdk.jobs.manifest import read_manifest
+
+    try:
+        return [str(row.id) for row in read_manifest(manifest, needs_source=False)]
+    except ConfigError:  # the manifest changed since: the journal alone says what ran
+        return []
+
+
+def _records(run: Path) -> tuple[list[dict[str, Any]], dict[str, str], list[str], Path | None]:
+    """(finished rows, failed ids -> error, missing ids, manifest) of a batch folder or a manifest."""
     if run.is_dir():
         from spl_sdk.jobs.results import JOURNAL, Journal
 
@@ -62,21 +93,32 @@ def _records(run: Path) -> tuple[list[dict[str, Any]], Path | None]:
             raise ConfigError(f"'{run}' has no {JOURNAL}; give a folder written by spl batch, or a "
                               f"manifest with an 'edited' column.")
         latest = sorted(journal.latest(strict=True).values(), key=lambda r: r.get("index", 0))
-        return [dict(r, edited=r.get("output")) for r in latest if r.get("status") == "ok"], \
-            _batch_manifest(run / "batch.json")
+        done = [dict(r, edited=r.get("output")) for r in latest if r.get("status") == "ok"]
+        ok = {str(r.get("id")) for r in done}
+        failed = {str(r.get("id")): str(r.get("error") or r.get("status"))
+                  for r in latest if r.get("status") != "ok" and str(r.get("id")) not in ok}
+        manifest = _batch_manifest(run / "batch.json")
+        seen = {str(r.get("id")) for r in latest}
+        missing = [i for i in dict.fromkeys(_manifest_ids(manifest)) if i not in seen]
+        return done, failed, missing, manifest
     from spl_sdk.jobs.manifest import read_manifest
 
     rows = read_manifest(run)
     return [dict(r.extra, id=r.id, image=r.image, edited=r.edited, target_prompt=r.target_prompt)
-            for r in rows], run
+            for r in rows], {}, [], run
 
 
 def read_pairs(run: str | Path, pie_bench: str | Path | None = None) -> list[Pair]:
     """The pairs of a batch folder or manifest; PIE-Bench masks and edit types by id when known."""
+    return read_run(run, pie_bench).pairs
+
+
+def read_run(run: str | Path, pie_bench: str | Path | None = None) -> RunPairs:
+    """:func:`read_pairs` plus the rows the run did not finish (failed, or never run)."""
     run = Path(run)
     if not run.exists():
         raise ConfigError(f"'{run}' does not exist; give a spl batch output folder or a manifest.")
-    records, manifest = _records(run)
+    records, failed, missing, manifest = _records(run)
     mapping = _pie_mapping(Path(pie_bench)) if pie_bench else (
         _pie_mapping(manifest) if manifest is not None else None)
     from spl_sdk.metrics.pie_bench import clean_prompt, edit_type
@@ -101,7 +143,7 @@ def read_pairs(run: str | Path, pie_bench: str | Path | None = None) -> list[Pai
             mask_file=eval_mask or None))
     if not pairs:
         raise ConfigError(f"'{run}' has no finished rows to evaluate.")
-    return pairs
+    return RunPairs(pairs, failed, missing)
 
 
 def edited_region(pair: Pair, size: tuple[int, int]) -> np.ndarray | None:

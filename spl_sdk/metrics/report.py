@@ -9,9 +9,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from spl_sdk.metrics.evaluate import METRICS
+from spl_sdk.metrics.evaluate import METRICS, empty_metrics
 
 # the scale PIE-Bench's tables print each metric at, and which way is better
+# why a metric can have no data at all
+WHY_EMPTY = {"psnr": "mask", "lpips": "mask", "mse": "mask", "ssim": "mask", "clip_edited": "mask or prompt",
+             "clip_whole": "prompt", "structure_distance": "row"}
 SCALE = {"structure_distance": 1e3, "psnr": 1.0, "lpips": 1e3, "mse": 1e4, "ssim": 1e2,
          "clip_whole": 1.0, "clip_edited": 1.0}
 LABEL = {"structure_distance": "Structure dist. ×10³ ↓", "psnr": "PSNR ↑", "lpips": "LPIPS ×10³ ↓",
@@ -45,11 +48,29 @@ def _cell(value: float | None, metric: str) -> str:
     return "–" if value is None else f"{value * SCALE[metric]:.2f}"
 
 
-def markdown(summaries: dict[str, Summary], compare: bool) -> str:
+def empty_note(summaries: dict[str, Summary]) -> str | None:
+    """One sentence naming the metrics without any data and why, or None when all have some."""
+    empty = empty_metrics(summaries)
+    if not empty:
+        return None
+    causes = []
+    if any(WHY_EMPTY[m].startswith("mask") for m in empty):
+        causes.append("background and edited-region metrics need an edited-region mask (PIE-Bench's "
+                      "mapping file, or an eval_mask column)")
+    if any("prompt" in WHY_EMPTY[m] for m in empty):
+        causes.append("CLIP scores need a target prompt (refine rows have none)")
+    return (f"No data for {', '.join(LABEL[m] for m in empty)}: {'; '.join(causes)}. They are "
+            f"left empty, and no figure is drawn for them.")
+
+
+def markdown(summaries: dict[str, Summary], compare: bool, notes: Sequence[str] = ()) -> str:
     """One table per method (edit types x metrics); with ``compare``, one per metric (types x methods)."""
     lines = ["# spl eval", "",
              "PIE-Bench metrics; background metrics on the unedited region (mask inverted), means "
              "over the rows where a metric is defined.", ""]
+    empty = empty_note(summaries)
+    lines += [f"- {note}" for note in [*notes, *([empty] if empty else [])]]
+    lines += [""] if notes or empty else []
     for method, summary in summaries.items():
         lines += [f"## {method}", "", "| edit type | n | " + " | ".join(LABEL[m] for m in METRICS) + " |",
                   "|---|---|" + "---|" * len(METRICS)]
@@ -84,7 +105,10 @@ def figures(summaries: dict[str, Summary], folder: Path, force: bool = False) ->
     x = np.arange(len(types))
     width = 0.8 / max(1, len(methods))
     paths = []
+    empty = set(empty_metrics(summaries))
     for metric in METRICS:
+        if metric in empty:  # a blank chart would look like a result
+            continue
         fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(types) * max(1, len(methods)) ** 0.5), 4))
         for i, method in enumerate(methods):
             values = [summaries[method].get(t, {}).get(metric) for t in types]
@@ -123,18 +147,22 @@ def check_report(methods: Sequence[str], out_dir: Path, force: bool = False) -> 
 
 
 def write_report(per_method: dict[str, tuple[list[dict[str, Any]], Summary]], out_dir: Path,
-                 compare: bool = False, force: bool = False) -> dict[str, Path]:
+                 compare: bool = False, force: bool = False, notes: Sequence[str] = ()) -> dict[str, Path]:
     """Write ``<method>.csv`` per method, ``summary.json``, ``summary.md`` and ``figures/``.
 
     Every file is written atomically; an existing one is replaced only with ``force``.
     """
     written = {}
+    for stale in (out_dir / "figures" / f"{m}.png" for m in empty_metrics(
+            {m: s for m, (_, s) in per_method.items()})):
+        if force and stale.is_file():  # an older report's chart of a metric that is empty now
+            stale.unlink()
     for method, (rows, _) in per_method.items():
         written[f"{method}.csv"] = write_rows(rows, out_dir / f"{method}.csv", force)
     summaries = {m: s for m, (_, s) in per_method.items()}
     written["summary.json"] = _publish(out_dir / "summary.json",
                                        json.dumps(summaries, indent=2, sort_keys=True).encode(), force)
-    written["summary.md"] = _publish(out_dir / "summary.md", markdown(summaries, compare).encode(), force)
+    written["summary.md"] = _publish(out_dir / "summary.md", markdown(summaries, compare, notes).encode(), force)
     for path in figures(summaries, out_dir / "figures", force):
         written[f"figures/{path.name}"] = path
     return written
