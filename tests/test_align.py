@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from moved_edits import DRIFTS, Drift, blurred, moved, photo, psnr_interior, recolour
+from PIL import Image
 
 from spl_sdk.align import AlignmentError, align, describe
 from spl_sdk.errors import ConfigError
@@ -113,3 +114,30 @@ def test_flat_source_has_nothing_to_align_on() -> None:
     result = align(flat, edited)
     assert result.info["mode"] == "none" and "no structure" in result.info["reason"]
     assert torch.equal(result.image, edited)
+
+
+def test_a_repainted_region_does_not_drag_the_warp(pair) -> None:
+    # a third of the edit is new content (another photo), the rest moved by a known shift
+    src, edit = pair
+    drift = Drift(shift=(3.0, -2.0))
+    warped = np.asarray(moved(edit, drift)).copy()
+    other = np.asarray(photo("marshmallow.jpg", SIZE))
+    warped[:, : SIZE[0] // 3] = other[:, : SIZE[0] // 3]
+    info = align(pil_to_tensor(src), pil_to_tensor(Image.fromarray(warped)), mode="affine").info
+    unit = max(SIZE) / 512
+    assert info["shift_x"] == pytest.approx(3.0 * unit, abs=0.3)
+    assert info["shift_y"] == pytest.approx(-2.0 * unit, abs=0.3)
+    assert info["zoom"] == pytest.approx(1.0, abs=0.005) and abs(info["rotation"]) < 0.15
+
+
+def test_edit_cropped_to_another_aspect_is_found() -> None:
+    # a model that kept the scale and cropped the sides (3:2 photo -> 4:3 edit) instead of stretching
+    src = photo("woman.png", (384, 256))
+    clean = blurred(recolour(src), 1.0)
+    crop = clean.crop((21, 0, 363, 256))  # 342 x 256, centred
+    result = align(pil_to_tensor(src), pil_to_tensor(crop))
+    cov = result.coverage[0, 0]
+    assert "affine" in result.info["mode"] and 0.85 < result.info["coverage"] < 0.92
+    assert float(cov[:, :15].mean()) < 0.1 and float(cov[2:-2, 30:-30].min()) > 0.99
+    got = tensor_to_pil(result.image).crop((30, 0, 354, 256))
+    assert psnr_interior(got, clean.crop((30, 0, 354, 256))) > 38
