@@ -36,12 +36,13 @@ BATCH_FIELDS = [name for name in EditConfig.model_fields if name not in ("mask_f
 @click.option("--force", is_flag=True,
               help="Replace files at OUTDIR/images/ID.png that spl batch did not write (refused otherwise).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
+@click.option("--verbose", is_flag=True, help="Also show Ray's own log lines and warnings (--engine ray).")
 @option_flag
 @config_options(EditConfig, BATCH_FIELDS)
 @handle_errors
 def batch(manifest: Path, out_dir: Path, engine: str, ray_address: str | None, concurrency: int,
           num_gpus: float, num_cpus: float, config_file: Path | None, force: bool, quiet: bool,
-          option_texts: tuple[str, ...], **fields: Any) -> None:
+          verbose: bool, option_texts: tuple[str, ...], **fields: Any) -> None:
     """Run every edit of MANIFEST (JSONL, CSV, Parquet, or PIE-Bench's mapping_file.json) into OUTDIR.
 
     Columns: image, source_prompt, target_prompt, optional id, mask, seed, options (a JSON
@@ -67,7 +68,8 @@ def batch(manifest: Path, out_dir: Path, engine: str, ray_address: str | None, c
         summary = run_batch(manifest, out_dir, base, engine=engine, on_plan=on_plan,
                             on_record=lambda r: progress[0](r),
                             ray_options={"address": ray_address, "concurrency": concurrency,
-                                         "num_gpus": num_gpus, "num_cpus": num_cpus}, force=force)
+                                         "num_gpus": num_gpus, "num_cpus": num_cpus, "verbose": verbose},
+                            force=force)
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP (spl_sdk.cli.signals): 128 + signal
         signum = getattr(exc, "signum", signal.SIGINT)
         what = "Interrupted" if signum == signal.SIGINT else f"Stopped by {signal.Signals(signum).name}"

@@ -13,6 +13,7 @@ import os
 import re
 import socket
 import threading
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -86,14 +87,14 @@ class _Mute(logging.Filter):
 
 
 @contextlib.contextmanager
-def quiet_ray_console() -> Iterator[None]:
-    """Keep Ray's console log lines (a worker's traceback among them) off the terminal.
+def quiet_ray_console(verbose: bool = False) -> Iterator[None]:
+    """Keep Ray's console log lines and Python warnings (a worker's traceback among them) off the terminal.
 
     Ray Data logs a failed actor's traceback to stderr before raising; spl prints
-    its own one-line error instead. Ray's log files keep everything, and
-    SPL_SHOW_WARNINGS=1 shows the console lines again.
+    its own one-line error instead. Ray's log files keep everything; ``verbose``
+    (``spl batch --verbose``) or SPL_SHOW_WARNINGS=1 shows the console lines again.
     """
-    if os.environ.get("SPL_SHOW_WARNINGS", "").strip().lower() in ("1", "true", "yes", "on"):
+    if verbose or os.environ.get("SPL_SHOW_WARNINGS", "").strip().lower() in ("1", "true", "yes", "on"):
         yield
         return
     mute, muted = _Mute(), []
@@ -103,7 +104,9 @@ def quiet_ray_console() -> Iterator[None]:
                 handler.addFilter(mute)
                 muted.append(handler)
     try:
-        yield
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", module=r"ray(\.|$)")  # Ray's own deprecation notes
+            yield
     finally:
         for handler in muted:
             handler.removeFilter(mute)
@@ -141,13 +144,18 @@ def _init(ray: Any, address: str | None) -> None:
 
 def run_ray(jobs: Sequence[Job], load_config: dict[str, Any],
             on_record: Callable[[dict[str, Any]], None], *, address: str | None = None,
-            concurrency: int = 1, num_gpus: float = 0.0, num_cpus: float = 1.0) -> None:
-    """Process ``jobs`` on Ray Data; records reach ``on_record`` in the driver as rows finish."""
+            concurrency: int = 1, num_gpus: float = 0.0, num_cpus: float = 1.0,
+            verbose: bool = False) -> None:
+    """Process ``jobs`` on Ray Data; records reach ``on_record`` in the driver as rows finish.
+
+    ``concurrency`` actors form a fixed pool (``ActorPoolStrategy(size=...)``, the
+    ``compute`` argument that replaced Ray's deprecated ``concurrency=``).
+    """
     ray = import_ray()
     started = not ray.is_initialized()
     if started:
         check_reachable(address)
-    with quiet_ray_console():
+    with quiet_ray_console(verbose):
         if started:
             try:
                 _init(ray, address)
@@ -161,7 +169,7 @@ def run_ray(jobs: Sequence[Job], load_config: dict[str, Any],
             ds = ds.map_batches(RayRowWorker, batch_size=1, batch_format="numpy",
                                 fn_constructor_kwargs={"load_config": load_config,
                                                        "preload": needs_model(jobs)},
-                                concurrency=concurrency, num_cpus=num_cpus,
+                                compute=ray.data.ActorPoolStrategy(size=concurrency), num_cpus=num_cpus,
                                 num_gpus=num_gpus if num_gpus else None)
             for item in ds.iter_rows():
                 on_record(json.loads(item["record"]))
