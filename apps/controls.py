@@ -44,26 +44,14 @@ LABELS = {
     "method": "Edit method (empty = the backbone's default)",
     "profile": "Profile (paper = reproduce the paper's code)",
     "working_size": "Working size (px, long side; empty = the backbone's default)",
-    "steps": "Inference steps",
-    "original_steps": "LCM original steps",
-    "source_guidance": "Source guidance",
-    "target_guidance": "Target guidance",
-    "cross_replace": "Cross-attention replace",
-    "self_replace": "Self-attention replace",
-    "blend_words_source": "Blend words (source)",
-    "blend_words_target": "Blend words (target)",
-    "reweight": "Re-weight words (word=factor, ...)",
+    "steps": "Inference steps (empty = the method's default)",
+    "source_guidance": "Source guidance (empty = the method's default)",
+    "target_guidance": "Target guidance (empty = the method's default)",
     "opt_start": "Optimisation start",
     "post_process": "Post-process at full size",
     "post_processors": "Post-processors (in order)",
     "align": "Align the edit before post-processing",
     "mask_extractor": "Mask extractor",
-    "mask_words_source": "Mask words (source prompt)",
-    "mask_words_target": "Mask words (target prompt)",
-    "mask_threshold_source": "Threshold (source)",
-    "mask_threshold_target": "Threshold (target)",
-    "mask_invert_source": "Invert (source)",
-    "mask_invert_target": "Invert (target)",
     "structure_weight": "Weight",
     "color_weight": "Weight",
     "structure_area": "Area",
@@ -188,9 +176,6 @@ def config_from_state(**overrides: Any) -> EditConfig:
     """A validated EditConfig from the widget values (raises ConfigError naming the field)."""
     data = {n: from_widget(n, st.session_state[key(n)]) for n in EditConfig.model_fields
             if n not in SKIPPED and key(n) in st.session_state}
-    # a field left at its default stays unset, so the edit method may set it (flowedit's
-    # steps and guidance per model family)
-    data = {n: v for n, v in data.items() if v != field(n).get_default(call_default_factory=True)}
     data.update(overrides)
     return validated(EditConfig, data)
 

@@ -7,7 +7,16 @@ from typing import Any, NoReturn
 import streamlit as st
 from PIL import Image
 
-from spl_apps import controls, mask_input, option_controls, photo, results, runner, settings
+from spl_apps import (
+    controls,
+    mask_input,
+    option_controls,
+    photo,
+    resources,
+    results,
+    runner,
+    settings,
+)
 from spl_apps.examples import EXAMPLES, by_key
 from spl_apps.wording import for_studio
 from spl_sdk.errors import ConfigError, ImageError, SplError
@@ -29,8 +38,11 @@ def load_example(example_key: str) -> None:
     st.session_state[TARGET_PROMPT] = example.target_prompt
     keep = {n: controls.from_widget(n, st.session_state[controls.key(n)])
             for n in settings.SIDEBAR_GROUPS["Model"]}  # a chosen model stays chosen
-    controls.reset_state({**keep, **example.settings})
+    fields = dict(example.settings)
+    options = fields.pop("options", {})
+    controls.reset_state({**keep, **fields})
     option_controls.reset_state()
+    option_controls.set_values(resources.plugins(), options)
     st.session_state[f"{SLOT}.mask_source"] = mask_input.WORDS
     st.session_state.pop(f"{SLOT}.result", None)
 

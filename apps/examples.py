@@ -40,8 +40,9 @@ EXAMPLES: tuple[Example, ...] = (
     Example("marshmallow", "Pink marshmallow", "Masked edit", "marshmallow.jpg",
             "a white marshmallow on a stick", "a pink marshmallow on a stick",
             {"color_loss": "cpl", "color_area": "masked",
-             "mask_words_source": ["marshmallow"], "mask_words_target": ["marshmallow"],
-             "mask_invert_source": True, "mask_invert_target": True}),
+             "options": {"mask/cross-attention": {"words_source": ["marshmallow"],
+                                                  "words_target": ["marshmallow"],
+                                                  "invert_source": True, "invert_target": True}}}),
 )
 
 

@@ -88,6 +88,10 @@ def to_widget(info: FieldInfo, value: Any) -> Any:
     if value is None:  # a number field shows None as empty; a text field as ""
         numeric = {int, float} & set(typing.get_args(info.annotation))
         return None if numeric else ""
+    if typing.get_origin(info.annotation) is list:  # a text box of comma-separated words
+        return ", ".join(value)
+    if typing.get_origin(info.annotation) is dict:
+        return ", ".join(f"{w}={f:g}" for w, f in value.items())
     if info.annotation is float:
         return float(value)
     return value
@@ -123,10 +127,9 @@ def values(plugins: Plugins, kind: str, name: str) -> dict[str, Any]:
     out = {}
     for field, info in plugins.get(kind, name).Options.model_fields.items():
         k = key(kind, name, field)
-        if k in st.session_state:
-            value = from_widget(info, st.session_state[k])
-            if value != info.get_default(call_default_factory=True):
-                out[field] = value
+        if k in st.session_state:  # compared in the widget's form ("a, b" text for words)
+            if st.session_state[k] != to_widget(info, info.get_default(call_default_factory=True)):
+                out[field] = from_widget(info, st.session_state[k])
     return out
 
 
@@ -138,6 +141,15 @@ def options_from_state(plugins: Plugins) -> RawOptions:
         if changed:
             out[key_of(plugins, kind, name)] = changed
     return out
+
+
+def set_values(plugins: Plugins, options: RawOptions) -> None:
+    """Set option widgets from raw options keyed ``KIND/NAME`` (an example's settings)."""
+    for component, fields in options.items():
+        kind, _, name = component.partition("/")
+        model = plugins.get(kind, name).Options
+        for field, value in fields.items():
+            st.session_state[key(kind, name, field)] = to_widget(model.model_fields[field], value)
 
 
 def reset_state() -> None:
@@ -155,8 +167,9 @@ def keep_state() -> None:
 def sidebar_section(plugins: Plugins) -> None:
     """An expander with the options of every selected component that has any."""
     keep_state()
+    # the mask extractor's options are drawn on the page, beside its choice
     chosen = [(kind, name) for kind, name in selected(plugins)
-              if plugins.get(kind, name).Options.model_fields]
+              if kind != "mask" and plugins.get(kind, name).Options.model_fields]
     with st.expander("Component options", expanded=False):
         if not chosen:
             st.caption("The selected components have no options.")

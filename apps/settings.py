@@ -12,15 +12,12 @@ from spl_sdk.plugins import Plugins
 
 SIDEBAR_GROUPS: dict[str, tuple[str, ...]] = {
     "Model": ("backbone", "model", "device", "dtype", "cpu_offload", "working_size"),
-    "Sampling": ("method", "profile", "steps", "original_steps", "source_guidance", "target_guidance", "seed"),
-    "Attention control": ("attention", "cross_replace", "self_replace", "blend_words_source",
-                          "blend_words_target", "reweight"),
+    "Sampling": ("method", "profile", "steps", "source_guidance", "target_guidance", "seed"),
+    "Attention control": ("attention",),  # its settings are the controller's options
     "Optimisation": ("iterations", "solver", "opt_start", "post_process", "post_processors", "align"),
 }
 LOSS_GROUPS = {"structure_loss": ("structure_weight", "structure_area"),
                "color_loss": ("color_weight", "color_area")}
-MASK_WORD_FIELDS = {"source": ("mask_words_source", "mask_threshold_source", "mask_invert_source"),
-                    "target": ("mask_words_target", "mask_threshold_target", "mask_invert_target")}
 
 
 def _random_seed() -> None:
@@ -61,13 +58,10 @@ def preservation(plugins: Plugins) -> bool:
 
 
 def mask_words(plugins: Plugins) -> None:
-    """Mask extractor and, per prompt, its mask words, threshold and invert switch."""
-    widget("mask_extractor", plugins)
-    for column, (prompt, names) in zip(st.columns(2), MASK_WORD_FIELDS.items(), strict=True):
-        with column:
-            st.markdown(f"**{prompt.capitalize()} prompt**")
-            for name in names:
-                widget(name, plugins)
+    """Mask extractor and its options (mask words, thresholds and inverts per prompt)."""
+    name = widget("mask_extractor", plugins)
+    if name in plugins.registry.get("mask", {}):
+        option_controls.component_widgets(plugins, "mask", name)
 
 
 def loss_fields() -> tuple[str, ...]:

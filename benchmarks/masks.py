@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
-from spl_sdk import EditConfig, get_plugins
+from spl_sdk import get_plugins
 from spl_sdk.components import AttentionMaps, MaskContext
 from spl_sdk.imageio import load_image, pil_to_tensor
 
@@ -157,11 +157,11 @@ def run(count: int, seed: int, variant: bool = False) -> dict[str, dict[str, lis
     tokenizer = build_clip_tokenizer()
     column = tokenizer(PROMPT).input_ids.index(tokenizer(WORD, add_special_tokens=False).input_ids[0])
     plugins = get_plugins()
-    config = EditConfig(mask_words_source=[WORD])
-    extractors = {name: plugins.mask_extractor(name)(config) for name in EXTRACTORS}
+    words = {"words_source": [WORD]}  # the extractors' own option
+    extractors = {name: plugins.mask_extractor(name)(options=words) for name in EXTRACTORS}
     if variant:
         guided = plugins.mask_extractor(EXTRACTORS[0])
-        extractors[VARIANT] = guided(config, options=guided.Options(eps=1e-3))
+        extractors[VARIANT] = guided(options=guided.Options(eps=1e-3, **words))
     photos = [load_image(p) for p in sorted(EXAMPLES.glob("*.*"))]
     results = {name: {"iou": [], "bf2": [], "bfd": [], "ms": [], "kind": []} for name in extractors}
     for i in range(count):

@@ -19,9 +19,12 @@ from pydantic import (
     model_validator,
 )
 
+from spl_sdk.aliases import ALIASES, apply_aliases
 from spl_sdk.components.base import ComponentOptions
 from spl_sdk.errors import ConfigError
+from spl_sdk.rawoptions import check_shape, merge_options
 from spl_sdk.text import shown
+from spl_sdk.words import comma_words
 
 Area = Literal["whole", "masked"]
 DEFAULT_POST_PROCESSOR = "loss-refine"  # full-resolution optimisation with the edit's loss terms
@@ -71,8 +74,6 @@ class RefineConfig(_Base):
     @classmethod
     def _option_texts(cls, value: Any) -> Any:
         # {NAME: {FIELD: VALUE}}, or a list of "NAME.FIELD=VALUE" texts as the CLI takes them
-        from spl_sdk.options import check_shape
-
         try:
             return check_shape(value)
         except ConfigError as exc:
@@ -96,10 +97,18 @@ class RefineConfig(_Base):
 PAPER_DEFAULTS: dict[str, Any] = {"solver": "reference", "working_size": 512}
 # Of those, the values a paper run refuses: they would change its output, not just a parameter.
 PAPER_REQUIRED: dict[str, Any] = {"solver": "reference"}
+# What the default profile fills in the plan when the user gives no value.
+PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {"default": {"solver": "fast"}, "paper": PAPER_DEFAULTS}
 
 
 class EditConfig(RefineConfig):
-    """Everything a text-driven edit takes (docs/method.md sections 2, 4, 5 and 7)."""
+    """Everything a text-driven edit takes (docs/method.md sections 2, 4, 5 and 7).
+
+    Only what every edit has: a setting of one particular component is that component's
+    option. A field whose value a component or the profile chooses (method, working_size,
+    steps, guidance, solver) is None until the edit's plan fills it, and the filled value
+    is what a result records (:mod:`spl_sdk.plan`).
+    """
 
     profile: Literal["default", "paper"] = Field(
         "default", description="'paper' reproduces the paper's code on the same weights and seed (reference "
@@ -116,45 +125,43 @@ class EditConfig(RefineConfig):
     working_size: int | None = Field(
         None, ge=64, le=2048, multiple_of=8,
         description="Long side in pixels at which the diffusion runs (multiple of 8); the backbone's default if unset.")
-    steps: int = Field(15, ge=1, le=200, description="Number of inference steps (a method may set its own when unset: flowedit per model family).")
-    original_steps: int = Field(50, ge=1, le=1000, description="LCM original_inference_steps of the schedule (LCM backbones: at least steps).")
-    source_guidance: float = Field(1.0, ge=0, le=30, description="Guidance scale of the source (and mutual) branch; flowedit's per-family default when unset.")
-    target_guidance: float = Field(2.0, ge=0, le=30, description="Guidance scale of the target branch; flowedit's per-family default when unset.")
+    steps: int | None = Field(None, ge=1, le=200, description="Number of inference steps; unset: the method's default (infedit 15, flowedit per model family).")
+    source_guidance: float | None = Field(None, ge=0, le=30, description="Guidance scale of the source (and mutual) branch; unset: the method's default (infedit 1, flowedit per model family).")
+    target_guidance: float | None = Field(None, ge=0, le=30, description="Guidance scale of the target branch; unset: the method's default (infedit 2, flowedit per model family).")
+    solver: Literal["fast", "reference"] | None = Field(
+        None, description="Image-space solver: 'fast' (coarse to fine, closed-form gradients, converges "
+                          "alike at any size) or 'reference' (the paper's optimiser exactly: SGD lr 1, "
+                          "momentum 0.9, NaN gradients zeroed, one clamp to [-1, 1] after the last step); "
+                          "unset: the profile's (fast; paper: reference).")
     seed: int = Field(0, ge=0, le=2**32 - 1, description="Random seed of the initial noise and per-step noise.")
-    attention: str = Field("infedit", description="Attention-controller plug-in.")
-    cross_replace: float = Field(0.8, ge=0, le=1, description="Fraction of steps with cross-attention replacement.")
-    self_replace: float = Field(0.8, ge=0, le=1, description="Fraction of steps with self-attention replacement.")
-    blend_words_source: list[str] = Field(default_factory=list,
-                                          description="Local blend words of the source prompt (off when empty).")
-    blend_words_target: list[str] = Field(default_factory=list,
-                                          description="Local blend words of the target prompt.")
-    reweight: dict[str, float] = Field(default_factory=dict,
-                                       description="Target-prompt words and the factor to scale their attention by.")
+    attention: str = Field("infedit", description="Attention-controller plug-in (for methods that drive one).")
     opt_start: float = Field(0.8, ge=0, le=1,
                              description="Fraction of steps after which losses are injected (1 turns injection off).")
     post_process: bool = Field(True, description="Optimise the final image against the original source at full size.")
-    align: Literal["auto", "affine", "flow", "off"] = Field(
-        "off", description="Register the decoded edit onto the source before post-processing, for edit "
-                           "methods whose output can drift (docs/align.md); 'off' by default.")
+    align: Literal["auto", "affine", "flow", "off"] | None = Field(
+        None, description="Register the decoded edit onto the source before post-processing, for edit "
+                           "methods whose output can drift (docs/align.md); unset: the method's (instruct: "
+                           "auto; others off).")
     post_processors: list[str] = Field(
         default_factory=lambda: [DEFAULT_POST_PROCESSOR],
         description="Post-processor plug-ins run in this order at full size (comma-separated); "
                     "'loss-refine' stays unless the list leaves it out.")
     mask_extractor: str = Field("cross-attention", description="Mask-extractor plug-in used for 'masked' losses.")
-    mask_words_source: list[str] = Field(default_factory=list, description="Source-prompt words that define the mask.")
-    mask_words_target: list[str] = Field(default_factory=list, description="Target-prompt words that define the mask.")
-    mask_threshold_source: float = Field(0.5, ge=0, le=1, description="Threshold of the source word maps.")
-    mask_threshold_target: float = Field(0.5, ge=0, le=1, description="Threshold of the target word maps.")
-    mask_invert_source: bool = Field(False, description="Invert the source mask.")
-    mask_invert_target: bool = Field(False, description="Invert the target mask.")
 
     @model_validator(mode="before")
     @classmethod
-    def _old_post_processor(cls, data: Any) -> Any:
-        # deprecated single post_processor: it used to replace loss-refine; now it runs after it
-        if not isinstance(data, dict) or "post_processor" not in data:
+    def _old_names(cls, data: Any) -> Any:
+        # settings of particular plug-ins under their old top-level names become their options
+        if not isinstance(data, dict):
             return data
-        data = dict(data)
+        defaults = {name: cls.model_fields[name].default for name in ("attention", "mask_extractor", "backbone")}
+        try:
+            data = apply_aliases(data, defaults)
+        except ConfigError as exc:
+            raise ValueError(str(exc).rstrip(".")) from None
+        if "post_processor" not in data:
+            return data
+        # deprecated single post_processor: it used to replace loss-refine; now it runs after it
         name = data.pop("post_processor")
         if name and name != DEFAULT_POST_PROCESSOR:
             warnings.warn(f"post_processor is deprecated; use post_processors (a list): '{name}' now "
@@ -165,43 +172,26 @@ class EditConfig(RefineConfig):
             data["post_processors"] = given + [name] * (name not in given)
         return data
 
-    @field_validator("blend_words_source", "blend_words_target", "mask_words_source",
-                     "mask_words_target", "post_processors", mode="before")
+    @field_validator("post_processors", mode="before")
     @classmethod
     def _comma_words(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return [w.strip() for w in value.split(",") if w.strip()]
-        return value
-
-    @field_validator("reweight", mode="before")
-    @classmethod
-    def _word_factors(cls, value: Any) -> Any:
-        # the CLI and the app pass "word=factor, word=factor" text
-        if not isinstance(value, str):
-            return value
-        out: dict[str, float] = {}
-        for part in filter(None, (p.strip() for p in value.split(","))):
-            word, _, factor = part.partition("=")
-            try:
-                out[word.strip()] = float(factor)
-            except ValueError:  # also a part without '=' (float(""))
-                raise ValueError(f"'{part}' must look like word=factor, e.g. 'red=2'") from None
-        return out
+        return comma_words(value)
 
     @model_validator(mode="after")
-    def _apply_profile(self) -> EditConfig:
-        # the profile fills what the user left unset; a value it needs is refused, not overridden
+    def _check_profile(self) -> EditConfig:
+        # the profile fills what the user left unset (in the plan); a value it needs is refused here
         if self.profile != "paper":
             return self
         for name, value in PAPER_REQUIRED.items():
-            if name in self.model_fields_set and getattr(self, name) != value:
+            if getattr(self, name) is not None and getattr(self, name) != value:
                 raise ValueError(f"profile 'paper' reproduces the paper's code and needs {name} "
                                  f"{value!r}, not {getattr(self, name)!r}; drop the {name} setting "
                                  f"or use profile 'default'")
-        for name, value in PAPER_DEFAULTS.items():
-            if name not in self.model_fields_set:
-                self.__dict__[name] = value  # not an assignment: that would validate again
         return self
+
+    def profile_defaults(self) -> dict[str, Any]:
+        """The values this profile gives the fields left None (the plan fills them)."""
+        return PROFILE_DEFAULTS[self.profile]
 
     @property
     def needs_mask(self) -> bool:
@@ -284,14 +274,12 @@ def build_config(cls: type[Cfg], file: str | Path | None = None, **overrides: An
     if file:
         data = _field_keys(data, file)
         # drop the fields of a wider file (an edit config read by refine)
-        known = set(cls.model_fields)
+        known = set(cls.model_fields) | (OLD_KEYS if issubclass(cls, EditConfig) else set())
         data = {k: v for k, v in data.items() if k in known}
     given = {k: v for k, v in overrides.items() if v is not None}
     if file and given.keys() & data.keys():
         _check_file_values(cls, data, file)  # a bad value stays an error when a flag overrides it
     if "options" in given and "options" in data:  # --option flags refine the file's options
-        from spl_sdk.options import merge_options
-
         given["options"] = merge_options(data["options"], given["options"])
     data.update(given)
     try:
@@ -312,7 +300,8 @@ def _check_file_values(cls: type[BaseModel], data: dict[str, Any], file: str | P
 
 
 # keys a configuration file may hold: every field, and names kept for old files
-FILE_KEYS = frozenset(EditConfig.model_fields) | {"post_processor"}
+OLD_KEYS = frozenset(ALIASES) | {"post_processor"}
+FILE_KEYS = frozenset(EditConfig.model_fields) | OLD_KEYS
 
 
 def _field_keys(data: dict[str, Any], file: str | Path) -> dict[str, Any]:

@@ -13,20 +13,27 @@ from __future__ import annotations
 import difflib
 import inspect
 import typing
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, SecretStr, ValidationError
 
 from spl_sdk.components.base import Component, ComponentOptions
 from spl_sdk.errors import ConfigError
-from spl_sdk.text import looks_secret, shown
+from spl_sdk.rawoptions import (  # noqa: F401 - re-exported
+    RawOptions,
+    check_shape,
+    merge_options,
+    parse_option,
+    parse_options,
+    parse_value,
+)
+from spl_sdk.text import shown
 
 if TYPE_CHECKING:
     from spl_sdk.components import Backbone
     from spl_sdk.plugins import Plugins
 
-RawOptions = dict[str, dict[str, Any]]
 SECRET_HINTS = ("key", "token", "secret", "password")  # values never echoed in an error line
 # config fields that name the component of a kind, in the order an edit uses them
 COMPONENT_FIELDS = (("backbone", "backbone"), ("method", "method"), ("attention", "attention"),
@@ -44,67 +51,6 @@ def _kind_of(cls: type) -> str:
     from spl_sdk.components import KIND_BASES
 
     return next((kind for kind, base in KIND_BASES.items() if issubclass(cls, base)), "component")
-
-
-# ---------------------------------------------------------------------- parsing and merging
-def parse_value(text: str) -> Any:
-    """VALUE as JSON when it parses (3, 1e-3, true, null, "x", [1, 2]), else the text itself."""
-    from spl_sdk.parsing import ParseError, TooDeepError, loads
-
-    try:
-        return loads(text, "json", "an --option value")
-    except TooDeepError:
-        raise
-    except ParseError:
-        return text
-
-
-def parse_option(text: str) -> tuple[str, str, Any]:
-    """``NAME.FIELD=VALUE`` (or ``KIND/NAME.FIELD=VALUE``) as (component, field, value)."""
-    target, sep, value = text.partition("=")
-    component, dot, field = target.strip().rpartition(".")
-    if not sep or not dot or not component or not field.strip():
-        if looks_secret(value.strip()) or looks_secret(text.strip()):
-            text = f"{target}=***" if sep else "***"
-        raise ConfigError(f"option '{text}' must look like NAME.FIELD=VALUE, e.g. spl.radius=3 "
-                          f"(KIND/NAME.FIELD=VALUE where a name exists in two kinds).")
-    return component.strip(), field.strip(), parse_value(value.strip())
-
-
-def parse_options(texts: Iterable[str]) -> RawOptions:
-    """Raw options from repeated ``--option`` texts; a later one wins over an earlier one."""
-    out: RawOptions = {}
-    for text in texts:
-        component, field, value = parse_option(text)
-        out.setdefault(component, {})[field] = value
-    return out
-
-
-def check_shape(raw: Any, source: str = "options") -> RawOptions:
-    """``raw`` as {NAME: {FIELD: VALUE}}, also from a list of ``NAME.FIELD=VALUE`` texts."""
-    if raw is None:
-        return {}
-    if isinstance(raw, str):
-        raw = [raw]
-    if isinstance(raw, list | tuple):
-        return parse_options(str(t) for t in raw)
-    if not isinstance(raw, Mapping):
-        raise ConfigError(f"{source} must map component names to {{field: value}} mappings, "
-                          f"e.g. {{\"spl\": {{\"radius\": 3}}}}; got {type(raw).__name__}.")
-    for name, fields in raw.items():
-        if not isinstance(fields, Mapping):
-            raise ConfigError(f"{source} of '{name}' must be a mapping of option names to values, "
-                              f"e.g. {{\"{name}\": {{\"FIELD\": VALUE}}}}; got {shown(fields)}.")
-    return {str(k): dict(v) for k, v in raw.items()}
-
-
-def merge_options(*sources: Mapping[str, Mapping[str, Any]] | None) -> RawOptions:
-    """Field-by-field merge: later sources (file, then CLI, then API) win over earlier ones."""
-    out: RawOptions = {}
-    for source in sources:
-        for name, fields in check_shape(source).items():
-            out.setdefault(name, {}).update(fields)
-    return out
 
 
 # ---------------------------------------------------------------------- resolving names
@@ -214,10 +160,13 @@ def load_backbone(plugins: Plugins, config: Any) -> Backbone:
     return backbone
 
 
-def used_components(plugins: Plugins, config: BaseModel) -> list[tuple[str, str]]:
-    """(kind, name) of each component the configuration selects and would use."""
+def used_components(plugins: Plugins, config: BaseModel, uses_attention: bool = True) -> list[tuple[str, str]]:
+    """(kind, name) of each component the configuration selects and would use.
+
+    ``uses_attention`` False: the edit method drives no attention controller, so none is used.
+    """
     data = config.model_dump()
-    unused = set()
+    unused = set() if uses_attention else {"attention"}
     if getattr(config, "needs_mask", True) is False:
         unused.add("mask_extractor")
     if data.get("post_process") is False:
@@ -239,7 +188,8 @@ def key_of(plugins: Plugins, kind: str, name: str) -> str:
     return name if kinds == [kind] else f"{kind}/{name}"
 
 
-def resolved_options(plugins: Plugins, config: BaseModel, backbone: Backbone | None = None) -> RawOptions:
+def resolved_options(plugins: Plugins, config: BaseModel, backbone: Backbone | None = None,
+                     uses_attention: bool = True) -> RawOptions:
     """Every option value (defaults included) of the components ``config`` uses, for metadata.
 
     With ``backbone`` (already loaded), options that would give it different
@@ -249,7 +199,7 @@ def resolved_options(plugins: Plugins, config: BaseModel, backbone: Backbone | N
     check_options(plugins, raw)
     raw = merge_options(profile_options(plugins, config), raw)  # the user's values win field by field
     out: RawOptions = {}
-    for kind, name in used_components(plugins, config):
+    for kind, name in used_components(plugins, config, uses_attention):
         options = options_for(plugins, kind, name, raw)
         loaded = getattr(backbone, "options", None)
         if kind == "backbone" and backbone is not None and loaded is not None and options != loaded:
@@ -278,12 +228,13 @@ def public_dump(options: ComponentOptions) -> dict[str, Any]:
     return options.model_dump(mode="json", exclude=hidden)
 
 
-def with_resolved_options(plugins: Plugins, config: Any, backbone: Backbone | None = None) -> Any:
+def with_resolved_options(plugins: Plugins, config: Any, backbone: Backbone | None = None,
+                          uses_attention: bool = True) -> Any:
     """``config`` with its options replaced by the full options of the components it uses.
 
     Unset loss weights become the loss's ``default_weight``, so the record says what ran.
     """
-    update: dict[str, Any] = {"options": resolved_options(plugins, config, backbone)}
+    update: dict[str, Any] = {"options": resolved_options(plugins, config, backbone, uses_attention)}
     for role in ("structure", "color"):
         name = getattr(config, f"{role}_loss", None)
         if name is not None and getattr(config, f"{role}_weight", 0) is None:

@@ -18,12 +18,15 @@ from spl_sdk.config import EditConfig
 
 STUDIO = Path(__file__).resolve().parents[1] / "apps" / "studio.py"
 METHOD_DEFAULTS = {  # docs/method.md section 7, as the user first sees them
-    "steps": 15, "source_guidance": 1.0, "target_guidance": 2.0, "seed": 0, "cross_replace": 0.8,
-    "self_replace": 0.8, "opt_start": 0.8, "structure_weight": None, "structure_area": "whole",
+    "seed": 0, "opt_start": 0.8, "structure_weight": None, "structure_area": "whole",
     "color_weight": None, "color_area": "whole", "iterations": 100, "post_process": True,
-    "mask_threshold_source": 0.5, "mask_threshold_target": 0.5, "mask_invert_source": False,
-    "mask_invert_target": False,
 }
+# the method's settings: empty boxes, which the method fills (infedit 15 steps, guidance 1 / 2)
+METHOD_OWNED = ("steps", "source_guidance", "target_guidance")
+# the mask extractor's own options, drawn beside its choice (docs/method.md section 7)
+MASK = "opt.mask/cross-attention."
+MASK_DEFAULTS = {"words_source": "", "threshold_source": 0.5, "threshold_target": 0.5,
+                 "invert_source": False, "invert_target": False}
 FAST = {"cfg.backbone": "tiny-random", "cfg.working_size": 128, "cfg.steps": 2, "cfg.iterations": 3}
 
 
@@ -83,7 +86,7 @@ def test_controls_have_editconfig_defaults_ranges_and_help() -> None:
     defaults = EditConfig()
     # mask widgets appear only once a masked area is chosen
     with pytest.raises(KeyError):
-        at.get_by_key("cfg.mask_words_source")
+        at.get_by_key(MASK + "words_source")
     seen = {}
     for name, info in fields.items():
         if name.startswith("mask_") or name == "options":  # options: one widget per option below
@@ -101,23 +104,26 @@ def test_controls_have_editconfig_defaults_ranges_and_help() -> None:
     for name, value in METHOD_DEFAULTS.items():
         if name in seen:
             assert seen[name] == value, name
+    for name in METHOD_OWNED:
+        assert seen[name] is None and getattr(defaults, name) is None, name
     assert seen["structure_loss"] == defaults.structure_loss == "spl"
     assert at.toggle(key="cfg.structure_loss.on").value is True
     assert at.toggle(key="cfg.color_loss.on").value is (defaults.color_loss is not None) is False
     assert seen["backbone"] == defaults.backbone and seen["working_size"] == defaults.working_size
     assert seen["model"] == "" and defaults.model is None
-    # choosing a masked area shows per-prompt words, threshold and invert with their defaults
+    # choosing a masked area shows the extractor's words, thresholds and inverts with their defaults
     at = settle(at, {"cfg.structure_area": "masked"})
-    for name, value in METHOD_DEFAULTS.items():
-        if name.startswith("mask_"):
-            assert at.get_by_key(f"cfg.{name}").value == value, name
-    assert at.get_by_key("cfg.mask_words_source").value == ""
+    for name, value in MASK_DEFAULTS.items():
+        assert at.get_by_key(MASK + name).value == value, name
     assert at.get_by_key("cfg.mask_extractor").value == defaults.mask_extractor
-    assert at.get_by_key("cfg.mask_words_target").help == fields["mask_words_target"].description
+    from spl_masks.extractors import CrossAttentionMask
+
+    assert at.get_by_key(MASK + "words_target").help == \
+        CrossAttentionMask.Options.model_fields["words_target"].description
     # and back: hidden again
     at = settle(at, {"cfg.structure_area": "whole"})
     with pytest.raises(KeyError):
-        at.get_by_key("cfg.mask_threshold_target")
+        at.get_by_key(MASK + "threshold_target")
 
 
 def test_plugin_choices_come_from_the_plugin_manager() -> None:
@@ -345,8 +351,8 @@ def test_masked_example_loads_with_one_click_and_runs() -> None:
     assert at.text_input(key="edit.target_prompt").value == "a pink marshmallow on a stick"
     assert at.toggle(key="cfg.color_loss.on").value is True
     assert at.radio(key="cfg.color_area").value == "masked"
-    assert at.text_input(key="cfg.mask_words_source").value == "marshmallow"
-    assert at.checkbox(key="cfg.mask_invert_target").value is True
+    assert at.text_input(key=MASK + "words_source").value == "marshmallow"
+    assert at.checkbox(key=MASK + "invert_target").value is True
     at = settle(at, {**FAST, "cfg.post_process": False})
     at.button(key="edit.run").click().run()
     assert not at.exception and not at.error, messages(at)
@@ -354,7 +360,7 @@ def test_masked_example_loads_with_one_click_and_runs() -> None:
     assert out.mask is not None and out.mask.size == out.image.size == (512, 512)
     assert "Mask used (white = masked area)" in [c for img in at.image for c in img.captions]
     meta = result_metadata(at, "edit")
-    assert meta["config"]["mask_words_target"] == ["marshmallow"]
+    assert meta["config"]["options"]["cross-attention"]["words_target"] == ["marshmallow"]
     assert meta["config"]["color_area"] == "masked"
     # another example resets the mask settings to the defaults
     at.button(key="example.old_man").click().run()
@@ -479,9 +485,10 @@ def test_examples_exist_and_mask_words_are_in_their_prompts() -> None:
     for e in EXAMPLES:
         assert e.path.is_file(), e.path
         EditConfig(**e.settings)
-        for word in e.settings.get("mask_words_source", []):
+        words = e.settings.get("options", {}).get("mask/cross-attention", {})
+        for word in words.get("words_source", []):
             assert word in e.source_prompt.split()
-        for word in e.settings.get("mask_words_target", []):
+        for word in words.get("words_target", []):
             assert word in e.target_prompt.split()
 
 

@@ -16,7 +16,7 @@ from spl_attention import InfEditController, P2PReplaceController, P2PReweightCo
 from spl_attention.processors import CrossAttentionProcessor, SelfAttentionProcessor
 from spl_attention.store import spatial_shape
 from spl_methods.infedit import LAYOUT
-from spl_sdk import EditConfig, get_plugins
+from spl_sdk import get_plugins
 from spl_sdk.components import AttentionMaps
 from spl_sdk.errors import PromptError
 
@@ -35,10 +35,10 @@ def backbone():
     return SimpleNamespace(unet=unet, denoiser=unet, tokenizer=_tokenizer())
 
 
-def make(cls=InfEditController, backbone=None, source=SOURCE, target=TARGET, steps=5, **cfg):
+def make(cls=InfEditController, backbone=None, source=SOURCE, target=TARGET, steps=5, **options):
     """A controller with the infedit method's batch layout, as the method would set it."""
     controller = cls(backbone=backbone, source_prompt=source, target_prompt=target, num_steps=steps,
-                     config=EditConfig(**cfg))
+                     options=options)
     controller.layout = LAYOUT
     return controller
 

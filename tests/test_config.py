@@ -10,20 +10,23 @@ import pytest
 from spl_sdk.config import EditConfig, RefineConfig, build_config, field_help, read_config_file
 from spl_sdk.errors import ConfigError
 
-# docs/method.md section 7, one row per table line
+# docs/method.md section 7, one row per table line: the pipeline's own fields
 METHOD_DEFAULTS = {
-    "steps": 15,
-    "source_guidance": 1.0, "target_guidance": 2.0,
     "seed": 0,
-    "cross_replace": 0.8, "self_replace": 0.8,
     "opt_start": 0.8,
     "structure_loss": "spl", "structure_area": "whole",  # weights: the losses' default_weight
     "color_loss": None, "color_area": "whole",
     "iterations": 100,
     "post_process": True,
-    "mask_threshold_source": 0.5, "mask_threshold_target": 0.5,
-    "mask_invert_source": False, "mask_invert_target": False,
 }
+# ... and those of the components that own them (the edit leaves them None until its plan)
+OWNED_DEFAULTS = [
+    ("method", "infedit", "steps", 15), ("method", "infedit", "source_guidance", 1.0),
+    ("method", "infedit", "target_guidance", 2.0),
+    ("attention", "infedit", "cross_replace", 0.8), ("attention", "infedit", "self_replace", 0.8),
+    ("mask", "cross-attention", "threshold_source", 0.5), ("mask", "cross-attention", "threshold_target", 0.5),
+    ("mask", "cross-attention", "invert_source", False), ("mask", "cross-attention", "invert_target", False),
+]
 
 
 @pytest.mark.parametrize("name, value", METHOD_DEFAULTS.items())
@@ -31,6 +34,17 @@ def test_design_defaults(name: str, value: object) -> None:
     assert getattr(EditConfig(), name) == value
     if name in RefineConfig.model_fields:
         assert getattr(RefineConfig(), name) == value
+
+
+@pytest.mark.parametrize("kind, name, field, value", OWNED_DEFAULTS)
+def test_design_defaults_of_the_owning_components(plugins, tiny_backbone, kind: str, name: str,
+                                                  field: str, value: object) -> None:
+    cls = plugins.get(kind, name)
+    if kind == "method":  # steps and guidance: the method's sampling, filled in by the plan
+        assert getattr(cls().sampling(tiny_backbone), field) == value
+        assert getattr(EditConfig(), field) is None
+    else:
+        assert getattr(cls.Options(), field) == value
 
 
 def test_every_field_is_described() -> None:
@@ -43,10 +57,7 @@ def test_every_field_is_described() -> None:
 @pytest.mark.parametrize("name, value, allowed", [
     ("structure_weight", -1.0, "0 to 1e+08"),
     ("color_weight", -0.5, "0 to 1e+08"),
-    ("cross_replace", 1.5, "0 to 1"),
-    ("self_replace", -0.1, "0 to 1"),
     ("opt_start", 2.0, "0 to 1"),
-    ("mask_threshold_source", 1.2, "0 to 1"),
     ("steps", 0, "1 to 200"),
     ("iterations", 0, "1 to 10000"),
     ("target_guidance", 31.0, "0 to 30"),
@@ -145,10 +156,12 @@ def test_bad_value_in_file_is_rejected_with_range(tmp_path: Path) -> None:
 def test_steps_beyond_original_steps_are_left_to_the_backbone():
     # steps <= original_steps is an LCM rule: the LCM backbone's schedule refuses it (test_editor.py)
     assert build_config(EditConfig, steps=60).steps == 60
-    assert build_config(EditConfig, steps=60, original_steps=100).original_steps == 100
+    cfg = build_config(EditConfig, backbone="tiny-random", steps=60, original_steps=100)
+    assert cfg.options == {"backbone/tiny-random": {"original_steps": 100}}  # the backbone's option
 
 
 def test_reweight_text_from_the_cli_and_app_is_parsed_by_the_config():
-    assert build_config(EditConfig, reweight="red=2, big = 0.5").reweight == {"red": 2.0, "big": 0.5}
+    cfg = build_config(EditConfig, attention="p2p-reweight", reweight="red=2, big = 0.5")
+    assert cfg.options == {"attention/p2p-reweight": {"reweight": {"red": 2.0, "big": 0.5}}}
     with pytest.raises(ConfigError, match="word=factor"):
         build_config(EditConfig, reweight="red")

@@ -29,12 +29,11 @@ def photo(example_image) -> Image.Image:
 
 def test_equal_prompts_and_guidance_reproduce_the_vae_round_trip(tiny_backbone, plugins, example_image):
     """docs/method.md section 2 invariant, through the infedit method, the real UNet and controller."""
-    cfg = EditConfig(**FAST, source_guidance=1.5, target_guidance=1.5)
     source = pil_to_tensor(example_image.resize((128, 128)))
     z0 = tiny_backbone.encode_image(source).float()
     prompt = "a photo of an old man"
     controller = plugins.attention_controller("infedit")(
-        backbone=tiny_backbone, source_prompt=prompt, target_prompt=prompt, num_steps=4, config=cfg)
+        backbone=tiny_backbone, source_prompt=prompt, target_prompt=prompt, num_steps=4)
     seen: list[torch.Tensor] = []
     method = plugins.edit_method("infedit")()
     out = method.edit(EditRequest(

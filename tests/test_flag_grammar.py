@@ -25,7 +25,7 @@ def test_list_flags_repeat_and_split_on_commas(tmp_path, example_image) -> None:
         "--mask-words-source", "man", "--mask-words-source", "hat,photo"])
     assert run.exit_code == 0, run.output
     config = read_metadata(tmp_path / "o.png")["config"]
-    assert config["mask_words_source"] == ["man", "hat", "photo"]
+    assert config["options"]["cross-attention"]["words_source"] == ["man", "hat", "photo"]  # the option
 
 
 def test_deprecated_spellings_still_work_and_are_hidden(tmp_path, example_image) -> None:
@@ -47,7 +47,8 @@ def test_config_files_take_the_flag_spelling_and_name_a_typo(tmp_path: Path) -> 
     good = tmp_path / "a.yaml"
     good.write_text("working-size: 256\nmask-words-source: [cat]\nstructure_weight: 5\n")
     cfg = build_config(EditConfig, good)
-    assert (cfg.working_size, cfg.mask_words_source, cfg.structure_weight) == (256, ["cat"], 5)
+    assert (cfg.working_size, cfg.structure_weight) == (256, 5)
+    assert cfg.options == {"mask/cross-attention": {"words_source": ["cat"]}}  # an old key: the option
     assert build_config(RefineConfig, good).structure_weight == 5  # edit keys dropped by refine
     bad = tmp_path / "b.json"
     bad.write_text(json.dumps({"workin-size": 256}))

@@ -14,7 +14,7 @@ from spl_backbones.tiny_flow import TinyRandomFlux, TinyRandomSD3
 from spl_losses.spl import SPLLoss
 from spl_methods.flowedit import FAMILY_DEFAULTS, FlowEdit, defaults_for
 from spl_sdk import EditConfig, Editor
-from spl_sdk.components.method import EditRequest
+from spl_sdk.components.method import EditRequest, Sampling
 from spl_sdk.errors import ConfigError, IncompatibleError, PromptError, SplWarning
 from spl_sdk.geometry import resize
 from spl_sdk.imageio import pil_to_tensor
@@ -74,13 +74,15 @@ def test_family_defaults_are_the_published_settings(sd3, flux):
     assert defaults_for(FluxSchnell) == FAMILY_DEFAULTS["flux-schnell"]
 
 
-def test_settings_take_options_then_edit_fields_then_family_defaults(sd3):
+def test_settings_take_edit_fields_then_family_defaults(sd3):
     s = FlowEdit().settings(sd3)
     assert (s.steps, s.n_max, s.source_guidance, s.target_guidance) == (50, 33, 3.5, 13.5)
+    assert FlowEdit().sampling(sd3) == Sampling(50, 3.5, 13.5)  # what the plan fills in
     s = FlowEdit().settings(sd3, steps=25, target_guidance=7.0)
     assert (s.steps, s.n_max, s.target_guidance) == (25, 16, 7.0)  # n_max scaled with T: 25 * 33 / 50
-    s = FlowEdit({"steps": 10, "n_max": 7, "target_guidance": 9.0}).settings(sd3, steps=25, target_guidance=7.0)
+    s = FlowEdit({"n_max": 7}).settings(sd3, steps=10, target_guidance=9.0)
     assert (s.steps, s.n_max, s.target_guidance) == (10, 7, 9.0)
+    assert "steps" not in FlowEdit.Options.model_fields  # one owner: the edit's --steps
     with pytest.raises(ConfigError, match="n_min"):
         FlowEdit({"n_min": 5}).settings(sd3, steps=6)
 
@@ -109,7 +111,7 @@ def test_flowedit_takes_more_steps_than_lcms_original_steps(sd3, photo):
     seen: list[tuple[int, int]] = []
     editor = _editor(sd3, structure_loss=None, post_process=False, steps=60, options={"flowedit": {"n_max": 2}})
     result = editor.edit(photo, "a photo", "a painting", callback=lambda i, n, _: seen.append((i, n)))
-    assert (result.config.steps, result.config.original_steps) == (60, 50)
+    assert result.config.steps == 60 and "sd3" not in str(result.config.options)  # no LCM schedule option
     assert seen[-1] == (60, 60)
 
 
@@ -251,12 +253,13 @@ def test_spl_edit_runs_flowedit_and_records_the_values_used(tmp_path, example_im
 
 def test_attention_only_settings_are_refused_by_flowedit_when_changed(sd3, photo):
     editor = _editor(sd3, structure_loss=None, post_process=False, steps=2)
-    with pytest.raises(ConfigError, match=r"^method 'flowedit' drives no attention controller, so "
-                                          r"--cross-replace, --reweight would be ignored; leave them out") as info:
-        editor.edit(photo, "a photo", "a painting", cross_replace=0.5, reweight={"painting": 2.0})
+    with pytest.raises(ConfigError, match=r"^method 'flowedit' drives no attention controller, so the "
+                                          r"options cross_replace, blend_words_target of 'infedit' would "
+                                          r"be ignored; leave them out") as info:
+        editor.edit(photo, "a photo", "a painting", cross_replace=0.5, blend_words_target=["painting"])
     assert "\n" not in str(info.value)
-    with pytest.raises(ConfigError, match=r"so --blend-words-target would be ignored; leave it out"):
-        editor.edit(photo, "a photo", "a painting", blend_words_target=["painting"])
-    # their defaults, as every saved result's configuration carries them, pass
+    with pytest.raises(ConfigError, match=r"so the option self_replace of 'infedit' would be ignored; leave it out"):
+        editor.edit(photo, "a photo", "a painting", options={"attention/infedit": {"self_replace": 0.1}})
+    # their defaults, as every saved result's configuration carries them, pass; none is recorded
     result = editor.edit(photo, "a photo", "a painting", cross_replace=0.8, self_replace=0.8, reweight={})
-    assert result.config.cross_replace == 0.8
+    assert "attention/infedit" not in result.config.options

@@ -24,15 +24,29 @@ def test_weights_must_be_finite_and_bounded(value):
         build_config(RefineConfig, structure_weight=value)
 
 
-@pytest.mark.parametrize("field", ["source_guidance", "opt_start", "mask_threshold_source"])
+@pytest.mark.parametrize("field", ["source_guidance", "opt_start"])
 def test_every_float_field_refuses_nan(field):
     with pytest.raises(ConfigError, match=f"'{field}' = nan: input should be a finite number"):
         build_config(EditConfig, **{field: float("nan")})
 
 
+def _options_checked(**fields) -> None:
+    """A component's settings (old names too) are checked with all options, before any model loads."""
+    from spl_sdk.options import check_options
+    from spl_sdk.plugins import Plugins
+
+    check_options(Plugins(load_entrypoints=True, env={}), build_config(EditConfig, **fields).options)
+
+
+def test_a_component_float_setting_refuses_nan():
+    with pytest.raises(ConfigError, match="'mask/cross-attention.threshold_source' = nan: input should "
+                                          "be a finite number"):
+        _options_checked(mask_threshold_source=float("nan"))
+
+
 def test_reweight_factor_must_be_finite():
-    with pytest.raises(ConfigError, match="'reweight.red' = inf"):
-        build_config(EditConfig, reweight="red=inf")
+    with pytest.raises(ConfigError, match="'attention/p2p-reweight.reweight.red' = inf"):
+        _options_checked(attention="p2p-reweight", reweight="red=inf")
 
 
 @pytest.mark.parametrize("field", ["structure_weight", "iterations", "steps", "color_weight"])
@@ -40,7 +54,7 @@ def test_booleans_are_not_numbers(field):
     with pytest.raises(ConfigError, match=f"'{field}' = True: a number is expected, not a boolean"):
         build_config(EditConfig, **{field: True})
     with pytest.raises(ConfigError, match="not a boolean"):
-        build_config(EditConfig, reweight={"red": True})
+        _options_checked(attention="p2p-reweight", reweight={"red": True})
 
 
 @pytest.mark.parametrize("text", ['{"structure_weight": Infinity}', '{"color_weight": NaN}',

@@ -22,7 +22,7 @@ from spl_backbones.qwen_image import QwenImageEdit
 from spl_backbones.tiny_instruct import TinyRandomKlein, TinyRandomKontext, TinyRandomQwenEdit
 from spl_methods.instruct import Instruct, starting_noise
 from spl_sdk.cli import main
-from spl_sdk.components.method import EditRequest
+from spl_sdk.components.method import EditRequest, Sampling
 from spl_sdk.config import EditConfig
 from spl_sdk.diffusers_callback import SPLCallback
 from spl_sdk.editor import Editor
@@ -197,10 +197,10 @@ def test_instruct_without_injection_reproduces_the_pipelines_sample(twin, photo,
 
 
 def test_settings_come_from_options_then_the_edit_then_the_model(kontext):
-    assert Instruct().config_defaults(FluxKontextDev) == {"steps": 28, "target_guidance": 3.5, "align": "auto"}
-    assert Instruct().config_defaults(QwenImageEdit) == {"steps": 40, "target_guidance": 4.0, "align": "auto"}
-    assert Instruct().config_defaults(Flux2Klein) == {"steps": 4, "target_guidance": 1.0, "align": "auto"}
-    assert Instruct().config_defaults(kontext)["align"] == "off"  # the twin paints noise: nothing to align
+    assert Instruct().sampling(FluxKontextDev) == Sampling(28, None, 3.5, "auto")
+    assert Instruct().sampling(QwenImageEdit) == Sampling(40, None, 4.0, "auto")
+    assert Instruct().sampling(Flux2Klein) == Sampling(4, None, 1.0, "auto")
+    assert Instruct().sampling(kontext).align == "off"  # the twin paints noise: nothing to align
     method = Instruct(Instruct.Options(steps=6))
     assert (method.settings(kontext, steps=9, guidance=2.0).steps, method.settings(kontext, 9, 2.0).guidance) == (6, 2.0)
 

@@ -15,7 +15,7 @@ from spl_masks.extractors import CrossAttentionBilinearMask, CrossAttentionMask,
 from spl_masks.file import FileMask
 from spl_masks.sharpen import MARGIN, edge_pixels, gaussian_kernel, sharpen
 from spl_masks.upsample import bilinear_upsample, guided_upsample, upsample_sizes
-from spl_sdk import EditConfig, Plugins
+from spl_sdk import Plugins
 from spl_sdk.components import AttentionMaps, MaskContext
 from spl_sdk.errors import ConfigError, ImageError, PromptError
 
@@ -88,9 +88,9 @@ def test_guided_aligns_to_the_images_edges_better_than_bilinear(tokenizer, size,
     context = MaskContext(source_image=image, source_prompt="a photo of a shape",
                           target_prompt="a photo of a shape", first_result=image, tokenizer=tokenizer,
                           attention=AttentionMaps(source=maps, target=maps, res=16))
-    config = EditConfig(mask_words_source=["shape"])
-    guided = CrossAttentionMask(config).extract(context)
-    plain = CrossAttentionBilinearMask(config).extract(context)
+    config = {"words_source": ["shape"]}
+    guided = CrossAttentionMask(options=config).extract(context)
+    plain = CrossAttentionBilinearMask(options=config).extract(context)
     assert guided.shape == plain.shape == truth.shape
     t = truth > 0.5
     iou_guided, iou_plain = iou(guided >= 0.5, t), iou(plain >= 0.5, t)
@@ -129,7 +129,8 @@ def semantic_context(tokenizer, source_prompt="a cat on grass", target_prompt="a
 
 
 def run(tokenizer, **cfg) -> torch.Tensor:
-    return CrossAttentionBilinearMask(EditConfig(**cfg)).extract(semantic_context(tokenizer))[0, 0]
+    cfg = {k.removeprefix("mask_"): v for k, v in cfg.items()}  # the extractor's option names
+    return CrossAttentionBilinearMask(options=cfg).extract(semantic_context(tokenizer))[0, 0]
 
 
 def test_source_words_index_the_source_prompt_and_target_words_the_target(tokenizer):
@@ -162,16 +163,16 @@ def test_no_words_or_no_maps_are_user_errors(tokenizer):
     context = semantic_context(tokenizer)
     context.attention = None
     with pytest.raises(ConfigError, match="cross-attention maps"):
-        CrossAttentionMask(EditConfig(mask_words_source=["cat"])).extract(context)
+        CrossAttentionMask(options=dict(words_source=["cat"])).extract(context)
 
 
 def test_check_rejects_a_missing_word_before_any_maps_exist(tokenizer):
     context = MaskContext(source_image=flat(8, 8), source_prompt="a cat on grass",
                           target_prompt="a big dog on grass", tokenizer=tokenizer)
-    extractor = CrossAttentionMask(EditConfig(mask_words_source=["cat"], mask_words_target=["cat"]))
+    extractor = CrossAttentionMask(options=dict(words_source=["cat"], words_target=["cat"]))
     with pytest.raises(PromptError, match="'cat' is not in the target prompt"):
         extractor.check(context)
-    CrossAttentionMask(EditConfig(mask_words_source=["cat"], mask_words_target=["dog"])).check(context)
+    CrossAttentionMask(options=dict(words_source=["cat"], words_target=["dog"])).check(context)
 
 
 def test_target_mask_is_guided_by_the_first_result(tokenizer):
@@ -184,7 +185,7 @@ def test_target_mask_is_guided_by_the_first_result(tokenizer):
 
     first = flat(8, 8, -0.5)
     context = semantic_context(tokenizer, first_result=first)
-    Spy(EditConfig(mask_words_source=["cat"], mask_words_target=["dog"])).extract(context)
+    Spy(options=dict(words_source=["cat"], words_target=["dog"])).extract(context)
     assert seen[0] is context.source_image
     assert torch.equal(seen[1], first)
 
@@ -239,7 +240,7 @@ def test_sharpened_guided_mask_of_an_extractor_stays_in_unit_range(tokenizer):
     maps[..., 5] = attention_of(truth, (12, 16))
     context = MaskContext(source_image=image, source_prompt="a photo of a shape", tokenizer=tokenizer,
                           attention=AttentionMaps(source=maps, target=maps, res=16))
-    out = CrossAttentionMask(EditConfig(mask_words_source=["shape"], mask_invert_source=True)).extract(context)
+    out = CrossAttentionMask(options=dict(words_source=["shape"], invert_source=True)).extract(context)
     assert out.shape == (1, 1, 96, 128) and 0 <= out.min() and out.max() <= 1
     assert out[..., 48, 60] < 0.1 and out[..., 5, 5] > 0.9  # inverted: the ellipse is out
 
@@ -254,7 +255,7 @@ def test_file_mask_uses_a_non_opaque_alpha_channel_resized(tmp_path):
     ImageDraw.Draw(rgba).rectangle((15, 0, 29, 19), fill=(0, 0, 0, 255))
     path = tmp_path / "alpha.png"
     rgba.save(path)
-    out = FileMask(EditConfig(mask_file=path)).extract(file_context())
+    out = FileMask(mask_file=path).extract(file_context())
     assert out.shape == (1, 1, 60, 90)
     assert out[..., :, :40].max() < 0.05 and out[..., :, 50:].min() > 0.95
 
@@ -267,7 +268,7 @@ def test_file_mask_with_opaque_alpha_or_gray_uses_luminance(tmp_path):
     ImageDraw.Draw(gray).rectangle((0, 0, 299, 99), fill=255)
     gray.save(tmp_path / "gray.jpg", quality=95)
     for name in ("opaque.png", "gray.jpg"):
-        out = FileMask(EditConfig(mask_file=tmp_path / name)).extract(file_context())
+        out = FileMask(mask_file=tmp_path / name).extract(file_context())
         assert out.shape == (1, 1, 60, 90)
         assert out[..., :25, :].min() > 0.9 and out[..., 35:, :].max() < 0.1
 
@@ -276,27 +277,27 @@ def test_drawn_mask_in_context_extra_wins_over_the_file(tmp_path):
     Image.new("L", (10, 10), 0).save(tmp_path / "black.png")
     drawn = Image.new("LA", (9, 6), (0, 0))
     ImageDraw.Draw(drawn).rectangle((0, 0, 8, 2), fill=(0, 255))
-    out = FileMask(EditConfig(mask_file=tmp_path / "black.png")).extract(file_context(mask=drawn))
+    out = FileMask(mask_file=tmp_path / "black.png").extract(file_context(mask=drawn))
     assert out.shape == (1, 1, 60, 90)
     assert out[..., :25, :].min() > 0.9 and out[..., 35:, :].max() < 0.1
 
 
 def test_file_mask_errors_name_the_fix(tmp_path):
     with pytest.raises(ConfigError, match="mask_file"):
-        FileMask(EditConfig()).extract(file_context())
+        FileMask().extract(file_context())
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"not an image")
     with pytest.raises(ImageError, match="bad.png"):
-        FileMask(EditConfig(mask_file=bad)).extract(file_context())
+        FileMask(mask_file=bad).extract(file_context())
     with pytest.raises(ImageError, match="does not exist"):
-        FileMask(EditConfig(mask_file=tmp_path / "missing.png")).extract(file_context())
+        FileMask(mask_file=tmp_path / "missing.png").extract(file_context())
 
 
 def test_mask_resize_keeps_proportions_of_a_non_square_mask(tmp_path):
     mask = Image.new("L", (200, 100), 0)
     ImageDraw.Draw(mask).ellipse((50, 25, 150, 75), fill=255)
     mask.save(tmp_path / "m.png")
-    out = FileMask(EditConfig(mask_file=tmp_path / "m.png")).extract(file_context(50, 100))
+    out = FileMask(mask_file=tmp_path / "m.png").extract(file_context(50, 100))
     assert out.mean().item() == pytest.approx(math.pi * 25 * 12.5 / 5000, abs=0.02)
 
 
@@ -311,13 +312,12 @@ def test_infedit_maps_from_tiny_random_give_a_full_size_mask(tiny_backbone, plug
 
     bb = tiny_backbone
     source_prompt, target_prompt = "a marshmallow on a campfire", "a burnt Marshmallow, on a big campfire"
-    config = EditConfig(backbone="tiny-random", steps=3, mask_words_source=["marshmallow"],
-                        mask_words_target=["burnt", "campfire"], structure_area="masked")
+    options = {"words_source": ["marshmallow"], "words_target": ["burnt", "campfire"]}
     image = torch.rand(1, 3, 300, 225, generator=torch.Generator().manual_seed(0)) * 2 - 1
     work = working_shape(300, 225, 256, bb.vae_scale_factor)
     assert work == (256, 192)
     controller = plugins.attention_controller("infedit")(
-        backbone=bb, source_prompt=source_prompt, target_prompt=target_prompt, num_steps=3, config=config)
+        backbone=bb, source_prompt=source_prompt, target_prompt=target_prompt, num_steps=3)
     cond = bb.encode_prompts(prompts_for(source_prompt, target_prompt))
     with torch.no_grad():
         z0 = bb.encode_image(resize_image(image, work)).float()
@@ -334,7 +334,7 @@ def test_infedit_maps_from_tiny_random_give_a_full_size_mask(tiny_backbone, plug
     assert not torch.equal(maps.source, maps.target)
     context = MaskContext(source_image=image, source_prompt=source_prompt, target_prompt=target_prompt,
                           first_result=first, attention=maps, tokenizer=bb.tokenizer)
-    extractor = plugins.mask_extractor("cross-attention")(config)
+    extractor = plugins.mask_extractor("cross-attention")(options=options)
     extractor.check(context)
     mask = extractor.extract(context)
     assert mask.shape == (1, 1, 300, 225)

@@ -87,12 +87,13 @@ def test_a_third_party_method_is_selected_by_name_and_receives_the_request(tiny_
     editor = Editor(tiny_backbone, EditConfig(**FAST, method="recorder"), fresh_plugins(inline(Recorder)))
     steps: list[int] = []
     result = editor.edit(photo, "a photo of a man", "a painting of a man", seed=7, opt_start=0.5,
-                         source_guidance=1.25, original_steps=40,
+                         source_guidance=1.25,
                          callback=lambda done, total, _p: steps.append(done))
     (request,) = Recorder.seen
     assert (request.source_prompt, request.target_prompt) == ("a photo of a man", "a painting of a man")
     assert request.backbone is tiny_backbone and request.z0.shape == (1, 4, 64 // 8, 96 // 8)
-    assert (request.steps, request.seed, request.opt_start, request.original_steps) == (2, 7, 0.5, 40)
+    # the LCM schedule's original_steps is the backbone's own option now, not part of the request
+    assert (request.steps, request.seed, request.opt_start, request.original_steps) == (2, 7, 0.5, None)
     assert (request.source_guidance, request.target_guidance) == (1.25, 2.0)
     assert callable(request.inject) and request.controller.layout.branches == ("source", "target")
     assert steps[:2] == [1, 2] and result.image.size == photo.size
@@ -198,8 +199,7 @@ def test_controllers_are_restored_after_an_error_inside_the_method(tiny_backbone
     unet = tiny_backbone.denoiser
     before = dict(unet.attn_processors)
     controller = plugins.attention_controller("infedit")(
-        backbone=tiny_backbone, source_prompt="a cat", target_prompt="a dog", num_steps=2,
-        config=EditConfig(**FAST))
+        backbone=tiny_backbone, source_prompt="a cat", target_prompt="a dog", num_steps=2)
 
     def boom(x0: torch.Tensor) -> torch.Tensor:
         assert unet.attn_processors != before  # installed while the method runs

@@ -75,9 +75,9 @@ def test_every_component_kind_takes_options_and_defaults(plugins: Plugins) -> No
     assert spl().options == spl.Options() and spl().radius == 5
     assert spl(options=spl.Options(radius=2)).radius == 2
     assert spl(options={"eps": 0.5}).eps == 0.5  # a mapping is validated too
-    mask = plugins.mask_extractor("cross-attention")(EditConfig())
+    mask = plugins.mask_extractor("cross-attention")()
     assert mask.options.eps == 1e-2  # the method's published value stays the default
-    post = plugins.post_processor("loss-refine")(EditConfig(), options=None)
+    post = plugins.post_processor("loss-refine")(options=None)
     assert post.options == ComponentOptions()
     with pytest.raises(TypeError, match="options of SPLLoss must be"):
         spl(options=3)
@@ -176,7 +176,9 @@ def test_resolved_options_hold_every_value_of_the_used_components(plugins: Plugi
     resolved = resolved_options(plugins, cfg)
     assert resolved["spl"] == {"radius": 3, "eps": 1e-4, "residual": "centred"}
     # 'infedit' is an attention controller and an edit method: its key says which
-    assert resolved["attention/infedit"] == {"blend_threshold": 0.3, "blend_dilation": 1, "scores": "sdpa"}
+    assert resolved["attention/infedit"] == {"blend_threshold": 0.3, "blend_dilation": 1, "scores": "sdpa",
+                                             "cross_replace": 0.8, "self_replace": 0.8,
+                                             "blend_words_source": [], "blend_words_target": []}
     assert "cross-attention" not in resolved  # no masked area: the extractor is not used
     masked = cfg.model_copy(update={"structure_area": "masked"})
     assert resolved_options(plugins, masked)["cross-attention"]["eps"] == 1e-3
@@ -208,21 +210,23 @@ def test_cross_attention_eps_and_radii_change_the_mask(plugins: Plugins, example
     low = torch.zeros(1, 1, 16, 16)
     low[..., 5:11, 4:12] = 1
     cls = plugins.mask_extractor("cross-attention")
-    default = cls(EditConfig()).upsample(low, image)
+    default = cls().upsample(low, image)
     for options in ({"eps": 1e-3}, {"radius": 3}, {"radius_step": 0}):
-        other = construct(plugins, "mask", "cross-attention", {"cross-attention": options}, EditConfig())
+        other = construct(plugins, "mask", "cross-attention", {"cross-attention": options})
         assert not torch.allclose(other.upsample(low, image), default), options
-    assert plugins.mask_extractor("cross-attention-bilinear").Options.model_fields == {}
+    bilinear = plugins.mask_extractor("cross-attention-bilinear").Options.model_fields
+    assert "words_source" in bilinear and not {"eps", "radius", "radius_step"} & set(bilinear)
 
 
 def test_local_blend_threshold_reaches_the_blend(plugins: Plugins, tiny_backbone) -> None:
     cfg = EditConfig(blend_words_source=["cat"], blend_words_target=["dog"],
                      options={"attention/infedit": {"blend_threshold": 0.6, "blend_dilation": 0}})
     controller = construct(plugins, "attention", "infedit", cfg.options, backbone=tiny_backbone,
-                           source_prompt="a cat", target_prompt="a dog", num_steps=2, config=cfg)
+                           source_prompt="a cat", target_prompt="a dog", num_steps=2)
     assert (controller.local_blend.threshold, controller.local_blend.dilation) == (0.6, 0)
-    default = construct(plugins, "attention", "p2p-reweight", {}, backbone=tiny_backbone,
-                        source_prompt="a cat", target_prompt="a dog", num_steps=2, config=cfg)
+    # the blend words are the controller's options too (old flags write them there)
+    default = construct(plugins, "attention", "p2p-reweight", {"p2p-reweight": {"blend_words_source": "cat"}},
+                        backbone=tiny_backbone, source_prompt="a cat", target_prompt="a dog", num_steps=2)
     assert default.local_blend.threshold == 0.3
 
 

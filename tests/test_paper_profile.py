@@ -19,6 +19,7 @@ from spl_sdk.config import EditConfig, build_config
 from spl_sdk.editor import Editor
 from spl_sdk.errors import ConfigError
 from spl_sdk.imageio import pil_to_tensor
+from spl_sdk.plan import fill
 from spl_sdk.prompts import context_length, prompt_ids
 
 SIZE = 64  # working size = image size: the editor feeds the photo to the VAE unresized
@@ -106,7 +107,7 @@ def test_gap_ties_equal_the_literal_prompt_to_prompt_rule(tokenizer, pair) -> No
 @pytest.mark.parametrize("profile, ties", [("default", "diagonal"), ("paper", "gap")])
 def test_controller_alignment_follows_the_profile(tiny_backbone, profile, ties) -> None:
     controller = InfEditController(backbone=tiny_backbone, source_prompt=REPEAT[0], target_prompt=REPEAT[1],
-                                   num_steps=4, config=EditConfig(profile=profile))
+                                   num_steps=4, profile=profile)
     tok = tiny_backbone.tokenizer
     expected = align_tokens(prompt_ids(tok, REPEAT[0]), prompt_ids(tok, REPEAT[1]), context_length(tok), ties)
     assert torch.equal(controller.alignment.alpha, expected.alpha)
@@ -115,21 +116,26 @@ def test_controller_alignment_follows_the_profile(tiny_backbone, profile, ties) 
 
 # --------------------------------------------------------------------------- configuration
 def test_profile_fills_its_defaults_and_refuses_a_conflicting_solver() -> None:
+    # unset stays None in the config; the plan fills it from the profile (spl_sdk.plan.fill)
     paper = EditConfig(profile="paper")
-    assert (paper.solver, paper.working_size) == ("reference", 512)
-    assert EditConfig(profile="paper", working_size=256).working_size == 256  # explicit wins
+    assert (paper.solver, paper.working_size) == (None, None)
+    assert fill(paper, paper.profile_defaults()).model_dump(include={"solver", "working_size"}) == \
+        {"solver": "reference", "working_size": 512}
+    explicit = EditConfig(profile="paper", working_size=256)
+    assert fill(explicit, explicit.profile_defaults()).working_size == 256  # explicit wins
     assert EditConfig(profile="paper", solver="reference").solver == "reference"
     default = EditConfig()
-    assert (default.profile, default.solver, default.working_size) == ("default", "fast", None)
+    assert (default.profile, default.solver, default.working_size) == ("default", None, None)
+    assert fill(default, default.profile_defaults()).solver == "fast"
     with pytest.raises(ConfigError, match="profile 'paper' .* needs solver 'reference', not 'fast'"):
         build_config(EditConfig, profile="paper", solver="fast")
 
 
 def test_per_edit_profile_brings_its_defaults_and_is_recorded(tiny_backbone, plugins, photo) -> None:
     editor = Editor(tiny_backbone, EditConfig(**FAST, post_process=False), plugins)
-    cfg = editor._config_with({"profile": "paper"})
+    cfg = editor.plan(photo, SOURCE, TARGET, profile="paper").config
     assert (cfg.profile, cfg.solver) == ("paper", "reference")
-    assert editor._config_with({}).solver == "fast"
+    assert editor.plan(photo, SOURCE, TARGET).config.solver == "fast"
     result = editor.edit(photo, SOURCE, TARGET, profile="paper", structure_loss=None)
     assert result.metadata()["config"]["profile"] == "paper"
     assert result.metadata()["config"]["solver"] == "reference"

@@ -130,9 +130,9 @@ def test_run_time_faults_name_the_plugin_package_and_method() -> None:
                                "or choose another component.")
     with pytest.raises(PluginError, match="post-processor 'boom' \\(plug-in 'booms', package boom-pkg\\) "
                                           "failed in process\\(\\): ValueError: kaboom"):
-        plugins.call(BoomPost(None), "process", x, x, [])
+        plugins.call(BoomPost(), "process", x, x, [])
     with pytest.raises(PluginError, match="mask extractor 'wrongmask'.*mask-pkg.*shape \\(1, 3, 8, 8\\)"):
-        plugins.call(WrongMask(None), "extract", None, check=spl_sdk.checks.mask_map)
+        plugins.call(WrongMask(), "extract", None, check=spl_sdk.checks.mask_map)
 
 
 def test_refine_names_a_loss_returning_a_map(tmp_path, example_image, monkeypatch) -> None:

@@ -303,11 +303,10 @@ def test_cpu_offload_brings_each_of_the_four_models_in_turn(sdxl, monkeypatch):
 # ------------------------------------------------------------------ editing on SDXL's layout
 def test_equal_prompts_and_guidance_reproduce_the_vae_round_trip(sdxl, plugins, example_image):
     """docs/method.md section 2 invariant through the infedit method, the SDXL UNet and the controller."""
-    cfg = EditConfig(**FAST, source_guidance=1.5, target_guidance=1.5)
     z0 = sdxl.encode_image(pil_to_tensor(example_image.resize((128, 128)))).float()
     prompt = "a photo of an old man"
     controller = plugins.attention_controller("infedit")(
-        backbone=sdxl, source_prompt=prompt, target_prompt=prompt, num_steps=4, config=cfg)
+        backbone=sdxl, source_prompt=prompt, target_prompt=prompt, num_steps=4)
     seen: list[torch.Tensor] = []
     out = plugins.edit_method("infedit")().edit(EditRequest(
         backbone=sdxl, source_prompt=prompt, target_prompt=prompt, z0=z0, controller=controller,
@@ -344,7 +343,7 @@ def test_attention_controllers_edit_every_sdxl_cross_attention_layer(
     before = dict(sdxl.unet.attn_processors)
     cross = [n for n in before if n.endswith("attn2.processor")]
     assert len(cross) == 17  # 2x1 + 2x2 down, 1x2 mid, 3x2 + 3x1 up transformer layers
-    editor = Editor(sdxl, EditConfig(**FAST, attention=attention, reweight={"black": 2.0}), plugins)
+    editor = Editor(sdxl, EditConfig(**FAST, attention=attention, options={"p2p-reweight": {"reweight": {"black": 2.0}}}), plugins)
     result = editor.edit(example_image, source, target)
     assert result.image.size == example_image.size
     assert len(calls) == 3 * len(cross)  # every layer, every step
@@ -400,7 +399,7 @@ def test_sdxl_at_1024_stores_its_32x32_maps_and_at_2048_its_coarsest():
     """At 1024 px SDXL attends at 64x64 and 32x32 only: masks come from the 32x32 layers."""
     backbone = SimpleNamespace(tokenizer=build_clip_tokenizer(), attention_res=32)
     ctl = InfEditController(backbone=backbone, source_prompt=PROMPT, target_prompt=PROMPT,
-                            num_steps=1, config=EditConfig())
+                            num_steps=1)
     ctl.layout = BatchLayout(("source", "target", "mutual"), guided=True)
     for latent, levels, stored in (((128, 128), (64, 32), {(32, 32)}),
                                    ((256, 256), (128, 64), {(64, 64)})):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from spl_attention.alignment import TokenAlignment, align_tokens, identity_alignment
 from spl_attention.blend import LocalBlend
@@ -17,9 +17,7 @@ from spl_sdk.components.base import ComponentOptions
 from spl_sdk.errors import PromptError
 from spl_sdk.lazy import torch
 from spl_sdk.prompts import context_length, prompt_ids, word_positions
-
-if TYPE_CHECKING:
-    from spl_sdk.config import EditConfig
+from spl_sdk.words import comma_words, word_factors
 
 # Which branch's queries / keys-and-values each branch uses after the self-attention phase one
 # (mutual: target queries with source keys and values); a branch not named keeps its own.
@@ -35,8 +33,16 @@ class InfEditController(AttentionController):
     requires: ClassVar[frozenset[str]] = frozenset({"attention-processors", "unet-cross-attention"})
 
     class Options(ComponentOptions):
-        """Local blend settings (docs/method.md section 4); used only with blend words."""
+        """The attention schedule and local blend (docs/method.md sections 4 and 7)."""
 
+        cross_replace: float = Field(0.8, ge=0, le=1, description=(
+            "Fraction of steps with cross-attention replacement (--cross-replace)."))
+        self_replace: float = Field(0.8, ge=0, le=1, description=(
+            "Fraction of steps with self-attention replacement (--self-replace)."))
+        blend_words_source: list[str] = Field(default_factory=list, description=(
+            "Local blend words of the source prompt, comma-separated; off when both lists are empty."))
+        blend_words_target: list[str] = Field(default_factory=list, description=(
+            "Local blend words of the target prompt, comma-separated."))
         blend_threshold: float = Field(
             0.3, ge=0, le=1, description="Local blend: latent cells whose max-normalised blend-word "
                                          "attention exceeds this may change; the rest keep the source.")
@@ -47,12 +53,17 @@ class InfEditController(AttentionController):
                                 "(sdpa), or the paper code's order (bmm): diffusers' get_attention_scores "
                                 "(scale fused into the score matmul), softmax, then a batched matmul.")
 
+        @field_validator("blend_words_source", "blend_words_target", mode="before")
+        @classmethod
+        def _comma_words(cls, value: Any) -> Any:
+            return comma_words(value)
+
     profile_options: ClassVar[dict[str, dict[str, Any]]] = {"paper": {"scores": "bmm"}}
 
     def __init__(self, *, backbone: Backbone, source_prompt: str, target_prompt: str,
-                 num_steps: int, config: EditConfig, options: ComponentOptions | None = None) -> None:
+                 num_steps: int, profile: str = "default", options: ComponentOptions | None = None) -> None:
         super().__init__(backbone=backbone, source_prompt=source_prompt, target_prompt=target_prompt,
-                         num_steps=num_steps, config=config, options=options)
+                         num_steps=num_steps, profile=profile, options=options)
         tokenizer = backbone.tokenizer
         self.length = context_length(tokenizer)
         self.source_ids = prompt_ids(tokenizer, source_prompt)
@@ -72,16 +83,16 @@ class InfEditController(AttentionController):
         Ties go to a pair by default, to a gap under ``profile="paper"`` (Prompt-to-Prompt's
         aligner, which the paper's code uses; docs/method.md section 10).
         """
-        ties = "gap" if getattr(self.config, "profile", "default") == "paper" else "diagonal"
+        ties = "gap" if self.profile == "paper" else "diagonal"
         return align_tokens(self.source_ids, self.target_ids, self.length, ties)
 
     def build_blend(self) -> LocalBlend | None:
         """Local blend over the configured words, or None when there are none."""
         tok = self.backbone.tokenizer
         source = [word_positions(tok, self.source_prompt, w, side="source")
-                  for w in self.config.blend_words_source]
+                  for w in self.options.blend_words_source]
         target = [word_positions(tok, self.target_prompt, w, side="target")
-                  for w in self.config.blend_words_target]
+                  for w in self.options.blend_words_target]
         if not (source or target):
             return None
         return LocalBlend(source, target, threshold=self.options.blend_threshold,
@@ -96,12 +107,12 @@ class InfEditController(AttentionController):
     @property
     def self_replacing(self) -> bool:
         """Self-attention phase one (``p < self_replace``): every branch uses the source's queries and keys."""
-        return self.progress < self.config.self_replace - EPS
+        return self.progress < self.options.self_replace - EPS
 
     @property
     def cross_replacing(self) -> bool:
         """Cross-attention refinement window (``p <= cross_replace``)."""
-        return self.progress <= self.config.cross_replace + EPS
+        return self.progress <= self.options.cross_replace + EPS
 
     def _edits(self, batch: int) -> bool:
         """True when the batch has the method's layout with a source and a target branch."""
@@ -231,10 +242,22 @@ class P2PReweightController(InfEditController):
 
     name = "p2p-reweight"
 
+    class Options(InfEditController.Options):
+        """InfEdit's options plus the words to re-weight."""
+
+        reweight: dict[str, float] = Field(default_factory=dict, description=(
+            "Target-prompt words and the factor to scale their attention by, e.g. 'red=2, car=0.5' "
+            "(--reweight)."))
+
+        @field_validator("reweight", mode="before")
+        @classmethod
+        def _word_factors(cls, value: Any) -> Any:
+            return word_factors(value)
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.equalizer = torch.ones(self.length)
-        for word, factor in self.config.reweight.items():
+        for word, factor in self.options.reweight.items():
             positions = word_positions(self.backbone.tokenizer, self.target_prompt, word, side="target")
             self.equalizer[positions] = float(factor)
 

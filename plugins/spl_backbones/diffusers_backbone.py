@@ -7,11 +7,14 @@ import warnings
 from pathlib import Path
 from typing import Any, ClassVar
 
+from pydantic import Field
+
 from spl_backbones import loading, vae_latents
 from spl_backbones.devices import resolve_device, resolve_dtype
 from spl_backbones.model_index import write_model_index
 from spl_backbones.offload import PlacedModules
 from spl_sdk.components import Backbone, Conditioning
+from spl_sdk.components.base import ComponentOptions
 from spl_sdk.errors import ConfigError
 from spl_sdk.lazy import no_grad, torch
 
@@ -32,6 +35,13 @@ class DiffusersBackbone(PlacedModules, Backbone):
     default_working_size: ClassVar[int] = 512
     default_method: ClassVar[str] = "infedit"
     default_original_steps: ClassVar[int] = 50  # LCM's original_inference_steps (docs/method.md section 2)
+
+    class Options(ComponentOptions):
+        """The LCM schedule (docs/method.md section 2)."""
+
+        original_steps: int = Field(50, ge=1, le=1000, description=(
+            "LCM original_inference_steps of the schedule: the steps are picked among this many "
+            "evenly spaced training timesteps (at least steps; --original-steps)."))
 
     def __init__(self, *, tokenizer: Any, text_encoder: Any, unet: Any, vae: Any, scheduler: Any,
                  device: torch.device, dtype: torch.dtype, cpu_offload: bool = False) -> None:
@@ -148,11 +158,12 @@ class DiffusersBackbone(PlacedModules, Backbone):
     def timesteps(self, steps: int, *, latent_shape: tuple[int, ...] = (), original_steps: int | None = None,
                   **kw: Any) -> list[int]:
         """The LCM schedule: ``steps`` of ``original_steps`` evenly spaced training timesteps."""
-        original = original_steps or self.default_original_steps
+        own = getattr(getattr(self, "options", None), "original_steps", None)
+        original = original_steps or own or self.default_original_steps
         # LCM picks its timesteps among original_steps evenly spaced ones (docs/method.md section 2)
         if steps > original:
             raise ConfigError(f"steps ({steps}) cannot exceed original_steps ({original}) of the LCM "
-                              f"schedule; lower steps or raise original_steps (--original-steps).")
+                              f"schedule; lower steps or raise the option {self.name}.original_steps (--original-steps).")
         self.scheduler.set_timesteps(num_inference_steps=steps, original_inference_steps=original)
         return [int(t) for t in self.scheduler.timesteps]
 

@@ -24,7 +24,6 @@ from spl_backbones.devices import resolve_device, resolve_dtype
 from spl_backbones.diffusers_backbone import DiffusersBackbone, load_clip_tokenizer, save_tokenizer
 from spl_backbones.model_index import write_model_index
 from spl_sdk.components.backbone import Conditioning
-from spl_sdk.components.base import ComponentOptions
 from spl_sdk.lazy import no_grad, torch
 
 SDXL_SUBFOLDERS = ("unet", "vae", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2",
@@ -44,8 +43,8 @@ class SDXLBackbone(DiffusersBackbone):
     default_model: ClassVar[str | None] = SDXL_BASE
     unet_subfolder: ClassVar[str] = "unet"
 
-    class Options(ComponentOptions):
-        """Parts that replace the model's own."""
+    class Options(DiffusersBackbone.Options):
+        """Parts that replace the model's own, and the LCM schedule."""
 
         vae: str | None = Field(None, description=(
             f"Hub id or folder of another VAE; {FP16_VAE} runs in float16 without overflow "
@@ -77,7 +76,9 @@ class SDXLBackbone(DiffusersBackbone):
     def load(cls, model: str | None = None, *, device: str = "auto", dtype: str = "auto",
              cpu_offload: bool = False, options: Any = None) -> DiffusersBackbone:
         """Load from a Hub id (cache first, network only if reachable) or a local diffusers folder."""
-        extra = options.model_dump(exclude_none=True) if options is not None else {}
+        # the parts to replace; the schedule's options (original_steps) are read when sampling
+        schedule = set(DiffusersBackbone.Options.model_fields)
+        extra = options.model_dump(exclude_none=True, exclude=schedule) if options is not None else {}
         return cls.from_pretrained(model or cls.default_model, device=device, dtype=dtype,
                                    cpu_offload=cpu_offload, **extra)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from spl_backbones.diffusers_backbone import DiffusersBackbone
 from spl_backbones.random_init import RandomBackbone
 from spl_backbones.sd15_random import SD15_TEXT
 from spl_backbones.sdxl import SDXLBackbone
@@ -62,7 +63,8 @@ class RandomSDXL(SDXLBackbone, RandomBackbone):
     """Base of in-code SDXL-layout backbones: a second tokenizer ("!" padding) and text encoder with projection."""
 
     default_model: ClassVar[str | None] = None
-    Options: ClassVar[type[ComponentOptions]] = ComponentOptions  # built in code: nothing to replace
+    # built in code: no part to replace, only the LCM schedule
+    Options: ClassVar[type[ComponentOptions]] = DiffusersBackbone.Options
     text_config_2: ClassVar[dict[str, Any]]
 
     @classmethod

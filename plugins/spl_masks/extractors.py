@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from spl_masks.sharpen import sharpen
 from spl_masks.upsample import GUIDED_EPS, bilinear_upsample, guided_upsample, resize
@@ -13,6 +13,7 @@ from spl_sdk.components.base import ComponentOptions
 from spl_sdk.errors import ConfigError, PromptError
 from spl_sdk.lazy import torch
 from spl_sdk.prompts import words_positions
+from spl_sdk.words import comma_words
 
 
 def word_mask(maps: torch.Tensor, columns: list[list[int]], threshold: float) -> torch.Tensor:
@@ -31,6 +32,24 @@ def word_mask(maps: torch.Tensor, columns: list[list[int]], threshold: float) ->
     return union[None, None]
 
 
+class WordOptions(ComponentOptions):
+    """Which prompt words define the mask, and how their maps become one (docs/method.md section 5)."""
+
+    words_source: list[str] = Field(default_factory=list, description=(
+        "Source-prompt words that define the mask, comma-separated (--mask-words-source)."))
+    words_target: list[str] = Field(default_factory=list, description=(
+        "Target-prompt words that define the mask, comma-separated (--mask-words-target)."))
+    threshold_source: float = Field(0.5, ge=0, le=1, description="Threshold of the source word maps.")
+    threshold_target: float = Field(0.5, ge=0, le=1, description="Threshold of the target word maps.")
+    invert_source: bool = Field(False, description="Invert the source mask.")
+    invert_target: bool = Field(False, description="Invert the target mask.")
+
+    @field_validator("words_source", "words_target", mode="before")
+    @classmethod
+    def _comma_words(cls, value: Any) -> Any:
+        return comma_words(value)
+
+
 class CrossAttentionMask(MaskExtractor):
     """Mask from the mask words' cross-attention, upsampled along the photo's edges (guided filter)."""
 
@@ -39,8 +58,8 @@ class CrossAttentionMask(MaskExtractor):
     # reads the UNet cross-attention maps that the Prompt-to-Prompt controllers store
     requires: ClassVar[frozenset[str]] = frozenset({"unet-cross-attention"})
 
-    class Options(ComponentOptions):
-        """Guided upsampling of the attention mask (docs/method.md section 5)."""
+    class Options(WordOptions):
+        """The mask words, and the guided upsampling of their mask (docs/method.md section 5)."""
 
         eps: float = Field(
             GUIDED_EPS, gt=0, le=1,
@@ -68,28 +87,28 @@ class CrossAttentionMask(MaskExtractor):
 
     def check(self, context: MaskContext) -> None:
         """Mask words must be given and present in their prompts (checked before any diffusion)."""
-        cfg = self.config
-        if not any(w.strip() for w in [*cfg.mask_words_source, *cfg.mask_words_target]):
+        cfg = self.options
+        if not any(w.strip() for w in [*cfg.words_source, *cfg.words_target]):
             raise PromptError(f"the '{self.name}' mask extractor needs mask words: set "
-                              "--mask-words-source/--mask-words-target (mask_words_source/"
-                              "mask_words_target), or give a mask file with --mask.")
+                              "--mask-words-source/--mask-words-target (options "
+                              f"{self.name}.words_source/words_target), or give a mask file with --mask.")
         if context.tokenizer is None:
             raise ValueError("MaskContext.tokenizer is required to look up mask words")
-        words_positions(context.tokenizer, context.source_prompt, cfg.mask_words_source, side="source")
-        words_positions(context.tokenizer, context.target_prompt, cfg.mask_words_target, side="target")
+        words_positions(context.tokenizer, context.source_prompt, cfg.words_source, side="source")
+        words_positions(context.tokenizer, context.target_prompt, cfg.words_target, side="target")
 
     def extract(self, context: MaskContext) -> torch.Tensor:
         """Element-wise maximum of the source-word and target-word masks at the source's size."""
         self.check(context)
-        cfg = self.config
+        cfg = self.options
         source = context.source_image
         guide_t = context.first_result if context.first_result is not None else source
         guide_t = resize(guide_t.float(), tuple(source.shape[-2:]))
         sides = [
-            ("source", cfg.mask_words_source, context.source_prompt, source,
-             cfg.mask_threshold_source, cfg.mask_invert_source),
-            ("target", cfg.mask_words_target, context.target_prompt, guide_t,
-             cfg.mask_threshold_target, cfg.mask_invert_target),
+            ("source", cfg.words_source, context.source_prompt, source,
+             cfg.threshold_source, cfg.invert_source),
+            ("target", cfg.words_target, context.target_prompt, guide_t,
+             cfg.threshold_target, cfg.invert_target),
         ]
         sides = [s for s in sides if any(w.strip() for w in s[1])]
         if context.attention is None:
@@ -108,7 +127,7 @@ class CrossAttentionBilinearMask(CrossAttentionMask):
     """Mask from the mask words' cross-attention, upsampled bilinearly (baseline, no guided filter)."""
 
     name = "cross-attention-bilinear"
-    Options = ComponentOptions  # no guided filter, so none of its settings
+    Options = WordOptions  # the mask words; no guided filter, so none of its settings
     def upsample(self, mask: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
         """Low-resolution mask to the image's size in one bilinear step."""
         return bilinear_upsample(mask, image)

@@ -25,7 +25,7 @@ class FileMask(MaskExtractor):
 
     def check(self, context: MaskContext) -> None:
         """Refuse, before any work, an edit that gives no mask at all."""
-        if context.extra.get("mask") is None and self.config.mask_file is None:
+        if context.extra.get("mask") is None and self.mask_file is None:
             raise ConfigError("the 'file' mask extractor needs a mask image: pass --mask FILE to "
                               "spl edit, mask= or mask_file= to Editor.edit, or draw one in the app.")
 
@@ -39,5 +39,5 @@ class FileMask(MaskExtractor):
             img = mask_image(drawn)
             img = img.resize(size, Image.Resampling.BILINEAR) if img.size != size else img
         else:
-            img = load_mask(self.config.mask_file, size)
+            img = load_mask(self.mask_file, size)
         return to_tensor(img, context.source_image)

@@ -12,7 +12,7 @@ from spl_methods.flowedit_loop import flowedit
 from spl_methods.velocity import EMBEDDED, GuidedVelocity
 from spl_sdk.components.backbone import Backbone
 from spl_sdk.components.base import ComponentOptions
-from spl_sdk.components.method import EditMethod, EditOutput, EditRequest
+from spl_sdk.components.method import EditMethod, EditOutput, EditRequest, Sampling
 from spl_sdk.errors import ConfigError
 
 
@@ -67,20 +67,14 @@ class FlowEdit(EditMethod):
     uses_attention: ClassVar[bool] = False  # FlowEdit drives no attention controller
 
     class Options(ComponentOptions):
-        """FlowEdit's parameters; unset ones take the backbone family's published defaults."""
+        """FlowEdit's edit window; T and the guidance are the edit's --steps and --*-guidance."""
 
-        steps: int | None = Field(None, ge=1, le=200, description=(
-            "Schedule length T (SD3 50, FLUX.1-dev 28, schnell 8); --steps sets it too."))
         n_max: int | None = Field(None, ge=1, le=200, description=(
             "Edit over the last n_max steps of T (SD3 33, dev 24, schnell 6; scaled with T when unset)."))
         n_min: int = Field(0, ge=0, le=200, description=(
             "The last n_min steps sample the target plainly instead of editing."))
         n_avg: int = Field(1, ge=1, le=16, description=(
             "Noise draws averaged per step (each costs one more denoiser call)."))
-        source_guidance: float | None = Field(None, ge=0, le=30, description=(
-            "Guidance of the source velocity (SD3 3.5 CFG, dev 1.5 embedded); --source-guidance too."))
-        target_guidance: float | None = Field(None, ge=0, le=30, description=(
-            "Guidance of the target velocity (SD3 13.5 CFG, dev 5.5 embedded); --target-guidance too."))
 
         inject_on: Literal["edit", "target"] = Field("edit", description=(
             "Clean estimate refined by loss injection: 'edit' = z_fe - t (v_tar - v_src), FlowEdit's "
@@ -95,29 +89,24 @@ class FlowEdit(EditMethod):
     def settings(self, backbone: Backbone, steps: int | None = None,
                  source_guidance: float | None = None,
                  target_guidance: float | None = None) -> FlowEditSettings:
-        """Resolve each parameter: method option, else the edit's config field, else the family default."""
+        """Resolve each parameter: the edit's value, else the family default (n_max scaled with T)."""
         fam, opt = defaults_for(backbone), self.options
-
-        def pick(option: Any, field: Any, default: Any) -> Any:
-            return option if option is not None else field if field is not None else default
-
-        t = pick(opt.steps, steps, fam.steps)
+        t = fam.steps if steps is None else steps
         n_max = opt.n_max if opt.n_max is not None else max(1, round(t * fam.n_max / fam.steps))
         n_max = min(n_max, t)
         if opt.n_min >= n_max:
             raise ConfigError(f"flowedit's n_min ({opt.n_min}) must be below n_max ({n_max}) for "
                               f"{t} steps; lower flowedit.n_min or raise flowedit.n_max.")
         return FlowEditSettings(steps=t, n_max=n_max, n_min=opt.n_min, n_avg=opt.n_avg,
-                                source_guidance=float(pick(opt.source_guidance, source_guidance,
-                                                           fam.source_guidance)),
-                                target_guidance=float(pick(opt.target_guidance, target_guidance,
-                                                           fam.target_guidance)))
+                                source_guidance=float(fam.source_guidance if source_guidance is None
+                                                      else source_guidance),
+                                target_guidance=float(fam.target_guidance if target_guidance is None
+                                                      else target_guidance))
 
-    def config_defaults(self, backbone: Backbone) -> dict[str, Any]:
-        """Steps and guidance for the edit's unset fields: the options, else the family's defaults."""
-        s = self.settings(backbone)
-        return {"steps": s.steps, "source_guidance": s.source_guidance,
-                "target_guidance": s.target_guidance}
+    def sampling(self, backbone: Backbone) -> Sampling:
+        """The published steps and guidance of the backbone's family (docs/method.md section 9)."""
+        fam = defaults_for(backbone)
+        return Sampling(fam.steps, fam.source_guidance, fam.target_guidance)
 
     def edit(self, request: EditRequest) -> EditOutput:
         """Run FlowEdit from the source latent; loss injection on the edited branch's clean estimate."""

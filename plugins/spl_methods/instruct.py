@@ -19,7 +19,7 @@ from pydantic import Field
 
 from spl_sdk.components.backbone import Backbone
 from spl_sdk.components.base import ComponentOptions
-from spl_sdk.components.method import EditMethod, EditOutput, EditRequest
+from spl_sdk.components.method import EditMethod, EditOutput, EditRequest, Sampling
 from spl_sdk.errors import ConfigError
 from spl_sdk.injection import clean_estimate, continue_from_refined, injection_steps
 from spl_sdk.lazy import no_grad, torch
@@ -70,16 +70,17 @@ class Instruct(EditMethod):
             float(getattr(backbone, "default_guidance", 3.5))
         return InstructSettings(steps=int(s), guidance=float(g))
 
-    def config_defaults(self, backbone: Backbone) -> dict[str, Any]:
-        """Steps, (target) guidance and alignment for the edit's unset fields.
+    def sampling(self, backbone: Backbone) -> Sampling:
+        """Steps, (target) guidance and alignment for the edit's fields left None.
 
         These models drift (a few pixels of shift, a slight zoom or warp), so the decoded edit is
         registered onto the photo before post-processing (``align``, docs/align.md) unless the
-        backbone says its output has nothing to register (the tiny twins paint noise).
+        backbone says its output has nothing to register (the tiny twins paint noise). The source
+        guidance is unused (one prompt): it stays None.
         """
         s = self.settings(backbone)
-        return {"steps": s.steps, "target_guidance": s.guidance,
-                "align": getattr(backbone, "default_align", "auto")}
+        return Sampling(steps=s.steps, source_guidance=None, target_guidance=s.guidance,
+                        align=getattr(backbone, "default_align", "auto"))
 
     @staticmethod
     def _velocity(backbone: Backbone, z: torch.Tensor, timestep: Any, cond: Any, guidance: float,

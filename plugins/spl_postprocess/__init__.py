@@ -18,14 +18,14 @@ class LossRefine(PostProcessor):
 
     def progress_total(self) -> int:
         """One unit per optimiser iteration."""
-        return self.config.iterations
+        return self.iterations
 
     def process(self, source: torch.Tensor, edited: torch.Tensor, terms: list[LossTerm],
                 callback: PostCallback | None = None) -> torch.Tensor:
         """Run the core image-space optimiser (docs/method.md section 2, post-processing)."""
         progress = None if callback is None else (lambda i, n, _loss: callback(i, n))
-        return optimise_image(source, edited, terms, iterations=self.config.iterations,
-                              solver=self.config.solver, progress=progress).image
+        return optimise_image(source, edited, terms, iterations=self.iterations,
+                              solver=self.solver, progress=progress).image
 
 
 @hookimpl

@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from spl_sdk.aliases import ALIASES, OldFlags
 from spl_sdk.cli.options import config_options, handle_errors, option_flag
 from spl_sdk.config import EditConfig
 from spl_sdk.text import printable
@@ -39,6 +40,7 @@ BATCH_FIELDS = [name for name in EditConfig.model_fields if name not in ("mask_f
 @click.option("--verbose", is_flag=True, help="Also show Ray's own log lines and warnings (--engine ray).")
 @option_flag
 @config_options(EditConfig, BATCH_FIELDS)
+@config_options(OldFlags, list(ALIASES))  # old names: each writes its component's option
 @handle_errors
 def batch(manifest: Path, out_dir: Path, engine: str, ray_address: str | None, concurrency: int,
           num_gpus: float, num_cpus: float, config_file: Path | None, force: bool, quiet: bool,

@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from spl_sdk.aliases import ALIASES, OldFlags
 from spl_sdk.cli.help import command, epilog, sections
 from spl_sdk.cli.options import config_options, handle_errors, option_flag, quiet_flag
 from spl_sdk.config import EditConfig
@@ -46,6 +47,7 @@ EDIT_FIELDS = [name for name in EditConfig.model_fields if name not in ("mask_fi
 @quiet_flag
 @option_flag
 @config_options(EditConfig, EDIT_FIELDS)
+@config_options(OldFlags, list(ALIASES))  # old names: each writes its component's option
 @handle_errors
 def edit(image: Path, source_prompt: str, target_prompt: str, output: Path, mask_file: Path | None,
          save_mask: Path | None, config_file: Path | None, force: bool, cpl: bool, allow_pickle: bool,

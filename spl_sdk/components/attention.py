@@ -6,15 +6,13 @@ import contextlib
 from abc import abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from spl_sdk.components.backbone import Backbone
 from spl_sdk.components.base import Component, ComponentOptions
 from spl_sdk.components.layout import BatchLayout
 from spl_sdk.lazy import torch
 
-if TYPE_CHECKING:
-    from spl_sdk.config import EditConfig
 
 @dataclass
 class AttentionMaps:
@@ -42,13 +40,13 @@ class AttentionController(Component):
     layout: BatchLayout | None = None
 
     def __init__(self, *, backbone: Backbone, source_prompt: str, target_prompt: str,
-                 num_steps: int, config: EditConfig, options: ComponentOptions | None = None) -> None:
+                 num_steps: int, profile: str = "default", options: ComponentOptions | None = None) -> None:
         self.options = self.make_options(options)
         self.backbone = backbone
         self.source_prompt = source_prompt
         self.target_prompt = target_prompt
         self.num_steps = num_steps
-        self.config = config
+        self.profile = profile  # "paper" reproduces the paper's code where the controller differs
         self.step = 0
 
     def begin_step(self, step: int) -> None:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from pathlib import Path
+from typing import Any, ClassVar
 
 from spl_sdk.components.attention import AttentionMaps
 from spl_sdk.components.base import Component, ComponentOptions
 from spl_sdk.lazy import torch
 
-if TYPE_CHECKING:
-    from spl_sdk.config import EditConfig
 
 @dataclass
 class MaskContext:
@@ -32,9 +31,9 @@ class MaskExtractor(Component):
     needs_first_pass: ClassVar[bool] = False
     requires: ClassVar[frozenset[str]] = frozenset()  # backbone capabilities the extractor needs
 
-    def __init__(self, config: EditConfig, *, options: ComponentOptions | None = None) -> None:
-        self.config = config
+    def __init__(self, *, options: ComponentOptions | None = None, mask_file: Path | None = None) -> None:
         self.options = self.make_options(options)
+        self.mask_file = mask_file  # the edit's mask file, for extractors that read one
 
     def check(self, context: MaskContext) -> None:
         """Raise a user-facing error before any diffusion runs if the inputs cannot work."""

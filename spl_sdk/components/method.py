@@ -17,7 +17,8 @@ from spl_sdk.lazy import torch
 Injector: TypeAlias = "Callable[[torch.Tensor], torch.Tensor]"
 StepCallback: TypeAlias = "Callable[[int, int, torch.Tensor], None]"
 
-__all__ = ["BatchLayout", "EditMethod", "EditOutput", "EditRequest", "Injector", "StepCallback"]
+__all__ = ["DEFAULT_SAMPLING", "BatchLayout", "EditMethod", "EditOutput", "EditRequest", "Injector",
+           "Sampling", "StepCallback"]
 
 
 @dataclass
@@ -45,6 +46,23 @@ class EditRequest:
     source_image: torch.Tensor | None = None
     # The edit's mask (1, 1, h, w) in [0, 1] at the working size, white = inside, when one is given.
     mask: torch.Tensor | None = None
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """A method's own values for the edit's fields left None: steps, guidance scales, alignment.
+
+    A scale the method does not use is None (it stays None in the recorded configuration).
+    """
+
+    steps: int
+    source_guidance: float | None
+    target_guidance: float | None
+    align: str = "off"  # register the decoded edit onto the photo first (docs/align.md)
+
+
+# InfEdit's published settings (docs/method.md section 7)
+DEFAULT_SAMPLING = Sampling(steps=15, source_guidance=1.0, target_guidance=2.0)
 
 
 @dataclass
@@ -92,9 +110,9 @@ class EditMethod(Component):
                 f"'{backbone.name}' is an instruction-edit model conditioned on the photo; use "
                 f"--method {backbone.default_method} and give the instruction with -t.")
 
-    def config_defaults(self, backbone: Backbone) -> dict[str, Any]:
-        """The method's own values for edit fields the user left unset (steps, guidance); none here."""
-        return {}
+    def sampling(self, backbone: Backbone) -> Sampling:
+        """The steps and guidance this method uses on ``backbone`` where the edit leaves them None."""
+        return DEFAULT_SAMPLING
 
     @abstractmethod
     def edit(self, request: EditRequest) -> EditOutput:

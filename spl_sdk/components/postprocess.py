@@ -4,14 +4,11 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Literal
 
 from spl_sdk.components.base import Component, ComponentOptions
 from spl_sdk.components.loss import LossTerm
 from spl_sdk.lazy import torch
-
-if TYPE_CHECKING:
-    from spl_sdk.config import EditConfig
 
 # (done, total) of the post-processor's own work; raises Cancelled when the user cancels
 PostCallback = Callable[[int, int], None]
@@ -20,8 +17,9 @@ PostCallback = Callable[[int, int], None]
 class PostProcessor(Component):
     """Runs once on the decoded result at the source's full resolution."""
 
-    def __init__(self, config: EditConfig, *, options: ComponentOptions | None = None) -> None:
-        self.config = config
+    def __init__(self, *, iterations: int = 100, solver: Literal["fast", "reference"] = "fast",
+                 options: ComponentOptions | None = None) -> None:
+        self.iterations, self.solver = iterations, solver  # the edit's optimiser settings
         self.options = self.make_options(options)
 
     def progress_total(self) -> int:

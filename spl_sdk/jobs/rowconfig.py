@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from spl_sdk.config import EditConfig, RefineConfig, describe_validation_error
+from spl_sdk.config import OLD_KEYS, EditConfig, RefineConfig, describe_validation_error
 from spl_sdk.errors import ConfigError
 from spl_sdk.jobs.manifest import Row
 
@@ -23,7 +23,8 @@ def row_overrides(row: Row, base: EditConfig) -> dict[str, Any]:
     active loss, as ``spl edit --mask`` does.
     """
     fields = type(base).model_fields
-    out: dict[str, Any] = {k: v for k, v in row.extra.items() if k in fields}
+    # a column may use an old name (cross_replace): the config writes it as the option it is now
+    out: dict[str, Any] = {k: v for k, v in row.extra.items() if k in fields or k in OLD_KEYS}
     for key, value in row.options.items():
         if key == "options" and isinstance(value, dict) and "options" in fields:
             out.setdefault("options", {}).update(value)
@@ -50,6 +51,8 @@ def effective_config(row: Row, base: EditConfig) -> BaseModel:
         own = ("align", "post_processors")
         data = {k: v for k, v in data.items()
                 if k in RefineConfig.model_fields and (k not in own or k in base.model_fields_set)}
+        # what the edit leaves to its profile (the solver) a refine row takes from it now
+        data.update({k: v for k, v in base.profile_defaults().items() if data.get(k, 0) is None})
         overrides.pop("seed", None)  # refine is deterministic; a seed column changes nothing
     if overrides.get("options"):  # field by field over the run's, as Editor.edit merges them
         from spl_sdk.options import merge_options
