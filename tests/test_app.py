@@ -165,9 +165,9 @@ def test_options_and_attention_settings_only_for_components_in_use() -> None:
     at = start()
     at = settle(at, {"cfg.backbone": "tiny-random"})  # its default method, infedit, uses attention
     assert at.slider(key="opt.attention/infedit.blend_threshold").value == 0.3
-    assert at.get_by_key("cfg.cross_replace") is not None
+    assert at.get_by_key("opt.attention/infedit.cross_replace") is not None  # the controller's option
     at = settle(at, {"cfg.method": "flowedit"})  # FlowEdit drives no attention controller
-    for hidden in ("opt.attention/infedit.blend_threshold", "cfg.cross_replace"):
+    for hidden in ("opt.attention/infedit.blend_threshold", "opt.attention/infedit.cross_replace"):
         with pytest.raises(KeyError):
             at.get_by_key(hidden)
     assert any("uses no attention control" in str(c.value) for c in at.sidebar.caption)
@@ -510,10 +510,10 @@ def test_unset_numeric_options_get_empty_number_fields() -> None:
     at = start()
     at = settle(at, {"cfg.backbone": "tiny-random", "cfg.method": "flowedit"})
     assert not at.exception, [e.value for e in at.exception]
-    guidance = at.number_input(key="opt.method/flowedit.source_guidance")
-    assert guidance.value is None  # unset: the backbone family's published default fills it
-    at = settle(at, {"opt.method/flowedit.source_guidance": 2.5})
-    assert at.session_state["opt.method/flowedit.source_guidance"] == 2.5 and not at.exception
+    window = at.number_input(key="opt.method/flowedit.n_max")
+    assert window.value is None  # unset: scaled from the backbone family's published window
+    at = settle(at, {"opt.method/flowedit.n_max": 2})
+    assert at.session_state["opt.method/flowedit.n_max"] == 2 and not at.exception
 
 
 # ------------------------------------------------------------------ refine page
