@@ -57,6 +57,39 @@ def test_an_unreachable_ray_address_fails_fast_in_one_line(tmp_path, example_ima
         f"that the cluster is running (SPL_RAY_CONNECT_TIMEOUT sets the bound)."]
 
 
+def test_workers_a_local_ray_cannot_place_are_refused(monkeypatch):
+    """Ray Data waits for good for GPUs the machine does not have; a local Ray never gets them."""
+    from spl_sdk.errors import SplError
+    from spl_sdk.jobs import ray_engine
+
+    class LocalRay:  # what run_ray asks of ray before it builds the pipeline
+        initialized = False
+
+        def is_initialized(self):
+            return self.initialized
+
+        def init(self, **_kw):
+            self.initialized = True
+
+        def cluster_resources(self):
+            return {"CPU": 2.0, "memory": 1e9}
+
+        def shutdown(self):
+            self.initialized = False
+
+        class exceptions:  # the attribute path of ray.exceptions.RayError
+            RayError = RuntimeError
+
+    local = LocalRay()
+    monkeypatch.setattr(ray_engine, "import_ray", lambda: local)
+    with pytest.raises(SplError, match=r"asks for 1 GPUs \(--num-gpus-per-worker\) but the local Ray "
+                                       r"started for this run has 0; lower --num-gpus-per-worker"):
+        ray_engine.run_ray([], {}, print, num_gpus=1)
+    with pytest.raises(SplError, match=r"asks for 4 CPUs \(--num-cpus-per-worker\) .* has 2"):
+        ray_engine.run_ray([], {}, print, num_cpus=4)
+    assert not local.initialized  # and the Ray it started is shut down again
+
+
 @pytest.fixture(scope="module")
 def local_ray():
     """A local Ray with 2 CPUs for this module (the engine reuses it instead of starting one)."""

@@ -112,6 +112,17 @@ def quiet_ray_console(verbose: bool = False) -> Iterator[None]:
             handler.removeFilter(mute)
 
 
+def check_fits(resources: dict[str, float], num_gpus: float, num_cpus: float) -> None:
+    """Refuse workers that a local Ray can never place (Ray Data would wait for them for good)."""
+    for name, flag, wanted in (("GPU", "--num-gpus-per-worker", num_gpus),
+                               ("CPU", "--num-cpus-per-worker", num_cpus)):
+        have = float(resources.get(name, 0.0))
+        if wanted > have:
+            raise SplError(f"each Ray worker asks for {wanted:g} {name}s ({flag}) but the local Ray "
+                           f"started for this run has {have:g}; lower {flag}, or give --ray-address "
+                           f"of a cluster that has them.")
+
+
 def _init(ray: Any, address: str | None) -> None:
     """``ray.init``; joining an existing cluster is bounded by :func:`connect_timeout`.
 
@@ -163,6 +174,8 @@ def run_ray(jobs: Sequence[Job], load_config: dict[str, Any],
                 raise SplError(f"cannot reach the Ray cluster at '{address}' ({exc}); check "
                                f"--ray-address.") from None
         try:
+            if started and address is None:  # a Ray of this machine never grows: check it can run
+                check_fits(ray.cluster_resources(), num_gpus, num_cpus)
             ray.data.DataContext.get_current().enable_progress_bars = False
             ds = ray.data.from_items([{"job": json.dumps(j, default=str)} for j in jobs],
                                      override_num_blocks=max(1, len(jobs)))
