@@ -8,7 +8,7 @@ import torch
 
 from spl_comfy.convert import pairs, pick, to_comfy, to_spl
 
-MODES = ["auto", "affine", "flow", "off"]
+MODES = ["auto", "affine", "flow", "raft", "off"]
 CATEGORY = "SPL"
 
 

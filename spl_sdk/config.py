@@ -58,10 +58,11 @@ class RefineConfig(_Base):
                             "keeps the edit's local light) or 'reference' (the paper's optimiser exactly: SGD lr 1, "
                             "momentum 0.9, NaN gradients zeroed, one clamp to [-1, 1] after the last step).")
     mask_file: Path | None = Field(None, description="Mask image restricting 'masked' losses (white = inside).")
-    align: Literal["auto", "affine", "flow", "off"] = Field(
+    align: Literal["auto", "affine", "flow", "raft", "off"] = Field(
         "auto", description="Register the edit onto the source first (docs/align.md): 'auto' applies only "
                             "the steps that improve the match (an aligned edit is left as it is), "
-                            "'affine' a global warp, 'flow' a global warp and a smooth residual, 'off' none.")
+                            "'affine' a global warp, 'flow' a global warp and a smooth residual, 'raft' "
+                            "that residual from torchvision's RAFT (downloads its weights once), 'off' none.")
     post_processors: list[str] = Field(
         default_factory=list, description="Post-processor plug-ins run after the refinement, in this order "
                                           "(comma-separated; none by default).")
@@ -138,7 +139,7 @@ class EditConfig(RefineConfig):
     opt_start: float = Field(0.8, ge=0, le=1,
                              description="Fraction of steps after which losses are injected (1 turns injection off).")
     post_process: bool = Field(True, description="Optimise the final image against the original source at full size.")
-    align: Literal["auto", "affine", "flow", "off"] | None = Field(
+    align: Literal["auto", "affine", "flow", "raft", "off"] | None = Field(
         None, description="Register the decoded edit onto the source before post-processing, for edit "
                            "methods whose output can drift (docs/align.md); unset: the method's (instruct: "
                            "auto; others off).")

@@ -141,3 +141,33 @@ def test_edit_cropped_to_another_aspect_is_found() -> None:
     assert float(cov[:, :15].mean()) < 0.1 and float(cov[2:-2, 30:-30].min()) > 0.99
     got = tensor_to_pil(result.image).crop((30, 0, 354, 256))
     assert psnr_interior(got, clean.crop((30, 0, 354, 256))) > 38
+
+
+def test_raft_without_its_weights_offline_is_one_clear_error(pair, monkeypatch, tmp_path) -> None:
+    import urllib.error
+
+    from spl_sdk.errors import ModelNotFoundError
+
+    def offline(*_args, **_kwargs):
+        raise urllib.error.URLError("no route to download.pytorch.org")
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # an empty cache
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    src, edit = pair
+    with pytest.raises(ModelNotFoundError) as info:
+        align(pil_to_tensor(src), pil_to_tensor(moved(edit, DRIFTS["shift"])), mode="raft")
+    message = str(info.value)
+    assert "RAFT's weights" in message and str(tmp_path) in message and "--align flow" in message
+    assert "\n" not in message
+
+
+def test_raft_mode_runs_its_network_on_the_grid(pair, monkeypatch) -> None:
+    # torchvision's small RAFT with random weights (no download here): the path runs end to end
+    from spl_sdk.align import raft
+
+    monkeypatch.setattr(raft, "_weights", lambda: None)
+    torch.manual_seed(0)
+    src, edit = pair
+    result = align(pil_to_tensor(src), pil_to_tensor(moved(edit, DRIFTS["shift"])), mode="raft")
+    assert result.info["mode"] == "affine+raft" and result.image.shape == (1, 3, SIZE[1], SIZE[0])
+    assert np.isfinite(result.info["residual_px"])

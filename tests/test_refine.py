@@ -209,3 +209,19 @@ def test_refine_module_is_reachable_from_the_package() -> None:
     import spl_sdk
 
     assert spl_sdk.refine.refine is refine
+
+
+def test_cli_align_raft_offline_is_one_line(files, tmp_path: Path, monkeypatch) -> None:
+    import urllib.error
+
+    def offline(*_args, **_kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    src, _, moved_edit = files
+    result = CliRunner().invoke(main, ["refine", str(src), str(moved_edit), "-o", str(tmp_path / "o.png"),
+                                       "--align", "raft"])
+    assert result.exit_code == 1 and not (tmp_path / "o.png").exists()
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: RAFT's weights") and "--align flow" in lines[0]

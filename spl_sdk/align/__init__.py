@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 __all__ = ["MODES", "Alignment", "AlignmentError", "align", "describe"]
 
-MODES = ("auto", "affine", "flow", "off")
+MODES = ("auto", "affine", "flow", "raft", "off")
 # Below this correlation of evened structure maps the two images are not the same scene (recoloured,
 # blurred and moved edits of the bundled photos score 0.6 to 0.99, two of the photos at most 0.13).
 MIN_CORRELATION = 0.3
@@ -143,14 +143,15 @@ def _align(source: torch.Tensor, edited: torch.Tensor, mode: str) -> Alignment:
     matrix, current, cover = (fitted, best, cover) if use_affine else (identity, plain, 1.0)
 
     residual = None
-    if mode in ("auto", "flow"):
+    if mode in ("auto", "flow", "raft"):
         moved_luma = affine.warp_map(moving_luma, matrix, grid[::-1])
         covered = affine.warp_map(full, matrix, grid[::-1], cv2.BORDER_CONSTANT)
         weight = np.minimum(template / (template.mean() + 1e-6), 2.0) * (covered > 0.999)
-        candidate = flow.residual_flow(template_luma, moved_luma, weight)
+        candidate = flow.residual_flow(template_luma, moved_luma, weight,
+                                       source.device if mode == "raft" else None)
         coords = _composed(matrix, candidate, grid)
         gain = score(coords)[0] - score(matrix)[0]
-        keep = mode == "flow" or (gain > GAIN_FLOW and float(np.abs(candidate).max()) > MIN_SHIFT)
+        keep = mode in ("flow", "raft") or (gain > GAIN_FLOW and float(np.abs(candidate).max()) > MIN_SHIFT)
         if keep:
             residual = candidate
             current, cover = score(coords, judge)
@@ -159,7 +160,8 @@ def _align(source: torch.Tensor, edited: torch.Tensor, mode: str) -> Alignment:
                       f"{MIN_CORRELATION}), so they look like different images")
     if cover < MIN_COVERAGE:
         raise _refuse(f"after alignment EDITED covers only {100 * cover:.0f} % of SOURCE (under half)")
-    applied = "+".join(n for n, on in (("affine", use_affine), ("flow", residual is not None)) if on)
+    applied = "+".join(n for n, on in (("affine", use_affine), ("raft" if mode == "raft" else "flow",
+                                                                 residual is not None)) if on)
     if not applied:  # nothing improves the match: the edit is returned exactly as it is
         info.update(mode="none", score=round(plain, 4), score_before=round(plain, 4))
         return Alignment(base.clone() if base is edited else base, ones, info)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import numpy as np
@@ -32,17 +32,24 @@ def normalised(luma: np.ndarray) -> np.ndarray:
     return np.clip(128 + 40 * (g - mean) / (dev + 0.01), 0, 255).astype(np.uint8)
 
 
-def residual_flow(template: np.ndarray, moving: np.ndarray, weight: np.ndarray) -> np.ndarray:
+def residual_flow(template: np.ndarray, moving: np.ndarray, weight: np.ndarray,
+                  raft_device: Any = None) -> np.ndarray:
     """(H, W, 2) displacement d with moving(x + d(x)) ~ template(x) (luminances), smooth.
 
-    The raw DIS flow is averaged with a wide Gaussian weighted by ``weight`` (where
-    the source has structure and the edit covers it): a normalised convolution.
+    The raw flow (OpenCV's DIS, or torchvision's RAFT on ``raft_device`` when given)
+    is averaged with a wide Gaussian weighted by ``weight`` (where the source has
+    structure and the edit covers it): a normalised convolution.
     """
     import cv2
     import numpy as np
 
-    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
-    raw = dis.calc(normalised(template), normalised(moving), None)
+    if raft_device is not None:
+        from spl_sdk.align.raft import raft_flow
+
+        raw = raft_flow(normalised(template), normalised(moving), raft_device)
+    else:
+        dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+        raw = dis.calc(normalised(template), normalised(moving), None)
     sigma = max(8.0, min(template.shape) * SMOOTH_FRACTION)
     w = weight.astype(np.float32)
     den = cv2.GaussianBlur(w, (0, 0), sigma) + PRIOR * float(w.mean()) + 1e-6
