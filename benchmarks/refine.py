@@ -3,6 +3,7 @@
     python benchmarks/refine.py                      # 512, 2048, 2400x1600, 4096; plain baselines up to 2048
     python benchmarks/refine.py --sizes 512 --plain-box pool conv
     python benchmarks/refine.py --sizes 4096 --photos cats.png --kinds smooth   # one 4096 case
+    python benchmarks/refine.py --sizes 512 4096 --reference --ref-iters 10 --plain-max 512   # speed against the paper's solver
 
 Inputs (docs/benchmarks/refine.md): the four photos of ``apps/examples`` (none of
 them used to tune the solver), as a *detailed* mosaic (the photos at their own
@@ -13,6 +14,10 @@ synthetic edit: tone curve (gamma 0.7, contrast 0.8), colour cast (gains
 
 - default: ``spl_sdk.optimiser.optimise_image`` with the default settings
   (fast solver, 100 iterations), SPL weight 10000 as ``spl refine`` uses.
+- reference (``--reference``): ``optimise_image(..., solver="reference")``, the
+  paper's solver as ``--solver reference`` runs it (100 SGD steps); with
+  ``--ref-iters N`` only N steps are timed and the time is scaled to 100 (its
+  steps all cost the same), marked ``(x100/N)``.
 - plain-pool / plain-conv: the SPL of docs/method.md section 3 written with torch
   ops, box filter ``avg_pool2d`` or a ones-kernel convolution, autograd, SGD lr 1
   momentum 0.9, NaN gradients zeroed, one clamp at the end, 100 iterations.
@@ -172,9 +177,10 @@ def run_case(args: argparse.Namespace) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     keep_freed_memory()  # as the spl command does
-    box = None if args.case == "default" else plain_box(args.case.split("-")[1])
+    box = plain_box(args.case.split("-")[1]) if args.case.startswith("plain-") else None
     small = synthetic_edit(detailed_source(32, 32))  # warm-up: lazy imports (torch.optim takes seconds)
-    optimise_image(detailed_source(32, 32), small, [SPLLoss()], iterations=2) if box is None else \
+    solver = "reference" if args.case == "reference" else "fast"
+    optimise_image(detailed_source(32, 32), small, [SPLLoss()], iterations=2, solver=solver) if box is None else \
         plain_refine(detailed_source(32, 32), small, 2, box)
     h, w = parse_size(args.size)
     source = detailed_source(h, w) if args.photo == "mosaic" else smooth_source(args.photo, h, w)
@@ -182,12 +188,18 @@ def run_case(args: argparse.Namespace) -> dict:
     term = SPLLoss()
     setup = max_rss_mib()
     began, cpu_began = time.perf_counter(), time.process_time()
-    if box is None:
+    if args.case == "reference":
+        result = optimise_image(source, edited, [term], iterations=args.ref_iters, solver="reference")
+        image, used = result.image, result.iterations
+    elif box is None:
         result = optimise_image(source, edited, [term], iterations=args.iters)
         image, used = result.image, result.iterations
     else:
         image, used = plain_refine(source, edited, args.iters, box), args.iters
     seconds, cpu = time.perf_counter() - began, time.process_time() - cpu_began
+    if args.case == "reference" and args.ref_iters != args.iters:
+        # every SGD step costs the same: scale the timed ones to the full run
+        seconds, cpu = seconds * args.iters / args.ref_iters, cpu * args.iters / args.ref_iters
     peak = max_rss_mib()  # before the losses below, which are the benchmark's, not the solver's
     with torch.no_grad():
         final = float(term(source, image))
@@ -203,7 +215,7 @@ def run_case(args: argparse.Namespace) -> dict:
 def child(case: str, size: str, photo: str, args: argparse.Namespace) -> dict:
     """Run one case in a fresh interpreter and parse its JSON line."""
     cmd = [sys.executable, __file__, "--case", case, "--size", size, "--photo", photo,
-           "--iters", str(args.iters), "--threads", str(args.threads)]
+           "--iters", str(args.iters), "--ref-iters", str(args.ref_iters), "--threads", str(args.threads)]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -219,6 +231,9 @@ def main() -> None:
                     help="plain baselines to run (avg_pool2d, or a 2D convolution with a ones kernel)")
     ap.add_argument("--plain-max", type=int, default=2048,
                     help="run the plain baselines only up to this long side (they take ~20 min at 4096)")
+    ap.add_argument("--reference", action="store_true", help="also run the SDK's reference solver (the paper's)")
+    ap.add_argument("--ref-iters", type=int, default=100,
+                    help="SGD steps of the reference to time; the time is scaled to --iters (default: %(default)s)")
     ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     ap.add_argument("--case", help=argparse.SUPPRESS)
     ap.add_argument("--size", help=argparse.SUPPRESS)
@@ -235,10 +250,13 @@ def main() -> None:
                  ([f"{p}" for p in args.photos] if "smooth" in args.kinds else [])
         for photo in inputs:
             default = child("default", size, photo, args)
-            plains = [child(f"plain-{b}", size, photo, args) for b in args.plain_box
-                      if max(parse_size(size)) <= args.plain_max]
+            plains = [child("reference", size, photo, args)] if args.reference else []
+            plains += [child(f"plain-{b}", size, photo, args) for b in args.plain_box
+                       if max(parse_size(size)) <= args.plain_max]
             for r in [default, *plains]:
                 ratio = "" if r is default else f"{r['seconds'] / default['seconds']:.1f}x"
+                if r["case"] == "reference" and args.ref_iters != args.iters:
+                    ratio += f" (x{args.iters}/{args.ref_iters})"
                 label = "mosaic (detailed)" if photo == "mosaic" else f"{photo} (smooth)"
                 print(f"| {size} | {label} | {r['case']} | {r['iterations']} | {r['seconds']:.2f} | "
                       f"{r['cpu_seconds']:.2f} | {ratio} | "

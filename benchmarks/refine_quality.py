@@ -19,6 +19,8 @@ source's intensity, r 5, eps 1e-4, per channel), and the variants named by
 Photos: ``bundled`` = the four photos of ``apps/examples`` (held out: not used
 to choose any setting); ``skimage`` = astronaut, coffee, chelsea, rocket from
 ``skimage.data`` (the tuning set); ``--folder`` adds every image of a folder.
+``--injection`` poses loss injection's problem instead: the reference is the
+source's round trip (2x down and up), the ideal the colour change of that.
 Sizes: each photo's long side brought to ``--size`` (native detail), and
 ``smooth``: shrunk to half that and upscaled 2x (bicubic) to ``--size`` times
 ``--upscale`` (an upscaled photo, little high-frequency detail).
@@ -180,11 +182,26 @@ def collage(x01):
     return out
 
 
-def make_case(edit: str, photo01, seed: int):
-    """(source, edit, ideal) in [0, 1] for one edit kind."""
+def round_trip(x01):
+    """A stand-in for the VAE round trip of the source: 2x area down, bicubic up (detail lost, no noise)."""
+    import torch.nn.functional as F
+
+    h, w = x01.shape[-2:]
+    return F.interpolate(F.interpolate(x01, size=(h // 2, w // 2), mode="area"), size=(h, w), mode="bicubic",
+                         align_corners=False).clamp(0, 1)
+
+
+def make_case(edit: str, photo01, seed: int, injection: bool = False):
+    """(source, edit, ideal) in [0, 1] for one edit kind.
+
+    ``injection``: the situation of loss injection inside an edit, where the
+    reference is the source's VAE round trip; the source returned is that round
+    trip and the ideal is the colour change of it (all the structure there is).
+    """
     if edit == "collage":
         photo01 = collage(photo01)
-    ideal = relight(photo01, seed) if edit == "relight" else tone_cast(photo01)
+    colour = (lambda x: relight(x, seed)) if edit == "relight" else tone_cast
+    ideal = colour(photo01)
     if edit == "box":
         degraded = box_blur(ideal, 5)
     elif edit == "gauss-jpeg":
@@ -197,6 +214,9 @@ def make_case(edit: str, photo01, seed: int):
         degraded = gaussian_blur(ideal, 0.8)
     else:
         raise ValueError(edit)
+    if injection:
+        photo01 = round_trip(photo01)
+        ideal = colour(photo01)
     return photo01, degraded.clamp(0, 1), ideal
 
 
@@ -278,7 +298,7 @@ def run(args: argparse.Namespace) -> list[dict]:
         for kind, smooth in sizes:
             photo = sized(img, args.size, smooth, args.upscale)
             for edit in args.edits:
-                source, degraded, ideal = make_case(edit, photo, seed)
+                source, degraded, ideal = make_case(edit, photo, seed, args.injection)
                 for method in args.methods:
                     began = time.perf_counter()
                     with torch.no_grad() if method in ("input", "guided") else torch.enable_grad():
@@ -350,6 +370,8 @@ def main() -> None:
     ap.add_argument("--edits", nargs="+", choices=EDITS, default=list(EDITS))
     ap.add_argument("--methods", nargs="+", choices=list(METHODS),
                     default=["input", "default", "reference", "guided"])
+    ap.add_argument("--injection", action="store_true",
+                    help="loss injection's situation: refine against the source's (simulated) VAE round trip")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--table", type=Path, help="also write the markdown table here")
     ap.add_argument("--plot", type=Path, help="write a bar plot of the PSNR gains here (PNG)")
