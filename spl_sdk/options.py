@@ -28,7 +28,7 @@ from spl_sdk.rawoptions import (  # noqa: F401 - re-exported
     parse_options,
     parse_value,
 )
-from spl_sdk.text import shown
+from spl_sdk.text import a, shown
 
 if TYPE_CHECKING:
     from spl_sdk.components import Backbone
@@ -69,7 +69,7 @@ def resolve_key(plugins: Plugins, key: str, where: str = "in options") -> tuple[
         return kind, name
     kinds = [k for k, names in registry.items() if key in names]
     if len(kinds) > 1:
-        both = " and ".join(f"a {_label(k)}" for k in kinds)
+        both = " and ".join(a(_label(k)) for k in kinds)
         spelled = " or ".join(f"{k}/{key}" for k in kinds)
         raise ConfigError(f"'{key}' {where} names {both}; write {spelled} to say which one.")
     if not kinds:

@@ -37,6 +37,7 @@ from spl_sdk.components import (
 )
 from spl_sdk.errors import PluginError, SplError, UnknownComponentError
 from spl_sdk.signatures import method_problem, options_problem
+from spl_sdk.text import a
 
 ENTRY_POINT_GROUP = "spl_sdk"
 BUILTIN_PACKAGE = "spl-sdk"  # the built-in plug-ins' distribution
@@ -259,8 +260,10 @@ class Plugins:
             infos = [i for i in infos if i.package == BUILTIN_PACKAGE] or infos
         if not infos:
             available = ", ".join(self.names(kind)) or "none installed"
+            close = difflib.get_close_matches(bare, self.names(kind), n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
             raise UnknownComponentError(
-                f"unknown {label} '{name}'; available: {available}. "
+                f"unknown {label} '{name}'{hint}; available: {available}. "
                 f"Run 'spl plugins' to see what each installed plug-in provides.")
         if len(infos) > 1:
             who = " and ".join(f"{i.package} (plug-in '{i.plugin}')" for i in infos)
@@ -356,16 +359,16 @@ def class_problem(cls: object, kind: str) -> str | None:
     label = KIND_LABEL[kind]
     if not isinstance(cls, type):
         if isinstance(cls, Component):
-            return (f"an instance of {type(cls).__name__} as a {label}; register the class itself "
+            return (f"an instance of {type(cls).__name__} as {a(label)}; register the class itself "
                     f"(register({type(cls).__name__}))")
-        return f"{cls!r} as a {label}, but it is not a class"
+        return f"{cls!r} as {a(label)}, but it is not a class"
     if not issubclass(cls, base):
         other = next((KIND_LABEL[k] for k, b in KIND_BASES.items() if issubclass(cls, b)), None)
-        what = f"a {other}: register it with {HOOK_OF_KIND[_kind_of(other)]}" if other else \
+        what = f"{a(other)}: register it with {HOOK_OF_KIND[_kind_of(other)]}" if other else \
             f"not a subclass of spl_sdk.components.{base.__name__}"
-        return f"{cls.__name__} as a {label}, but it is {what}"
+        return f"{cls.__name__} as {a(label)}, but it is {what}"
     if not getattr(cls, "name", ""):
-        return f"{cls.__name__} as a {label} without a name; set the class attribute name = \"...\""
+        return f"{cls.__name__} as {a(label)} without a name; set the class attribute name = \"...\""
     if inspect.isabstract(cls):
         missing = ", ".join(sorted(getattr(cls, "__abstractmethods__", ())))
         return f"{label} '{cls.name}' ({cls.__name__}) without its abstract method(s) {missing}; implement them"

@@ -61,3 +61,8 @@ def shown(value: object) -> str:
 def redact(text: str) -> str:
     """``text`` with every quoted value that looks like a secret replaced by '***'."""
     return _QUOTED.sub(lambda m: "'***'" if looks_secret(m.group(1)) else m.group(0), text)
+
+
+def a(noun: str) -> str:
+    """``noun`` with its indefinite article: 'an attention controller', 'a loss term'."""
+    return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"

@@ -65,6 +65,16 @@ def test_help_is_grouped_into_sections_with_two_examples() -> None:
     assert "Examples:" in CliRunner().invoke(main, ["refine", "--help"]).output
 
 
+@pytest.mark.parametrize(("command", "panels"), [
+    ("batch", ("Input/output", "Engine", "Losses", "Model", "Sampling", "Masks")),
+    ("eval", ("Input/output", "Scoring", "Model"))])
+def test_batch_and_eval_help_are_grouped_with_examples(command: str, panels: tuple[str, ...]) -> None:
+    shown = CliRunner().invoke(main, [command, "--help"], terminal_width=120).output
+    for title in (*panels, "Examples:"):
+        assert f"─ {title} " in shown or title == "Examples:" and title in shown, title
+    assert shown.count(f"spl {command} ") >= 3 and shown.index("Examples:") > shown.index("--output")
+
+
 @pytest.mark.parametrize("width", [50, 80, 140])
 def test_plugins_table_fits_the_terminal(width: int) -> None:
     rows = [{"name": "lcm-dreamshaper-v7", "kind": "attention controller", "package": "spl-sdk",

@@ -205,3 +205,13 @@ def test_env_allow_and_deny_lists(entry_points, env: dict[str, str], expected: l
 def test_installed_builtins_register_the_four_loss_terms(plugins: Plugins) -> None:
     assert {"spl", "cpl", "l1", "mse"} <= set(plugins.names("loss"))
     assert plugins.info("loss", "spl").package == "spl-sdk"
+
+
+def test_unknown_names_suggest_the_closest_and_sentences_use_an_before_vowels() -> None:
+    from spl_sdk.text import a
+
+    plugins = Plugins(load_entrypoints=True, env={})
+    with pytest.raises(UnknownComponentError, match=r"unknown backbone 'tiny-randm' \(did you mean 'tiny-random'\?\)"):
+        plugins.backbone("tiny-randm")
+    assert a("attention controller") == "an attention controller" and a("loss term") == "a loss term"
+    assert a("edit method") == "an edit method"

@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from spl_sdk.aliases import ALIASES, OldFlags
+from spl_sdk.cli.help import command, epilog, sections
 from spl_sdk.cli.options import config_options, handle_errors, option_flag
 from spl_sdk.config import EditConfig
 from spl_sdk.text import printable
@@ -17,7 +18,12 @@ from spl_sdk.text import printable
 BATCH_FIELDS = [name for name in EditConfig.model_fields if name not in ("mask_file", "options")]
 
 
-@click.command("batch")
+@command("batch", epilog=epilog(
+    "spl batch edits.jsonl -o runs/spl-on --backbone lcm-dreamshaper-v7",
+    "spl batch edits.jsonl -o runs/spl-off --structure-loss none --engine ray --concurrency 4 "
+    "--num-gpus-per-worker 1",
+    "spl batch PIE-Bench_v1/mapping_file.json -o runs/pie --device cuda"))
+@sections
 @click.argument("manifest", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--output", "-o", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for the images (OUTDIR/images/ID.png) and the results table.")

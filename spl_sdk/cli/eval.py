@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from spl_sdk.cli.help import command, epilog, sections
 from spl_sdk.cli.options import handle_errors
 
 if TYPE_CHECKING:
@@ -41,7 +42,11 @@ def common_rows(read: dict[str, RunPairs]) -> tuple[dict[str, list[Pair]], str |
     return {m: [p for p in got.pairs if p.id in common] for m, got in read.items()}, note
 
 
-@click.command("eval")
+@command("eval", epilog=epilog(
+    "spl eval runs/spl-on -o reports/spl-on",
+    "spl eval runs/spl-on runs/spl-off --compare -o reports/on-vs-off",
+    "spl eval pairs.csv -o reports/smoke --networks tiny-random"))
+@sections
 @click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--output", "-o", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for the per-row CSVs, summary.json, summary.md and figures/.")

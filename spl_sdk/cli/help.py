@@ -13,8 +13,10 @@ import rich_click
 
 # section -> parameter names (click destinations), in the order the panels appear
 SECTIONS: dict[str, tuple[str, ...]] = {
-    "Input/output": ("source_prompt", "target_prompt", "output", "mask_file", "mask", "save_mask",
-                     "config_file", "force", "quiet", "as_json", "prompts_only"),
+    "Input/output": ("source_prompt", "target_prompt", "output", "out_dir", "mask_file", "mask", "save_mask",
+                     "config_file", "force", "quiet", "verbose", "as_json", "prompts_only"),
+    "Engine": ("engine", "ray_address", "concurrency", "num_gpus", "num_cpus"),
+    "Scoring": ("compare", "pie_bench", "networks"),
     "Harmonizer": ("harmonizer_name", "object_word", "timeout", "max_attempts"),
     "Losses": ("structure_loss", "structure_weight", "structure_area", "color_loss", "color_weight",
                "color_area", "cpl", "iterations", "solver", "opt_start", "post_process",
