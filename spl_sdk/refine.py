@@ -153,6 +153,11 @@ def refine(source: Any, edited: Any, *, mask: Any = None, align: str | None = No
     cfg = _config(config, align, overrides)
     if cfg.structure_loss is None and cfg.color_loss is None:
         raise ConfigError("both the structure and the colour loss are off; turn at least one on.")
+    masked = any(loss is not None and area == "masked" for loss, area in (
+        (cfg.structure_loss, cfg.structure_area), (cfg.color_loss, cfg.color_area)))
+    if (mask is not None or cfg.mask_file is not None) and not masked:
+        # a mask alone restricts every active loss to it, as ``spl refine --mask`` does
+        cfg = cfg.model_copy(update={"structure_area": "masked", "color_area": "masked"})
     plugins = plugins or get_plugins()
     check_options(plugins, cfg.options)  # every option, before the images are read
     cfg = with_resolved_options(plugins, cfg)  # the metadata records every option value used

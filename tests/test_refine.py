@@ -225,3 +225,14 @@ def test_cli_align_raft_offline_is_one_line(files, tmp_path: Path, monkeypatch) 
     assert result.exit_code == 1 and not (tmp_path / "o.png").exists()
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: RAFT's weights") and "--align flow" in lines[0]
+
+
+def test_a_mask_alone_restricts_the_refine_to_it(files, plugins) -> None:
+    src, edit, _ = files
+    mask = Image.new("L", (192, 128), 0)
+    mask.paste(255, (96, 0, 192, 128))  # right half inside
+    result = refine(src, edit, mask=mask, plugins=plugins, iterations=10)
+    assert (result.config.structure_area, result.config.color_area) == ("masked", "masked")
+    refined, edited = (np.asarray(i, np.int16) for i in (result.image, Image.open(edit).convert("RGB")))
+    assert np.array_equal(refined[:, :80], edited[:, :80])  # outside the mask: untouched
+    assert np.abs(refined[:, 110:] - edited[:, 110:]).mean() > 1
