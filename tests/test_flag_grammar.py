@@ -56,7 +56,7 @@ def test_config_files_take_the_flag_spelling_and_name_a_typo(tmp_path: Path) -> 
         build_config(EditConfig, bad)
 
 
-def test_help_is_grouped_into_sections_with_two_examples() -> None:
+def test_help_is_grouped_into_sections_with_examples() -> None:
     shown = CliRunner().invoke(main, ["edit", "--help"], terminal_width=120).output
     for title in ("Input/output", "Losses", "Model", "Sampling", "Attention", "Masks", "Examples:"):
         assert title in shown, title
