@@ -1,11 +1,10 @@
 """spl-sdk: structure-preserving, text-driven image editing with latent diffusion."""
 
-__version__ = "0.1.0"
-
 from spl_sdk.config import EditConfig, RefineConfig  # noqa: E402
 from spl_sdk.errors import SplError  # noqa: E402
 from spl_sdk.hookspecs import hookimpl  # noqa: E402
 from spl_sdk.plugins import Plugins, get_plugins  # noqa: E402
+from spl_sdk.version import __version__
 
 __all__ = ["EditConfig", "Editor", "EditResult", "Plugins", "RefineConfig", "SplError", "__version__",
            "get_plugins", "hookimpl"]

@@ -19,7 +19,7 @@ from typing import Any
 
 from PIL import Image
 
-from spl_sdk import __version__, checks
+from spl_sdk import checks
 from spl_sdk.components import Backbone, EditOutput, EditRequest, LossTerm, PostProcessor
 from spl_sdk.components.method import Injector
 from spl_sdk.components.postprocess import PostCallback
@@ -34,6 +34,7 @@ from spl_sdk.options import load_backbone
 from spl_sdk.plan import LOAD_FIELDS, EditPlan, make_plan
 from spl_sdk.plugins import Plugins, PluginWarning, get_plugins
 from spl_sdk.terms import build_terms, check_terms
+from spl_sdk.version import __version__
 
 __all__ = ["LOAD_FIELDS", "EditResult", "Editor", "PhaseCallback", "ProgressCallback", "call_post_processor"]
 PHASES = ("text", "vae", "mask", "unet", "optimisation", "post_process", "total")

@@ -16,9 +16,16 @@ import typing
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, SecretStr, ValidationError
+from pydantic import BaseModel, SecretStr
 
-from spl_sdk.components.base import Component, ComponentOptions
+from spl_sdk.components import KIND_BASES
+from spl_sdk.components.base import (  # noqa: F401 - re-exported
+    SECRET_HINTS,
+    Component,
+    ComponentOptions,
+    describe_fields,
+    validate_fields,
+)
 from spl_sdk.errors import ConfigError
 from spl_sdk.rawoptions import (  # noqa: F401 - re-exported
     RawOptions,
@@ -28,13 +35,12 @@ from spl_sdk.rawoptions import (  # noqa: F401 - re-exported
     parse_options,
     parse_value,
 )
-from spl_sdk.text import a, shown
+from spl_sdk.text import a
 
 if TYPE_CHECKING:
     from spl_sdk.components import Backbone
     from spl_sdk.plugins import Plugins
 
-SECRET_HINTS = ("key", "token", "secret", "password")  # values never echoed in an error line
 # config fields that name the component of a kind, in the order an edit uses them
 COMPONENT_FIELDS = (("backbone", "backbone"), ("method", "method"), ("attention", "attention"),
                     ("structure_loss", "loss"), ("color_loss", "loss"),
@@ -42,15 +48,8 @@ COMPONENT_FIELDS = (("backbone", "backbone"), ("method", "method"), ("attention"
 
 
 def _label(kind: str) -> str:
-    from spl_sdk.plugins import KIND_LABEL
-
-    return KIND_LABEL.get(kind, kind)
-
-
-def _kind_of(cls: type) -> str:
-    from spl_sdk.components import KIND_BASES
-
-    return next((kind for kind, base in KIND_BASES.items() if issubclass(cls, base)), "component")
+    base = KIND_BASES.get(kind)
+    return base.kind_label if base is not None else kind
 
 
 # ---------------------------------------------------------------------- resolving names
@@ -81,41 +80,6 @@ def resolve_key(plugins: Plugins, key: str, where: str = "in options") -> tuple[
         raise ConfigError(f"unknown component '{key}' {where};{hint} components with options: "
                           f"{', '.join(with_options) or 'none'} ('spl plugins' lists them all).")
     return kinds[0], key
-
-
-def describe_fields(cls: type[Component]) -> str:
-    """'radius (int, 1 to 64, default 5), eps (float, > 0, default 0.0001)' for error lines."""
-    parts = []
-    for info in cls.describe_options():
-        extra = ", ".join(filter(None, [info.type, info.range, f"default {info.default!r}"]))
-        parts.append(f"{info.name} ({extra})")
-    return ", ".join(parts)
-
-
-def validate_fields(cls: type[Component], fields: Mapping[str, Any], key: str | None = None) -> ComponentOptions:
-    """``cls.Options`` from ``fields``; a bad field gives one line listing every field and range."""
-    key = key or cls.name
-    what = f"{_label(_kind_of(cls))} '{cls.name}'"
-    if not cls.Options.model_fields and fields:
-        raise ConfigError(f"{what} has no options, so '{key}.{next(iter(fields))}' cannot be set.")
-    try:
-        return cls.Options.model_validate(dict(fields))
-    except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            field = ".".join(str(p) for p in err["loc"]) or "?"
-            if err["type"] == "extra_forbidden":
-                close = difflib.get_close_matches(field, list(cls.Options.model_fields), n=1)
-                problems.append(f"unknown option '{key}.{field}'" + (f" (did you mean '{close[0]}'?)"
-                                                                     if close else ""))
-            else:
-                message = str(err["msg"]).removeprefix("Value error, ")
-                info = cls.Options.model_fields.get(field)
-                secret = (info is not None and not info.repr) or any(h in field.lower() for h in SECRET_HINTS)
-                value = "***" if secret else shown(fields.get(field, err.get("input")))
-                problems.append(f"'{key}.{field}' = {value}: {message[:1].lower() + message[1:]}")
-        raise ConfigError(f"invalid options for {what}: {'; '.join(problems)}; its options are "
-                          f"{describe_fields(cls)}.") from None
 
 
 def options_for(plugins: Plugins, kind: str, name: str,

@@ -42,24 +42,8 @@ from spl_sdk.text import a
 ENTRY_POINT_GROUP = "spl_sdk"
 BUILTIN_PACKAGE = "spl-sdk"  # the built-in plug-ins' distribution
 
-HOOK_OF_KIND = {
-    "backbone": "spl_register_backbones",
-    "attention": "spl_register_attention_controllers",
-    "loss": "spl_register_loss_terms",
-    "mask": "spl_register_mask_extractors",
-    "postprocess": "spl_register_post_processors",
-    "harmonizer": "spl_register_harmonizers",
-    "method": "spl_register_edit_methods",
-}
-KIND_LABEL = {
-    "backbone": "backbone",
-    "attention": "attention controller",
-    "loss": "loss term",
-    "mask": "mask extractor",
-    "postprocess": "post-processor",
-    "harmonizer": "harmonizer",
-    "method": "edit method",
-}
+HOOK_OF_KIND = {kind: base.register_hook for kind, base in KIND_BASES.items()}
+KIND_LABEL = {kind: base.kind_label for kind, base in KIND_BASES.items()}
 
 C = TypeVar("C", bound=Component)
 

@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
-from spl_sdk import __version__
 from spl_sdk.config import RefineConfig
 from spl_sdk.errors import ConfigError, SplError
 from spl_sdk.lazy import torch
+from spl_sdk.version import __version__
 
 if TYPE_CHECKING:
     from spl_sdk.plugins import Plugins

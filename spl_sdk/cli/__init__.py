@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from spl_sdk import __version__
+from spl_sdk.version import __version__
 
 # subcommand name -> "module:function"; each module holds one command
 COMMANDS = {

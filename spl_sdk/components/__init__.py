@@ -10,14 +10,10 @@ from spl_sdk.components.mask import MaskContext, MaskExtractor
 from spl_sdk.components.method import EditMethod, EditOutput, EditRequest
 from spl_sdk.components.postprocess import PostProcessor
 
+# the kinds in registry order, each from its base class's own declaration (kind, label, hook)
 KIND_BASES: dict[str, type[Component]] = {
-    "backbone": Backbone,
-    "attention": AttentionController,
-    "loss": LossTerm,
-    "mask": MaskExtractor,
-    "postprocess": PostProcessor,
-    "harmonizer": Harmonizer,
-    "method": EditMethod,
+    base.kind: base for base in (Backbone, AttentionController, LossTerm, MaskExtractor, PostProcessor,
+                                 Harmonizer, EditMethod)
 }
 
 __all__ = ["CAPABILITIES", "KIND_BASES", "AttentionController", "AttentionMaps", "Backbone",

@@ -36,6 +36,10 @@ class AttentionController(Component):
     the controller needs; a batch that does not fit the layout is left alone.
     """
 
+    kind: ClassVar[str] = "attention"
+    kind_label: ClassVar[str] = "attention controller"
+    register_hook: ClassVar[str] = "spl_register_attention_controllers"
+
     requires: ClassVar[frozenset[str]] = frozenset({"attention-processors"})
     layout: BatchLayout | None = None
 

@@ -83,6 +83,10 @@ class Backbone(Component):
     :meth:`require` refuses a pair that does not fit before any work is done.
     """
 
+    kind: ClassVar[str] = "backbone"
+    kind_label: ClassVar[str] = "backbone"
+    register_hook: ClassVar[str] = "spl_register_backbones"
+
     default_model: ClassVar[str | None] = None
     family: ClassVar[str] = ""
     prediction_type: ClassVar[str] = "epsilon"

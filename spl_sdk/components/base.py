@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import types
 import typing
 from abc import ABC
@@ -9,33 +10,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
+from pydantic import ValidationError
 from pydantic.fields import FieldInfo
 
-
-def reject_bool_for_number(model: type[BaseModel], name: str | None, value: Any) -> Any:
-    """``value`` unchanged, or ValueError when it is a bool for an int/float field (lax pydantic reads True as 1)."""
-    field = model.model_fields.get(name or "")
-    if field is None or not isinstance(value, bool | dict):
-        return value
-    numbers = (int, float, int | None, float | None)
-    if isinstance(value, bool) and field.annotation in numbers:
-        raise ValueError("a number is expected, not a boolean")
-    if isinstance(value, dict) and typing.get_args(field.annotation)[1:] in ((int,), (float,)) \
-            and any(isinstance(v, bool) for v in value.values()):
-        raise ValueError("every value must be a number, not a boolean")
-    return value
-
-
-class ComponentOptions(BaseModel):
-    """Base of a component's ``Options`` model: unknown fields, non-finite numbers and booleans for numbers are refused."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _no_bool_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
-        return reject_bool_for_number(cls, info.field_name, value)
+from spl_sdk.errors import ConfigError
+from spl_sdk.strict import ComponentOptions, reject_bool_for_number  # noqa: F401 - re-exported
+from spl_sdk.text import shown
 
 
 @dataclass(frozen=True)
@@ -74,8 +54,16 @@ def field_range(field: FieldInfo) -> str | None:
 
 
 class Component(ABC):  # noqa: B024 - abstract through its subclasses
-    """Common part of every component: a registry name, a one-line summary and an ``Options`` model."""
+    """Common part of every component: a registry name, a one-line summary and an ``Options`` model.
 
+    Each kind's base class declares ``kind`` (its registry key), ``kind_label`` (how messages
+    name it) and ``register_hook`` (the hook that registers it): the table of kinds is
+    derived from them (:data:`spl_sdk.components.KIND_BASES`).
+    """
+
+    kind: ClassVar[str] = "component"
+    kind_label: ClassVar[str] = "component"
+    register_hook: ClassVar[str] = ""
     name: ClassVar[str] = ""
     Options: ClassVar[type[ComponentOptions]] = ComponentOptions
     # option values a named profile (EditConfig.profile) sets where the user gives none,
@@ -96,9 +84,6 @@ class Component(ABC):  # noqa: B024 - abstract through its subclasses
         if isinstance(options, cls.Options):
             return options
         if isinstance(options, Mapping):
-            # imported on use: spl_sdk.options imports this module
-            from spl_sdk.options import validate_fields
-
             return validate_fields(cls, dict(options))
         raise TypeError(f"options of {cls.__name__} must be a {cls.Options.__name__}, a mapping or "
                         f"None, not {type(options).__name__}")
@@ -109,3 +94,41 @@ class Component(ABC):  # noqa: B024 - abstract through its subclasses
         return [OptionInfo(name, type_name(f.annotation), f.get_default(call_default_factory=True),
                            field_range(f), f.description or "")
                 for name, f in cls.Options.model_fields.items()]
+
+
+SECRET_HINTS = ("key", "token", "secret", "password")  # values never echoed in an error line
+
+
+def describe_fields(cls: type[Component]) -> str:
+    """'radius (int, 1 to 64, default 5), eps (float, > 0, default 0.0001)' for error lines."""
+    parts = []
+    for info in cls.describe_options():
+        extra = ", ".join(filter(None, [info.type, info.range, f"default {info.default!r}"]))
+        parts.append(f"{info.name} ({extra})")
+    return ", ".join(parts)
+
+
+def validate_fields(cls: type[Component], fields: Mapping[str, Any], key: str | None = None) -> ComponentOptions:
+    """``cls.Options`` from ``fields``; a bad field gives one line listing every field and range."""
+    key = key or cls.name
+    what = f"{cls.kind_label} '{cls.name}'"
+    if not cls.Options.model_fields and fields:
+        raise ConfigError(f"{what} has no options, so '{key}.{next(iter(fields))}' cannot be set.")
+    try:
+        return cls.Options.model_validate(dict(fields))
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            field = ".".join(str(p) for p in err["loc"]) or "?"
+            if err["type"] == "extra_forbidden":
+                close = difflib.get_close_matches(field, list(cls.Options.model_fields), n=1)
+                problems.append(f"unknown option '{key}.{field}'" + (f" (did you mean '{close[0]}'?)"
+                                                                     if close else ""))
+            else:
+                message = str(err["msg"]).removeprefix("Value error, ")
+                info = cls.Options.model_fields.get(field)
+                secret = (info is not None and not info.repr) or any(h in field.lower() for h in SECRET_HINTS)
+                value = "***" if secret else shown(fields.get(field, err.get("input")))
+                problems.append(f"'{key}.{field}' = {value}: {message[:1].lower() + message[1:]}")
+        raise ConfigError(f"invalid options for {what}: {'; '.join(problems)}; its options are "
+                          f"{describe_fields(cls)}.") from None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import abstractmethod
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from spl_sdk.components.base import Component, ComponentOptions
 
@@ -14,6 +14,10 @@ if TYPE_CHECKING:
 
 class Harmonizer(Component):
     """Writes source/target prompts for a composite image and its foreground mask."""
+
+    kind: ClassVar[str] = "harmonizer"
+    kind_label: ClassVar[str] = "harmonizer"
+    register_hook: ClassVar[str] = "spl_register_harmonizers"
 
     def __init__(self, options: ComponentOptions | None = None, **fields: Any) -> None:
         # keyword fields (Harmonizer(model=...)) are the older spelling of options=

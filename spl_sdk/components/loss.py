@@ -43,6 +43,10 @@ class LossTerm(Component):
     override, for a gradient (and curvature) cheaper than autograd.
     """
 
+    kind: ClassVar[str] = "loss"
+    kind_label: ClassVar[str] = "loss term"
+    register_hook: ClassVar[str] = "spl_register_loss_terms"
+
     default_weight: ClassVar[float] = 1000.0
     # True when the term never asks the edit's local mean intensity to change (it compares
     # structure, like SPL, or chroma only, like CPL): the default solver then holds that

@@ -28,6 +28,10 @@ class MaskContext:
 class MaskExtractor(Component):
     """Produces a soft mask (1, 1, H, W) in [0, 1] at the source image's size."""
 
+    kind: ClassVar[str] = "mask"
+    kind_label: ClassVar[str] = "mask extractor"
+    register_hook: ClassVar[str] = "spl_register_mask_extractors"
+
     needs_first_pass: ClassVar[bool] = False
     requires: ClassVar[frozenset[str]] = frozenset()  # backbone capabilities the extractor needs
 

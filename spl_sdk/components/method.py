@@ -90,6 +90,10 @@ class EditMethod(Component):
     whether it drives an attention controller (and so sets its layout).
     """
 
+    kind: ClassVar[str] = "method"
+    kind_label: ClassVar[str] = "edit method"
+    register_hook: ClassVar[str] = "spl_register_edit_methods"
+
     requires: ClassVar[frozenset[str]] = frozenset()
     uses_attention: ClassVar[bool] = True
     # False for a method that edits from one instruction (the target prompt) alone.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Callable
-from typing import Literal
+from typing import ClassVar, Literal
 
 from spl_sdk.components.base import Component, ComponentOptions
 from spl_sdk.components.loss import LossTerm
@@ -16,6 +16,10 @@ PostCallback = Callable[[int, int], None]
 
 class PostProcessor(Component):
     """Runs once on the decoded result at the source's full resolution."""
+
+    kind: ClassVar[str] = "postprocess"
+    kind_label: ClassVar[str] = "post-processor"
+    register_hook: ClassVar[str] = "spl_register_post_processors"
 
     def __init__(self, *, iterations: int = 100, solver: Literal["fast", "reference"] = "fast",
                  options: ComponentOptions | None = None) -> None:

@@ -56,7 +56,7 @@ def read_manifest(path: str | Path, needs_source: bool = True) -> list[Row]:
         raise ConfigError(f"manifest '{path}' does not exist; give a .jsonl, .csv or .parquet file.")
     suffix = path.suffix.lower()
     if suffix == ".json":
-        from spl_sdk.metrics.pie_bench import manifest_records
+        from spl_sdk.pie_bench import manifest_records
 
         records = manifest_records(path)
     elif suffix in (".jsonl", ".ndjson"):

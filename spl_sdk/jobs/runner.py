@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from spl_sdk import __version__
 from spl_sdk.config import EditConfig
 from spl_sdk.errors import ConfigError, SplError
 from spl_sdk.jobs.keys import row_key
@@ -19,6 +18,7 @@ from spl_sdk.jobs.manifest import Row, read_manifest
 from spl_sdk.jobs.results import JOURNAL, Journal, write_bytes, write_table
 from spl_sdk.jobs.rowconfig import effective_config, key_config
 from spl_sdk.jobs.worker import Job
+from spl_sdk.version import __version__
 
 IMAGES = "images"
 RUN_INFO = "batch.json"

@@ -52,7 +52,7 @@ class RunPairs:
 def _pie_mapping(path: Path) -> dict[str, dict[str, Any]] | None:
     if path.suffix.lower() != ".json" or not path.is_file():
         return None
-    from spl_sdk.metrics.pie_bench import read_mapping
+    from spl_sdk.pie_bench import read_mapping
 
     return read_mapping(path)
 
@@ -121,7 +121,7 @@ def read_run(run: str | Path, pie_bench: str | Path | None = None) -> RunPairs:
     records, failed, missing, manifest = _records(run)
     mapping = _pie_mapping(Path(pie_bench)) if pie_bench else (
         _pie_mapping(manifest) if manifest is not None else None)
-    from spl_sdk.metrics.pie_bench import clean_prompt, edit_type
+    from spl_sdk.pie_bench import clean_prompt, edit_type
 
     pairs = []
     for rec in records:
