@@ -57,18 +57,22 @@ class EditResult:
                 "target_prompt": self.target_prompt, "config": self.config.model_dump(mode="json"),
                 "timings": {k: round(v, 3) for k, v in self.timings.items()}}
 
-    def save(self, path: str | Path, *, force: bool = False, mask_path: str | Path | None = None) -> Path:
+    def save(self, path: str | Path, *, force: bool = False, mask_path: str | Path | None = None,
+             extra: dict[str, Any] | None = None) -> Path:
         """Write the image with its metadata (atomically; an existing file only with ``force``).
 
-        PNG keeps the metadata in a text chunk, JPEG/WebP/TIFF in EXIF; ``--config`` of
-        the CLI and :func:`spl_sdk.imageio.read_metadata` read it back. ``mask_path``
-        also writes the mask used, when there was one.
+        The one save-with-metadata of an edit, whichever door it came through: PNG keeps the
+        metadata in a text chunk, JPEG/WebP/TIFF in EXIF; ``--config`` of the CLI and
+        :func:`spl_sdk.imageio.read_metadata` read it back. ``extra`` adds what the door
+        knows (the command, a batch row's key); ``mask_path`` also writes the mask used,
+        when there was one.
         """
         from spl_sdk.imageio import save_image
 
+        metadata = self.metadata() | (extra or {})
         if mask_path is not None and self.mask is not None:
-            save_image(self.mask, mask_path, metadata=self.metadata(), force=force)
-        return save_image(self.image, path, metadata=self.metadata(), force=force)
+            save_image(self.mask, mask_path, metadata=metadata, force=force)
+        return save_image(self.image, path, metadata=metadata, force=force)
 
 
 class _Timer(dict):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from PIL import Image
 
@@ -38,15 +38,6 @@ class RegionStats:
     warmth: float  # mean(Cr - Cb) / mean(value): colour direction, red/yellow > 0 > blue
     hue_share: dict[str, float]  # saturation-weighted share of each hue family among all pixels
     dominant_hue: str | None  # the hue family with the largest share, None when nothing is chromatic
-
-    def as_dict(self) -> dict[str, object]:
-        """Plain dict (rounded) for logs and JSON records."""
-        out = asdict(self)
-        for key, val in out.items():
-            if isinstance(val, float):
-                out[key] = round(val, 4)
-        out["hue_share"] = {k: round(v, 4) for k, v in self.hue_share.items()}
-        return out
 
 
 def foreground_mask(mask: Image.Image, size: tuple[int, int]) -> np.ndarray:

@@ -133,7 +133,7 @@ def sample(backbone: Backbone, controller: AttentionController | None, z0: torch
     start = normal()
     x_s, x_t, x_m = start.clone(), start.clone(), start.clone()
     inject_at = set(injection_steps(len(timesteps), opt_start)) if inject is not None else set()
-    out = EditOutput(latent=z0, extras={"mutual_latent": z0})
+    out = EditOutput(latent=z0)
     for i, t in enumerate(timesteps):
         a: Coefficient = alphas[t]
         a_prev: Coefficient = alphas[timesteps[i + 1]] if i + 1 < len(timesteps) else a
@@ -156,12 +156,12 @@ def sample(backbone: Backbone, controller: AttentionController | None, z0: torch
         x_t_next, x0_t = virtual_inversion_step(x_s, x_t, z0, e_s, e_t, a, a_prev, noise, eta, hook)
         if hook is not None:
             out.inject_seconds += time.perf_counter() - began
-        x_m_next, x0_m = virtual_inversion_step(x_s, x_m, z0, e_s, e_m, a, a_prev, noise, eta)
+        x_m_next, _ = virtual_inversion_step(x_s, x_m, z0, e_s, e_m, a, a_prev, noise, eta)
         x_s_next = source_step(x_s, z0, a, a_prev, noise, eta)
         if controller is not None:
             x_t_next = controller.blend(x_t_next, x_s_next)
         x_s, x_t, x_m = x_s_next, x_t_next, x_m_next
-        out.latent, out.extras["mutual_latent"] = x0_t, x0_m
+        out.latent = x0_t
         if on_step is not None:
             on_step(i, len(timesteps), x0_t)
     return out

@@ -60,7 +60,7 @@ def edit(image: Path, source_prompt: str, target_prompt: str, output: Path, mask
     from spl_sdk.cli.progress import phase_progress
     from spl_sdk.editor import Editor
     from spl_sdk.footprint import check_fits, out_of_memory_as_error
-    from spl_sdk.imageio import check_distinct, check_output, load_image, save_image
+    from spl_sdk.imageio import check_distinct, check_output, load_image
     from spl_sdk.loss_flags import resolve_loss_options
     from spl_sdk.options import parse_options
     from spl_sdk.weights import allowing_pickle
@@ -80,14 +80,10 @@ def edit(image: Path, source_prompt: str, target_prompt: str, output: Path, mask
         editor = Editor.from_config(cfg)
     with phase_progress(quiet=quiet) as report, out_of_memory_as_error(*photo.size, "edit it"):
         result = editor.edit(photo, source_prompt, target_prompt, on_phase=report)
-    meta = result.metadata() | {"command": "spl edit", "image": str(image)}
-    save_image(result.image, output, metadata=meta, force=force)
-    if save_mask is not None:
-        if result.mask is None:
-            click.echo("No mask was used (no loss is set to the masked area); --save-mask ignored.",
-                       err=True)
-        else:
-            save_image(result.mask, save_mask, metadata=meta, force=force)
+    result.save(output, force=force, mask_path=save_mask,
+                extra={"command": "spl edit", "image": str(image)})
+    if save_mask is not None and result.mask is None:
+        click.echo("No mask was used (no loss is set to the masked area); --save-mask ignored.", err=True)
     timings = ", ".join(f"{k} {v:.1f}s" for k, v in result.timings.items())
     click.echo(f"wrote {printable(output)} ({timings})")
 

@@ -91,13 +91,12 @@ class RowWorker:
         return {"command": "spl batch", "row_id": row.id, "row_key": key, "image": row.image}
 
     def _edit(self, row: Row, config: dict[str, Any], output: Path, key: str) -> dict[str, float]:
-        from spl_sdk.imageio import load_image, load_mask, save_image
+        from spl_sdk.imageio import load_image, load_mask
 
         image = load_image(row.image)
         mask = load_mask(row.mask, image.size) if row.mask else None
         result = self.editor.edit(image, row.source_prompt, row.target_prompt, mask=mask, **config)
-        save_image(result.image, output, metadata=result.metadata() | self._meta(row, key),
-                   force=self._replace)
+        result.save(output, force=self._replace, extra=self._meta(row, key))
         return {k: round(v, 4) for k, v in result.timings.items()}
 
     def _refine(self, row: Row, config: dict[str, Any], output: Path, key: str) -> dict[str, float]:

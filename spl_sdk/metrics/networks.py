@@ -19,7 +19,6 @@ from spl_sdk.errors import ModelNotFoundError
 
 DINO_ID = "facebook/dino-vitb8"
 CLIP_NAME, CLIP_WEIGHTS = "ViT-L-14", "openai"
-NETWORKS = ("pretrained", "tiny-random")
 
 
 @dataclass
