@@ -93,3 +93,48 @@ def test_a_mask_file_alone_restricts_the_losses(tmp_path, example_image):
                                     "--mask", str(mask), *FAST])
     assert run.exit_code == 0, run.output
     assert read_metadata(out)["config"]["structure_area"] == "masked"
+
+
+def test_a_misspelt_mask_word_fails_before_the_model_loads(tmp_path, example_image, monkeypatch):
+    from spl_sdk.editor import Editor
+
+    loads = []
+    monkeypatch.setattr(Editor, "from_config", classmethod(lambda cls, *a, **k: loads.append(a)))
+    photo = _photo(tmp_path, example_image)
+    run = CliRunner().invoke(main, ["edit", str(photo), "-s", "a photo of an old man", "-t", "a painting",
+                                    "--structure-area", "masked", "--mask-words-source", "oldd",
+                                    "-o", str(tmp_path / "o.png"), *FAST])
+    assert run.exit_code == 1 and loads == [], run.output
+    assert "word 'oldd'" in run.output and "did you mean 'old'?" in run.output
+    assert run.output.count("\n") == 1
+
+
+def test_edit_says_what_loads_and_warns_about_unused_options_and_full_masks(tmp_path, example_image):
+    photo = _photo(tmp_path, example_image)
+    Image.new("L", Image.open(photo).size, 255).save(tmp_path / "all.png")
+    run = CliRunner().invoke(main, ["edit", str(photo), "-s", "a photo", "-t", "a painting", "--device", "cpu",
+                                    "--option", "cpl.chroma=kornia", "--mask", str(tmp_path / "all.png"),
+                                    "-o", str(tmp_path / "o.png"), *FAST])
+    assert run.exit_code == 0, run.output
+    err = run.stderr
+    assert "loading tiny-random on cpu" in err
+    assert "Warning: the options cpl.chroma are ignored: this run uses no loss term 'cpl'" in err
+    assert "--color-loss cpl" in err
+    assert "the mask covers 100.0% of the image: (almost) everything" in err
+    assert err.index("Warning:") < err.index("loading tiny-random")  # said before the slow part
+
+
+def test_a_result_png_as_config_repeats_the_run_without_image(tmp_path, example_image, monkeypatch):
+    photo = _photo(tmp_path, example_image)
+    monkeypatch.chdir(tmp_path)
+    first = CliRunner().invoke(main, ["edit", photo.name, "-s", "a photo", "-t", "a painting",
+                                      "-o", "first.png", *FAST])
+    assert first.exit_code == 0, first.output
+    again = CliRunner().invoke(main, ["edit", "--config", "first.png", "-o", "again.png"])
+    assert again.exit_code == 0, again.output
+    assert np.array_equal(np.asarray(Image.open("first.png")), np.asarray(Image.open("again.png")))
+    photo.unlink()
+    gone = CliRunner().invoke(main, ["edit", "--config", "first.png", "-o", "third.png"])
+    assert gone.exit_code == 2 and f"'{photo.name}', is not there" in gone.output
+    none = CliRunner().invoke(main, ["edit", "-t", "x", "-o", "fourth.png"])
+    assert none.exit_code == 2 and "Missing argument 'IMAGE'" in none.output

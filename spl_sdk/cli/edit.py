@@ -24,7 +24,7 @@ EDIT_FIELDS = [name for name in EditConfig.model_fields if name not in ("mask_fi
     'spl edit photo.png -s "a cat on a sofa" -t "a tiger on a sofa" --structure-area masked '
     '--mask-words-source cat --mask-words-target tiger -o tiger.png'))
 @sections
-@click.argument("image", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("image", type=click.Path(dir_okay=False, path_type=Path), required=False)
 @click.option("--source", "-s", "source_prompt", default=None,
               help="Sentence describing the photo (required unless --config is a result PNG, or the "
                    "method edits from an instruction alone, e.g. instruct).")
@@ -65,6 +65,7 @@ def edit(image: Path, source_prompt: str, target_prompt: str, output: Path, mask
     from spl_sdk.options import parse_options
     from spl_sdk.weights import allowing_pickle
 
+    image = _image(image, config_file)
     source_prompt, target_prompt = _prompts(source_prompt, target_prompt, config_file)
     options = parse_options(option_texts) if option_texts else None
     # --cpl and a lone --mask mean the same as in `spl refine` (one shared rule)
@@ -76,8 +77,9 @@ def edit(image: Path, source_prompt: str, target_prompt: str, output: Path, mask
     photo = load_image(image)
     if cfg.post_process:  # full-size post-processing: refuse before the model loads
         check_fits(*photo.size, "post-process it at full size", allow_large)
+    plugins = _before_load(cfg, photo, source_prompt, target_prompt, quiet)
     with allowing_pickle(allow_pickle):
-        editor = Editor.from_config(cfg)
+        editor = Editor.from_config(cfg, plugins)
     with phase_progress(quiet=quiet) as report, out_of_memory_as_error(*photo.size, "edit it"):
         result = editor.edit(photo, source_prompt, target_prompt, on_phase=report)
     result.save(output, force=force, mask_path=save_mask,
@@ -86,6 +88,48 @@ def edit(image: Path, source_prompt: str, target_prompt: str, output: Path, mask
         click.echo("No mask was used (no loss is set to the masked area); --save-mask ignored.", err=True)
     timings = ", ".join(f"{k} {v:.1f}s" for k, v in result.timings.items())
     click.echo(f"wrote {printable(output)} ({timings})")
+
+
+def _image(image: Path | None, config_file: Path | None) -> Path:
+    """IMAGE, else the photo a result PNG given as --config records (repeating its run)."""
+    from spl_sdk.config import RESULT_SUFFIXES, result_metadata
+
+    if image is not None:
+        return image
+    if config_file is None or config_file.suffix.lower() not in RESULT_SUFFIXES:
+        raise click.UsageError("Missing argument 'IMAGE'.")
+    recorded = result_metadata(config_file).get("image")
+    if not recorded:
+        raise click.UsageError(f"Missing argument 'IMAGE': {printable(config_file)} records no photo; "
+                               f"give the photo to edit.")
+    if not Path(recorded).is_file():
+        raise click.UsageError(f"Missing argument 'IMAGE': the photo {printable(config_file)} was made "
+                               f"from, '{recorded}', is not there; give the photo to edit.")
+    return Path(recorded)
+
+
+def _before_load(cfg: EditConfig, photo: Any, source_prompt: str, target_prompt: str,
+                 quiet: bool) -> Any:
+    """Checks that need no weights (words, options, mask), then say what loads; the plug-ins."""
+    from spl_sdk.cli import prechecks
+    from spl_sdk.cli.plugins import load_plugins
+    from spl_sdk.imageio import load_mask
+    from spl_sdk.options import check_options
+
+    plugins = load_plugins()
+    plugins.backbone(cfg.backbone)  # an unknown name (did you mean ...?) before anything else
+    if cfg.method:
+        plugins.edit_method(cfg.method)
+    check_options(plugins, cfg.options)  # every option's name and value
+    prechecks.check_words(plugins, cfg, source_prompt, target_prompt)
+    notes = prechecks.unused_option_warnings(plugins, cfg)
+    if cfg.mask_file is not None:
+        notes.append(prechecks.mask_warning(load_mask(cfg.mask_file, size=photo.size)))
+    for note in filter(None, notes):
+        click.echo(f"Warning: {note}", err=True)
+    if not quiet:
+        click.echo(prechecks.loading_line(plugins, cfg), err=True)
+    return plugins
 
 
 def _prompts(source: str | None, target: str | None, config_file: Path | None) -> tuple[str, str]:
