@@ -109,7 +109,22 @@ def test_a_misspelt_mask_word_fails_before_the_model_loads(tmp_path, example_ima
     assert run.output.count("\n") == 1
 
 
-def test_edit_says_what_loads_and_warns_about_unused_options_and_full_masks(tmp_path, example_image):
+def test_a_terminal_sees_what_loads_until_it_has_loaded() -> None:
+    import io
+
+    from spl_sdk.cli.prechecks import loading_status
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    for stream, shown in ((Terminal(), True), (io.StringIO(), False)):
+        with loading_status("loading tiny-random on cpu …", stream):
+            assert ("loading tiny-random" in stream.getvalue()) is shown
+        assert stream.getvalue().endswith("\r\033[K") is shown  # erased: the phases follow
+
+
+def test_edit_warns_about_unused_options_and_full_masks_before_loading(tmp_path, example_image):
     photo = _photo(tmp_path, example_image)
     Image.new("L", Image.open(photo).size, 255).save(tmp_path / "all.png")
     run = CliRunner().invoke(main, ["edit", str(photo), "-s", "a photo", "-t", "a painting", "--device", "cpu",
@@ -117,11 +132,10 @@ def test_edit_says_what_loads_and_warns_about_unused_options_and_full_masks(tmp_
                                     "-o", str(tmp_path / "o.png"), *FAST])
     assert run.exit_code == 0, run.output
     err = run.stderr
-    assert "loading tiny-random on cpu" in err
     assert "Warning: the options cpl.chroma are ignored: this run uses no loss term 'cpl'" in err
     assert "--color-loss cpl" in err
     assert "the mask covers 100.0% of the image: (almost) everything" in err
-    assert err.index("Warning:") < err.index("loading tiny-random")  # said before the slow part
+    assert err.index("Warning:") < err.index("steps")  # said before the slow part
 
 
 def test_a_result_png_as_config_repeats_the_run_without_image(tmp_path, example_image, monkeypatch):

@@ -57,6 +57,7 @@ def edit(image: Path, source_prompt: str, target_prompt: str, output: Path, mask
          allow_large: bool, post_processor: str | None, quiet: bool, option_texts: tuple[str, ...],
          **fields: Any) -> None:
     """Edit IMAGE from the --source sentence towards the --target sentence, keeping its edges."""
+    from spl_sdk.cli import prechecks
     from spl_sdk.cli.progress import phase_progress
     from spl_sdk.editor import Editor
     from spl_sdk.footprint import check_fits, out_of_memory_as_error
@@ -78,7 +79,8 @@ def edit(image: Path, source_prompt: str, target_prompt: str, output: Path, mask
     if cfg.post_process:  # full-size post-processing: refuse before the model loads
         check_fits(*photo.size, "post-process it at full size", allow_large)
     plugins = _before_load(cfg, photo, source_prompt, target_prompt, quiet)
-    with allowing_pickle(allow_pickle):
+    with allowing_pickle(allow_pickle), prechecks.loading_status(
+            "" if quiet else prechecks.loading_line(plugins, cfg)):
         editor = Editor.from_config(cfg, plugins)
     with phase_progress(quiet=quiet) as report, out_of_memory_as_error(*photo.size, "edit it"):
         result = editor.edit(photo, source_prompt, target_prompt, on_phase=report)
@@ -110,13 +112,15 @@ def _image(image: Path | None, config_file: Path | None) -> Path:
 
 def _before_load(cfg: EditConfig, photo: Any, source_prompt: str, target_prompt: str,
                  quiet: bool) -> Any:
-    """Checks that need no weights (words, options, mask), then say what loads; the plug-ins."""
+    """Checks that need no weights (names, words, options, mask), and their warnings; the plug-ins."""
+    from spl_sdk import editor as editor_module
     from spl_sdk.cli import prechecks
-    from spl_sdk.cli.plugins import load_plugins
     from spl_sdk.imageio import load_mask
     from spl_sdk.options import check_options
 
-    plugins = load_plugins()
+    plugins = editor_module.get_plugins()  # the manager the editor would build (tests swap it)
+    for message in plugins.load_errors:
+        click.echo(f"Warning: {message}", err=True)
     plugins.backbone(cfg.backbone)  # an unknown name (did you mean ...?) before anything else
     if cfg.method:
         plugins.edit_method(cfg.method)
@@ -127,8 +131,6 @@ def _before_load(cfg: EditConfig, photo: Any, source_prompt: str, target_prompt:
         notes.append(prechecks.mask_warning(load_mask(cfg.mask_file, size=photo.size)))
     for note in filter(None, notes):
         click.echo(f"Warning: {note}", err=True)
-    if not quiet:
-        click.echo(prechecks.loading_line(plugins, cfg), err=True)
     return plugins
 
 

@@ -6,9 +6,12 @@ classes (no weights), so a misspelt word costs no model load.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import string
-from typing import Any
+import sys
+from collections.abc import Iterator
+from typing import IO, Any
 
 from spl_sdk.config import EditConfig
 from spl_sdk.errors import PromptError, SplError
@@ -127,3 +130,23 @@ def loading_line(plugins: Plugins, cfg: EditConfig) -> str:
         model = cfg.model
     where = f" (model: {model})" if model else ""
     return f"loading {cfg.backbone}{where} on {cfg.device} …"
+
+
+@contextlib.contextmanager
+def loading_status(text: str, stream: IO[str] | None = None) -> Iterator[None]:
+    """Show ``text`` on a terminal while the block runs, then clear it (the phases follow).
+
+    Only on a terminal: in a log or a pipe the line would stand before an error line
+    that must be the only one, and the phase lines say what ran.
+    """
+    stream = stream or sys.stderr
+    shown = stream.isatty()
+    if shown:
+        stream.write(text)
+        stream.flush()
+    try:
+        yield
+    finally:
+        if shown:
+            stream.write("\r\033[K")  # back to the line's start, erase it
+            stream.flush()
