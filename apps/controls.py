@@ -21,12 +21,12 @@ from pydantic.fields import FieldInfo
 
 from spl_sdk.config import EditConfig, describe_validation_error
 from spl_sdk.errors import ConfigError
+from spl_sdk.options import COMPONENT_FIELDS
 from spl_sdk.plugins import Plugins
 
 PREFIX = "cfg."
 # fields whose value names a plug-in of this kind: the widget lists the installed ones
-PLUGIN_KIND = {"backbone": "backbone", "method": "method", "attention": "attention",
-               "mask_extractor": "mask", "structure_loss": "loss", "color_loss": "loss"}
+PLUGIN_KIND = {field: kind for field, kind in COMPONENT_FIELDS if field != "post_processors"}
 # optional loss terms get an on/off toggle (key cfg.<field>.on) beside the plug-in choice
 TOGGLED = {"structure_loss": "Preserve structure", "color_loss": "Preserve colour"}
 # a loss that is off by default still needs a plug-in to offer when switched on

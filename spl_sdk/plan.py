@@ -100,9 +100,9 @@ def filled_config(cfg: EditConfig, backbone: Backbone, plugins: Plugins) -> tupl
     """Every None filled by its owner, the method built and checked, all options resolved."""
     cfg = fill(cfg, cfg.profile_defaults())  # paper: solver and working size
     cfg = fill(cfg, {"method": backbone.default_method, "working_size": backbone.default_working_size})
-    if cfg.profile == "paper":
-        check_paper_profile(cfg, backbone)
     method: EditMethod = construct(plugins, "method", cfg.method, cfg.options)
+    if cfg.profile == "paper":
+        check_paper_profile(cfg, method, backbone, plugins)
     method.check(backbone)  # a method's defaults mean nothing for a backbone it refuses
     cfg = fill(cfg, asdict(method.sampling(backbone)))  # steps, guidance, align
     check_controller(cfg, method, backbone, plugins)
@@ -130,11 +130,18 @@ def check_controller(cfg: EditConfig, method: EditMethod, backbone: Backbone, pl
                           f"that uses one (see 'spl plugins').")
 
 
-def check_paper_profile(cfg: EditConfig, backbone: Backbone) -> None:
-    """Refuse what ``--profile paper`` cannot reproduce: another method, a backbone that cannot sample."""
-    if cfg.method != "infedit":
-        raise ConfigError(f"profile 'paper' reproduces the paper's InfEdit code, but the edit method is "
-                          f"'{cfg.method}'; use --method infedit or --profile default.")
+def check_paper_profile(cfg: EditConfig, method: EditMethod, backbone: Backbone, plugins: Plugins) -> None:
+    """Refuse what ``--profile paper`` cannot reproduce: a method without a paper profile, a backbone that cannot sample.
+
+    A method reproduces the paper's code when it declares ``profile_options`` for 'paper'.
+    """
+    if "paper" not in getattr(method, "profile_options", {}):
+        able = sorted(name for name, infos in plugins.registry.get("method", {}).items()
+                      if infos and "paper" in getattr(infos[0].cls, "profile_options", {}))
+        use = f"use --method {' or --method '.join(able)} or --profile default" if able else \
+            "use --profile default"
+        raise ConfigError(f"profile 'paper' reproduces the paper's code, which edit method "
+                          f"'{cfg.method}' does not; {use}.")
     if not backbone.samples_posterior():
         raise IncompatibleError(
             f"profile 'paper' samples the VAE posterior, but backbone '{backbone.name}' cannot "
