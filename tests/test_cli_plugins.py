@@ -140,3 +140,18 @@ def test_load_problems_warn_on_stderr_without_failing(monkeypatch: pytest.Monkey
     other = spl(*args, "--force", "--structure-loss", "spl-copycat:spl")
     assert other.exit_code == 0, other.output
     assert read_metadata(tmp_path / "c.png")["config"]["structure_loss"] == "spl-copycat:spl"
+
+
+@pytest.mark.parametrize(("backbone", "facts"), [
+    ("lcm-dreamshaper-v7", ["Default model: SimianLuo/LCM_Dreamshaper_v7", "Family: sd15",
+                            "default working size: 512 px", "Default method: infedit (steps 15, source / target "
+                            "guidance 1 / 2)", "1.99 GiB of weights in 16-bit", "Needs: no extra"]),
+    ("lcm-lora-sdxl", ["Family: sdxl", "Needs: pip install 'spl-sdk[lora]'"]),
+    ("flux-kontext-dev", ["Default method: instruct (steps 28, guidance 3.5)", "31.4 GiB"]),
+    ("tiny-random", ["Default model: none", "Memory: a few MB"])])
+def test_plugins_backbone_says_what_a_first_run_needs(backbone: str, facts: list[str]) -> None:
+    from spl_sdk.cli import main
+
+    shown = CliRunner().invoke(main, ["plugins", backbone]).output
+    for fact in facts:
+        assert fact in shown, (fact, shown)

@@ -76,6 +76,8 @@ class FusedLoRA:
 class LCMLoRASD15(FusedLoRA, DiffusersBackbone):
     """Stable Diffusion 1.5 plus the LCM-LoRA adapter (fused), showing a second family member plugs in."""
 
+    extra = "lora"  # peft merges the LCM-LoRA into the UNet
+
     name: ClassVar[str] = "lcm-lora-sd15"
     default_model: ClassVar[str | None] = "stable-diffusion-v1-5/stable-diffusion-v1-5"
     default_adapter: ClassVar[str] = "latent-consistency/lcm-lora-sdv1-5"

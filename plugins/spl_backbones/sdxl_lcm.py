@@ -50,6 +50,8 @@ class LCMSDXL(SDXLBackbone):
 class LCMLoRASDXL(FusedLoRA, SDXLBackbone):
     """SDXL base 1.0 with the ``latent-consistency/lcm-lora-sdxl`` adapter fused into the UNet."""
 
+    extra = "lora"  # peft merges the LCM-LoRA into the UNet
+
     name: ClassVar[str] = "lcm-lora-sdxl"
     default_adapter: ClassVar[str] = "latent-consistency/lcm-lora-sdxl"
     lora_family: ClassVar[str] = "SDXL"

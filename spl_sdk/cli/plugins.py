@@ -13,6 +13,12 @@ from spl_sdk.cli.options import handle_errors
 from spl_sdk.plugins import KIND_LABEL, ComponentInfo, Plugins, PluginWarning, get_plugins
 
 COLUMNS = ("name", "kind", "package", "version", "summary")
+# parameters (billions) of each family's full-size model, for the memory estimate: the instruction
+# models as counted on the meta device (BENCHMARKS.md), the others from their published model cards
+# (SD 1.5: UNet 0.86 + CLIP-L 0.12 + VAE 0.08; SDXL: UNet 2.57 + CLIP-L/G 0.82 + VAE 0.08; SD 3.5
+# medium: MMDiT 2.5 + CLIP-L/G 0.81 + T5-XXL 4.76 + VAE 0.08; FLUX.1: FLUX.1 Kontext's count)
+FAMILY_PARAMETERS = {"sd15": 1.07, "sdxl": 3.47, "sd3": 8.15, "flux": 16.87, "flux-kontext": 16.87,
+                     "qwen-image-edit": 28.85, "flux2": 7.98}
 
 
 def load_plugins() -> Plugins:
@@ -78,6 +84,8 @@ def plugins(component: str | None, as_json: bool) -> None:
             from spl_sdk.options import key_of
 
             click.echo(describe_component(info, key_of(loaded, kind, name)))
+            if kind == "backbone":
+                click.echo("\n" + describe_backbone(loaded, info.cls))
         return
     rows = loaded.listing()
     if as_json:
@@ -106,3 +114,41 @@ def describe_component(info: ComponentInfo, key: str | None = None) -> str:
         sets = ", ".join(f"{k}={json.dumps(v, default=str)}" for k, v in fields.items())
         lines.append(f"--profile {profile} sets {sets} unless you give {'it' if len(fields) == 1 else 'them'}.")
     return "\n".join(lines)
+
+
+def describe_backbone(plugins: Plugins, cls: type) -> str:
+    """What a user needs before a first run: model, family, size, method and its sampling, memory, extra."""
+    lines = [f"Default model: {cls.default_model or 'none (random weights built here, no download)'}",
+             f"Family: {cls.family or 'unknown'}; default working size: {cls.default_working_size} px "
+             f"(long side)", f"Default method: {cls.default_method}{_sampling(plugins, cls)}"]
+    tiny = not cls.default_model and cls.name.startswith("tiny")
+    billions = None if tiny else FAMILY_PARAMETERS.get(cls.family)
+    if billions is not None:
+        lines.append(f"Memory: about {billions:.3g} B parameters: {billions * 2 / 1.074:.3g} GiB of weights in "
+                     f"16-bit (--dtype float16/bfloat16), {billions * 4 / 1.074:.3g} GiB in float32, plus "
+                     f"activations that grow with the working size; --cpu-offload keeps only the running "
+                     f"part on the GPU.")
+    elif tiny:
+        lines.append("Memory: a few MB (tiny random weights, for tests and trying things).")
+    else:
+        lines.append("Memory: no estimate for this family.")
+    lines.append(f"Needs: pip install 'spl-sdk[{cls.extra}]'" if cls.extra else "Needs: no extra beyond spl-sdk")
+    return "\n".join(lines)
+
+
+def _sampling(plugins: Plugins, cls: type) -> str:
+    """' (steps 15, guidance 1 / 2)': what the default method fills in on this backbone."""
+    from spl_sdk.errors import SplError
+    from spl_sdk.options import construct
+
+    try:
+        method = construct(plugins, "method", cls.default_method, {})
+        got = method.sampling(cls)
+    except (SplError, AttributeError, TypeError):  # a method that needs the loaded model to say
+        return ""
+    parts = [f"steps {got.steps}"] if got.steps is not None else []
+    guidance = [g for g in (got.source_guidance, got.target_guidance) if g is not None]
+    if guidance:
+        parts.append(("source / target guidance " if len(guidance) == 2 else "guidance ")
+                     + " / ".join(f"{g:g}" for g in guidance))
+    return f" ({', '.join(parts)})" if parts else ""

@@ -93,6 +93,7 @@ class Backbone(Component):
     capabilities: ClassVar[frozenset[str]] = frozenset()
     default_working_size: ClassVar[int] = 512
     default_method: ClassVar[str] = "infedit"
+    extra: ClassVar[str | None] = None  # the spl-sdk extra its loading needs (pip install 'spl-sdk[extra]')
     # Long side of the cross-attention maps that masks and the local blend read: SD 1.x's
     # 16 x 16 at 512 px (docs/method.md section 5); families with other layouts set their own.
     attention_res: ClassVar[int] = 16
