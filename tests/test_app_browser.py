@@ -30,6 +30,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 INSTALL = "bash .ci/install-browser.sh"
 PHOTO = ROOT / "apps" / "examples" / "old_man.png"
 UPDATE_SCREENSHOT = bool(os.environ.get("SPL_UPDATE_SCREENSHOTS"))
+STEPS = "Inference steps (empty = the method's default)"  # the label of the steps field
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -147,7 +148,7 @@ def test_upload_edit_and_screenshot(page, tmp_path: Path) -> None:  # noqa: ANN0
     choose(pg, "Backbone", "tiny-random")
     fill(pg, "Working size (px, long side; empty = the backbone's default)", "128")
     pg.get_by_text("Sampling", exact=True).click()
-    fill(pg, "Inference steps", "2")
+    fill(pg, STEPS, "2")
     pg.get_by_text("Optimisation", exact=True).click()
     # the README picture keeps the default 100 iterations: SPL then visibly restores the edges
     fill(pg, "Iterations", "100" if UPDATE_SCREENSHOT else "3")
@@ -173,7 +174,7 @@ def test_upload_edit_and_screenshot(page, tmp_path: Path) -> None:  # noqa: ANN0
 
 def test_cancel_stops_the_edit_and_the_app_stays_usable(page) -> None:  # noqa: ANN001
     pg = page
-    fill(pg, "Inference steps", "50")
+    fill(pg, STEPS, "50")
     pg.get_by_role("button", name="Run", exact=True).click()
     pg.get_by_text(re.compile(r"Denoising \d+/\d+")).wait_for(timeout=300_000)
     # a second Run cannot be started while this one goes
@@ -183,7 +184,7 @@ def test_cancel_stops_the_edit_and_the_app_stays_usable(page) -> None:  # noqa: 
     idle(pg)
     no_exception(pg)
     # a new edit runs to the end afterwards
-    fill(pg, "Inference steps", "2")
+    fill(pg, STEPS, "2")
     fill(pg, "Target prompt (describes the result)", "a sepia photo of an old man")
     pg.get_by_role("button", name="Run", exact=True).click()
     pg.get_by_text("→ “a sepia photo of an old man”").wait_for(timeout=300_000)
@@ -201,7 +202,7 @@ RECORD_PROGRESS = """() => { window.__phases = new Set(); window.__timer = setIn
 
 def test_progress_names_each_phase(page) -> None:  # noqa: ANN001
     pg = page
-    fill(pg, "Inference steps", "4")
+    fill(pg, STEPS, "4")
     fill(pg, "Iterations", "40")
     fill(pg, "Target prompt (describes the result)", "a golden photo of an old man")
     pg.evaluate(RECORD_PROGRESS)
@@ -251,7 +252,7 @@ def test_drawn_mask_is_used(page) -> None:  # noqa: ANN001
     from PIL import Image
 
     pg = page
-    fill(pg, "Inference steps", "2")
+    fill(pg, STEPS, "2")
     pg.get_by_text("Masked area").first.click()
     idle(pg)
     pg.get_by_text("Draw", exact=True).click()
@@ -291,7 +292,7 @@ def test_usable_at_1024_px_with_the_result_in_view(browser, server: str) -> None
         choose(pg, "Backbone", "tiny-random")
         fill(pg, "Working size (px, long side; empty = the backbone's default)", "64")
         pg.get_by_text("Sampling", exact=True).click()
-        fill(pg, "Inference steps", "1")
+        fill(pg, STEPS, "1")
         pg.get_by_text("Optimisation", exact=True).click()
         fill(pg, "Iterations", "1")
         fill(pg, "Source prompt (describes the photo)", "a photo of an old man")
@@ -323,7 +324,7 @@ def quick_edit(pg, target: str) -> None:  # noqa: ANN001
     choose(pg, "Backbone", "tiny-random")
     fill(pg, "Working size (px, long side; empty = the backbone's default)", "64")
     pg.get_by_text("Sampling", exact=True).click()
-    fill(pg, "Inference steps", "1")
+    fill(pg, STEPS, "1")
     pg.get_by_text("Optimisation", exact=True).click()
     fill(pg, "Iterations", "1")
     fill(pg, "Source prompt (describes the photo)", "a photo of an old man")
