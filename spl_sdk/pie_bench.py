@@ -75,9 +75,13 @@ def edit_type(entry: dict[str, Any]) -> str:
 
 
 def manifest_records(path: str | Path) -> list[dict[str, Any]]:
-    """Manifest rows for ``spl batch``: id, image, prompts and edit type of every entry."""
+    """Manifest rows for ``spl batch``: id, image, prompts and edit type of every entry.
+
+    Images are relative to the mapping's folder, as every manifest's paths are (the
+    manifest reader resolves them there), so a relative mapping path works too.
+    """
     path = Path(path)
-    return [{"id": key, "image": str(path.parent / IMAGES / entry["image_path"]),
+    return [{"id": key, "image": str(Path(IMAGES) / entry["image_path"]),
              "source_prompt": clean_prompt(entry.get("original_prompt", "")),
              "target_prompt": clean_prompt(entry.get("editing_prompt", "")),
              "edit_type": edit_type(entry), "pie_image_path": entry["image_path"]}

@@ -129,3 +129,17 @@ def test_component_options_of_a_row_merge_over_the_runs(tmp_path):
     assert effective_config(rows[1], base).options == {"spl": {"eps": 0.001}, "loss/spl": {"radius": 4}}
     keys = {row_key(r, key_config(effective_config(r, base))) for r in rows}
     assert len(keys) == 2
+
+
+def test_a_pie_bench_mapping_given_by_a_relative_path_finds_its_images(tmp_path, monkeypatch):
+    from spl_sdk.jobs.manifest import read_manifest
+
+    folder = tmp_path / "PIE-Bench_v1"
+    (folder / "annotation_images" / "0_x").mkdir(parents=True)
+    (folder / "annotation_images" / "0_x" / "1.jpg").write_bytes(b"")
+    (folder / "mapping_file.json").write_text(json.dumps({"000000000001": {
+        "image_path": "0_x/1.jpg", "editing_type_id": "0", "original_prompt": "a [cat]",
+        "editing_prompt": "a [dog]", "editing_instruction": "", "blended_word": "cat dog", "mask": [0, 4]}}))
+    monkeypatch.chdir(tmp_path)
+    (row,) = read_manifest(Path("PIE-Bench_v1") / "mapping_file.json")
+    assert Path(row.image) == (folder / "annotation_images" / "0_x" / "1.jpg").resolve()
