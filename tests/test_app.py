@@ -564,3 +564,26 @@ def test_refine_page_gives_the_pixels_of_the_refine_recipe() -> None:
     at.file_uploader(key="refine_edit.upload").set_value(("other.png", png(seed=3), "image/png"))
     at = at.run()
     assert "refine.result" not in at.session_state and not at.exception
+
+
+def test_a_message_stays_until_the_input_changes_and_speaks_the_studios_words() -> None:
+    from spl_apps.runner import phase_text
+    from spl_apps.wording import for_studio
+
+    at = start()
+    at.file_uploader(key="edit.upload").set_value(("p.png", png(), "image/png"))
+    at = at.run()
+    at.button(key="edit.run").click().run()  # no prompts yet
+    assert any("Type both prompts" in w.value for w in at.warning)
+    at = at.run()  # a rerun with the same input keeps it
+    assert any("Type both prompts" in w.value for w in at.warning)
+    at = settle(at, {"edit.target_prompt": "a red photo"})  # the input changed: the message is stale
+    assert not any("Type both prompts" in w.value for w in at.warning)
+    # core sentences name the studio's settings, not CLI flags
+    said = for_studio("out of memory at working size 512; try --cpu-offload, a smaller --working-size, "
+                      "or --device cpu.")
+    assert "--" not in said and "“Working size”" in said and "“CPU offload”" in said
+    missing = for_studio("copy that folder here and pass `--model /path/to/x` (model= in Python).")
+    assert "--model" not in missing and "Model setting" in missing and "Python" not in missing
+    assert phase_text("steps", 3, 15) == "Denoising 3/15" and phase_text("injection", 1, 3) == "Loss steps 1/3"
+    assert phase_text("post-processing loss-refine", 40, 100) == "Refining at full size (loss-refine) 40/100"
