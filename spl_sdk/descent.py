@@ -92,7 +92,8 @@ def _dot(d: torch.Tensor, v: torch.Tensor) -> float:
 def descend(source: torch.Tensor, x: torch.Tensor, terms: Sequence[LossTerm], iterations: int,
             progress: Progress | None = None, beta: float = 0.95, window: int = 5,
             rtol: float = 0.01, vtol: float = 0.0,
-            project: Callable[[torch.Tensor], object] | None = None) -> tuple[torch.Tensor, int, float]:
+            project: Callable[[torch.Tensor], object] | None = None,
+            floor: float = float("-inf")) -> tuple[torch.Tensor, int, float]:
     """Preconditioned projected Nesterov descent from ``x`` (which it may overwrite): result, evaluations, loss.
 
     Step ``x <- clamp(y - D^-1 g(y))`` from ``y = x + beta (x - x_prev)``, with D
@@ -107,7 +108,8 @@ def descend(source: torch.Tensor, x: torch.Tensor, terms: Sequence[LossTerm], it
     evaluations, or once the last ``window`` of them lowered the objective by
     less than ``rtol`` of what this call has gained plus ``vtol`` of the loss.
     ``project``, if given, is applied in place to every new iterate after the
-    clamp (the optimiser's hold on the start's local intensity).
+    clamp (the optimiser's hold on the start's local intensity). It also stops,
+    or does not start, once the loss is at most ``floor``.
     """
     v = torch.zeros_like(x)
     y = torch.empty_like(x)
@@ -117,6 +119,7 @@ def descend(source: torch.Tensor, x: torch.Tensor, terms: Sequence[LossTerm], it
     step = 1.0
     fixed_curv: torch.Tensor | None = None
     evals = 0
+    floored = False
     while evals < iterations:
         torch.add(x, v, alpha=beta, out=y).clamp_(-1.0, 1.0)
         value, f, g, curv = total_value_and_grad(terms, source, y)
@@ -131,6 +134,9 @@ def descend(source: torch.Tensor, x: torch.Tensor, terms: Sequence[LossTerm], it
         if not value >= best_value:  # (also the first: best_value starts as NaN)
             best_x.copy_(y)
             best_value = value
+        if best_value <= floor:
+            floored = True
+            break
         bests.append(min(f, bests[-1]) if bests else f)
         if f > 2.0 * abs(bests[-1]) + 1e-12:
             # diverging: the curvature is underestimated; halve the step from the best image
@@ -155,6 +161,8 @@ def descend(source: torch.Tensor, x: torch.Tensor, terms: Sequence[LossTerm], it
     del y, v
     # the last step was never evaluated: keep it if it beats the best image seen
     last_value, _ = measure(terms, source, x)
+    if floored and last_value <= floor:
+        best_value = last_value  # x, before the momentum's extrapolation, is at the floor too: it moved less
     if bests and not last_value <= best_value:  # also when the last step gave NaN
         x.copy_(best_x)
         last_value = best_value

@@ -38,6 +38,12 @@ ANCHOR_CELL = 8
 # intensity held the loss levels off where the result does; the image with the lowest loss seen is
 # returned (within 0.1 dB of the best stop on the tuning photos, docs/benchmarks/refine.md).
 STOP_RTOL, STOP_WINDOW = 0.01, 5
+# ... or once the loss is at most this many times the source's own (the loss of the source against
+# itself): an image with the source's exact structure scores that, an ideal edit (colours changed
+# non-linearly) more; below it the descent only chases eps's bias. It binds on near-faithful edits
+# of smooth photos (an 8x-upscaled photo lightly blurred starts at 1.6-2.1x its own SPL); 2 was
+# chosen on scikit-image's sample photos (docs/benchmarks/refine.md).
+OWN_LOSS_FLOOR = 2.0
 
 
 @dataclass
@@ -114,7 +120,9 @@ def _fast(source: torch.Tensor, x: torch.Tensor, terms: Sequence[LossTerm], iter
     areas) and the result leaves the edit's own light. Terms that do ask for it
     (MSE, L1, third-party terms by default) get the plain descent.
     """
-    project = keep_local_intensity(x.clone()) if all(t.keeps_local_intensity for t in terms) else None
+    held = all(t.keeps_local_intensity for t in terms)
+    project = keep_local_intensity(x.clone()) if held else None
+    floor = OWN_LOSS_FLOOR * loss_value(terms, source, source) if held else float("-inf")
     reported = 0
 
     def advance(to: int, _total: int, loss: float) -> None:
@@ -125,7 +133,7 @@ def _fast(source: torch.Tensor, x: torch.Tensor, terms: Sequence[LossTerm], iter
             progress(reported, iterations, loss)
 
     x, used, loss = descend(source, x, terms, iterations, advance, rtol=STOP_RTOL, window=STOP_WINDOW,
-                            project=project)
+                            project=project, floor=floor)
     advance(iterations, iterations, loss)  # an early stop finishes the count
     return x, used, loss
 

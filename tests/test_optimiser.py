@@ -326,3 +326,16 @@ def test_a_start_that_is_already_optimal_stays_unchanged_without_curvature(make)
     s, _ = photo_and_edit(12, 16)
     r = optimise_image(s, s, [make()], iterations=3)  # zero gradient: the probe finds no curvature
     assert torch.equal(r.image, s) and r.loss_after == r.loss_before
+
+
+def test_an_edit_that_already_has_the_sources_structure_is_left_as_it_is(monkeypatch):
+    # an affine change of the source's intensity scores below twice the source's own SPL: there is
+    # no structure left to restore, and descending further only chases eps's bias (issue 26)
+    import spl_sdk.optimiser as optimiser
+
+    s, _ = photo_and_edit(48, 64)
+    e = (0.8 * (s + 1) / 2 + 0.1) * 2 - 1
+    r = optimise_image(s, e, [SPLLoss()])
+    assert torch.equal(r.image, e) and r.iterations == 1
+    monkeypatch.setattr(optimiser, "OWN_LOSS_FLOOR", 0.0)  # what the floor prevents
+    assert not torch.equal(optimise_image(s, e, [SPLLoss()]).image, e)
