@@ -130,8 +130,8 @@ class EditConfig(RefineConfig):
     source_guidance: float | None = Field(None, ge=0, le=30, description="Guidance scale of the source (and mutual) branch; unset: the method's default (infedit 1, flowedit per model family).")
     target_guidance: float | None = Field(None, ge=0, le=30, description="Guidance scale of the target branch; unset: the method's default (infedit 2, flowedit per model family).")
     solver: Literal["fast", "reference"] | None = Field(
-        None, description="Image-space solver: 'fast' (coarse to fine, closed-form gradients, converges "
-                          "alike at any size) or 'reference' (the paper's optimiser exactly: SGD lr 1, "
+        None, description="Image-space solver: 'fast' (closed-form gradients, steps alike at any size, "
+                          "keeps the edit's local light) or 'reference' (the paper's optimiser exactly: SGD lr 1, "
                           "momentum 0.9, NaN gradients zeroed, one clamp to [-1, 1] after the last step); "
                           "unset: the profile's (fast; paper: reference).")
     seed: int = Field(0, ge=0, le=2**32 - 1, description="Random seed of the initial noise and per-step noise.")
