@@ -36,7 +36,7 @@ SOLVERS = ("fast", "reference")
 ANCHOR_CELL = 8
 # It stops once 5 evaluations gained less than 1 % of what the descent gained. With the local
 # intensity held the loss levels off where the result does; the image with the lowest loss seen is
-# returned (within 0.1 dB of the best stop on the tuning photos, docs/benchmarks/refine.md).
+# returned (the best of the stop rules compared on the tuning photos, docs/benchmarks/refine.md).
 STOP_RTOL, STOP_WINDOW = 0.01, 5
 # ... or once the loss is at most this many times the source's own (the loss of the source against
 # itself): an image with the source's exact structure scores that, an ideal edit (colours changed
