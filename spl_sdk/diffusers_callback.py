@@ -19,7 +19,7 @@ from typing import Any
 from PIL import Image
 
 from spl_sdk.components.backbone import Backbone
-from spl_sdk.config import RefineConfig
+from spl_sdk.config import PROFILE_DEFAULTS, RefineConfig
 from spl_sdk.errors import ConfigError
 from spl_sdk.geometry import resize
 from spl_sdk.imageio import mask_image, mask_to_tensor, pil_to_tensor
@@ -65,8 +65,10 @@ class SPLCallback:
         self.terms = build_terms(plugins, self.config, self._mask(mask))
         with torch.no_grad():
             round_trip = self.backbone.decode_latents(self.backbone.encode_image(self.source))
+        # an EditConfig leaves the solver to its profile (None until an edit's plan fills it)
+        solver = self.config.solver or PROFILE_DEFAULTS[getattr(self.config, "profile", "default")]["solver"]
         self.inject = make_injector(self.backbone, self.terms, round_trip, iterations=self.config.iterations,
-                                    solver=self.config.solver,
+                                    solver=solver,
                                     check=lambda d: check_terms(plugins, self.terms, round_trip.float(), d))
         self.previous: torch.Tensor | None = None
         self.steps_injected: list[int] = []

@@ -23,7 +23,7 @@ from spl_backbones.tiny_instruct import TinyRandomKlein, TinyRandomKontext, Tiny
 from spl_methods.instruct import Instruct, starting_noise
 from spl_sdk.cli import main
 from spl_sdk.components.method import EditRequest, Sampling
-from spl_sdk.config import EditConfig
+from spl_sdk.config import EditConfig, RefineConfig
 from spl_sdk.diffusers_callback import SPLCallback
 from spl_sdk.editor import Editor
 from spl_sdk.errors import ConfigError, IncompatibleError, ModelNotFoundError
@@ -269,6 +269,15 @@ def test_callback_refuses_step_zero_in_one_sentence(kontext, photo):
     with pytest.raises(ConfigError, match="opt_start") as info:
         pipe(image=photo, callback_on_step_end=callback, **_kontext_kwargs(kontext, 2, 0))
     assert "\n" not in str(info.value)
+
+
+def test_callback_takes_an_edit_config_and_uses_its_profiles_solver(kontext, photo):
+    pipe = _kontext_pipeline(kontext)
+    latent = kontext.encode_image(pil_to_tensor(photo.resize((SIZE, SIZE))))
+    given = SPLCallback(pipe, photo, config=EditConfig(iterations=3), backbone=kontext).inject(latent)
+    fast = SPLCallback(pipe, photo, config=RefineConfig(iterations=3, solver="fast"),
+                       backbone=kontext).inject(latent)
+    torch.testing.assert_close(given, fast, rtol=0, atol=0)
 
 
 def test_callback_names_the_pipelines_it_knows_for_another_one(plugins):
