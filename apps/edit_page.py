@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any, NoReturn
 
 import streamlit as st
@@ -65,10 +66,14 @@ def render(plugins: Plugins) -> None:
     upload, first, second, go = st.columns([4, 4, 4, 2], vertical_alignment="bottom")
     with upload:
         current = photo.uploader(SLOT, "Photo")
-    first.text_input("Source prompt (describes the photo)", key=SOURCE_PROMPT,
-                     placeholder="a grayscale photo of an old man")
-    second.text_input("Target prompt (describes the result)", key=TARGET_PROMPT,
-                      placeholder="a colorful photo of an old man")
+    if _reads_source_prompt(_chosen_components()):
+        first.text_input("Source prompt (describes the photo)", key=SOURCE_PROMPT,
+                         placeholder="a grayscale photo of an old man")
+        second.text_input("Target prompt (describes the result)", key=TARGET_PROMPT,
+                          placeholder="a colorful photo of an old man")
+    else:  # an instruction method: one box, the instruction
+        first.caption("This edit method follows an instruction alone: no source prompt is needed.")
+        second.text_input("Instruction (what to change)", key=TARGET_PROMPT, placeholder="make it night")
     runner.run_button(SLOT, running, container=go)
     source_col, result_col = st.columns(2)
     with source_col:
@@ -103,6 +108,15 @@ def render(plugins: Plugins) -> None:
         with st.container(key=f"{SLOT}.details"):
             st.subheader("Compare")
             results.details(kept, SLOT)
+
+
+def _chosen_components() -> SimpleNamespace:
+    """The backbone and method chosen in the sidebar (method None: the backbone's default)."""
+    state = st.session_state
+    chosen = {name: controls.from_widget(name, state[controls.key(name)])
+              for name in ("backbone", "method") if controls.key(name) in state}
+    backbone = chosen.get("backbone") or controls.field("backbone").get_default()
+    return SimpleNamespace(backbone=backbone, method=chosen.get("method"))
 
 
 def _reads_source_prompt(cfg: Any) -> bool:

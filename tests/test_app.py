@@ -333,12 +333,16 @@ def test_an_instruction_backbone_runs_from_the_target_prompt_alone() -> None:
     at.file_uploader(key="edit.upload").set_value(("photo.png", png((64, 64)), "image/png"))
     at = settle(at, {**FAST, "cfg.backbone": "tiny-random-kontext", "cfg.working_size": 64,
                      "edit.target_prompt": "make it night"})
+    # the method reads no source prompt, so the page shows no box for it
+    assert "edit.source_prompt" not in [t.key for t in at.text_input]
+    assert at.text_input(key="edit.target_prompt").label.startswith("Instruction")
     at.button(key="edit.run").click().run()
     assert not at.exception and not at.error, messages(at)
     meta = result_metadata(at, "edit")
     assert meta["config"]["method"] == "instruct" and meta["target_prompt"] == "make it night"
-    # a two-prompt backbone still asks for the source prompt
+    # a two-prompt backbone shows and asks for the source prompt again
     at = settle(at, {"cfg.backbone": "tiny-random"})
+    assert at.text_input(key="edit.source_prompt").label.startswith("Source prompt")
     at.button(key="edit.run").click().run()
     assert any("Type both prompts" in str(w.value) for w in at.warning)
 
