@@ -56,6 +56,7 @@ LABELS = {
     "color_weight": "Weight",
     "structure_area": "Area",
     "color_area": "Area",
+    "edit_area": "Edit area",
     "structure_loss": "Loss term",
     "color_loss": "Loss term",
     "cpu_offload": "CPU offload",

@@ -32,7 +32,8 @@ def choose_source(slot: str) -> str:
         st.caption(install_hint("draw", "Drawing a mask"))
     return st.radio("Mask from", options, horizontal=True, key=f"{slot}.mask_source",
                     help="Prompt words: built from the attention maps of the mask words (docs/method.md §5). "
-                         "Upload/Draw: white marks the area where the masked losses apply.")
+                         "Upload/Draw: white marks the area where the masked losses apply (and, with a masked "
+                         "edit area, the only area that is edited).")
 
 
 def uploaded_mask(slot: str, size: tuple[int, int]) -> Image.Image | None:

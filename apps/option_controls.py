@@ -57,6 +57,7 @@ def selected(plugins: Plugins) -> list[tuple[str, str]]:
     """(kind, name) of each component the current settings use, once each, in pipeline order."""
     masked = any(_setting(loss) is not None and _setting(area) == "masked"
                  for loss, area in (("structure_loss", "structure_area"), ("color_loss", "color_area")))
+    masked = masked or _setting("edit_area") == "masked"
     skip = {"mask_extractor"} if not masked else set()
     if not uses_attention(plugins):
         skip.add("attention")

@@ -46,7 +46,7 @@ def sidebar(plugins: Plugins) -> None:
 
 
 def preservation(plugins: Plugins) -> bool:
-    """The "Preserve structure"/"Preserve colour" switches; True when a masked area is chosen."""
+    """The "Preserve structure"/"Preserve colour" switches and the edit area; True when a masked area is chosen."""
     masked = False
     for column, (loss, (weight, area)) in zip(st.columns(2), LOSS_GROUPS.items(), strict=True):
         with column:
@@ -54,7 +54,8 @@ def preservation(plugins: Plugins) -> bool:
             widget(weight, plugins, disabled=not on)
             chosen = widget(area, plugins, disabled=not on)
             masked = masked or (on and chosen == "masked")
-    return masked
+    # where the edit applies: a masked edit keeps the photo's pixels outside the mask exactly
+    return widget("edit_area", plugins) == "masked" or masked
 
 
 def mask_words(plugins: Plugins) -> None:
@@ -66,4 +67,4 @@ def mask_words(plugins: Plugins) -> None:
 
 def loss_fields() -> tuple[str, ...]:
     """Config fields drawn by :func:`preservation` (toggles included)."""
-    return tuple(TOGGLED) + tuple(n for group in LOSS_GROUPS.values() for n in group)
+    return tuple(TOGGLED) + tuple(n for group in LOSS_GROUPS.values() for n in group) + ("edit_area",)

@@ -148,6 +148,10 @@ class EditConfig(RefineConfig):
         description="Post-processor plug-ins run in this order at full size (comma-separated); "
                     "'loss-refine' stays unless the list leaves it out.")
     mask_extractor: str = Field("cross-attention", description="Mask-extractor plug-in used for 'masked' losses.")
+    edit_area: Area = Field(
+        "whole", description="Where the edit applies: whole image, or only the masked area (--mask FILE, "
+                             "a drawn mask or mask words); outside it the result keeps the photo's pixels "
+                             "exactly.")
 
     @model_validator(mode="before")
     @classmethod
@@ -199,6 +203,11 @@ class EditConfig(RefineConfig):
         """True when a loss is restricted to the masked area."""
         return (self.structure_loss is not None and self.structure_area == "masked") or (
             self.color_loss is not None and self.color_area == "masked")
+
+    @property
+    def needs_region(self) -> bool:
+        """True when the edit needs a mask: a masked loss, or an edit confined to the masked area."""
+        return self.needs_mask or self.edit_area == "masked"
 
 
 Cfg = TypeVar("Cfg", bound=BaseModel)

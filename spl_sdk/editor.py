@@ -33,6 +33,7 @@ from spl_sdk.lazy import torch
 from spl_sdk.options import load_backbone
 from spl_sdk.plan import LOAD_FIELDS, EditPlan, make_plan
 from spl_sdk.plugins import Plugins, PluginWarning, get_plugins
+from spl_sdk.region import composite, require_region
 from spl_sdk.terms import build_terms, check_terms
 from spl_sdk.version import __version__
 
@@ -155,9 +156,10 @@ class Editor:
         terms = build_terms(self.plugins, cfg, mask)
         inject = self._injector(cfg, terms, round_trip, timer, generator) if terms else None
         progress.opt_start = cfg.opt_start if inject is not None else 1.0
-        # 4. the edit pass (a method may confine the edit to the mask's region)
+        # 4. the edit pass (confined to the mask's region when edit_area is 'masked')
         work_mask = None if mask is None else resize(mask, plan.work_size)
-        out = self._pass(plan, plan.controller, z0, inject, progress, timer, generator, work_mask)
+        region = work_mask if cfg.edit_area == "masked" else None
+        out = self._pass(plan, plan.controller, z0, inject, progress, timer, generator, work_mask, region)
         # 5. decode at the source's size, registered onto it when the method's output drifts
         with timer.phase("vae"):
             edited = resize(self.backbone.decode_latents(out.latent).float(), plan.size)
@@ -177,11 +179,11 @@ class Editor:
                     progress.begin_post(post.name if len(plan.posts) > 1 else None, post.progress_total())
                     edited = call_post_processor(post, plan.source, edited, terms, progress.post,
                                                  self.plugins)
-        # 7. a confined edit: outside the region the result is the photo itself
-        if out.region is not None:
-            from spl_sdk.region import composite
-
-            edited = composite(plan.source.float(), edited, out.region)
+        # 7. a confined edit: outside the region the result is the photo itself (whether or not
+        # the method held its latent there)
+        region = require_region(mask) if cfg.edit_area == "masked" else out.region
+        if region is not None:
+            edited = composite(plan.source.float(), edited, region)
         mask_pil = tensor_to_pil(mask.expand(-1, 3, -1, -1) * 2 - 1).convert("L") if mask is not None else None
         return EditResult(image=tensor_to_pil(edited), config=cfg, source_prompt=plan.source_prompt,
                           target_prompt=plan.target_prompt, mask=mask_pil)
@@ -204,7 +206,7 @@ class Editor:
 
     def _pass(self, plan: EditPlan, controller: Any, z0: torch.Tensor, inject: Injector | None,
               progress: EditProgress, timer: _Timer, generator: torch.Generator | None = None,
-              mask: torch.Tensor | None = None) -> EditOutput:
+              mask: torch.Tensor | None = None, region: torch.Tensor | None = None) -> EditOutput:
         """One pass of the edit method; its UNet and text-encoder time go to their phases."""
         cfg = plan.config
         request = EditRequest(
@@ -212,7 +214,7 @@ class Editor:
             z0=z0, controller=controller, steps=cfg.steps, source_guidance=cfg.source_guidance,
             target_guidance=cfg.target_guidance, seed=cfg.seed, opt_start=cfg.opt_start,
             inject=inject, on_step=progress, generator=generator, source_image=plan.work_image,
-            mask=mask)
+            mask=mask, region=region)
         progress.begin_pass()
         out = self.plugins.call(plan.method, "edit", request, check=checks.has_latent)
         if not progress.reported:

@@ -131,7 +131,7 @@ def used_components(plugins: Plugins, config: BaseModel, uses_attention: bool = 
     """
     data = config.model_dump()
     unused = set() if uses_attention else {"attention"}
-    if getattr(config, "needs_mask", True) is False:
+    if getattr(config, "needs_region", True) is False:  # no masked loss and the edit not confined
         unused.add("mask_extractor")
     if data.get("post_process") is False:
         unused.add("post_processors")

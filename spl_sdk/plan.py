@@ -35,6 +35,7 @@ from spl_sdk.lazy import torch
 from spl_sdk.options import construct, options_for, with_resolved_options
 from spl_sdk.plugins import Plugins
 from spl_sdk.rawoptions import merge_options
+from spl_sdk.region import NO_REGION
 
 # fields fixed when the backbone is loaded; an edit cannot override them
 LOAD_FIELDS = ("backbone", "model", "device", "dtype", "cpu_offload")
@@ -203,6 +204,12 @@ def user_mask(mask: Any, cfg: EditConfig, size: tuple[int, int]) -> torch.Tensor
     return mask.clamp(0, 1)
 
 
+def told_nothing(extractor: MaskExtractor) -> bool:
+    """True when the extractor finds a region from words (mask words) and none are given."""
+    words = [value for name, value in extractor.options if "words" in name]
+    return bool(words) and not any(words)
+
+
 def new_controller(plugins: Plugins, cfg: EditConfig, method: EditMethod, backbone: Backbone,
                    source_prompt: str, target_prompt: str) -> AttentionController | None:
     """A fresh attention controller for one pass, or None when the method drives none."""
@@ -231,8 +238,10 @@ def make_plan(backbone: Backbone, plugins: Plugins, base: EditConfig, image: Any
                     source=source, work_size=work_size, work_image=resize(source, work_size),
                     mask=user_mask(mask, cfg, size),
                     controller=new_controller(plugins, cfg, method, backbone, source_prompt, target_prompt))
-    if cfg.needs_mask and plan.mask is None:
+    if cfg.needs_region and plan.mask is None:
         plan.extractor = construct(plugins, "mask", cfg.mask_extractor, cfg.options, mask_file=cfg.mask_file)
+        if cfg.edit_area == "masked" and not cfg.needs_mask and told_nothing(plan.extractor):
+            raise ConfigError(NO_REGION)  # the only reason for a mask is the region: name every way to give one
         backbone.require(f"mask extractor '{plan.extractor.name}'", plan.extractor.requires,
                          "pass a mask image with --mask FILE (mask= in Python) instead")
         plan.context = MaskContext(source_image=source, source_prompt=source_prompt,

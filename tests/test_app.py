@@ -397,6 +397,25 @@ def test_uploaded_user_mask_restricts_the_edit() -> None:
 
 
 @pytest.mark.slow
+def test_a_masked_edit_area_keeps_the_photo_outside_the_drawn_mask() -> None:
+    at = start()
+    at.file_uploader(key="edit.upload").set_value(("photo.png", png(), "image/png"))
+    # no loss is masked: the edit area alone asks for the mask
+    at = settle(at, {**FAST, "edit.source_prompt": "a photo of a ball", "cfg.post_process": False,
+                     "edit.target_prompt": "a photo of a green ball", "cfg.edit_area": "masked"})
+    at = settle(at, {"edit.mask_source": "Upload a mask"})
+    at.file_uploader(key="edit.mask_upload").set_value(("m.png", mask_png(), "image/png")).run()
+    at.button(key="edit.run").click().run()
+    assert not at.exception and not at.error, messages(at)
+    out = np.asarray(at.session_state["edit.result"].image.convert("RGB"), dtype=int)
+    photo = np.asarray(Image.open(io.BytesIO(png())).convert("RGB"), dtype=int)
+    far = np.ones(photo.shape[:2], bool)
+    far[24 - 2:72 + 2, 32 - 2:96 + 2] = False  # the mask's rectangle and the feather band around it
+    np.testing.assert_array_equal(out[far], photo[far])
+    assert np.abs(out[30:66, 38:90] - photo[30:66, 38:90]).mean() > 1  # inside: edited
+
+
+@pytest.mark.slow
 def test_harmonize_page_writes_prompts_and_harmonizes() -> None:
     at = start()
     at = settle(at, {**FAST, "cfg.post_process": False, "page": "Harmonize"})

@@ -14,6 +14,7 @@ from spl_sdk.components.backbone import Backbone
 from spl_sdk.components.base import ComponentOptions
 from spl_sdk.components.method import EditMethod, EditOutput, EditRequest, Sampling
 from spl_sdk.errors import ConfigError
+from spl_sdk.region import latent_outside
 
 
 @dataclass(frozen=True)
@@ -131,7 +132,8 @@ class FlowEdit(EditMethod):
         out = flowedit(request.z0, timesteps, sigmas, pair, plain if target else None, n_max=s.n_max,
                        n_min=s.n_min, n_avg=s.n_avg, seed=request.seed, opt_start=request.opt_start,
                        inject=request.inject, on_step=request.on_step,
-                       estimate=self.options.inject_on)
+                       estimate=self.options.inject_on,
+                       outside=latent_outside(request.region, request.z0))
         return EditOutput(latent=out.latent, unet_seconds=out.velocity_seconds,
                           inject_seconds=out.inject_seconds, text_seconds=text_seconds,
                           steps_injected=out.steps_injected,

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from typing import TypeAlias
 
 from spl_sdk.lazy import torch
+from spl_sdk.region import hold_outside
 
 # (z_t^src, z_t^tar, timestep) -> (v_src, v_tar), each guided
 VelocityPair: TypeAlias = "Callable[[torch.Tensor, torch.Tensor, float], tuple[torch.Tensor, torch.Tensor]]"
@@ -85,12 +86,15 @@ def flowedit(z_src: torch.Tensor, timesteps: Sequence[float], sigmas: Sequence[f
              velocity_pair: VelocityPair, target_velocity: TargetVelocity | None = None, *,
              n_max: int, n_min: int = 0, n_avg: int = 1, seed: int = 0, opt_start: float = 1.0,
              inject: Injector | None = None, on_step: StepCallback | None = None,
-             estimate: str = "edit") -> FlowEditResult:
+             estimate: str = "edit", outside: torch.Tensor | None = None) -> FlowEditResult:
     """Run FlowEdit over ``timesteps`` (path times ``sigmas``, one more than steps, ending at 0).
 
     ``on_step(i, steps, x0)`` is called for every step of the schedule; before step
     ``steps - n_max`` nothing runs and the edited latent is the source itself.
     ``estimate`` ("edit" or "target") picks the clean estimate that is injected and reported.
+    ``outside`` (an edit confined to a region, :func:`spl_sdk.region.latent_outside`) holds the
+    edit there at the photo: z_fe at z_src (so z_t^tar is z_t^src, the photo's latent at the
+    same noise level) and, below n_min, z_t at (1 - t) z_src + t n with its starting noise n.
     """
     if estimate not in ("edit", "target"):
         raise ValueError(f"estimate must be 'edit' or 'target', not {estimate!r}")
@@ -106,7 +110,7 @@ def flowedit(z_src: torch.Tensor, timesteps: Sequence[float], sigmas: Sequence[f
     run = edit_steps(steps, n_max, n_min)
     inject_at = set(injection_steps(steps, opt_start, run[0] if run else steps)) if inject else set()
     out = FlowEditResult(latent=z_src, steps_run=len(run))
-    z_fe, z_t = z_src.clone(), None
+    z_fe, z_t, start = z_src.clone(), None, None
     if on_step is not None:
         for i in range(steps - len(run)):  # skipped: the edit has not started, z_fe = z_src
             on_step(i, steps, z_src)
@@ -126,7 +130,8 @@ def flowedit(z_src: torch.Tensor, timesteps: Sequence[float], sigmas: Sequence[f
                 x0 = z_fe - t * v_delta
         else:  # below n_min: plain sampling from the target, starting from z_t^tar
             if z_t is None:
-                z_t = coupled_latents(z_fe, z_src, draw(), t)[1]
+                start = draw()
+                z_t = coupled_latents(z_fe, z_src, start, t)[1]
             v = target_velocity(z_t, timestep)  # type: ignore[misc]
             x0 = clean_estimate(z_t, v, t)
         out.velocity_seconds += time.perf_counter() - began
@@ -141,9 +146,9 @@ def flowedit(z_src: torch.Tensor, timesteps: Sequence[float], sigmas: Sequence[f
             else:
                 z_t = z_t + shift
         if z_t is None:
-            z_fe = z_fe + (t_next - t) * v_delta
+            z_fe = hold_outside(z_fe + (t_next - t) * v_delta, z_src, outside)
         else:
-            z_t = z_t + (t_next - t) * v
+            z_t = hold_outside(z_t + (t_next - t) * v, (1 - t_next) * z_src + t_next * start, outside)
         if on_step is not None:
             on_step(i, steps, x0)
     out.latent = z_fe if z_t is None else z_t

@@ -20,6 +20,7 @@ from spl_sdk.components.method import (
     StepCallback,
 )
 from spl_sdk.lazy import torch
+from spl_sdk.region import hold_outside, latent_outside
 
 # The one place that knows this method's batch: [s_uncond, t_uncond, m_uncond, s_cond, t_cond, m_cond].
 LAYOUT = BatchLayout(("source", "target", "mutual"), guided=True)
@@ -109,7 +110,7 @@ def sample(backbone: Backbone, controller: AttentionController | None, z0: torch
            opt_start: float = 1.0, inject: Injector | None = None,
            on_step: StepCallback | None = None, eta: float = 1.0,
            generator: torch.Generator | None = None, coefficients: str = "float64",
-           **schedule: Any) -> EditOutput:
+           outside: torch.Tensor | None = None, **schedule: Any) -> EditOutput:
     """Run the three branches together, one batched denoiser call per step.
 
     ``cond`` holds one row per :data:`LAYOUT` row (see :func:`prompts_for`); ``inject``
@@ -123,6 +124,9 @@ def sample(backbone: Backbone, controller: AttentionController | None, z0: torch
     (the paper profile), from it on its device in the model's dtype, as the paper's code draws.
     ``coefficients="float32"`` takes the step coefficients' square roots from the scheduler's
     float32 alphas in float32 (the paper's code), "float64" from their float64 values.
+    ``outside`` (an edit confined to a region, :func:`spl_sdk.region.latent_outside`) holds the
+    target branch there at the source branch, the photo's latent at the same noise level, and
+    its clean estimate at ``z0``.
     """
     if not isinstance(cond, Conditioning):
         cond = Conditioning(cond)
@@ -160,6 +164,8 @@ def sample(backbone: Backbone, controller: AttentionController | None, z0: torch
         x_s_next = source_step(x_s, z0, a, a_prev, noise, eta)
         if controller is not None:
             x_t_next = controller.blend(x_t_next, x_s_next)
+        # a confined edit: outside the region the photo's own latent, noised (x_s) and clean (z0)
+        x_t_next, x0_t = hold_outside(x_t_next, x_s_next, outside), hold_outside(x0_t, z0, outside)
         x_s, x_t, x_m = x_s_next, x_t_next, x_m_next
         out.latent = x0_t
         if on_step is not None:
@@ -198,6 +204,7 @@ class InfEdit(EditMethod):
             out = sample(request.backbone, controller, request.z0, cond,
                          steps=request.steps or self.default_steps, guidance=guidance, seed=request.seed,
                          opt_start=request.opt_start, inject=request.inject, on_step=request.on_step,
-                         generator=request.generator, coefficients=self.options.coefficients, **schedule)
+                         generator=request.generator, coefficients=self.options.coefficients,
+                         outside=latent_outside(request.region, request.z0), **schedule)
         out.text_seconds = text_seconds
         return out

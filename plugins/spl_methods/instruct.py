@@ -23,6 +23,7 @@ from spl_sdk.components.method import EditMethod, EditOutput, EditRequest, Sampl
 from spl_sdk.errors import ConfigError
 from spl_sdk.injection import clean_estimate, continue_from_refined, injection_steps
 from spl_sdk.lazy import no_grad, torch
+from spl_sdk.region import hold_outside, latent_outside
 
 EMBEDDED = "embedded-guidance"
 
@@ -58,7 +59,8 @@ class Instruct(EditMethod):
             "Guidance scale (Kontext: embedded guidance, 3.5 by default); --target-guidance sets it too."))
         confine: bool = Field(False, description=(
             "Edit only inside the mask (--mask FILE): outside it the latent follows the photo's own "
-            "noised latent at every step and the result is the photo's pixels exactly."))
+            "noised latent at every step and the result is the photo's pixels exactly. The same as "
+            "--edit-area masked, which every method honours."))
 
     def settings(self, backbone: Backbone, steps: int | None = None,
                  guidance: float | None = None) -> InstructSettings:
@@ -99,7 +101,7 @@ class Instruct(EditMethod):
         backbone = request.backbone
         s = self.settings(backbone, request.steps, request.target_guidance)
         shape = tuple(request.z0.shape)
-        keep = self._outside(request, shape)  # refused before any model work when it cannot run
+        keep = self._outside(request)  # refused before any model work when it cannot run
         began = time.perf_counter()
         # true classifier-free guidance (Qwen-Image-Edit) against the model's negative prompt; FLUX.1
         # Kontext has embedded guidance instead, one row
@@ -126,22 +128,27 @@ class Instruct(EditMethod):
                 out.steps_injected.append(i)
             else:
                 x0 = clean_estimate(z.float(), v, t)
-            if keep is not None:  # outside the region: the photo's latent at the next noise level
-                z_next = keep * ((1 - t_next) * request.z0.float() + t_next * noise) + (1 - keep) * z_next
+            # outside the region (a confined edit): the photo's latent at the next noise level
+            z_next = hold_outside(z_next, (1 - t_next) * request.z0.float() + t_next * noise, keep)
             z = z_next
             if request.on_step is not None:
                 request.on_step(i, s.steps, x0)
         out.latent = z
         if keep is not None:
-            out.region = request.mask
+            out.region = request.region if request.region is not None else request.mask
         return out
 
-    def _outside(self, request: EditRequest, shape: tuple[int, ...]) -> torch.Tensor | None:
-        """1 - the mask at the latent's size, when the edit is confined; None otherwise."""
+    def _outside(self, request: EditRequest) -> torch.Tensor | None:
+        """Share of each latent pixel outside the region when the edit is confined; None otherwise.
+
+        ``--edit-area masked`` (``request.region``) confines it; the ``confine`` option is its older
+        spelling, confining to the edit's mask.
+        """
+        if request.region is not None:
+            return latent_outside(request.region, request.z0)
         if not self.options.confine:
             return None
         if request.mask is None:
             raise ConfigError("instruct.confine needs a mask of the region to edit; pass --mask FILE "
                               "(white = edit here) or drop the confine option.")
-        inside = torch.nn.functional.interpolate(request.mask.float(), size=shape[-2:], mode="area")
-        return (1 - inside).to(request.z0.device)
+        return latent_outside(request.mask, request.z0)

@@ -35,7 +35,8 @@ EDIT_FIELDS = [name for name in EditConfig.model_fields if name not in ("mask_fi
               help="Where to write the result (PNG keeps the run configuration).")
 @click.option("--mask", "mask_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Mask image (white or opaque = inside) used instead of attention-derived masks; "
-                   "when no area is set to 'masked', every active loss is masked.")
+                   "when no loss area is set to 'masked', every active loss is masked; with "
+                   "--edit-area masked the edit stays inside it.")
 @click.option("--save-mask", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the mask used by masked losses to this file.")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path), default=None,

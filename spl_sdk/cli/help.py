@@ -25,7 +25,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "Sampling": ("working_size", "steps", "original_steps", "source_guidance", "target_guidance", "seed"),
     "Attention": ("attention", "cross_replace", "self_replace", "blend_words_source",
                   "blend_words_target", "reweight"),
-    "Masks": ("mask_extractor", "mask_words_source", "mask_threshold_source", "mask_invert_source",
+    "Masks": ("edit_area", "mask_extractor", "mask_words_source", "mask_threshold_source", "mask_invert_source",
               "mask_words_target", "mask_threshold_target", "mask_invert_target"),
 }
 command = rich_click.command  # a click command whose help shows the panels of @sections

@@ -67,7 +67,7 @@ def _flag(kind: str, name: str) -> str:
     if kind == "loss":
         return f"--structure-loss {name} or --color-loss {name}"
     if kind == "mask":
-        return f"--mask-extractor {name} and a masked --structure-area or --color-area"
+        return f"--mask-extractor {name} and a masked --structure-area, --color-area or --edit-area"
     flag = {"postprocess": "post-processors"}.get(kind, kind)
     return f"--{flag} {name}"
 

@@ -46,6 +46,10 @@ class EditRequest:
     source_image: torch.Tensor | None = None
     # The edit's mask (1, 1, h, w) in [0, 1] at the working size, white = inside, when one is given.
     mask: torch.Tensor | None = None
+    # The region of an edit confined to it (edit_area 'masked'), (1, 1, h, w) in [0, 1] at the working
+    # size; None: the whole image. A method holds its latent outside it at the photo's own latent brought
+    # to the same noise level (spl_sdk.region.hold_outside); the editor composites the photo back.
+    region: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)
