@@ -53,10 +53,11 @@ class RefineConfig(_Base):
                                 "default_weight (cpl: 1000).")
     color_area: Area = Field("whole", description="Where the colour loss applies: whole image or masked area.")
     iterations: int = Field(100, ge=1, le=10000, description="Image-space optimisation iterations per optimisation.")
-    solver: Literal["fast", "reference"] = Field(
+    solver: Literal["fast", "reference", "pyramid"] = Field(
         "fast", description="Image-space solver: 'fast' (closed-form gradients, steps alike at any size, "
-                            "keeps the edit's local light) or 'reference' (the paper's optimiser exactly: SGD lr 1, "
-                            "momentum 0.9, NaN gradients zeroed, one clamp to [-1, 1] after the last step).")
+                            "keeps the edit's local light), 'reference' (the paper's optimiser exactly: SGD lr 1, "
+                            "momentum 0.9, NaN gradients zeroed, one clamp to [-1, 1] after the last step) or "
+                            "'pyramid' (spl-sdk 0.1's fast solver, so its results replay).")
     mask_file: Path | None = Field(None, description="Mask image restricting 'masked' losses (white = inside).")
     align: Literal["auto", "affine", "flow", "raft", "off"] = Field(
         "auto", description="Register the edit onto the source first (docs/align.md): 'auto' applies only "
@@ -129,10 +130,11 @@ class EditConfig(RefineConfig):
     steps: int | None = Field(None, ge=1, le=200, description="Number of inference steps; unset: the method's default (infedit 15, flowedit per model family).")
     source_guidance: float | None = Field(None, ge=0, le=30, description="Guidance scale of the source (and mutual) branch; unset: the method's default (infedit 1, flowedit per model family).")
     target_guidance: float | None = Field(None, ge=0, le=30, description="Guidance scale of the target branch; unset: the method's default (infedit 2, flowedit per model family).")
-    solver: Literal["fast", "reference"] | None = Field(
+    solver: Literal["fast", "reference", "pyramid"] | None = Field(
         None, description="Image-space solver: 'fast' (closed-form gradients, steps alike at any size, "
-                          "keeps the edit's local light) or 'reference' (the paper's optimiser exactly: SGD lr 1, "
-                          "momentum 0.9, NaN gradients zeroed, one clamp to [-1, 1] after the last step); "
+                          "keeps the edit's local light), 'reference' (the paper's optimiser exactly: SGD lr 1, "
+                          "momentum 0.9, NaN gradients zeroed, one clamp to [-1, 1] after the last step) or "
+                          "'pyramid' (spl-sdk 0.1's fast solver, so its results replay); "
                           "unset: the profile's (fast; paper: reference).")
     seed: int = Field(0, ge=0, le=2**32 - 1, description="Random seed of the initial noise and per-step noise.")
     attention: str = Field("infedit", description="Attention-controller plug-in (for methods that drive one).")
@@ -247,9 +249,17 @@ def result_metadata(path: str | Path) -> dict[str, Any]:
     return meta
 
 
+# Releases whose "fast" solver was today's "pyramid" (spl_sdk.pyramid): their results replay with it.
+PYRAMID_RELEASES = frozenset({"0.1.0"})
+
+
 def config_of_result(path: str | Path) -> dict[str, Any]:
-    """The configuration a result image was made with, so the run can be repeated."""
-    return dict(result_metadata(path)["config"])
+    """The configuration a result image was made with, so the run can be repeated (same pixels)."""
+    meta = result_metadata(path)
+    config = dict(meta["config"])
+    if meta.get("spl_sdk") in PYRAMID_RELEASES and config.get("solver") == "fast":
+        config["solver"] = "pyramid"
+    return config
 
 
 def allowed_range(cls: type[BaseModel], name: str) -> str | None:

@@ -25,10 +25,11 @@ from spl_sdk.finite import check_finite_loss
 from spl_sdk.lazy import functional as F
 from spl_sdk.lazy import torch
 from spl_sdk.memory import keep_freed_memory
+from spl_sdk.pyramid import solve as pyramid_solve
 
 __all__ = ["SOLVERS", "OptimiseResult", "keep_local_intensity", "optimise_image", "total_value_and_grad"]
 
-SOLVERS = ("fast", "reference")
+SOLVERS = ("fast", "reference", "pyramid")  # pyramid: the 0.1 releases' fast (spl_sdk.pyramid)
 # The start's local mean intensity is held on cells of this many pixels (area mean, bilinear back
 # up: a low-pass about as wide as a Gaussian of 4 px standard deviation, at a fraction of its cost).
 # The descent may only add what varies faster: the detail a blur, a JPEG or a VAE round trip took
@@ -157,14 +158,15 @@ def optimise_image(source: torch.Tensor, start: torch.Tensor, terms: Sequence[Lo
     if not terms:
         x.clamp_(-1.0, 1.0)
         return OptimiseResult(x, 0.0, 0.0, time.perf_counter() - t0, 0)
-    if solver == "fast":
-        x.clamp_(-1.0, 1.0)  # the fast solver keeps the image in range throughout
+    if solver != "reference":
+        x.clamp_(-1.0, 1.0)  # the fast and pyramid solvers keep the image in range throughout
     before = (_total if solver == "reference" else loss_value)(terms, source, x)
     if solver == "reference":
         x, used = _reference(source, x, list(terms), iterations, progress)
         after = _total(terms, source, x)
     else:
-        x, used, after = _fast(source, x, list(terms), iterations, progress)
+        solve = _fast if solver == "fast" else pyramid_solve
+        x, used, after = solve(source, x, list(terms), iterations, progress)
         if after > before:
             # it lowered the objective its gradient belongs to but not the loss (SPL's potential,
             # docs/method.md section 3): never hand back a worse image than the one given

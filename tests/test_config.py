@@ -71,7 +71,7 @@ def test_out_of_range_names_field_and_range(name: str, value: float, allowed: st
 
 
 def test_choices_and_multiples_are_named() -> None:
-    with pytest.raises(ConfigError, match="'solver'.*'fast' or 'reference'"):
+    with pytest.raises(ConfigError, match="'solver'.*'fast', 'reference' or 'pyramid'"):
         build_config(RefineConfig, solver="slow")
     with pytest.raises(ConfigError, match="'structure_area'.*'whole' or 'masked'"):
         build_config(RefineConfig, structure_area="inside")

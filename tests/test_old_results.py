@@ -46,6 +46,20 @@ def test_an_old_result_replays_to_identical_pixels(name, tmp_path) -> None:
         assert (config["steps"], config["source_guidance"], config["target_guidance"]) == (3, 3.5, 13.5)
 
 
+@pytest.mark.parametrize("name", ["lcm", "sd3"])
+def test_a_release_0_1_result_made_with_its_default_solver_replays_to_identical_pixels(name, tmp_path) -> None:
+    # written by spl-sdk 0.1.0 with its default solver ("fast" then: today's "pyramid")
+    old = DATA / f"release_0_1_{name}_fast.png"
+    assert read_metadata(old)["config"]["solver"] == "fast" and read_metadata(old)["spl_sdk"] == "0.1.0"
+    out = tmp_path / "replay.png"
+    run = CliRunner().invoke(main, ["edit", str(DATA / "old_man_64.png"), "--config", str(old),
+                                    "-o", str(out), "-q"])
+    assert run.exit_code == 0, run.output
+    before, after = (np.asarray(Image.open(p).convert("RGB")) for p in (old, out))
+    assert np.array_equal(before, after)
+    assert read_metadata(out)["config"]["solver"] == "pyramid"
+
+
 def test_old_keys_and_flags_write_the_options_and_bad_values_name_them(tmp_path, plugins) -> None:
     from spl_sdk.errors import ConfigError
     from spl_sdk.options import check_options
