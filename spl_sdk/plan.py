@@ -204,10 +204,17 @@ def user_mask(mask: Any, cfg: EditConfig, size: tuple[int, int]) -> torch.Tensor
     return mask.clamp(0, 1)
 
 
-def told_nothing(extractor: MaskExtractor) -> bool:
-    """True when the extractor finds a region from words (mask words) and none are given."""
-    words = [value for name, value in extractor.options if "words" in name]
-    return bool(words) and not any(words)
+def check_region_given(cfg: EditConfig, extractor_options: Any) -> None:
+    """Refuse an edit confined to a region when nothing gives the region (no mask, no mask words).
+
+    Only when the region is the mask's one use: a masked loss without a mask keeps the
+    extractor's own sentence. ``extractor_options`` are the mask extractor's (no model needed).
+    """
+    if cfg.edit_area != "masked" or cfg.needs_mask or cfg.mask_file is not None:
+        return
+    words = [value for name, value in extractor_options if "words" in name]
+    if words and not any(words):  # an extractor that reads words, given none
+        raise ConfigError(NO_REGION)
 
 
 def new_controller(plugins: Plugins, cfg: EditConfig, method: EditMethod, backbone: Backbone,
@@ -240,8 +247,7 @@ def make_plan(backbone: Backbone, plugins: Plugins, base: EditConfig, image: Any
                     controller=new_controller(plugins, cfg, method, backbone, source_prompt, target_prompt))
     if cfg.needs_region and plan.mask is None:
         plan.extractor = construct(plugins, "mask", cfg.mask_extractor, cfg.options, mask_file=cfg.mask_file)
-        if cfg.edit_area == "masked" and not cfg.needs_mask and told_nothing(plan.extractor):
-            raise ConfigError(NO_REGION)  # the only reason for a mask is the region: name every way to give one
+        check_region_given(cfg, plan.extractor.options)
         backbone.require(f"mask extractor '{plan.extractor.name}'", plan.extractor.requires,
                          "pass a mask image with --mask FILE (mask= in Python) instead")
         plan.context = MaskContext(source_image=source, source_prompt=source_prompt,

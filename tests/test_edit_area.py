@@ -121,9 +121,14 @@ def test_mask_words_give_the_region(photo):
     assert not np.array_equal(out[mask > 128], src[mask > 128])
 
 
-def test_masked_without_a_mask_is_one_sentence(tmp_path, photo):
+def test_masked_without_a_mask_is_one_sentence_before_the_model_loads(tmp_path, photo, monkeypatch):
     path = tmp_path / "photo.png"
     photo.save(path)
+
+    def no_load(*args, **kwargs):
+        raise AssertionError("the model was loaded before the check")
+
+    monkeypatch.setattr(Editor, "from_config", no_load)
     run = CliRunner().invoke(main, ["edit", str(path), "-s", SOURCE, "-t", TARGET, "-o", str(tmp_path / "o.png"),
                                     "--backbone", "tiny-random", "--working-size", str(SIZE), "--steps", "2",
                                     "--edit-area", "masked"])
@@ -131,6 +136,29 @@ def test_masked_without_a_mask_is_one_sentence(tmp_path, photo):
     lines = run.output.strip().splitlines()
     assert len(lines) == 1 and "--mask FILE" in lines[0] and "--edit-area whole" in lines[0], run.output
     assert not (tmp_path / "o.png").exists()
+
+
+def test_the_editor_refuses_a_masked_edit_without_a_region_in_one_sentence(tiny_backbone, plugins, photo):
+    from spl_sdk.errors import ConfigError
+
+    editor = Editor(tiny_backbone, EditConfig(backbone="tiny-random", **COMMON, steps=2), plugins)
+    with pytest.raises(ConfigError, match=r"^--edit-area masked .* or use --edit-area whole\.$"):
+        editor.plan(photo, SOURCE, TARGET, edit_area="masked")
+
+
+def test_a_batch_row_takes_the_edit_area(tmp_path, photo, region):
+    import json
+
+    photo.save(tmp_path / "photo.png")
+    region.save(tmp_path / "mask.png")
+    row = {"id": "row", "image": "photo.png", "mask": "mask.png", "source_prompt": SOURCE, "target_prompt": TARGET,
+           "options": {"edit_area": "masked"}}
+    (tmp_path / "rows.jsonl").write_text(json.dumps(row) + "\n", encoding="utf-8")
+    run = CliRunner().invoke(main, ["batch", str(tmp_path / "rows.jsonl"), "-o", str(tmp_path / "out"), "-q",
+                                    "--backbone", "tiny-random", "--working-size", str(SIZE), "--steps", "2",
+                                    "--iterations", "3"])
+    assert run.exit_code == 0, run.output
+    _check_confined(Image.open(tmp_path / "out" / "images" / "row.png"), photo)
 
 
 def test_edit_area_takes_the_area_grammar():

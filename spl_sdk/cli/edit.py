@@ -117,7 +117,8 @@ def _before_load(cfg: EditConfig, photo: Any, source_prompt: str, target_prompt:
     from spl_sdk import editor as editor_module
     from spl_sdk.cli import prechecks
     from spl_sdk.imageio import load_mask
-    from spl_sdk.options import check_options
+    from spl_sdk.options import check_options, options_for
+    from spl_sdk.plan import check_region_given
 
     plugins = editor_module.get_plugins()  # the manager the editor would build (tests swap it)
     for message in plugins.load_errors:
@@ -130,6 +131,8 @@ def _before_load(cfg: EditConfig, photo: Any, source_prompt: str, target_prompt:
     notes = prechecks.unused_option_warnings(plugins, cfg)
     if cfg.mask_file is not None:
         notes.append(prechecks.mask_warning(load_mask(cfg.mask_file, size=photo.size)))
+    elif cfg.edit_area == "masked" and cfg.mask_extractor in plugins.names("mask"):
+        check_region_given(cfg, options_for(plugins, "mask", cfg.mask_extractor, cfg.options))
     for note in filter(None, notes):
         click.echo(f"Warning: {note}", err=True)
     return plugins
