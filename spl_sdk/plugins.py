@@ -244,7 +244,8 @@ class Plugins:
             infos = [i for i in infos if i.package == BUILTIN_PACKAGE] or infos
         if not infos:
             available = ", ".join(self.names(kind)) or "none installed"
-            close = difflib.get_close_matches(bare, self.names(kind), n=1)
+            # 0.7: a misspelling ('tiny-randm') is suggested, a mere shared syllable ('nope', 'openai') is not
+            close = difflib.get_close_matches(bare, self.names(kind), n=1, cutoff=0.7)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             raise UnknownComponentError(
                 f"unknown {label} '{name}'{hint}; available: {available}. "

@@ -213,5 +213,8 @@ def test_unknown_names_suggest_the_closest_and_sentences_use_an_before_vowels() 
     plugins = Plugins(load_entrypoints=True, env={})
     with pytest.raises(UnknownComponentError, match=r"unknown backbone 'tiny-randm' \(did you mean 'tiny-random'\?\)"):
         plugins.backbone("tiny-randm")
+    with pytest.raises(UnknownComponentError) as info:  # a shared syllable is no misspelling
+        plugins.harmonizer("nope")
+    assert "did you mean" not in str(info.value)
     assert a("attention controller") == "an attention controller" and a("loss term") == "a loss term"
     assert a("edit method") == "an edit method"
