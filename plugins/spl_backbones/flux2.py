@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 from spl_backbones import vae_latents
 from spl_backbones.flow_backbone import FlowBackbone
-from spl_backbones.kontext import InstructOptions
+from spl_backbones.kontext import InstructOptions, ReferenceLatent
 from spl_sdk.components.backbone import Conditioning
 from spl_sdk.lazy import no_grad, torch
 from spl_sdk.lazy import numpy as np
@@ -60,7 +60,7 @@ def grid_of(tokens: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return tokens.permute(0, 2, 1).reshape(b, c, height, width)
 
 
-class Flux2Klein(FlowBackbone):
+class Flux2Klein(ReferenceLatent, FlowBackbone):
     """FLUX.2 [klein] 4B (distilled, Apache-2.0): Qwen3 4B text encoder, reference-image editing."""
 
     name: ClassVar[str] = "flux2-klein"
@@ -155,14 +155,6 @@ class Flux2Klein(FlowBackbone):
                                 output_hidden_states=True, use_cache=False)
         states = torch.stack([out.hidden_states[k] for k in self.text_layers], dim=2)  # (B, L, layers, D)
         return Conditioning(states.flatten(2).to(self.dtype))
-
-    @no_grad
-    def encode_instruction(self, prompts: list[str], image: torch.Tensor | None,
-                           latent: torch.Tensor) -> Conditioning:
-        """The prompts' conditioning plus the photo's latent as the reference image (``extras["image"]``)."""
-        cond = self.encode_prompts(prompts)
-        cond.extras["image"] = latent.float().expand(len(prompts), -1, -1, -1).to(self.device)
-        return cond
 
     @no_grad
     def predict(self, latents: torch.Tensor, timestep: Any, cond: Conditioning, *,

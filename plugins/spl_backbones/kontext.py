@@ -31,7 +31,19 @@ class InstructOptions(ComponentOptions):
         "Load the transformer quantised with bitsandbytes ('nf4' 4-bit or 'int8'); CUDA GPUs only."))
 
 
-class FluxKontextDev(FluxDev):
+class ReferenceLatent:
+    """Instruction conditioning of models that read the photo as a reference latent (Kontext, FLUX.2)."""
+
+    @no_grad
+    def encode_instruction(self, prompts: list[str], image: torch.Tensor | None,
+                           latent: torch.Tensor) -> Conditioning:
+        """The prompts' conditioning plus the photo's latent (``extras["image"]``), one row per prompt."""
+        cond = self.encode_prompts(prompts)  # type: ignore[attr-defined]
+        cond.extras["image"] = latent.float().expand(len(prompts), -1, -1, -1).to(self.device)  # type: ignore[attr-defined]
+        return cond
+
+
+class FluxKontextDev(ReferenceLatent, FluxDev):
     """FLUX.1 Kontext [dev]: 12B instruction-edit flow transformer conditioned on the photo; gated on the Hub."""
 
     name: ClassVar[str] = "flux-kontext-dev"
@@ -43,14 +55,6 @@ class FluxKontextDev(FluxDev):
     default_method: ClassVar[str] = "instruct"
     default_steps: ClassVar[int] = 28  # FluxKontextPipeline's num_inference_steps default
     Options = InstructOptions
-
-    @no_grad
-    def encode_instruction(self, prompts: list[str], image: torch.Tensor | None,
-                           latent: torch.Tensor) -> Conditioning:
-        """The prompts' FLUX conditioning plus the photo's latent (``extras["image"]``), one row per prompt."""
-        cond = self.encode_prompts(prompts)
-        cond.extras["image"] = latent.float().expand(len(prompts), -1, -1, -1).to(self.device)
-        return cond
 
     @no_grad
     def predict(self, latents: torch.Tensor, timestep: Any, cond: Conditioning, *,
