@@ -22,7 +22,9 @@ EDIT_FIELDS = [name for name in EditConfig.model_fields if name not in ("mask_fi
     'spl edit photo.png -s "a photo of a cat" -t "a photo of a dog" -o dog.png',
     'spl edit photo.png -t "make it night" --backbone flux-kontext-dev -o night.png',
     'spl edit photo.png -s "a cat on a sofa" -t "a tiger on a sofa" --structure-area masked '
-    '--mask-words-source cat --mask-words-target tiger -o tiger.png'))
+    '--mask-words-source cat --mask-words-target tiger -o tiger.png',
+    'spl edit photo.png -s "a cat on a sofa" -t "a tiger on a sofa" --edit-area masked --mask cat.png '
+    '-o tiger.png'))
 @sections
 @click.argument("image", type=click.Path(dir_okay=False, path_type=Path), required=False)
 @click.option("--source", "-s", "source_prompt", default=None,
