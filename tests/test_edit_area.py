@@ -19,7 +19,8 @@ SIZE = 64
 SOURCE, TARGET = "a photo of a man", "a painting of a man"
 # backbone -> the fast settings of its default method (flowedit: 3 steps of which 2 edit)
 CASES = {"tiny-random": {"steps": 2}, "tiny-random-sdxl": {"steps": 2}, "tiny-random-sd3": {"steps": 3},
-         "tiny-random-kontext": {"steps": 2}}
+         "tiny-random-flux": {"steps": 3}, "tiny-random-kontext": {"steps": 2},
+         "tiny-random-qwen-edit": {"steps": 2}, "tiny-random-klein": {"steps": 2}}
 COMMON = {"working_size": SIZE, "iterations": 3, "device": "cpu", "seed": 1}
 
 
@@ -64,7 +65,7 @@ def test_a_masked_edit_through_the_cli_keeps_the_photo_outside_the_mask(tmp_path
     assert read_metadata(out)["config"]["edit_area"] == "masked"  # recorded, so a replay confines too
 
 
-@pytest.mark.parametrize("backbone", ["tiny-random-sdxl", "tiny-random-sd3", "tiny-random-kontext"])
+@pytest.mark.parametrize("backbone", ["tiny-random-sdxl", "tiny-random-sd3", "tiny-random-flux", "tiny-random-kontext"])
 def test_a_masked_edit_keeps_the_photo_outside_the_mask_on_every_family(photo, region, backbone):
     editor = Editor.from_config(EditConfig(backbone=backbone, **COMMON, **CASES[backbone]))
     whole = editor.edit(photo, SOURCE, TARGET, mask=region)
