@@ -155,3 +155,18 @@ def test_plugins_backbone_says_what_a_first_run_needs(backbone: str, facts: list
     shown = CliRunner().invoke(main, ["plugins", backbone]).output
     for fact in facts:
         assert fact in shown, (fact, shown)
+
+
+def test_a_name_of_two_components_shows_both_with_their_options() -> None:
+    # infedit is an edit method and its attention controller; the controller owns the P2P settings
+    shown = spl("plugins", "infedit")
+    assert shown.exit_code == 0, shown.output
+    assert "attention/infedit or method/infedit shows one" in shown.output
+    assert "--option attention/infedit.FIELD=VALUE" in shown.output
+    assert "--option method/infedit.FIELD=VALUE" in shown.output
+    for option in ("cross_replace", "self_replace", "blend_words_source", "blend_words_target"):
+        assert f"  {option}  (" in shown.output
+    rows = json.loads(spl("plugins", "infedit", "--json").output)
+    assert sorted(r["kind"] for r in rows) == ["attention", "method"]
+    one = spl("plugins", "method/infedit")
+    assert one.exit_code == 0 and "cross_replace" not in one.output

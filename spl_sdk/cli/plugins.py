@@ -72,6 +72,10 @@ def plugins(component: str | None, as_json: bool) -> None:
     component, the plug-in and package it comes from, and its options.
     """
     loaded = load_plugins()
+    kinds = [k for k in KIND_LABEL if component in loaded.names(k)] if component and "/" not in component else []
+    if len(kinds) > 1:  # one name, several kinds (infedit: a method and its controller): show each
+        _show_each(loaded, component, kinds, as_json)
+        return
     if component is not None:
         from spl_sdk.options import resolve_key
 
@@ -94,6 +98,20 @@ def plugins(component: str | None, as_json: bool) -> None:
         click.echo(format_table(rows))
     else:
         click.echo("No plug-in components are installed.")
+
+
+def _show_each(loaded: Plugins, name: str, kinds: list[str], as_json: bool) -> None:
+    """Every component called ``name``, one after the other (KIND/NAME names one of them)."""
+    from spl_sdk.options import key_of
+
+    if as_json:
+        rows = [r for r in loaded.listing() if r["name"] == name and r["kind"] in kinds]
+        click.echo(json.dumps(rows, indent=2))
+        return
+    labels = " and ".join(KIND_LABEL.get(k, k) for k in kinds)
+    click.echo(f"'{name}' names {len(kinds)} components, {labels}; "
+               f"{' or '.join(f'{k}/{name}' for k in kinds)} shows one.\n")
+    click.echo("\n\n".join(describe_component(loaded.info(k, name), key_of(loaded, k, name)) for k in kinds))
 
 
 def describe_component(info: ComponentInfo, key: str | None = None) -> str:
