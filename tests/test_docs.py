@@ -176,7 +176,7 @@ def test_hook_examples_follow_the_contract_signatures(index: int) -> None:
 
 
 def test_the_studio_keeps_one_plugin_manager_per_process_as_documented() -> None:
-    from apps import resources
+    from spl_apps import resources
 
     assert resources.plugins() is resources.plugins()  # cached: a new plug-in needs a restart
     assert "restart the studio" in DOC and "apps/resources.py" in DOC
