@@ -120,8 +120,8 @@ def render(plugins: Plugins) -> None:
 
 
 def _run(plugins: Plugins, source: photo.Photo | None, edited: photo.Photo | None) -> None:
-    """Refine through ``spl_sdk.refine.refine`` (the recipe every entry point uses) with a progress bar."""
-    from spl_sdk.refine import refine
+    """Refine through ``spl_sdk.refine`` (the recipe every entry point uses) with a progress bar."""
+    from spl_sdk.refiner import refine
 
     if source is None or edited is None:
         runner.notify(SLOT, "warning", "Upload the source photo and its edited version first.")

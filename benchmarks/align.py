@@ -42,7 +42,7 @@ def one(what: str, width: int, device: str, threads: int) -> dict:
 
     from spl_sdk import imageio
     from spl_sdk.align import align
-    from spl_sdk.refine import refine
+    from spl_sdk.refiner import refine
 
     torch.set_num_threads(threads)
     import cv2
@@ -72,7 +72,7 @@ def quality(width: int) -> None:
     """PSNR (interior) of refining each moved edit with --align auto against refining the unmoved edit."""
     from moved_edits import DRIFTS, moved, psnr_interior
 
-    from spl_sdk.refine import refine
+    from spl_sdk.refiner import refine
 
     src, ideal, edit, _ = _inputs(width)
     base = psnr_interior(refine(src, edit, align="off").image, ideal)

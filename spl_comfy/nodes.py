@@ -90,7 +90,7 @@ class SPLRefine:
                mask: torch.Tensor | None = None) -> tuple:
         """Refine each edit of the batch against its source."""
         from spl_sdk.plugins import get_plugins
-        from spl_sdk.refine import refine
+        from spl_sdk.refiner import refine
 
         node = "SPL Refine"
         count = pairs(node, source, edited)

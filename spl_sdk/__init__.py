@@ -6,18 +6,18 @@ from spl_sdk.hookspecs import hookimpl  # noqa: E402
 from spl_sdk.plugins import Plugins, get_plugins  # noqa: E402
 from spl_sdk.version import __version__
 
-__all__ = ["EditConfig", "Editor", "EditResult", "Plugins", "RefineConfig", "SplError", "__version__",
-           "get_plugins", "hookimpl"]
+__all__ = ["EditConfig", "Editor", "EditResult", "Plugins", "RefineConfig", "RefineResult", "SplError",
+           "__version__", "get_plugins", "hookimpl", "refine"]
 
 
 def __getattr__(name: str) -> object:
-    """``spl_sdk.Editor`` / ``spl_sdk.EditResult`` without importing the editor for every plug-in."""
+    """``spl_sdk.Editor``, ``spl_sdk.refine`` and their results without importing them for every plug-in."""
     if name in ("Editor", "EditResult"):
         from spl_sdk import editor
 
         return getattr(editor, name)
-    if name == "refine":  # the module; spl_sdk.refine.refine() is the one refine recipe
-        import importlib
+    if name in ("refine", "RefineResult"):  # refine(): the one refine recipe (spl_sdk.refiner)
+        from spl_sdk import refiner
 
-        return importlib.import_module("spl_sdk.refine")
+        return getattr(refiner, name)
     raise AttributeError(f"module 'spl_sdk' has no attribute {name!r}")

@@ -556,7 +556,7 @@ def photo_and_edit(size: tuple[int, int] = (128, 128)) -> tuple[bytes, bytes]:
 
 def test_refine_page_gives_the_pixels_of_the_refine_recipe() -> None:
     from spl_sdk.config import RefineConfig
-    from spl_sdk.refine import refine
+    from spl_sdk.refiner import refine
 
     at = start()
     at = settle(at, {"page": "Refine"})

@@ -163,10 +163,10 @@ def test_eval_inputs_that_are_not_utf8_or_too_deep(tmp_path, photo):
 
 def test_any_recursion_error_left_is_still_one_line(photo, monkeypatch):
     """The last guard: a RecursionError from code that does not parse through spl_sdk.parsing."""
-    import spl_sdk.refine
+    import spl_sdk.refiner
 
     def deep(*_a, **_k):
         raise RecursionError("maximum recursion depth exceeded")
 
-    monkeypatch.setattr(spl_sdk.refine, "refine", deep)
+    monkeypatch.setattr(spl_sdk.refiner, "refine", deep)
     one_line(refine(photo), "nested too deeply to read")

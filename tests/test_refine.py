@@ -1,4 +1,4 @@
-"""spl_sdk.refine.refine(): edits that moved are refined as well as aligned ones; every door gives the same pixels."""
+"""spl_sdk.refine(): edits that moved are refined as well as aligned ones; every door gives the same pixels."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from spl_sdk.cli import main
 from spl_sdk.config import RefineConfig
 from spl_sdk.errors import AlignmentError, ConfigError
 from spl_sdk.plugins import Plugins
-from spl_sdk.refine import refine
+from spl_sdk.refiner import refine
 
 SIZE = (512, 341)
 ITERATIONS = 100  # the default: the comparison is of the product's own refine
@@ -205,10 +205,13 @@ def test_cli_post_processors_run_in_refine(files, tmp_path: Path) -> None:
     assert unknown.exit_code == 1 and "nope" in unknown.stderr and unknown.stderr.strip().count("\n") == 0
 
 
-def test_refine_module_is_reachable_from_the_package() -> None:
+def test_refine_is_a_function_of_the_package() -> None:
     import spl_sdk
+    from spl_sdk import RefineResult
+    from spl_sdk import refine as from_package
 
-    assert spl_sdk.refine.refine is refine
+    assert spl_sdk.refine is refine and from_package is refine
+    assert RefineResult.__module__ == "spl_sdk.refiner"
 
 
 def test_cli_align_raft_offline_is_one_line(files, tmp_path: Path, monkeypatch) -> None:

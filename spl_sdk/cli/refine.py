@@ -104,7 +104,7 @@ def refine(source: Path, edited: Path, output: Path, mask: Path | None, iters: i
     from spl_sdk.align import describe
     from spl_sdk.cli.plugins import load_plugins
     from spl_sdk.cli.progress import progress_bar
-    from spl_sdk.refine import refine as run_refine
+    from spl_sdk.refiner import refine as run_refine
 
     cfg = _resolve(config_file, mask, iters, cpl, fields, option_texts)
     plugins = load_plugins()

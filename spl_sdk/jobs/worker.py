@@ -101,7 +101,7 @@ class RowWorker:
 
     def _refine(self, row: Row, config: dict[str, Any], output: Path, key: str) -> dict[str, float]:
         from spl_sdk.config import RefineConfig
-        from spl_sdk.refine import refine
+        from spl_sdk.refiner import refine
 
         cfg = RefineConfig(**config)
         # the same recipe as ``spl refine`` (alignment included): the same checks, the same pixels
