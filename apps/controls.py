@@ -28,7 +28,7 @@ PREFIX = "cfg."
 # fields whose value names a plug-in of this kind: the widget lists the installed ones
 PLUGIN_KIND = {field: kind for field, kind in COMPONENT_FIELDS if field != "post_processors"}
 # optional loss terms get an on/off toggle (key cfg.<field>.on) beside the plug-in choice
-TOGGLED = {"structure_loss": "Preserve structure", "color_loss": "Preserve colour"}
+TOGGLED = {"structure_loss": "Preserve structure", "color_loss": "Preserve color"}
 # a loss that is off by default still needs a plug-in to offer when switched on
 SUGGESTED = {"color_loss": "cpl", "structure_loss": "spl"}
 # a weight's loss: an empty weight means that loss's own default_weight, shown as the placeholder
@@ -47,7 +47,7 @@ LABELS = {
     "steps": "Inference steps (empty = the method's default)",
     "source_guidance": "Source guidance (empty = the method's default)",
     "target_guidance": "Target guidance (empty = the method's default)",
-    "opt_start": "Optimisation start",
+    "opt_start": "Optimization start",
     "post_process": "Post-process at full size",
     "post_processors": "Post-processors (in order)",
     "align": "Align the edit before post-processing",
@@ -213,7 +213,7 @@ def _number_step(info: FieldInfo) -> Any:
         return multiple
     if base is int:
         return 1
-    if isinstance(info.default, float) and 0 < abs(info.default) < 0.1:  # a small regulariser
+    if isinstance(info.default, float) and 0 < abs(info.default) < 0.1:  # a small regularizer
         return abs(info.default) / 10
     if le is not None and ge is not None and le - ge <= 1:
         return 0.05
@@ -299,7 +299,7 @@ def field_widget(label: str, f: FieldInfo, container: Any = st, **opts: Any) -> 
 
 def loss_toggle(name: str, plugins: Plugins, container: Any = st,
                 on_change: Callable[[], None] | None = None) -> bool:
-    """The "Preserve structure"/"Preserve colour" switch plus its loss-term choice."""
+    """The "Preserve structure"/"Preserve color" switch plus its loss-term choice."""
     on = container.toggle(TOGGLED[name], key=key(name) + ".on", help=field(name).description,
                           on_change=on_change)
     widget(name, plugins, container, disabled=not on)

@@ -58,7 +58,7 @@ def examples_row() -> None:
 
 
 def render(plugins: Plugins) -> None:
-    """Prompts and Run on top, source and result side by side as the centre, settings below."""
+    """Prompts and Run on top, source and result side by side as the center, settings below."""
     st.title("Structure-preserving edit")
     running = runner.take_request(SLOT)
     runner.stopped_notice(SLOT)

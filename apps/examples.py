@@ -28,7 +28,7 @@ class Example:
 
 
 EXAMPLES: tuple[Example, ...] = (
-    Example("old_man", "Old man in colour", "Recolouring", "old_man.png",
+    Example("old_man", "Old man in color", "Recoloring", "old_man.png",
             "a grayscale photo of an old man", "a colorful photo of an old man"),
     Example("woman", "Portrait at sunset", "Relighting", "woman.png",
             "a painting of a woman with flowing blonde hair under a starry night sky",
@@ -36,7 +36,7 @@ EXAMPLES: tuple[Example, ...] = (
     Example("cats", "Cats in winter", "Season change", "cats.png",
             "a photo of two cats playing on a grassy field",
             "a photo of two cats playing on a snowy field in winter"),
-    # masked edit: colour kept outside the marshmallow (CPL on the inverted word mask)
+    # masked edit: color kept outside the marshmallow (CPL on the inverted word mask)
     Example("marshmallow", "Pink marshmallow", "Masked edit", "marshmallow.jpg",
             "a white marshmallow on a stick", "a pink marshmallow on a stick",
             {"color_loss": "cpl", "color_area": "masked",

@@ -76,7 +76,7 @@ def render(plugins: Plugins) -> None:
     """Draw the page; "Write prompts" asks the harmonizer, Run harmonizes."""
     st.title("Harmonize a composite")
     st.caption("The object's light and tone move towards the background's; every edge stays put "
-               "(SPL on the whole image) and the background keeps its colours (CPL outside the mask).")
+               "(SPL on the whole image) and the background keeps its colors (CPL outside the mask).")
     running = runner.take_request(SLOT)
     runner.stopped_notice(SLOT)
     left, right = st.columns([2, 3])
@@ -102,7 +102,7 @@ def render(plugins: Plugins) -> None:
         st.text_input("Source prompt (the object as it looks now)", key=SOURCE_PROMPT)
         st.text_input("Target prompt (the object as it should look here)", key=TARGET_PROMPT)
         for name_ in ("structure_weight", "color_weight"):
-            controls.widget(name_, plugins, label=name_.split("_")[0].replace("color", "colour")
+            controls.widget(name_, plugins, label=name_.split("_")[0].replace("color", "color")
                             .capitalize() + " weight")
         runner.run_button(SLOT, running, disabled=not ready)
         runner.show_notice(SLOT)

@@ -23,7 +23,7 @@ EDITED = "refine_edit"  # the photo slot of the edited image
 PREFIX = "refine.cfg."
 OFF = "(off)"
 LOSSES = {"structure_loss": ("structure_weight", "Structure loss"),
-          "color_loss": ("color_weight", "Colour loss")}
+          "color_loss": ("color_weight", "Color loss")}
 SETTINGS = ("align", "iterations", "solver", "post_processors")
 LABELS = {"align": "Align the edit first", "iterations": "Iterations", "solver": "Solver",
           "post_processors": "Post-processors (in order)"}
@@ -50,7 +50,7 @@ def _default(name: str) -> Any:
 
 
 def settings_panel(plugins: Plugins) -> None:
-    """The refine settings, generated from RefineConfig: losses and weights, align, optimiser."""
+    """The refine settings, generated from RefineConfig: losses and weights, align, optimizer."""
     with st.sidebar:
         st.subheader("Refine settings")
         losses = [OFF, *plugins.names("loss")]

@@ -1,6 +1,6 @@
 """Running an edit from the app: progress bar, cancel, model errors, and the kept result.
 
-Cancelling relies on Streamlit itself: any click while the script runs (the
+Canceling relies on Streamlit itself: any click while the script runs (the
 Cancel button or any widget) makes Streamlit stop the running script at its
 next call into Streamlit, which the progress callback makes every step. The
 ``<slot>.pending`` flag is set before the edit and cleared only when it ends,

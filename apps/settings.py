@@ -14,7 +14,7 @@ SIDEBAR_GROUPS: dict[str, tuple[str, ...]] = {
     "Model": ("backbone", "model", "device", "dtype", "cpu_offload", "working_size"),
     "Sampling": ("method", "profile", "steps", "source_guidance", "target_guidance", "seed"),
     "Attention control": ("attention",),  # its settings are the controller's options
-    "Optimisation": ("iterations", "solver", "opt_start", "post_process", "post_processors", "align"),
+    "Optimization": ("iterations", "solver", "opt_start", "post_process", "post_processors", "align"),
 }
 LOSS_GROUPS = {"structure_loss": ("structure_weight", "structure_area"),
                "color_loss": ("color_weight", "color_area")}
@@ -26,7 +26,7 @@ def _random_seed() -> None:
 
 
 def sidebar(plugins: Plugins) -> None:
-    """Model, sampling, attention and optimisation settings, one expander each."""
+    """Model, sampling, attention and optimization settings, one expander each."""
     with st.sidebar:
         st.subheader("Settings")
         for title, names in SIDEBAR_GROUPS.items():
@@ -46,7 +46,7 @@ def sidebar(plugins: Plugins) -> None:
 
 
 def preservation(plugins: Plugins) -> bool:
-    """The "Preserve structure"/"Preserve colour" switches and the edit area; True when a masked area is chosen."""
+    """The "Preserve structure"/"Preserve color" switches and the edit area; True when a masked area is chosen."""
     masked = False
     for column, (loss, (weight, area)) in zip(st.columns(2), LOSS_GROUPS.items(), strict=True):
         with column:

@@ -6,7 +6,7 @@ and the quality check of docs/align.md (a moved edit refined within 0.5 dB of th
     python benchmarks/align.py --quality --sizes 2048    # PSNR of every drift case at 2048 px
 
 Input: ``woman.png`` (apps/examples) at WxW*2/3, its ideal edit (tests/moved_edits.py:
-object-dependent recolour), blurred (4 px per 1024), moved by the "all" drift (shift,
+object-dependent recolor), blurred (4 px per 1024), moved by the "all" drift (shift,
 zoom 1.02, rotation -0.7 degrees, 1.5 px bend at 512 px, scaled with the size).
 Each measurement runs in its own process: ``peak`` is that process's peak RSS
 (``ru_maxrss``; torch and OpenCV themselves take about 0.4 GiB of it) on the CPU,
@@ -28,10 +28,10 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 
 def _inputs(width: int):
-    from moved_edits import DRIFTS, blurred, moved, photo, recolour
+    from moved_edits import DRIFTS, blurred, moved, photo, recolor
 
     src = photo("woman.png", (width, width * 2 // 3))
-    ideal = recolour(src)
+    ideal = recolor(src)
     edit = blurred(ideal, 4.0 * width / 1024)
     return src, ideal, edit, moved(edit, DRIFTS["all"])
 

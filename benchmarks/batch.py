@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "apps" / "examples" / "old_man.png"
-STYLES = ("painting", "drawing", "sketch", "photo", "statue", "poster", "mosaic", "watercolour")
+STYLES = ("painting", "drawing", "sketch", "photo", "statue", "poster", "mosaic", "watercolor")
 
 
 def write_manifest(folder: Path, rows: int, size: int) -> Path:

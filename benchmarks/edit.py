@@ -49,7 +49,7 @@ def run_case(args: argparse.Namespace) -> dict:
     editor = Editor.from_config(cfg)
     load_s = time.perf_counter() - began
     if not args.no_warmup:
-        editor.edit(EXAMPLE, *PROMPTS)  # warm-up (at the example's size): first calls pay for lazy initialisation
+        editor.edit(EXAMPLE, *PROMPTS)  # warm-up (at the example's size): first calls pay for lazy initialization
     if args.device.startswith("cuda"):
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
@@ -117,7 +117,7 @@ def main() -> None:
         p = r["phases"]
         print(f"{r['backbone']:<16} {r['size']:>5} {r['steps']:>5} {'on' if r['spl'] else 'off':>4} "
               f"{r['edit_s']:>8.2f} {p.get('unet', 0):>7.2f} {p.get('vae', 0):>6.2f} "
-              f"{p.get('optimisation', 0):>7.2f} {p.get('post_process', 0):>7.2f} {r['peak_rss_gib']:>12.2f}")
+              f"{p.get('optimization', 0):>7.2f} {p.get('post_process', 0):>7.2f} {r['peak_rss_gib']:>12.2f}")
     print(json.dumps(rows))
 
 

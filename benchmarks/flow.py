@@ -263,7 +263,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="auto")
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--iters", type=int, default=100, help="optimisation iterations per injection")
+    parser.add_argument("--iters", type=int, default=100, help="optimization iterations per injection")
     parser.add_argument("--json", action="store_true", help="print one JSON row (used by 'all')")
     args = parser.parse_args()
     if args.case == "count":

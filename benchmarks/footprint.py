@@ -3,7 +3,7 @@
     python benchmarks/footprint.py --sizes 1024 2048 [--no-cpl]
 
 Each size runs in a fresh process (ru_maxrss is a high-water mark) and prints
-the peak RSS growth of optimise_image divided by the pixel count.
+the peak RSS growth of optimize_image divided by the pixel count.
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ import sys
 
 
 def measure(size: int, cpl: bool, iterations: int) -> float:
-    """Bytes per pixel of peak RSS growth while optimising one ``size`` x ``size`` image."""
+    """Bytes per pixel of peak RSS growth while optimizing one ``size`` x ``size`` image."""
     import torch
 
     from spl_sdk.memory import keep_freed_memory
-    from spl_sdk.optimiser import optimise_image
+    from spl_sdk.optimizer import optimize_image
     from spl_sdk.plugins import Plugins
 
     keep_freed_memory()
@@ -30,7 +30,7 @@ def measure(size: int, cpl: bool, iterations: int) -> float:
     source = torch.rand(1, 3, size, size) * 2 - 1
     start = (source + 0.1 * torch.randn_like(source)).clamp(-1, 1)
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    optimise_image(source, start, terms, iterations=iterations)
+    optimize_image(source, start, terms, iterations=iterations)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return (peak - base) * 1024 / (size * size)
 

@@ -32,7 +32,7 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "apps" / "examples"
 SIZES = [(512, 512), (384, 640), (640, 448), (600, 400), (768, 1024)]  # (H, W), non-square included
 SHAPES = ["ellipse", "blob", "star", "rectangle"]
 EXTRACTORS = ["cross-attention", "cross-attention-bilinear"]
-VARIANT = "cross-attention, eps 1e-3"  # not a plug-in: the guided path with a smaller regulariser
+VARIANT = "cross-attention, eps 1e-3"  # not a plug-in: the guided path with a smaller regularizer
 PROMPT, WORD = "a photo of a shape", "shape"
 ATTENTION_LONG_SIDE = 16  # cells of the 16x16 attention layers at a 512-px working size
 
@@ -121,7 +121,7 @@ def attention_maps(word_map: torch.Tensor, column: int, rng: np.random.Generator
 
 
 def boundary(mask: torch.Tensor) -> torch.Tensor:
-    """Inner boundary of a boolean (1, 1, H, W) mask (pixels with a 4-neighbour outside)."""
+    """Inner boundary of a boolean (1, 1, H, W) mask (pixels with a 4-neighbor outside)."""
     m = mask.float()
     eroded = -F.max_pool2d(-F.pad(m, (1, 1, 1, 1), value=1.0), 3, stride=1)
     return mask & (eroded < 0.5)

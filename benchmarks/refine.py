@@ -9,12 +9,12 @@ Inputs (docs/benchmarks/refine.md): the four photos of ``apps/examples`` (none o
 them used to tune the solver), as a *detailed* mosaic (the photos at their own
 512 px resolution, tiled to fill the size) and as *smooth* photos (each shrunk to
 1/8 of the size and upscaled back, bicubic, as an 8x upscaled image is), with a
-synthetic edit: tone curve (gamma 0.7, contrast 0.8), colour cast (gains
+synthetic edit: tone curve (gamma 0.7, contrast 0.8), color cast (gains
 1.12/0.97/0.82 plus an offset), Gaussian blur of 5 px standard deviation.
 
-- default: ``spl_sdk.optimiser.optimise_image`` with the default settings
+- default: ``spl_sdk.optimizer.optimize_image`` with the default settings
   (fast solver, 100 iterations), SPL weight 10000 as ``spl refine`` uses.
-- reference (``--reference``): ``optimise_image(..., solver="reference")``, the
+- reference (``--reference``): ``optimize_image(..., solver="reference")``, the
   paper's solver as ``--solver reference`` runs it (100 SGD steps); with
   ``--ref-iters N`` only N steps are timed and the time is scaled to 100 (its
   steps all cost the same), marked ``(x100/N)``.
@@ -97,7 +97,7 @@ def detailed_source(h: int, w: int):
 
 
 def synthetic_edit(source, sigma: float = 5.0):
-    """Tone curve, colour cast and a Gaussian blur of ``sigma`` px, in [-1, 1]."""
+    """Tone curve, color cast and a Gaussian blur of ``sigma`` px, in [-1, 1]."""
     import torch
     import torch.nn.functional as F
 
@@ -172,7 +172,7 @@ def run_case(args: argparse.Namespace) -> dict:
 
     from spl_losses import SPLLoss
     from spl_sdk.memory import keep_freed_memory
-    from spl_sdk.optimiser import optimise_image
+    from spl_sdk.optimizer import optimize_image
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -180,7 +180,7 @@ def run_case(args: argparse.Namespace) -> dict:
     box = plain_box(args.case.split("-")[1]) if args.case.startswith("plain-") else None
     small = synthetic_edit(detailed_source(32, 32))  # warm-up: lazy imports (torch.optim takes seconds)
     solver = "reference" if args.case == "reference" else "fast"
-    optimise_image(detailed_source(32, 32), small, [SPLLoss()], iterations=2, solver=solver) if box is None else \
+    optimize_image(detailed_source(32, 32), small, [SPLLoss()], iterations=2, solver=solver) if box is None else \
         plain_refine(detailed_source(32, 32), small, 2, box)
     h, w = parse_size(args.size)
     source = detailed_source(h, w) if args.photo == "mosaic" else smooth_source(args.photo, h, w)
@@ -189,10 +189,10 @@ def run_case(args: argparse.Namespace) -> dict:
     setup = max_rss_mib()
     began, cpu_began = time.perf_counter(), time.process_time()
     if args.case == "reference":
-        result = optimise_image(source, edited, [term], iterations=args.ref_iters, solver="reference")
+        result = optimize_image(source, edited, [term], iterations=args.ref_iters, solver="reference")
         image, used = result.image, result.iterations
     elif box is None:
-        result = optimise_image(source, edited, [term], iterations=args.iters)
+        result = optimize_image(source, edited, [term], iterations=args.iters)
         image, used = result.image, result.iterations
     else:
         image, used = plain_refine(source, edited, args.iters, box), args.iters

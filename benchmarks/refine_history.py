@@ -2,7 +2,7 @@
 
     python benchmarks/refine_history.py                      # against the first release (9a5e15b)
 
-The earlier solver is ``spl_sdk/optimiser.py`` as of ``--rev``, read from git
+The earlier solver is ``spl_sdk/optimizer.py`` as of ``--rev``, read from git
 history (a clone with history is needed), given today's loss terms. Inputs:
 the bundled example pair (``old_man.png`` and ``old_man_edited.png``, what ``tox
 -e demo`` refines); scikit-image's astronaut, coffee, chelsea and rocket (the
@@ -31,16 +31,21 @@ FIRST_RELEASE = "9a5e15b"
 
 
 def earlier_solver(rev: str) -> types.ModuleType:
-    """``spl_sdk/optimiser.py`` at ``rev``, loaded as a module of its own."""
-    try:
-        code = subprocess.run(["git", "show", f"{rev}:spl_sdk/optimiser.py"], cwd=ROOT, check=True,
-                              capture_output=True, text=True).stdout
-    except (OSError, subprocess.CalledProcessError) as exc:
-        sys.exit(f"cannot read spl_sdk/optimiser.py at {rev} from git history ({exc}); "
+    """The solver module at ``rev`` (``spl_sdk/optimiser.py`` before 0.2.0's rename), loaded on its own."""
+    code, path = None, ""
+    for path in ("spl_sdk/optimizer.py", "spl_sdk/optimiser.py"):
+        try:
+            code = subprocess.run(["git", "show", f"{rev}:{path}"], cwd=ROOT, check=True,
+                                  capture_output=True, text=True).stdout
+            break
+        except (OSError, subprocess.CalledProcessError) as exc:
+            failure = exc
+    if code is None:
+        sys.exit(f"cannot read the solver at {rev} from git history ({failure}); "
                  f"run this in a clone with full history.")
-    module = types.ModuleType(f"optimiser_{rev}")
+    module = types.ModuleType(f"optimizer_{rev}")
     sys.modules[module.__name__] = module  # (its dataclasses look their module up there)
-    exec(compile(code, f"{rev}:spl_sdk/optimiser.py", "exec"), module.__dict__)
+    exec(compile(code, f"{rev}:{path}", "exec"), module.__dict__)
     return module
 
 
@@ -99,7 +104,7 @@ def main() -> None:
     import torch
 
     from spl_losses import SPLLoss
-    from spl_sdk import optimiser
+    from spl_sdk import optimizer
 
     torch.set_num_threads(args.threads)
     old = earlier_solver(args.rev)
@@ -107,10 +112,11 @@ def main() -> None:
     print("|---|---|---|")
     for name, (source, edited) in inputs().items():
         began = time.perf_counter()
-        before = old.optimise_image(source, edited, [ThreeTuple(SPLLoss())], iterations=100)
+        solve = getattr(old, "optimize_image", None) or old.optimise_image  # the name before 0.2.0
+        before = solve(source, edited, [ThreeTuple(SPLLoss())], iterations=100)
         cells = [f"{before.loss_after:.5f} ({before.iterations}, {time.perf_counter() - began:.2f})"]
         began = time.perf_counter()
-        now = optimiser.optimise_image(source, edited, [SPLLoss()], iterations=100)
+        now = optimizer.optimize_image(source, edited, [SPLLoss()], iterations=100)
         mark = " (higher)" if now.loss_after > before.loss_after else ""
         cells.append(f"{now.loss_after:.5f}{mark} ({now.iterations}, {time.perf_counter() - began:.2f})")
         print(f"| {name} | " + " | ".join(cells) + " |", flush=True)

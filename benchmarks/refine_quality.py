@@ -5,13 +5,13 @@
     python benchmarks/refine_quality.py --photos skimage        # the tuning photos (scikit-image's samples)
     python benchmarks/refine_quality.py --folder ~/photos --plot quality.png --table quality.md
 
-Each case is a photo S, a colour transform T and a degradation D. The edit is
+Each case is a photo S, a color transform T and a degradation D. The edit is
 D(T(S)); the ideal result is T(S): the photo's exact structure with the edit's
-colours, which is what refine is for. Reported to the ideal, on the interior (a
+colors, which is what refine is for. Reported to the ideal, on the interior (a
 16 px border left out): PSNR (dB), SSIM (scikit-image, on the [0, 1] RGB
 image) and an edge score (correlation of the Sobel gradient magnitudes of the
 intensities, 1 = the ideal's edges). Methods: the input itself, ``default``
-(``optimise_image`` with ``spl refine``'s settings), ``reference`` (the paper's
+(``optimize_image`` with ``spl refine``'s settings), ``reference`` (the paper's
 100 SGD steps), ``guided`` (one guided filter pass of the edit, grey guide = the
 source's intensity, r 5, eps 1e-4, per channel), and the variants named by
 ``--methods``.
@@ -20,7 +20,7 @@ Photos: ``bundled`` = the four photos of ``apps/examples`` (held out: not used
 to choose any setting); ``skimage`` = astronaut, coffee, chelsea, rocket from
 ``skimage.data`` (the tuning set); ``--folder`` adds every image of a folder.
 ``--injection`` poses loss injection's problem instead: the reference is the
-source's round trip (2x down and up), the ideal the colour change of that.
+source's round trip (2x down and up), the ideal the color change of that.
 Sizes: each photo's long side brought to ``--size`` (native detail), and
 ``smooth``: shrunk to half that and upscaled 2x (bicubic) to ``--size`` times
 ``--upscale`` (an upscaled photo, little high-frequency detail).
@@ -91,7 +91,7 @@ def sized(img, long_side: int, smooth: bool, upscale: int):
 
 
 def tone_cast(x01):
-    """Tone curve (gamma 0.7, contrast 0.8) and a colour cast (gains and offsets per channel)."""
+    """Tone curve (gamma 0.7, contrast 0.8) and a color cast (gains and offsets per channel)."""
     import torch
 
     y = x01.clamp(0, 1).pow(0.7).sub(0.5).mul(0.8).add(0.5)
@@ -196,12 +196,12 @@ def make_case(edit: str, photo01, seed: int, injection: bool = False):
 
     ``injection``: the situation of loss injection inside an edit, where the
     reference is the source's VAE round trip; the source returned is that round
-    trip and the ideal is the colour change of it (all the structure there is).
+    trip and the ideal is the color change of it (all the structure there is).
     """
     if edit == "collage":
         photo01 = collage(photo01)
-    colour = (lambda x: relight(x, seed)) if edit == "relight" else tone_cast
-    ideal = colour(photo01)
+    color = (lambda x: relight(x, seed)) if edit == "relight" else tone_cast
+    ideal = color(photo01)
     if edit == "box":
         degraded = box_blur(ideal, 5)
     elif edit == "gauss-jpeg":
@@ -216,7 +216,7 @@ def make_case(edit: str, photo01, seed: int, injection: bool = False):
         raise ValueError(edit)
     if injection:
         photo01 = round_trip(photo01)
-        ideal = colour(photo01)
+        ideal = color(photo01)
     return photo01, degraded.clamp(0, 1), ideal
 
 
@@ -262,9 +262,9 @@ def edge_score(a01, ideal01) -> float:
 def _refine(solver: str, **knobs) -> Callable:
     def run(source01, edit01):
         from spl_losses import SPLLoss
-        from spl_sdk.optimiser import optimise_image
+        from spl_sdk.optimizer import optimize_image
 
-        result = optimise_image(source01 * 2 - 1, edit01 * 2 - 1, [SPLLoss()], solver=solver, **knobs)
+        result = optimize_image(source01 * 2 - 1, edit01 * 2 - 1, [SPLLoss()], solver=solver, **knobs)
         return (result.image + 1) / 2
     return run
 

@@ -62,7 +62,7 @@ class SPLRefine:
     FUNCTION = "refine"
     RETURN_TYPES = ("IMAGE",)
     RETURN_NAMES = ("image",)
-    DESCRIPTION = ("Keeps the edit's colours and content and puts the photo's edges and fine structure back "
+    DESCRIPTION = ("Keeps the edit's colors and content and puts the photo's edges and fine structure back "
                    "(structure preservation loss), after aligning the edit to the photo.")
 
     @classmethod
@@ -77,8 +77,8 @@ class SPLRefine:
                 "structure_weight": ("FLOAT", {"default": 10000.0, "min": 0.0, "max": 1e8, "step": 100.0,
                                                "tooltip": "Weight of the structure loss (SPL)."}),
                 "color_weight": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1e8, "step": 100.0,
-                                           "tooltip": "Weight of the colour loss (CPL); 0 keeps the edit's "
-                                                      "colours free."}),
+                                           "tooltip": "Weight of the color loss (CPL); 0 keeps the edit's "
+                                                      "colors free."}),
             },
             "optional": {
                 "mask": ("MASK", {"tooltip": "Where to refine (1 = inside); whole image without it."}),

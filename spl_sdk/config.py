@@ -27,7 +27,7 @@ from spl_sdk.text import shown
 from spl_sdk.words import comma_words
 
 Area = Literal["whole", "masked"]
-DEFAULT_POST_PROCESSOR = "loss-refine"  # full-resolution optimisation with the edit's loss terms
+DEFAULT_POST_PROCESSOR = "loss-refine"  # full-resolution optimization with the edit's loss terms
 # files read by --config as a result image's embedded configuration
 RESULT_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff")
 MAX_WEIGHT = 1e8  # loss weights above this overflow float32 losses (and no use needs them)
@@ -39,7 +39,7 @@ class _Base(ComponentOptions):
 
 
 class RefineConfig(_Base):
-    """Loss terms and optimiser: all that ``spl refine`` needs, shared by the editor."""
+    """Loss terms and optimizer: all that ``spl refine`` needs, shared by the editor."""
 
     structure_loss: str | None = Field(
         "spl", description="Loss term that keeps the source's edges (any installed loss term; none turns it off).")
@@ -47,15 +47,15 @@ class RefineConfig(_Base):
         None, ge=0, le=MAX_WEIGHT, description="Weight of the structure loss; unset: the loss's default_weight (spl: 10000).")
     structure_area: Area = Field("whole", description="Where the structure loss applies: whole image or masked area.")
     color_loss: str | None = Field(
-        None, description="Loss term that keeps the source's colours (e.g. cpl); off by default.")
+        None, description="Loss term that keeps the source's colors (e.g. cpl); off by default.")
     color_weight: float | None = Field(
-        None, ge=0, le=MAX_WEIGHT, description="Weight of the colour loss (sensible range 100 to 10000); unset: the loss's "
+        None, ge=0, le=MAX_WEIGHT, description="Weight of the color loss (sensible range 100 to 10000); unset: the loss's "
                                 "default_weight (cpl: 1000).")
-    color_area: Area = Field("whole", description="Where the colour loss applies: whole image or masked area.")
-    iterations: int = Field(100, ge=1, le=10000, description="Image-space optimisation iterations per optimisation.")
+    color_area: Area = Field("whole", description="Where the color loss applies: whole image or masked area.")
+    iterations: int = Field(100, ge=1, le=10000, description="Image-space optimization iterations per optimization.")
     solver: Literal["fast", "reference", "pyramid"] = Field(
         "fast", description="Image-space solver: 'fast' (closed-form gradients, steps alike at any size, "
-                            "keeps the edit's local light), 'reference' (the paper's optimiser exactly: SGD lr 1, "
+                            "keeps the edit's local light), 'reference' (the paper's optimizer exactly: SGD lr 1, "
                             "momentum 0.9, NaN gradients zeroed, one clamp to [-1, 1] after the last step) or "
                             "'pyramid' (spl-sdk 0.1's fast solver, so its results replay).")
     mask_file: Path | None = Field(None, description="Mask image restricting 'masked' losses (white = inside).")
@@ -95,7 +95,7 @@ class RefineConfig(_Base):
 
 
 # What ``--profile paper`` sets when the user gives no value (docs/method.md section 10): the
-# paper's optimiser and the paper's only working size (it centre-crops to 512 x 512).
+# paper's optimizer and the paper's only working size (it center-crops to 512 x 512).
 PAPER_DEFAULTS: dict[str, Any] = {"solver": "reference", "working_size": 512}
 # Of those, the values a paper run refuses: they would change its output, not just a parameter.
 PAPER_REQUIRED: dict[str, Any] = {"solver": "reference"}
@@ -132,7 +132,7 @@ class EditConfig(RefineConfig):
     target_guidance: float | None = Field(None, ge=0, le=30, description="Guidance scale of the target branch; unset: the method's default (infedit 2, flowedit per model family).")
     solver: Literal["fast", "reference", "pyramid"] | None = Field(
         None, description="Image-space solver: 'fast' (closed-form gradients, steps alike at any size, "
-                          "keeps the edit's local light), 'reference' (the paper's optimiser exactly: SGD lr 1, "
+                          "keeps the edit's local light), 'reference' (the paper's optimizer exactly: SGD lr 1, "
                           "momentum 0.9, NaN gradients zeroed, one clamp to [-1, 1] after the last step) or "
                           "'pyramid' (spl-sdk 0.1's fast solver, so its results replay); "
                           "unset: the profile's (fast; paper: reference).")
@@ -140,7 +140,7 @@ class EditConfig(RefineConfig):
     attention: str = Field("infedit", description="Attention-controller plug-in (for methods that drive one).")
     opt_start: float = Field(0.8, ge=0, le=1,
                              description="Fraction of steps after which losses are injected (1 turns injection off).")
-    post_process: bool = Field(True, description="Optimise the final image against the original source at full size.")
+    post_process: bool = Field(True, description="Optimize the final image against the original source at full size.")
     align: Literal["auto", "affine", "flow", "raft", "off"] | None = Field(
         None, description="Register the decoded edit onto the source before post-processing, for edit "
                            "methods whose output can drift (docs/align.md); unset: the method's (instruct: "

@@ -98,7 +98,7 @@ def descend(source: torch.Tensor, x: torch.Tensor, terms: Sequence[LossTerm], it
 
     Step ``x <- clamp(y - D^-1 g(y))`` from ``y = x + beta (x - x_prev)``, with D
     the terms' diagonal curvature. For SPL, D is exact for fixed coefficients,
-    so the unit step is the guided-filter-like minimiser of each pixel, stable
+    so the unit step is the guided-filter-like minimizer of each pixel, stable
     for any momentum and independent of the pixel count. Momentum is dropped
     when the step turns against the gradient (adaptive restart, O'Donoghue and
     Candes 2015); if the objective doubles the step is halved and the best image
@@ -108,7 +108,7 @@ def descend(source: torch.Tensor, x: torch.Tensor, terms: Sequence[LossTerm], it
     evaluations, or once the last ``window`` of them lowered the objective by
     less than ``rtol`` of what this call has gained plus ``vtol`` of the loss.
     ``project``, if given, is applied in place to every new iterate after the
-    clamp (the optimiser's hold on the start's local intensity). It also stops,
+    clamp (the optimizer's hold on the start's local intensity). It also stops,
     or does not start, once the loss is at most ``floor``.
     """
     v = torch.zeros_like(x)

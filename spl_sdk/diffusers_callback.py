@@ -45,7 +45,7 @@ class SPLCallback:
 
     ``image`` is the photo (PIL or a (1, 3, H, W) tensor in [-1, 1]); ``height``/``width`` the
     pipeline's output size (default: the photo's); ``mask`` restricts 'masked' losses; loss and
-    optimiser settings are :class:`~spl_sdk.config.RefineConfig` fields (``config`` or keywords).
+    optimizer settings are :class:`~spl_sdk.config.RefineConfig` fields (``config`` or keywords).
     """
 
     tensor_inputs = ("latents",)

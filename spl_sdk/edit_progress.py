@@ -7,7 +7,7 @@ from collections.abc import Callable
 from PIL import Image
 
 from spl_sdk.components import Backbone
-from spl_sdk.errors import Cancelled
+from spl_sdk.errors import Canceled
 from spl_sdk.imageio import tensor_to_pil
 from spl_sdk.lazy import torch
 
@@ -96,4 +96,4 @@ class EditProgress:
 
     def _report(self, preview: Image.Image | None) -> None:
         if self.callback(self.done, self.total, preview) is False:
-            raise Cancelled("the edit was cancelled; nothing was written.")
+            raise Canceled("the edit was canceled; nothing was written.")

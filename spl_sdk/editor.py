@@ -38,7 +38,7 @@ from spl_sdk.terms import build_terms, check_terms
 from spl_sdk.version import __version__
 
 __all__ = ["LOAD_FIELDS", "EditResult", "Editor", "PhaseCallback", "ProgressCallback", "call_post_processor"]
-PHASES = ("text", "vae", "mask", "unet", "optimisation", "post_process", "total")
+PHASES = ("text", "vae", "mask", "unet", "optimization", "post_process", "total")
 
 
 @dataclass
@@ -220,7 +220,7 @@ class Editor:
         if not progress.reported:
             warnings.warn(PluginWarning(
                 f"{self.plugins.describe(plan.method)} never called request.on_step(i, n, x0_hat), so "
-                f"progress, previews and cancelling do not work with it; call it after each step "
+                f"progress, previews and canceling do not work with it; call it after each step "
                 f"(docs/plugins.md, spl_register_edit_methods)."), stacklevel=4)
         timer["unet"] = timer.get("unet", 0.0) + out.unet_seconds
         timer["text"] = timer.get("text", 0.0) + out.text_seconds
@@ -228,7 +228,7 @@ class Editor:
 
     def _injector(self, cfg: EditConfig, terms: list[LossTerm], round_trip: torch.Tensor,
                   timer: _Timer, generator: torch.Generator | None = None) -> Injector:
-        """Loss injection: decode x0_hat, optimise it against the source's VAE round trip, re-encode.
+        """Loss injection: decode x0_hat, optimize it against the source's VAE round trip, re-encode.
 
         With a ``generator`` (paper profile) the re-encode samples the posterior with it.
         """

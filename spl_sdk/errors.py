@@ -39,7 +39,7 @@ class OutputExistsError(SplError):
     """An output path that already exists and may not be overwritten."""
 
 
-class Cancelled(SplError):
+class Canceled(SplError):
     """A run stopped on request from a progress callback."""
 
 

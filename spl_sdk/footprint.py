@@ -2,7 +2,7 @@
 
 The image-space solver (refine, and an edit's full-size post-processing) keeps
 a few dozen float32 planes of the image alive. ``BYTES_PER_PIXEL`` was measured
-with ``python benchmarks/footprint.py``: peak RSS growth of optimise_image with
+with ``python benchmarks/footprint.py``: peak RSS growth of optimize_image with
 SPL + CPL was 222 B/px at 2048x2048 (186 B/px SPL alone at 1024x1024), plus
 about 30 B/px for the source, start and output images around it. Update the
 constant when the solver changes; everything else follows from it.

@@ -15,7 +15,7 @@ from typing import Any
 from PIL import Image, ImageOps
 from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator
 
-from spl_sdk.text import neutralise
+from spl_sdk.text import neutralize
 
 # docs/method.md section 6, category by category, in the order words appear in a prompt.
 # Brightness words are listed from the brightest to the darkest.
@@ -30,7 +30,7 @@ VOCABULARY: dict[str, tuple[str, ...]] = {
                     "sky", "space", "indoor", "street"),
 }
 # The harmonizing edit (docs/method.md section 6): SPL keeps every edge of the whole image, CPL
-# keeps the background's colours only, so the foreground's light and tone may move.
+# keeps the background's colors only, so the foreground's light and tone may move.
 EDIT_SETTINGS: dict[str, str] = {"structure_loss": "spl", "structure_area": "whole",
                                  "color_loss": "cpl", "color_area": "masked"}
 
@@ -82,7 +82,7 @@ def words_by_category(words: Iterable[str]) -> dict[str, str]:
 
 
 def background_mask(foreground: Image.Image) -> Image.Image:
-    """The inverted foreground mask: the area where CPL keeps the colours (white = background)."""
+    """The inverted foreground mask: the area where CPL keeps the colors (white = background)."""
     return ImageOps.invert(foreground.convert("L"))
 
 
@@ -109,7 +109,7 @@ class Harmonization(BaseModel):
     def _object(cls, value: Any) -> Any:
         if isinstance(value, str):
             value = " ".join(value.split())
-            if any(ch in value for ch in "{}\"<>") or neutralise(value) != value:  # ESC, C1, bidi
+            if any(ch in value for ch in "{}\"<>") or neutralize(value) != value:  # ESC, C1, bidi
                 raise VocabularyError(f"foreground_object {value!r} must be plain words, e.g. 'cat'.")
         return value
 

@@ -194,7 +194,7 @@ def same_file(a: str | Path, b: str | Path) -> bool:
 def check_distinct(outputs: dict[str, str | Path | None]) -> None:
     """Refuse, before any work, two outputs of one command that would be the same file.
 
-    ``outputs`` maps a label the user recognises (e.g. '-o', '--save-mask') to a path.
+    ``outputs`` maps a label the user recognizes (e.g. '-o', '--save-mask') to a path.
     """
     given = [(label, Path(p)) for label, p in outputs.items() if p is not None]
     for i, (label_a, a) in enumerate(given):

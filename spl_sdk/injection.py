@@ -3,7 +3,7 @@
 Two pieces (docs/method.md section 2 "Loss injection", docs/instruct.md):
 
 - :func:`make_injector` turns a clean latent estimate into a refined one: decode,
-  optimise the image against the source's VAE round trip with the loss terms, encode.
+  optimize the image against the source's VAE round trip with the loss terms, encode.
 - :func:`continue_from_refined` puts a refined estimate back into a flow sampler. For the
   path z_t = (1 - t) x0 + t n with velocity v, the clean estimate at time t is
   x0 = z_t - t v. After the Euler step z' = z_t + (t' - t) v it is also x0 = z' - t' v,
@@ -21,7 +21,7 @@ from typing import Any
 
 from spl_sdk.components.loss import LossTerm
 from spl_sdk.lazy import torch
-from spl_sdk.optimiser import optimise_image
+from spl_sdk.optimizer import optimize_image
 
 Injector = Callable[["torch.Tensor"], "torch.Tensor"]
 
@@ -31,10 +31,10 @@ def make_injector(backbone: Any, terms: Sequence[LossTerm], round_trip: torch.Te
                   phase: Callable[[str], AbstractContextManager[Any]] | None = None,
                   check: Callable[[torch.Tensor], None] | None = None,
                   generator: torch.Generator | None = None) -> Injector:
-    """x0 -> encode(optimise(decode(x0)) against ``round_trip``): loss injection on a clean latent.
+    """x0 -> encode(optimize(decode(x0)) against ``round_trip``): loss injection on a clean latent.
 
-    ``phase(name)`` (optional) times the "vae" and "optimisation" parts; ``check(decoded)`` runs
-    once before the first optimisation; ``generator`` makes the re-encode sample the posterior.
+    ``phase(name)`` (optional) times the "vae" and "optimization" parts; ``check(decoded)`` runs
+    once before the first optimization; ``generator`` makes the re-encode sample the posterior.
     """
     timed = phase or (lambda name: nullcontext())
     sampling = {} if generator is None else {"generator": generator}
@@ -43,11 +43,11 @@ def make_injector(backbone: Any, terms: Sequence[LossTerm], round_trip: torch.Te
     def inject(x0_hat: torch.Tensor) -> torch.Tensor:
         with timed("vae"):
             decoded = backbone.decode_latents(x0_hat).float()
-        if check is not None and not checked:  # a faulty loss plug-in is named before the optimiser runs it
+        if check is not None and not checked:  # a faulty loss plug-in is named before the optimizer runs it
             check(decoded)
             checked.append(True)
-        with timed("optimisation"):
-            refined = optimise_image(round_trip.float(), decoded, terms, iterations=iterations,
+        with timed("optimization"):
+            refined = optimize_image(round_trip.float(), decoded, terms, iterations=iterations,
                                      solver=solver).image
         with timed("vae"):
             return backbone.encode_image(refined, **sampling).float()

@@ -20,7 +20,7 @@ def keep_freed_memory(limit: int = 1 << 30) -> bool:
     Raising the mmap and trim thresholds to ``limit`` keeps them in the heap:
     measured on this project's 2-core CPU, 10 SPL iterations at 2048x2048 took
     6.2 s instead of 13.8 s (system time 0.8 s instead of 9.2 s) for 5% more peak
-    memory. Called by the ``spl`` command, the app, and the image-space optimiser on
+    memory. Called by the ``spl`` command, the app, and the image-space optimizer on
     its first CPU call (so that the Python API and Ray workers get it too).
     Returns True when the setting was applied.
     """

@@ -95,7 +95,7 @@ def _check_expansion(root: yaml.Node, what: str) -> None:
     """Refuse a node graph whose aliases expand past MAX_YAML_NODES, or that contains itself.
 
     Aliases share nodes, so 'billion laughs' composes in a few kilobytes; its expanded
-    size (memoised per node, so computed in time linear in the file) is what would
+    size (memoized per node, so computed in time linear in the file) is what would
     exhaust memory later, when the value is validated, copied or written out.
     """
     sizes: dict[int, int] = {}

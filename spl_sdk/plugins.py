@@ -1,6 +1,6 @@
 """Plug-in manager: loads plug-ins from the ``spl_sdk`` entry-point group and looks up components.
 
-Modelled on pytest/tox/llm: no process-global manager (call :func:`get_plugins`
+Modeled on pytest/tox/llm: no process-global manager (call :func:`get_plugins`
 or build :class:`Plugins` yourself), typed look-ups such as
 ``plugins.loss_term("spl")``, and the environment variables
 ``SPL_LOAD_PLUGINS`` (comma-separated allow-list of entry-point names) and
@@ -316,7 +316,7 @@ class Plugins:
         """``component.method(*args, **kwargs)``; a failure or a wrong output becomes one line naming it.
 
         ``check(output)`` returns what is wrong with the output (e.g. "a loss of shape
-        (1, 3, 8, 8) (expected a scalar)") or None. SplError (Cancelled included) passes through.
+        (1, 3, 8, 8) (expected a scalar)") or None. SplError (Canceled included) passes through.
         """
         try:
             out = getattr(component, method)(*args, **kwargs)

@@ -44,7 +44,7 @@ def _find_all(haystack: list[int], needle: list[int]) -> list[int]:
 def word_positions(tokenizer: Any, prompt: str, word: str, *, side: str = "source") -> list[int]:
     """Positions of the word's tokens in the prompt's token sequence (0 is the start token).
 
-    The word is tokenised alone, without start/end tokens, and that id
+    The word is tokenized alone, without start/end tokens, and that id
     sub-sequence is searched in the prompt's ids: the CLIP tokenizer splits
     punctuation off and lowercases, so "Marshmallow" matches "a marshmallow,"
     and a multi-token word ("grayscale" -> 2 ids) yields all its positions.

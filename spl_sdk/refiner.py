@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 __all__ = ["RefineResult", "refine", "resolve_device"]
 
 ImageLike = "Image.Image | str | Path | torch.Tensor"
-# (iteration, total, loss) of the optimiser
+# (iteration, total, loss) of the optimizer
 StepCallback = Callable[[int, int, "float | None"], None]
 
 
@@ -145,14 +145,14 @@ def refine(source: Any, edited: Any, *, mask: Any = None, align: str | None = No
     from spl_sdk.editor import call_post_processor
     from spl_sdk.footprint import check_fits, out_of_memory_as_error
     from spl_sdk.imageio import tensor_to_pil
-    from spl_sdk.optimiser import optimise_image
+    from spl_sdk.optimizer import optimize_image
     from spl_sdk.options import check_options, construct, with_resolved_options
     from spl_sdk.plugins import get_plugins
     from spl_sdk.terms import build_terms, check_terms
 
     cfg = _config(config, align, overrides)
     if cfg.structure_loss is None and cfg.color_loss is None:
-        raise ConfigError("both the structure and the colour loss are off; turn at least one on.")
+        raise ConfigError("both the structure and the color loss are off; turn at least one on.")
     masked = any(loss is not None and area == "masked" for loss, area in (
         (cfg.structure_loss, cfg.structure_area), (cfg.color_loss, cfg.color_area)))
     if (mask is not None or cfg.mask_file is not None) and not masked:
@@ -178,9 +178,9 @@ def refine(source: Any, edited: Any, *, mask: Any = None, align: str | None = No
         aligned = register(src, start.to(dev), cfg.align)
         timings["align"] = time.perf_counter() - began
         check_terms(plugins, terms, src, aligned.image)
-        result = optimise_image(src, aligned.image, terms, iterations=cfg.iterations, solver=cfg.solver,
+        result = optimize_image(src, aligned.image, terms, iterations=cfg.iterations, solver=cfg.solver,
                                 progress=on_step)
-        timings["optimisation"] = result.seconds
+        timings["optimization"] = result.seconds
         image = result.image
         began = time.perf_counter()
         for post in posts:  # in the configured order, as after an edit

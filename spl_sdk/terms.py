@@ -1,4 +1,4 @@
-"""Build the structure and colour loss terms of a run from its configuration (docs/method.md sections 3, 6)."""
+"""Build the structure and color loss terms of a run from its configuration (docs/method.md sections 3, 6)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from spl_sdk.plugins import Plugins
 
 
 def build_terms(plugins: Plugins, config: RefineConfig, mask: torch.Tensor | None) -> list[LossTerm]:
-    """The configured structure and colour terms; ``mask`` applies to those whose area is 'masked'.
+    """The configured structure and color terms; ``mask`` applies to those whose area is 'masked'.
 
     An unknown loss name raises :class:`~spl_sdk.errors.UnknownComponentError`.
     """

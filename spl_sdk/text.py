@@ -15,14 +15,14 @@ def _escape(ch: str) -> str:
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
-def neutralise(text: object) -> str:
+def neutralize(text: object) -> str:
     """``str(text)`` with control characters (ESC, CR, newlines, C1, bidi overrides) shown as escapes."""
     return "".join(_escape(ch) if ch in _BIDI or unicodedata.category(ch) == "Cc" else ch
                    for ch in str(text))
 
 
 def printable(text: object, encoding: str | None = None) -> str:
-    """:func:`neutralise`, then characters the terminal's encoding lacks as backslash escapes.
+    """:func:`neutralize`, then characters the terminal's encoding lacks as backslash escapes.
 
     ``encoding`` defaults to stdout's; a name such as 'résumé.png' prints as
     'r\\xe9sum\\xe9.png' on an ASCII terminal, and a file name holding bytes that
@@ -30,9 +30,9 @@ def printable(text: object, encoding: str | None = None) -> str:
     """
     enc = encoding or getattr(sys.stdout, "encoding", None) or "utf-8"
     try:
-        return neutralise(text).encode(enc, "backslashreplace").decode(enc)
+        return neutralize(text).encode(enc, "backslashreplace").decode(enc)
     except LookupError:  # an encoding Python does not know: ASCII is always printable
-        return neutralise(text).encode("ascii", "backslashreplace").decode("ascii")
+        return neutralize(text).encode("ascii", "backslashreplace").decode("ascii")
 
 
 # API keys and tokens: well-known prefixes, or a long unbroken run of random-looking key characters

@@ -1,9 +1,9 @@
 """Edits that moved, made from the bundled photos with a known warp (tests and benchmarks/align.py).
 
-An edit model's drift is modelled as: the clean edit (a recolour and a blur of the
-photo, whose ideal refinement is the recoloured photo itself), then moved: content
+An edit model's drift is modeled as: the clean edit (a recolor and a blur of the
+photo, whose ideal refinement is the recolored photo itself), then moved: content
 at source pixel x appears at T(x) + u(x) in the edit, T a similarity (shift, zoom,
-rotation about the centre) and u a smooth non-rigid displacement of a given
+rotation about the center) and u a smooth non-rigid displacement of a given
 largest size. The uncovered border is reflected, as a model paints something there.
 """
 
@@ -42,7 +42,7 @@ DRIFTS = {
 
 
 def photo(name: str, size: tuple[int, int]) -> Image.Image:
-    """A bundled photo, centre-cropped to the aspect of ``size`` (W, H) and resized to it."""
+    """A bundled photo, center-cropped to the aspect of ``size`` (W, H) and resized to it."""
     with Image.open(EXAMPLES / name) as img:
         img = img.convert("RGB")
     w, h = img.size
@@ -52,12 +52,12 @@ def photo(name: str, size: tuple[int, int]) -> Image.Image:
     return img.crop(box).resize(size, Image.Resampling.LANCZOS)
 
 
-def recolour(img: Image.Image) -> Image.Image:
+def recolor(img: Image.Image) -> Image.Image:
     """The ideal edit: warm areas get their red and blue swapped, the rest a tone curve.
 
     The change depends on the object, as a real edit's does, so an edit that moved
-    carries its new colours over the objects' edges: refining it without alignment
-    leaves them there (1 to 3 dB worse), while a global recolour would hide that.
+    carries its new colors over the objects' edges: refining it without alignment
+    leaves them there (1 to 3 dB worse), while a global recolor would hide that.
     """
     import cv2
 

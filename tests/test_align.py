@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from moved_edits import DRIFTS, Drift, blurred, moved, photo, psnr_interior, recolour
+from moved_edits import DRIFTS, Drift, blurred, moved, photo, psnr_interior, recolor
 from PIL import Image
 
 from spl_sdk.align import AlignmentError, align, describe
@@ -17,9 +17,9 @@ SIZE = (384, 256)
 
 @pytest.fixture(scope="module")
 def pair():
-    """A photo and its clean edit (recoloured and blurred, not moved)."""
+    """A photo and its clean edit (recolored and blurred, not moved)."""
     src = photo("cats.png", SIZE)
-    return src, blurred(recolour(src), 1.5)
+    return src, blurred(recolor(src), 1.5)
 
 
 @pytest.mark.parametrize("case", ["shift", "zoom-in", "zoom-out", "rotate"])
@@ -73,7 +73,7 @@ def test_edit_of_another_size_and_aspect_is_aligned() -> None:
     # a model asked for 1200x800 returns 1184x880: the photo stretched to its own size, and moved
     # (here at half those sizes, to keep the test fast; benchmarks/align.py runs the full ones)
     src = photo("woman.png", (600, 400))
-    clean = blurred(recolour(src), 1.5)
+    clean = blurred(recolor(src), 1.5)
     edit = moved(clean, Drift(shift=(2.0, -1.5)), size=(592, 440))
     result = align(pil_to_tensor(src), pil_to_tensor(edit))
     assert result.image.shape == (1, 3, 400, 600)
@@ -87,7 +87,7 @@ def test_uncovered_border_is_marked_and_filled(pair) -> None:
     cov = result.coverage[0, 0]
     assert float(cov[0].mean()) < 0.05 and float(cov[SIZE[1] // 2, SIZE[0] // 2]) == 1.0
     assert 0.75 < result.info["coverage"] < 0.9
-    # the uncovered border holds the source's structure in the edit's colours, not a smear
+    # the uncovered border holds the source's structure in the edit's colors, not a smear
     border = tensor_to_pil(result.image).crop((0, 0, SIZE[0], 8))
     assert np.asarray(border, np.float32).std(axis=1).mean() > 5
 
@@ -133,8 +133,8 @@ def test_a_repainted_region_does_not_drag_the_warp(pair) -> None:
 def test_edit_cropped_to_another_aspect_is_found() -> None:
     # a model that kept the scale and cropped the sides (3:2 photo -> 4:3 edit) instead of stretching
     src = photo("woman.png", (384, 256))
-    clean = blurred(recolour(src), 1.0)
-    crop = clean.crop((21, 0, 363, 256))  # 342 x 256, centred
+    clean = blurred(recolor(src), 1.0)
+    crop = clean.crop((21, 0, 363, 256))  # 342 x 256, centered
     result = align(pil_to_tensor(src), pil_to_tensor(crop))
     cov = result.coverage[0, 0]
     assert "affine" in result.info["mode"] and 0.85 < result.info["coverage"] < 0.92

@@ -187,7 +187,7 @@ def test_option_widgets_come_from_the_selected_components_options() -> None:
     assert spl_radius.help == info.description
     # a profile's value is named where the widget keeps the component's default
     residual = at.get_by_key("opt.loss/spl.residual")
-    assert residual.value == "centred"
+    assert residual.value == "centered"
     assert residual.help.endswith("Profile paper uses 'expanded' while this stays at its default.")
     assert at.slider(key="opt.attention/infedit.blend_threshold").value == 0.3
     with pytest.raises(KeyError):  # no masked area: the mask extractor is not used
@@ -236,7 +236,7 @@ def test_changed_option_widget_reaches_the_edit() -> None:
     at.button(key="edit.run").click().run()
     assert not at.exception and not at.error, messages(at)
     options = result_metadata(at, "edit")["config"]["options"]
-    assert options["spl"] == {"radius": 3, "eps": 1e-4, "residual": "centred"}  # the changed value, the rest defaults
+    assert options["spl"] == {"radius": 3, "eps": 1e-4, "residual": "centered"}  # the changed value, the rest defaults
     assert options["attention/infedit"]["blend_threshold"] == 0.3
 
 
@@ -504,7 +504,7 @@ def test_comparison_images_are_computed_offline() -> None:
 
 def test_examples_exist_and_mask_words_are_in_their_prompts() -> None:
     kinds = {e.kind for e in EXAMPLES}
-    assert {"Recolouring", "Relighting", "Season change", "Masked edit"} <= kinds
+    assert {"Recoloring", "Relighting", "Season change", "Masked edit"} <= kinds
     for e in EXAMPLES:
         assert e.path.is_file(), e.path
         EditConfig(**e.settings)

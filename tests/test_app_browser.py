@@ -126,7 +126,7 @@ def fill(pg, label: str, value: str) -> None:  # noqa: ANN001
 
 
 def choose(pg, label: str, option: str) -> None:  # noqa: ANN001
-    """Pick ``option`` in the selectbox labelled ``label``."""
+    """Pick ``option`` in the selectbox labeled ``label``."""
     box = pg.locator("[data-testid='stSelectbox']").filter(has_text=label).first.get_by_role("combobox")
     box.scroll_into_view_if_needed()
     box.click()
@@ -149,7 +149,7 @@ def test_upload_edit_and_screenshot(page, tmp_path: Path) -> None:  # noqa: ANN0
     fill(pg, "Working size (px, long side; empty = the backbone's default)", "128")
     pg.get_by_text("Sampling", exact=True).click()
     fill(pg, STEPS, "2")
-    pg.get_by_text("Optimisation", exact=True).click()
+    pg.get_by_text("Optimization", exact=True).click()
     # the README picture keeps the default 100 iterations: SPL then visibly restores the edges
     fill(pg, "Iterations", "100" if UPDATE_SCREENSHOT else "3")
     fill(pg, "Source prompt (describes the photo)", "a grayscale photo of an old man")
@@ -310,7 +310,7 @@ def quick_edit(pg, target: str) -> None:  # noqa: ANN001
     fill(pg, "Working size (px, long side; empty = the backbone's default)", "64")
     pg.get_by_text("Sampling", exact=True).click()
     fill(pg, STEPS, "1")
-    pg.get_by_text("Optimisation", exact=True).click()
+    pg.get_by_text("Optimization", exact=True).click()
     fill(pg, "Iterations", "1")
     fill(pg, "Source prompt (describes the photo)", "a photo of an old man")
     fill(pg, "Target prompt (describes the result)", target)

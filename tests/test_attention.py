@@ -214,7 +214,7 @@ def test_self_attention_goes_through_sdpa(monkeypatch) -> None:
 
     monkeypatch.setattr(processors_module.F, "scaled_dot_product_attention", counting)
     monkeypatch.setattr(processors_module, "attention_probs",
-                        lambda *a, **k: pytest.fail("self-attention materialised its map"))
+                        lambda *a, **k: pytest.fail("self-attention materialized its map"))
     attn = attention_module(heads=2)
     ctl = make(backbone=SimpleNamespace(tokenizer=_tokenizer()), steps=5)
     for step in (0, 4):

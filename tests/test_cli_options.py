@@ -51,7 +51,7 @@ def test_edit_option_is_recorded_and_a_result_png_repeats_the_run(tmp_path: Path
               "--option", "spl.radius=2", "--option", "attention/infedit.blend_threshold=0.5")
     assert run.exit_code == 0, run.output
     options = read_metadata(first)["config"]["options"]
-    assert options["spl"] == {"radius": 2, "eps": 1e-4, "residual": "centred"}  # every value used, defaults included
+    assert options["spl"] == {"radius": 2, "eps": 1e-4, "residual": "centered"}  # every value used, defaults included
     assert options["attention/infedit"]["blend_threshold"] == 0.5
     # the PNG alone repeats the run: configuration, options and prompts
     run = spl("edit", photo, "--config", first, "-o", again)

@@ -29,7 +29,7 @@ def _photo(size: tuple[int, int]) -> Image.Image:
 
 
 def _synthetic_edit(img: Image.Image) -> Image.Image:
-    """A blurred, recoloured copy: edges softened, colours moved, as a generic editor might."""
+    """A blurred, recolored copy: edges softened, colors moved, as a generic editor might."""
     blurred = img.filter(ImageFilter.GaussianBlur(2.5))
     return ImageEnhance.Color(ImageEnhance.Brightness(blurred).enhance(1.15)).enhance(1.6)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from moved_edits import DRIFTS, blurred, moved, photo, psnr_interior, recolour
+from moved_edits import DRIFTS, blurred, moved, photo, psnr_interior, recolor
 from PIL import Image
 
 import spl_comfy
@@ -30,7 +30,7 @@ def comfy(img: Image.Image) -> torch.Tensor:
 def batch() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Two sources, their clean edits and the edits moved, as ComfyUI IMAGE batches."""
     srcs = [photo(n, SIZE) for n in ("cats.png", "woman.png")]
-    clean = [blurred(recolour(s), 1.0) for s in srcs]
+    clean = [blurred(recolor(s), 1.0) for s in srcs]
     drifted = [moved(c, DRIFTS[k]) for c, k in zip(clean, ("shift", "zoom-in"), strict=True)]
     return tuple(torch.stack([comfy(i) for i in group]) for group in (srcs, clean, drifted))
 

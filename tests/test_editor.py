@@ -10,7 +10,7 @@ from PIL import Image
 from spl_sdk.components import EditRequest
 from spl_sdk.config import EditConfig
 from spl_sdk.editor import Editor
-from spl_sdk.errors import Cancelled, ConfigError, PromptError, SplWarning
+from spl_sdk.errors import Canceled, ConfigError, PromptError, SplWarning
 from spl_sdk.geometry import working_shape
 from spl_sdk.imageio import pil_to_tensor
 
@@ -55,7 +55,7 @@ def test_edit_returns_the_source_size_and_timings(editor, photo):
     assert result.image.size == photo.size
     # three steps, then the loss-refine post-processor's five iterations (FAST iterations=5)
     assert calls == [(i, 8) for i in range(1, 9)]
-    for phase in ("total", "unet", "vae", "optimisation", "post_process"):
+    for phase in ("total", "unet", "vae", "optimization", "post_process"):
         assert result.timings[phase] > 0, phase
     assert result.metadata()["config"]["steps"] == 3
     assert result.mask is None
@@ -105,7 +105,7 @@ def test_lcm_steps_beyond_original_steps_are_refused_before_any_work(editor, pho
 
 
 def test_a_callback_returning_false_cancels(editor, photo):
-    with pytest.raises(Cancelled):
+    with pytest.raises(Canceled):
         editor.edit(photo, "a photo", "a painting", callback=lambda *a: False)
 
 

@@ -157,7 +157,7 @@ def test_one_rule_resolves_cpl_and_a_lone_mask(cls, tmp_path):
     mask = tmp_path / "m.png"
     cfg = resolve_loss_options(cls, None, mask=mask, cpl=True)
     assert (cfg.color_loss, cfg.structure_area, cfg.color_area) == ("cpl", "masked", "masked")
-    # a masked area on a loss that is off does not count: the active colour loss is masked
+    # a masked area on a loss that is off does not count: the active color loss is masked
     cfg = resolve_loss_options(cls, None, mask=mask, cpl=True, structure_loss="none", structure_area="masked")
     assert cfg.color_area == "masked"
     kept = resolve_loss_options(cls, None, mask=mask, color_area="masked", cpl=True)
@@ -174,7 +174,7 @@ def _pair(tmp_path: Path, example_image: Image.Image) -> tuple[Path, Path, Path]
     return src, edited, mask
 
 
-def test_edit_and_refine_refuse_cpl_with_another_colour_loss(tmp_path, example_image):
+def test_edit_and_refine_refuse_cpl_with_another_color_loss(tmp_path, example_image):
     src, edited, _ = _pair(tmp_path, example_image)
     refine = CliRunner().invoke(main, ["refine", str(src), str(edited), "-o", str(tmp_path / "r.png"),
                                        "--cpl", "--color-loss", "pixel"])
@@ -184,7 +184,7 @@ def test_edit_and_refine_refuse_cpl_with_another_colour_loss(tmp_path, example_i
         assert run.exit_code == 1 and "--cpl means --color-loss cpl" in run.output, run.output
 
 
-def test_refine_masks_the_active_colour_loss_when_the_masked_structure_loss_is_off(tmp_path, example_image):
+def test_refine_masks_the_active_color_loss_when_the_masked_structure_loss_is_off(tmp_path, example_image):
     src, edited, mask = _pair(tmp_path, example_image)
     out = tmp_path / "r.png"
     run = CliRunner().invoke(main, ["refine", str(src), str(edited), "-o", str(out), "--mask", str(mask),

@@ -157,7 +157,7 @@ def test_save_pretrained_loads_back_identically(cls, sd3, flux, tmp_path):
     for m1, m2 in zip(b.modules(), again.modules(), strict=True):
         s1, s2 = m1.state_dict(), m2.state_dict()
         assert s1.keys() == s2.keys() and all(torch.equal(s1[k], s2[k]) for k in s1)
-    prompts = ["a photo of a cat", "A colourful portrait, 4k"]
+    prompts = ["a photo of a cat", "A colorful portrait, 4k"]
     c1, c2 = b.encode_prompts(prompts), again.encode_prompts(prompts)
     torch.testing.assert_close(c1.embeddings, c2.embeddings, rtol=0, atol=0)
     public = [{k: v for k, v in s.config.items() if not k.startswith("_")} for s in (again.scheduler, b.scheduler)]
@@ -190,7 +190,7 @@ def test_missing_folder_parts_are_one_sentence(tmp_path):
     assert "\n" not in str(info.value)
 
 
-def test_a_gated_repository_says_accept_the_licence_and_set_hf_token(monkeypatch):
+def test_a_gated_repository_says_accept_the_license_and_set_hf_token(monkeypatch):
     import httpx2
     from huggingface_hub.errors import GatedRepoError
 
@@ -208,7 +208,7 @@ def test_a_gated_repository_says_accept_the_licence_and_set_hf_token(monkeypatch
     with pytest.raises(ModelNotFoundError) as info:
         loading.load_part(loader, "black-forest-labs/FLUX.1-dev", "transformer", gated=True)
     message = str(info.value)
-    assert "licence" in message and "HF_TOKEN" in message and "huggingface.co/black-forest-labs/FLUX.1-dev" in message
+    assert "license" in message and "HF_TOKEN" in message and "huggingface.co/black-forest-labs/FLUX.1-dev" in message
     assert "\n" not in message and message.count(". ") == 0
 
 

@@ -152,7 +152,7 @@ def test_editor_identity_edit_is_the_vae_round_trip(sd3, photo):
     result = editor.edit(photo, "an old man", "an old man", source_guidance=2.0, target_guidance=2.0)
     round_trip = sd3.decode_latents(sd3.encode_image(photo))
     got = pil_to_tensor(result.image)
-    assert (got - round_trip).abs().max() <= 2 / 255 + 1e-6  # one 8-bit quantisation step
+    assert (got - round_trip).abs().max() <= 2 / 255 + 1e-6  # one 8-bit quantization step
 
 
 def _spl(source: torch.Tensor, edited: torch.Tensor) -> float:
@@ -162,7 +162,7 @@ def _spl(source: torch.Tensor, edited: torch.Tensor) -> float:
 def _lossless_vae(backbone):
     """The backbone with its random VAE swapped for an exact one (2x2 pixel unshuffle, 12 of 16 channels).
 
-    A randomly initialised VAE loses the photo's structure in a round trip (SPL 216 against the
+    A randomly initialized VAE loses the photo's structure in a round trip (SPL 216 against the
     photo at 128 px), so no injection could show through it; with an exact VAE the test sees the
     method: the random transformer and text encoders, FlowEdit's state and the put-back.
     """
@@ -183,7 +183,7 @@ def test_spl_injection_lowers_the_final_spl(cls, photo):
     before, after = _spl(image, pil_to_tensor(plain.image)), _spl(image, pil_to_tensor(injected.image))
     # measured: sd3 133 -> 0.11, flux 4.3 -> 0.11 (an injection at the last step is the result)
     assert after < 0.1 * before, (before, after)
-    assert injected.timings["optimisation"] > 0 and plain.timings["optimisation"] == 0
+    assert injected.timings["optimization"] > 0 and plain.timings["optimization"] == 0
 
 
 # ------------------------------------------------------------------ refusals and masks

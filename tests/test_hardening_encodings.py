@@ -1,5 +1,5 @@
 """Config files that are not UTF-8 give one line; names the terminal cannot print come out escaped,
-and terminal control sequences in names or model text are neutralised."""
+and terminal control sequences in names or model text are neutralized."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from PIL import Image
 
 from spl_sdk.config import RefineConfig, build_config
 from spl_sdk.errors import ConfigError
-from spl_sdk.text import neutralise, printable
+from spl_sdk.text import neutralize, printable
 
 
 def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -50,9 +50,9 @@ def test_unprintable_name_in_an_error_is_escaped(tmp_path: Path):
     assert "Traceback" not in done.stderr and "\\xf1ame.png" in done.stderr
 
 
-def test_printable_neutralises_control_sequences():
-    assert neutralise("cat\x1b[2J\rdog\n\u202eevil\x9b") == "cat\\x1b[2J\\x0ddog\\x0a\\u202eevil\\x9b"
-    assert neutralise("plain café 日本") == "plain café 日本"
+def test_printable_neutralizes_control_sequences():
+    assert neutralize("cat\x1b[2J\rdog\n\u202eevil\x9b") == "cat\\x1b[2J\\x0ddog\\x0a\\u202eevil\\x9b"
+    assert neutralize("plain café 日本") == "plain café 日本"
     assert printable("plain café 日本", "utf-8") == "plain café 日本"
     assert printable("café\udcff", "ascii") == "caf\\xe9\\udcff"
     assert printable("x\udcff", "utf-8") == "x\\udcff"

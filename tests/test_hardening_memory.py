@@ -68,12 +68,12 @@ def test_edit_refuses_before_the_model_loads(tmp_path, photo, tiny_memory, monke
     "[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory: you tried to "
     "allocate 68719476736 bytes. Error code 12 (Cannot allocate memory)")])
 def test_running_out_of_memory_is_one_line(tmp_path, photo, monkeypatch, error):
-    import spl_sdk.optimiser
+    import spl_sdk.optimizer
 
     def exhausted(*_a, **_k):
         raise error
 
-    monkeypatch.setattr(spl_sdk.optimiser, "optimise_image", exhausted)
+    monkeypatch.setattr(spl_sdk.optimizer, "optimize_image", exhausted)
     run = CliRunner().invoke(main, ["refine", str(photo), str(photo), "-o", str(tmp_path / "o.png")])
     assert run.exit_code == 1
     (line,) = run.stderr.strip().splitlines()

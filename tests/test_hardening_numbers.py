@@ -1,5 +1,5 @@
 """Non-finite, overflowing and boolean numbers are refused at configuration time; a loss that
-overflows during optimisation stops with one line instead of writing the input unchanged."""
+overflows during optimization stops with one line instead of writing the input unchanged."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from spl_sdk.cli import main
 from spl_sdk.config import EditConfig, RefineConfig, build_config
 from spl_sdk.errors import ConfigError
 from spl_sdk.finite import NonFiniteLossError
-from spl_sdk.optimiser import optimise_image
+from spl_sdk.optimizer import optimize_image
 from spl_sdk.plugins import Plugins
 
 
@@ -85,18 +85,18 @@ def test_loss_term_refuses_a_non_finite_weight():
         cls(weight=float("inf"))
 
 
-def test_overflowing_loss_stops_the_optimisation():
+def test_overflowing_loss_stops_the_optimization():
     cls = Plugins(env={}).loss_term("spl")
     src = torch.rand(1, 3, 24, 24) * 2 - 1
     edited = (src + 0.3 * torch.randn_like(src)).clamp(-1, 1)
     term = cls(weight=1e300)  # finite as a Python float, inf once multiplied in float32
     for solver in ("fast", "reference"):
-        with pytest.raises(NonFiniteLossError, match="non-finite during optimisation"):
-            optimise_image(src, edited, [term], iterations=3, solver=solver)
+        with pytest.raises(NonFiniteLossError, match="non-finite during optimization"):
+            optimize_image(src, edited, [term], iterations=3, solver=solver)
     nan_source = src.clone()
     nan_source[0, 0, 0, 0] = float("nan")
     with pytest.raises(NonFiniteLossError):
-        optimise_image(nan_source, edited, [cls(weight=1.0)], iterations=2)
+        optimize_image(nan_source, edited, [cls(weight=1.0)], iterations=2)
 
 
 @pytest.mark.parametrize(("value", "message"), [(True, "a number is expected, not a boolean"),

@@ -1,5 +1,5 @@
 """The openai harmonizer against a misbehaving server: total deadline, non-completions, huge answers,
-honest retry counts and neutralised model text. Uses the real client against tests/fake_openai.py."""
+honest retry counts and neutralized model text. Uses the real client against tests/fake_openai.py."""
 
 from __future__ import annotations
 
@@ -112,7 +112,7 @@ def test_retry_messages_count_requests_made(images):
         OpenAIHarmonizer(api_key=KEY, base_url=url, max_retries=2).describe(*images)
 
 
-def test_model_text_is_neutralised(images):
+def test_model_text_is_neutralized(images):
     evil = GOOD | {"foreground_object": "cat\x1b[2J\x1b]0;pwned\x07"}
     with FakeOpenAI([answer(evil), answer(GOOD)]) as server:
         h = harmonizer(server).describe(*images)
@@ -124,7 +124,7 @@ def test_model_text_is_neutralised(images):
     _one_line(info)
 
 
-def test_error_detail_from_the_server_is_neutralised(images):
+def test_error_detail_from_the_server_is_neutralized(images):
     with FakeOpenAI([error(400, "bad \x1b[31mmodel\x1b[0m " + "x" * 5000)]) as server:
         with pytest.raises(HarmonizerError, match=r"HTTP 400 \(bad \\x1b\[31mmodel") as info:
             harmonizer(server).describe(*images)

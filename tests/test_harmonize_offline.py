@@ -78,7 +78,7 @@ def test_brightness_words_follow_luminance_order(factor):
     assert brightness_of(darker.foreground_words) >= brightness_of(brighter.foreground_words)
 
 
-def test_greyscale_foreground_gets_greyscale_and_colourful_background_does_not():
+def test_greyscale_foreground_gets_greyscale_and_colorful_background_does_not():
     mask = ellipse_mask()
     grey_cat = ImageOps.grayscale(photo("cats.png")).convert("RGB")
     h = OfflineHarmonizer().describe(composite(grey_cat, photo("woman.png"), mask), mask, "cat")
@@ -125,7 +125,7 @@ def _stats_with_luminance(y: float):
     return region_stats(img, np.ones((8, 8), bool))
 
 
-def test_stats_of_known_colours():
+def test_stats_of_known_colors():
     region = foreground_mask(Image.new("L", (8, 8), 255), (8, 8))
     red = region_stats(Image.new("RGB", (8, 8), (255, 0, 0)), region)
     assert red.luminance == pytest.approx(0.299) and red.saturation == pytest.approx(1.0)

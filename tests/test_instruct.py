@@ -224,7 +224,7 @@ def _spl(a: torch.Tensor, b: torch.Tensor) -> float:
 def _lossless_vae(backbone, channels: int = 16):
     """The backbone with its random VAE swapped for an exact one (2x2 pixel unshuffle, 12 of 16 channels).
 
-    A randomly initialised VAE loses the photo's structure in a round trip, so no injection could
+    A randomly initialized VAE loses the photo's structure in a round trip, so no injection could
     show through it; with an exact VAE the test sees the method: the random transformer conditioned
     on the photo's tokens, the sampler and the put-back of the refined estimate.
     """
@@ -246,7 +246,7 @@ def test_injection_lowers_the_structure_loss_against_the_photo(cls, channels, ph
     before, after = _spl(source, pil_to_tensor(plain.image)), _spl(source, pil_to_tensor(refined.image))
     assert after < 0.5 * before, (before, after)
     assert refined.config.method == "instruct" and refined.source_prompt == ""
-    assert refined.timings["optimisation"] > 0 and plain.timings["optimisation"] == 0
+    assert refined.timings["optimization"] > 0 and plain.timings["optimization"] == 0
 
 
 def test_callback_in_the_real_pipeline_gives_the_instruct_methods_latents(twin, photo):
@@ -315,7 +315,7 @@ def test_save_pretrained_round_trip_and_diffusers_reads_the_folder(cls, real, pi
     assert type(pipe.transformer) is type(b.transformer)
 
 
-def test_quantised_loading_is_refused_in_one_sentence_off_cuda(kontext, tmp_path):
+def test_quantized_loading_is_refused_in_one_sentence_off_cuda(kontext, tmp_path):
     folder = kontext.save_pretrained(tmp_path / "kontext")
     with pytest.raises(ConfigError, match="CUDA") as info:
         FluxKontextDev.from_pretrained(folder, device="cpu", quantize="nf4")

@@ -15,8 +15,8 @@ from spl_sdk.jobs.manifest import read_manifest
 from spl_sdk.jobs.rowconfig import effective_config, key_config, row_overrides
 
 
-def _image(path: Path, colour: tuple[int, int, int] = (10, 20, 30)) -> Path:
-    Image.new("RGB", (16, 12), colour).save(path)
+def _image(path: Path, color: tuple[int, int, int] = (10, 20, 30)) -> Path:
+    Image.new("RGB", (16, 12), color).save(path)
     return path
 
 

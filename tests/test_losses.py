@@ -121,7 +121,7 @@ def test_spl_is_near_zero_for_a_global_affine_intensity_change():
     affine = (0.5 * (s + 1) / 2 + 0.2) * 2 - 1  # E01 = 0.5 S01 + 0.2
     blurred = F.avg_pool2d(s, 5, 1, 2, count_include_pad=False)
     spl = SPLLoss(weight=1.0)
-    # not exactly 0: eps = 1e-4 regularises a and a' in flat windows, so R1 + R2 <= ~eps per pixel
+    # not exactly 0: eps = 1e-4 regularizes a and a' in flat windows, so R1 + R2 <= ~eps per pixel
     assert float(spl(s, affine)) < 1e-4
     assert float(spl(s, affine)) < 5e-3 * float(spl(s, blurred))
     assert float(spl(s, s)) < 5e-3 * float(spl(s, blurred))
@@ -159,7 +159,7 @@ def test_spl_closed_form_gradient_matches_autograd(masked):
 def fit_objective(source: torch.Tensor, edited: torch.Tensor, r: int = 5, eps: float = 1e-4) -> torch.Tensor:
     """Mean over windows of min over (a, b) of mean (P - a I - b)^2 + eps a^2, plus the same for I from P.
 
-    Minimising out the coefficients: varP - cov^2 / (varI + eps) + varI - cov^2 / (varP + eps),
+    Minimizing out the coefficients: varP - cov^2 / (varI + eps) + varI - cov^2 / (varP + eps),
     with nothing held fixed, so autograd gives its true gradient.
     """
     i, p = ((source + 1) / 2).mean(1, keepdim=True), ((edited + 1) / 2).mean(1, keepdim=True)
@@ -178,12 +178,12 @@ def test_spl_lower_bound_is_below_every_image_and_matches_a_search():
     from spl_sdk.descent import descend
 
     # the unconstrained descent (the default solver holds the start's local intensity, which a
-    # minimiser from noise must not)
+    # minimizer from noise must not)
     refined = descend(s.float(), noise.float().clone(), [term], 200, rtol=0.0)[0].double()
     for image in (s, flat, noise, refined, 0.3 * s, s.flip(-1)):
         assert bound <= float(term(s, image))
     assert float(term(s, refined)) < 1.3 * bound  # not vacuous: a solver from noise ends near it (1.17x)
-    # the closed-form minimiser over varP against a search on a fine grid
+    # the closed-form minimizer over varP against a search on a fine grid
     i = ((s + 1) / 2).mean(1, keepdim=True)
     box = lambda x: F.avg_pool2d(x, 11, 1, 5, count_include_pad=False)  # noqa: E731
     v = (box(i * i) - box(i) ** 2).clamp(min=0).reshape(-1, 1)
@@ -210,7 +210,7 @@ def test_spl_gradient_is_the_true_gradient_of_its_potential():
 
 @pytest.mark.parametrize("name", ["cpl", "l1", "mse"])
 @pytest.mark.parametrize("masked", [False, True])
-def test_pixel_and_colour_closed_form_gradients_match_autograd(name, masked):
+def test_pixel_and_color_closed_form_gradients_match_autograd(name, masked):
     s, e = random_pair(6, 5, batch=2, seed=4)
     term = TERMS[name](mask=torch.rand(2, 1, 6, 5, dtype=torch.float64) if masked else None)
     value, grad = term.value_and_grad(s, e)
@@ -281,7 +281,7 @@ def test_cpl_is_zero_for_intensity_changes_that_keep_chroma():
     # adding the same amount to R, G and B changes Y only (Cb and Cr rows sum to 0)
     brighter = s * 0.8 + 0.1
     assert float(cpl(s * 0.8, brighter)) < 1e-12
-    assert float(cpl(s, s.flip(1))) > 1.0  # swapping red and blue changes the colours
+    assert float(cpl(s, s.flip(1))) > 1.0  # swapping red and blue changes the colors
     assert float(cpl(s, s.flip(1))) > 1e3 * float(cpl(s * 0.8, brighter.clamp(-1, 1)))
 
 

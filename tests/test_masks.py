@@ -100,7 +100,7 @@ def test_guided_aligns_to_the_images_edges_better_than_bilinear(tokenizer, size,
 
 
 # ----------------------------------------------------------------------------- word maps
-def test_word_mask_averages_columns_normalises_thresholds_and_unites():
+def test_word_mask_averages_columns_normalizes_thresholds_and_unites():
     maps = torch.zeros(2, 3, 77)
     maps[..., 1] = torch.tensor([[4.0, 2.0, 0.0], [0.0, 0.0, 0.0]])
     maps[..., 2] = torch.tensor([[0.0, 2.0, 0.0], [0.0, 0.0, 0.0]])  # word A = cols 1,2 -> [2,2,0]
@@ -108,7 +108,7 @@ def test_word_mask_averages_columns_normalises_thresholds_and_unites():
     a = word_mask(maps, [[1, 2]], 0.5)
     assert a.shape == (1, 1, 2, 3)
     assert a[0, 0].tolist() == [[1, 1, 0], [0, 0, 0]]
-    b = word_mask(maps, [[7]], 0.5)  # normalised by its own max: 0.1 / 0.2 = 0.5 passes
+    b = word_mask(maps, [[7]], 0.5)  # normalized by its own max: 0.1 / 0.2 = 0.5 passes
     assert b[0, 0].tolist() == [[0, 0, 0], [1, 1, 0]]
     assert word_mask(maps, [[1, 2], [7]], 0.5)[0, 0].tolist() == [[1, 1, 0], [1, 1, 0]]
     assert word_mask(maps, [[1]], 0.6)[0, 0].tolist() == [[1, 0, 0], [0, 0, 0]]

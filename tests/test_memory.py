@@ -1,4 +1,4 @@
-"""The allocator setting the CLI, the app and the optimiser apply before full-resolution work."""
+"""The allocator setting the CLI, the app and the optimizer apply before full-resolution work."""
 
 from __future__ import annotations
 
@@ -16,11 +16,11 @@ def test_keep_freed_memory_applies_once_on_linux_glibc():
         assert applied == ["True", "True"]
 
 
-def test_the_optimiser_applies_it_for_library_callers():
+def test_the_optimizer_applies_it_for_library_callers():
     # without it a 4000x3000 post-processing spent most of its time page-faulting fresh buffers in
-    code = ("import torch, spl_sdk.memory as m; from spl_sdk.optimiser import optimise_image; "
+    code = ("import torch, spl_sdk.memory as m; from spl_sdk.optimizer import optimize_image; "
             "from spl_losses import SPLLoss; before = m._applied; "
-            "optimise_image(torch.zeros(1, 3, 8, 8), torch.ones(1, 3, 8, 8) * 0.5, [SPLLoss()], iterations=1); "
+            "optimize_image(torch.zeros(1, 3, 8, 8), torch.ones(1, 3, 8, 8) * 0.5, [SPLLoss()], iterations=1); "
             "print(before, m._applied)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     if sys.platform.startswith("linux"):

@@ -24,7 +24,7 @@ from spl_sdk import hookimpl
 from spl_sdk.components import Backbone, BatchLayout, EditMethod, EditOutput, EditRequest
 from spl_sdk.config import EditConfig
 from spl_sdk.editor import Editor
-from spl_sdk.errors import Cancelled, IncompatibleError
+from spl_sdk.errors import Canceled, IncompatibleError
 from spl_sdk.plugins import Plugins
 
 FAST = dict(backbone="tiny-random", working_size=96, steps=2, iterations=2)
@@ -216,7 +216,7 @@ def test_controllers_are_restored_after_an_error_inside_the_method(tiny_backbone
 def test_controllers_are_restored_after_a_cancel_through_the_editor(tiny_backbone, plugins, photo):
     before = dict(tiny_backbone.denoiser.attn_processors)
     editor = Editor(tiny_backbone, EditConfig(**FAST), plugins)
-    with pytest.raises(Cancelled):
+    with pytest.raises(Canceled):
         editor.edit(photo, "a photo", "a painting", callback=lambda *a: False)
     assert all(tiny_backbone.denoiser.attn_processors[k] is before[k] for k in before)
 
@@ -240,7 +240,7 @@ def test_a_method_that_never_reports_its_steps_is_named_in_a_warning(tiny_backbo
         editor.edit(photo, "a photo", "a painting", post_process=False)
     assert [str(w.message) for w in caught if "on_step" in str(w.message)] == [
         "edit method 'silent' (plug-in 'inline-0', package inline-0) never called "
-        "request.on_step(i, n, x0_hat), so progress, previews and cancelling do not work with it; "
+        "request.on_step(i, n, x0_hat), so progress, previews and canceling do not work with it; "
         "call it after each step (docs/plugins.md, spl_register_edit_methods)."]
 
 

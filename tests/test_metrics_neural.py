@@ -22,7 +22,7 @@ def _image(seed: int, size: int = 224) -> np.ndarray:
 def test_key_self_similarity_is_the_cosine_matrix_of_the_last_layers_keys(nets):
     image = _image(0)
     got = neural.key_self_similarity(nets.dino, image)
-    # by hand: 0-255 values ImageNet-normalised (PIE-Bench's input), the last layer's input
+    # by hand: 0-255 values ImageNet-normalized (PIE-Bench's input), the last layer's input
     # hidden state, its pre-attention layer norm, the key projection, cosine similarity
     x = torch.from_numpy(image.astype(np.float32)).permute(2, 0, 1)
     mean = torch.tensor([0.485, 0.456, 0.406])[:, None, None]

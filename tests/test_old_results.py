@@ -4,7 +4,7 @@
 ``tests/data/old_man_64.png``: an LCM edit that set InfEdit and mask settings under their
 old top-level names (cross_replace, blend words, mask words and threshold, original_steps),
 and an SD3 FlowEdit edit whose options carried FlowEdit's old steps/guidance copies. Both
-use the reference solver (the paper's optimiser, fixed by definition), so that a deliberate
+use the reference solver (the paper's optimizer, fixed by definition), so that a deliberate
 change of the default solver does not count as a replay failure.
 """
 

@@ -85,7 +85,7 @@ def test_every_component_kind_takes_options_and_defaults(plugins: Plugins) -> No
 
 def test_describe_options_gives_name_type_default_range_description(plugins: Plugins) -> None:
     (radius, eps, residual) = plugins.loss_term("spl").describe_options()
-    assert (residual.type, residual.default) == ("'centred' | 'expanded'", "centred")
+    assert (residual.type, residual.default) == ("'centered' | 'expanded'", "centered")
     assert (radius.name, radius.type, radius.default, radius.range) == ("radius", "int", 5, "1 to 64")
     assert (eps.name, eps.type, eps.range) == ("eps", "float", "> 0, <= 1") and eps.description
     assert plugins.loss_term("l1").describe_options() == []
@@ -174,7 +174,7 @@ def test_config_files_and_flags_merge_options(tmp_path: Path) -> None:
 def test_resolved_options_hold_every_value_of_the_used_components(plugins: Plugins) -> None:
     cfg = EditConfig(options={"spl": {"radius": 3}, "cross-attention": {"eps": 1e-3}})
     resolved = resolved_options(plugins, cfg)
-    assert resolved["spl"] == {"radius": 3, "eps": 1e-4, "residual": "centred"}
+    assert resolved["spl"] == {"radius": 3, "eps": 1e-4, "residual": "centered"}
     # 'infedit' is an attention controller and an edit method: its key says which
     assert resolved["attention/infedit"] == {"blend_threshold": 0.3, "blend_dilation": 1, "scores": "sdpa",
                                              "cross_replace": 0.8, "self_replace": 0.8,

@@ -32,7 +32,7 @@ def test_the_paper_profile_sets_each_arithmetic_option_and_explicit_values_win(p
     default = with_resolved_options(plugins, EditConfig(method="infedit"))
     assert default.options["method/infedit"] == {"coefficients": "float64"}
     assert default.options["attention/infedit"]["scores"] == "sdpa"
-    assert default.options["spl"]["residual"] == "centred"
+    assert default.options["spl"]["residual"] == "centered"
     mine = with_resolved_options(plugins, EditConfig(profile="paper", method="infedit",
                                                      options={"attention/infedit": {"scores": "sdpa"}}))
     assert mine.options["attention/infedit"]["scores"] == "sdpa"
@@ -124,10 +124,10 @@ def test_spl_expanded_residual_is_the_documented_formula_term_by_term() -> None:
     r1 = m_pp + a * a * m_ii + b * b - 2 * a * m_ip - 2 * b * m_p + 2 * a * b * m_i
     r2 = m_ii + a2 * a2 * m_pp + b2 * b2 - 2 * a2 * m_ip - 2 * b2 * m_i + 2 * a2 * b2 * m_p
     assert torch.equal(expanded.value(s, e), (r1 + r2).mean())
-    centred = SPLLoss(weight=1.0)
-    torch.testing.assert_close(expanded.value(s, e), centred.value(s, e), rtol=1e-4, atol=1e-7)
+    centered = SPLLoss(weight=1.0)
+    torch.testing.assert_close(expanded.value(s, e), centered.value(s, e), rtol=1e-4, atol=1e-7)
     grads = []
-    for term in (expanded, centred):
+    for term in (expanded, centered):
         x = e.clone().requires_grad_(True)
         (grad,) = torch.autograd.grad(term.value(s, x), x)
         grads.append(grad)
@@ -149,4 +149,9 @@ def test_the_paper_profile_hands_the_vae_a_channels_last_image(tiny_backbone, pl
     editor = Editor(tiny_backbone, EditConfig(backbone="tiny-random", working_size=64, steps=2,
                                               profile=profile, structure_loss=None), plugins)
     editor.edit(Image.new("RGB", (64, 64), (90, 140, 30)), SOURCE, TARGET)
-    assert layouts[0] is channels_last  # the source encode; re-encodes take the optimiser's tensor
+    assert layouts[0] is channels_last  # the source encode; re-encodes take the optimizer's tensor
+
+
+def test_spl_residual_accepts_the_old_spelling_centred() -> None:
+    # 0.1 recorded options.spl.residual = "centred" in its result PNGs; they must still replay
+    assert SPLLoss(weight=1.0, options={"residual": "centred"}).options.residual == "centered"

@@ -330,7 +330,7 @@ def test_cli_profile_is_recorded_and_a_conflicting_solver_is_one_line(tmp_path, 
     assert len(refused.output.strip().splitlines()) == 1
 
 
-# --------------------------------------------------------------------------- colour loss chroma
+# --------------------------------------------------------------------------- color loss chroma
 def kornia_chroma(rgb01: torch.Tensor) -> torch.Tensor:
     """Cb, Cr of kornia's rgb_to_ycbcr written out per pixel in float64 (no spl-sdk code):
     Y = 0.299 R + 0.587 G + 0.114 B, Cb = (B - Y) 0.564 + 0.5, Cr = (R - Y) 0.713 + 0.5."""

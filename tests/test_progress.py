@@ -114,7 +114,7 @@ def test_edit_result_save_keeps_the_metadata_and_refuses_to_overwrite(tiny_backb
     import pytest
 
     from spl_sdk.config import EditConfig
-    from spl_sdk.errors import Cancelled, SplError
+    from spl_sdk.errors import Canceled, SplError
     from spl_sdk.imageio import read_metadata
 
     editor = Editor(tiny_backbone, EditConfig(backbone="tiny-random", device="cpu", working_size=64,
@@ -128,5 +128,5 @@ def test_edit_result_save_keeps_the_metadata_and_refuses_to_overwrite(tiny_backb
     with pytest.raises(SplError, match="already exists"):
         result.save(path)
     result.save(path, force=True)
-    with pytest.raises(Cancelled):  # the README's cancel: return False from the callback
+    with pytest.raises(Canceled):  # the README's cancel: return False from the callback
         editor.edit(example_image.resize((64, 64)), "a photo", "a painting", callback=lambda *a: False)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from moved_edits import DRIFTS, Drift, blurred, moved, photo, psnr_interior, recolour
+from moved_edits import DRIFTS, Drift, blurred, moved, photo, psnr_interior, recolor
 from PIL import Image
 
 from spl_sdk import imageio
@@ -35,7 +35,7 @@ def scenes(plugins) -> dict[str, tuple]:
     out = {}
     for name in ("cats.png", "woman.png"):
         src = photo(name, SIZE)
-        ideal = recolour(src)
+        ideal = recolor(src)
         edit = blurred(ideal, 2.0)
         base = refine(src, edit, align="off", plugins=plugins, iterations=ITERATIONS)
         out[name] = (src, ideal, edit, psnr_interior(base.image, ideal))
@@ -64,7 +64,7 @@ def test_without_alignment_the_same_edit_is_clearly_worse(scenes, plugins) -> No
 def large(plugins) -> tuple:
     """The 2048 px scene: source, ideal result, clean edit, PSNR of refining the clean edit."""
     src = photo("woman.png", (2048, 1365))
-    ideal = recolour(src)
+    ideal = recolor(src)
     edit = blurred(ideal, 8.0)
     return src, ideal, edit, psnr_interior(refine(src, edit, align="off", plugins=plugins).image, ideal)
 
@@ -82,7 +82,7 @@ def test_moved_edit_within_half_a_db_at_2048_px(large, plugins, case: str) -> No
 def files(tmp_path: Path) -> tuple[Path, Path, Path]:
     """A source, its clean edit and the edit moved, as 160x120 PNG files."""
     src = photo("cats.png", (192, 128))
-    edit = blurred(recolour(src), 1.0)
+    edit = blurred(recolor(src), 1.0)
     src.save(tmp_path / "src.png")
     edit.save(tmp_path / "edit.png")
     moved(edit, Drift(shift=(6.0, -4.0), zoom=1.02)).save(tmp_path / "moved.png")
@@ -151,7 +151,7 @@ def test_api_takes_files_config_and_overrides(files, plugins) -> None:
     result = refine(src, moved_edit, config=cfg, plugins=plugins, structure_weight=5000)
     assert result.config.iterations == 5 and result.config.structure_weight == 5000
     assert result.alignment["mode"] == "affine" and result.image.size == (192, 128)
-    assert set(result.timings) >= {"align", "optimisation"} and result.device == "cpu"
+    assert set(result.timings) >= {"align", "optimization"} and result.device == "cpu"
     with pytest.raises(AlignmentError):
         refine(src, photo("marshmallow.jpg", (192, 128)), plugins=plugins, iterations=2)
     with pytest.raises(ConfigError, match="'iterations'"):

@@ -1,9 +1,9 @@
 """``spl refine`` judged by its result: closer to a known ideal than its input and than the paper's solver.
 
 The edit is a bundled photo, made smooth (shrunk, upscaled back: an upscaled
-photo), given a tone curve and a colour cast, then blurred. The ideal is the
+photo), given a tone curve and a color cast, then blurred. The ideal is the
 same tone curve and cast on the un-blurred photo: the photo's structure with the
-edit's colours, which is what refine is for (docs/benchmarks/refine.md).
+edit's colors, which is what refine is for (docs/benchmarks/refine.md).
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def psnr(a: np.ndarray, b: np.ndarray, border: int = 8) -> float:
 
 @pytest.fixture(scope="module")
 def case(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, np.ndarray]:
-    """(source file, edit file, ideal) for a 2x-upscaled woman.png at 192 px, blurred 2 px after the colour edit."""
+    """(source file, edit file, ideal) for a 2x-upscaled woman.png at 192 px, blurred 2 px after the color edit."""
     tmp = tmp_path_factory.mktemp("quality")
     with Image.open(ROOT / "apps" / "examples" / "woman.png") as img:
         smooth = img.convert("RGB").resize((96, 96), Image.Resampling.LANCZOS).resize(
@@ -84,7 +84,7 @@ def test_holding_the_local_intensity_is_what_brings_the_result_close(case):
     from spl_losses import SPLLoss
     from spl_sdk import imageio
     from spl_sdk.descent import descend
-    from spl_sdk.optimiser import keep_local_intensity
+    from spl_sdk.optimizer import keep_local_intensity
 
     src, edit, ideal = case
     s, e = (imageio.pil_to_tensor(Image.open(p).convert("RGB")) for p in (src, edit))

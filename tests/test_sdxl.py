@@ -22,7 +22,7 @@ from spl_sdk.cli import main
 from spl_sdk.components import BatchLayout, Conditioning, EditRequest
 from spl_sdk.config import EditConfig
 from spl_sdk.editor import Editor
-from spl_sdk.errors import Cancelled, ModelNotFoundError
+from spl_sdk.errors import Canceled, ModelNotFoundError
 from spl_sdk.imageio import pil_to_tensor
 from spl_sdk.options import load_backbone
 from spl_sdk.prompts import word_positions
@@ -387,7 +387,7 @@ def test_masks_and_local_blend_read_the_backbone_resolution(sdxl, plugins, examp
 def test_processors_are_restored_after_an_error(sdxl, plugins, example_image):
     before = dict(sdxl.unet.attn_processors)
     editor = Editor(sdxl, EditConfig(**FAST), plugins)
-    with pytest.raises(Cancelled):
+    with pytest.raises(Canceled):
         editor.edit(example_image, "a photo of a man", "a photo of a woman",
                     callback=lambda done, total, preview: False)
     after = sdxl.unet.attn_processors

@@ -1,4 +1,4 @@
-"""Building the structure and colour terms of a run from its RefineConfig."""
+"""Building the structure and color terms of a run from its RefineConfig."""
 
 from __future__ import annotations
 
@@ -16,18 +16,18 @@ def test_default_config_gives_spl_on_the_whole_image(plugins):
     assert isinstance(term, SPLLoss) and term.weight == 10000.0 and term.mask is None
 
 
-def test_structure_and_colour_terms_with_their_weights(plugins):
+def test_structure_and_color_terms_with_their_weights(plugins):
     cfg = RefineConfig(structure_loss="l1", structure_weight=5.0, color_loss="cpl", color_weight=250.0)
-    structure, colour = build_terms(plugins, cfg, None)
+    structure, color = build_terms(plugins, cfg, None)
     assert isinstance(structure, L1Loss) and structure.weight == 5.0
-    assert isinstance(colour, CPLLoss) and colour.weight == 250.0
+    assert isinstance(color, CPLLoss) and color.weight == 250.0
 
 
 def test_mask_goes_only_to_terms_on_the_masked_area(plugins):
     mask = torch.rand(1, 1, 8, 8)
     cfg = RefineConfig(color_loss="cpl", color_area="masked")
-    structure, colour = build_terms(plugins, cfg, mask)
-    assert structure.mask is None and colour.mask is mask
+    structure, color = build_terms(plugins, cfg, mask)
+    assert structure.mask is None and color.mask is mask
 
 
 def test_masked_area_without_a_mask_is_a_config_error(plugins):

@@ -8,7 +8,7 @@ from spl_sdk.lazy import torch
 
 
 class LocalBlend:
-    """Latent mask from the cross-attention maps of blend words: union of thresholded, max-normalised word maps."""
+    """Latent mask from the cross-attention maps of blend words: union of thresholded, max-normalized word maps."""
 
     def __init__(self, source_words: list[list[int]], target_words: list[list[int]], *,
                  threshold: float = 0.3, dilation: int = 1) -> None:

@@ -44,7 +44,7 @@ class InfEditController(AttentionController):
         blend_words_target: list[str] = Field(default_factory=list, description=(
             "Local blend words of the target prompt, comma-separated."))
         blend_threshold: float = Field(
-            0.3, ge=0, le=1, description="Local blend: latent cells whose max-normalised blend-word "
+            0.3, ge=0, le=1, description="Local blend: latent cells whose max-normalized blend-word "
                                          "attention exceeds this may change; the rest keep the source.")
         blend_dilation: int = Field(1, ge=0, le=8, description="Local blend: max-pool radius (in "
                                     "attention cells) that grows each word's map before thresholding.")

@@ -89,7 +89,7 @@ def finish(attn: Any, out: torch.Tensor, p: Projected) -> torch.Tensor:
 
 def sdpa(attn: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
          mask: torch.Tensor | None) -> torch.Tensor:
-    """Fused attention: the (pixels x pixels) map is never materialised."""
+    """Fused attention: the (pixels x pixels) map is never materialized."""
     return F.scaled_dot_product_attention(query, key, value, attn_mask=mask, dropout_p=0.0,
                                           is_causal=False, scale=attn.scale)
 

@@ -45,7 +45,7 @@ class FlowBackbone(PlacedModules, Backbone):
     default_working_size: ClassVar[int] = 1024
     pipeline_class: ClassVar[str] = ""
     pipeline_classes: ClassVar[tuple[str, ...]] = ()  # pipelines SPLCallback may view through this class
-    gated: ClassVar[bool] = False  # the Hub repository asks users to accept a licence
+    gated: ClassVar[bool] = False  # the Hub repository asks users to accept a license
     max_sequence_length: ClassVar[int] = 256  # T5 tokens
     # subfolder -> loader(model, subfolder=..., **kw); tokenizers and scheduler get no dtype
     tokenizer_parts: ClassVar[tuple[str, ...]] = ()

@@ -3,7 +3,7 @@
 As ``Flux2KleinPipeline``: Qwen3 reads the prompt through its chat template (thinking
 off, padded to 512 tokens) and the hidden states of three of its layers, side by side,
 condition the transformer. The 32-channel VAE latent is cut into 2x2 patches (128
-channels at 1/16 of the image size) and normalised by the VAE's batch-norm statistics;
+channels at 1/16 of the image size) and normalized by the VAE's batch-norm statistics;
 that patchified latent is what the denoiser, and this backbone's contract, work on
 (``vae_scale_factor`` 16, one token per cell). The photo's latent is appended to the
 sequence with position ids (t, h, w, l) whose t is 10 (0 for the latent). The
@@ -117,7 +117,7 @@ class Flux2Klein(ReferenceLatent, FlowBackbone):
 
     @no_grad
     def encode_image(self, image: torch.Tensor) -> torch.Tensor:
-        """Normalised 2x2-patchified posterior mode (B, 128, H/16, W/16), float32, of images in [-1, 1]."""
+        """Normalized 2x2-patchified posterior mode (B, 128, H/16, W/16), float32, of images in [-1, 1]."""
         vae_latents.check_encodable(image, self.size_multiple, self.name)
         self._using(self.vae)
         z = self.vae.encode(image.to(self.device, self.dtype)).latent_dist.mode().float()
@@ -127,7 +127,7 @@ class Flux2Klein(ReferenceLatent, FlowBackbone):
         return (patches - mean) / std
 
     def to_vae_latents(self, latents: torch.Tensor) -> torch.Tensor:
-        """The denoiser's normalised patches -> the VAE's (B, 32, H/8, W/8) latent (the pipeline's 'latent' output)."""
+        """The denoiser's normalized patches -> the VAE's (B, 32, H/8, W/8) latent (the pipeline's 'latent' output)."""
         z = latents.to(self.device, torch.float32)
         mean, std = self._stats(z)
         z = z * std + mean

@@ -28,7 +28,7 @@ class InstructOptions(ComponentOptions):
     """Load-time options of the instruction-edit backbones."""
 
     quantize: Quantization | None = Field(None, description=(
-        "Load the transformer quantised with bitsandbytes ('nf4' 4-bit or 'int8'); CUDA GPUs only."))
+        "Load the transformer quantized with bitsandbytes ('nf4' 4-bit or 'int8'); CUDA GPUs only."))
 
 
 class ReferenceLatent:

@@ -63,7 +63,7 @@ def offline() -> bool:
 
 
 def hub_reachable() -> bool:
-    """One HEAD request to the Hub endpoint with a short timeout and no retries (proxies honoured)."""
+    """One HEAD request to the Hub endpoint with a short timeout and no retries (proxies honored)."""
     import huggingface_hub
     from huggingface_hub import constants
 
@@ -109,8 +109,8 @@ def is_gated(exc: BaseException) -> bool:
 
 
 def gated_message(model: str) -> str:
-    """The one sentence for a gated repository: accept the licence, set a token."""
-    return (f"model '{model}' is gated on the Hugging Face Hub: accept its licence on "
+    """The one sentence for a gated repository: accept the license, set a token."""
+    return (f"model '{model}' is gated on the Hugging Face Hub: accept its license on "
             f"https://huggingface.co/{model} while logged in, then set HF_TOKEN to an access token "
             f"of that account (or run `hf auth login`) and try again.")
 
@@ -177,7 +177,7 @@ def load_from_hub(loader: Callable[..., T], model: str, subfolder: str | None,
     try:
         return loader(model, **sub, **kwargs)
     except (OSError, ValueError) as exc:
-        # a gated repo without an accepted licence answers 401/403 ("gated repo" in the message)
+        # a gated repo without an accepted license answers 401/403 ("gated repo" in the message)
         if is_gated(exc) or (gated and any(c in str(exc) for c in ("401", "403"))):
             raise ModelNotFoundError(gated_message(model)) from None
         raise ModelNotFoundError(

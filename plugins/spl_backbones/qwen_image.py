@@ -4,7 +4,7 @@ As ``QwenImageEditPlusPipeline``: the instruction is written into Qwen-Image-Edi
 chat template after a picture marker, and Qwen2.5-VL reads it together with the photo
 (resized to about 384 x 384 pixels); its last hidden states, minus the template's first
 64 tokens, condition the transformer. The photo's VAE latent (about 1024 x 1024 pixels,
-normalised per channel by the VAE's ``latents_mean``/``latents_std``) is packed into
+normalized per channel by the VAE's ``latents_mean``/``latents_std``) is packed into
 2x2 patches and appended to the latent sequence, described by ``img_shapes``. The model
 has no embedded guidance: true classifier-free guidance against a negative prompt,
 with the combined velocity rescaled to the conditional one's norm per token.
@@ -108,7 +108,7 @@ class QwenImageEdit(FlowBackbone):
 
     @no_grad
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
-        """Images in [-1, 1] (clamped, float32) from normalised latents."""
+        """Images in [-1, 1] (clamped, float32) from normalized latents."""
         self._using(self.vae)
         z = latents.to(self.device, torch.float32)
         mean, std = self._stats(z)

@@ -30,7 +30,7 @@ SD15_TEXT: dict[str, Any] = {
 
 
 class SD15Random(RandomBackbone):
-    """Randomly initialised SD-1.5 architecture (same compute as the real model), for benchmarks only."""
+    """Randomly initialized SD-1.5 architecture (same compute as the real model), for benchmarks only."""
 
     name: ClassVar[str] = "sd15-random"
     unet_config: ClassVar[dict[str, Any]] = SD15_UNET

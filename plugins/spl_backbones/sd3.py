@@ -22,7 +22,7 @@ def load_t5_tokenizer(model: str, **kwargs: Any) -> Any:
 
 
 class SD3Backbone(FlowBackbone):
-    """Stable Diffusion 3.5 Medium (flow matching, MMDiT); gated: accept the licence on the Hub."""
+    """Stable Diffusion 3.5 Medium (flow matching, MMDiT); gated: accept the license on the Hub."""
 
     name: ClassVar[str] = "sd35-medium"
     family: ClassVar[str] = "sd3"

@@ -102,7 +102,7 @@ class TinyRandomSDXL(RandomSDXL):
 
 
 class SDXLRandom(RandomSDXL):
-    """Randomly initialised SDXL architecture (same compute as the real model), for benchmarks only."""
+    """Randomly initialized SDXL architecture (same compute as the real model), for benchmarks only."""
 
     name: ClassVar[str] = "sdxl-random"
     unet_config: ClassVar[dict[str, Any]] = SDXL_UNET

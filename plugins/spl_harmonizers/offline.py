@@ -1,4 +1,4 @@
-"""Offline harmonizer: style words from measured colour statistics, no key and no network.
+"""Offline harmonizer: style words from measured color statistics, no key and no network.
 
 Foreground = mask > 0.5, background = the rest. Each region gets the words of
 the rules below, evaluated on :class:`~spl_harmonizers.stats.RegionStats`
@@ -75,7 +75,7 @@ def temperature_word(s: RegionStats) -> str | None:
 
 
 def tone_word(s: RegionStats) -> str | None:
-    """The colour-tone word (table in the module docstring), None when no rule is clear."""
+    """The color-tone word (table in the module docstring), None when no rule is clear."""
     hue = s.dominant_hue
     if s.saturation < GREY_SATURATION:
         return "greyscale"

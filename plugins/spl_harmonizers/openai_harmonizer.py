@@ -67,7 +67,7 @@ SYSTEM_PROMPT = f"""\
 You write the two prompts of an image-harmonization edit. You receive two images:
 1. a composite photo in which an object was pasted onto a new background;
 2. its foreground mask: white marks the pasted object, black the background.
-An editor will change the object's light and colour tone so that it fits the
+An editor will change the object's light and color tone so that it fits the
 background while every edge stays put. The source prompt describes the object as
 it looks now, the target prompt as it should look on this background; they are
 built from your words.
@@ -76,9 +76,9 @@ Answer with:
 - foreground_object: the pasted object in one to three plain words (for example
   "cat", "old man", "sports car"), without any of the style words below.
 - foreground: style words for the pasted object's CURRENT look in the composite
-  (its own lighting, brightness, colour tone, temperature, as it was photographed).
+  (its own lighting, brightness, color tone, temperature, as it was photographed).
 - background: style words for the BACKGROUND's look (its light, brightness,
-  weather, season, time of day, colour tone, temperature and environment).
+  weather, season, time of day, color tone, temperature and environment).
 
 Style words, by category (use only these words, spelled exactly like this):
 {vocabulary_text()}

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from spl_sdk.errors import HarmonizerError
-from spl_sdk.text import neutralise
+from spl_sdk.text import neutralize
 
 T = TypeVar("T")
 
@@ -61,7 +61,7 @@ class Completion:
 
 def quote(text: str, limit: int = MAX_QUOTE) -> str:
     """A server's or model's text made safe to show: control characters escaped, cut at ``limit``."""
-    text = neutralise(" ".join(str(text).split()))
+    text = neutralize(" ".join(str(text).split()))
     return text if len(text) <= limit else text[:limit] + "..."
 
 

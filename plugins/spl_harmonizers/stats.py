@@ -1,4 +1,4 @@
-"""Measured colour statistics of one image region, the input of the offline harmonizer's rules."""
+"""Measured color statistics of one image region, the input of the offline harmonizer's rules."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ class RegionStats:
     luminance: float  # BT.601 Y = 0.299 R + 0.587 G + 0.114 B
     saturation: float  # HSV saturation (max - min) / max
     value: float  # HSV value, max(R, G, B)
-    warmth: float  # mean(Cr - Cb) / mean(value): colour direction, red/yellow > 0 > blue
+    warmth: float  # mean(Cr - Cb) / mean(value): color direction, red/yellow > 0 > blue
     hue_share: dict[str, float]  # saturation-weighted share of each hue family among all pixels
     dominant_hue: str | None  # the hue family with the largest share, None when nothing is chromatic
 

@@ -1,4 +1,4 @@
-"""Built-in loss terms: SPL (structure), CPL (colour), and the L1/MSE baselines (docs/method.md section 3)."""
+"""Built-in loss terms: SPL (structure), CPL (color), and the L1/MSE baselines (docs/method.md section 3)."""
 
 from __future__ import annotations
 

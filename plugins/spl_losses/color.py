@@ -1,4 +1,4 @@
-"""CPL: the colour preservation loss on the chroma channels (docs/method.md section 3)."""
+"""CPL: the color preservation loss on the chroma channels (docs/method.md section 3)."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def chroma(image01: torch.Tensor, convention: str = "bt601") -> torch.Tensor:
 
 
 class CPLLoss(LossTerm):
-    """Colour preservation loss: MSE between the Cb/Cr chroma of source and edit (CPL)."""
+    """Color preservation loss: MSE between the Cb/Cr chroma of source and edit (CPL)."""
 
     name = "cpl"
     default_weight = 1000.0

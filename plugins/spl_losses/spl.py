@@ -5,7 +5,7 @@ from __future__ import annotations
 import weakref
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from spl_sdk.components import ClosedForm, LossTerm
 from spl_sdk.components.base import ComponentOptions
@@ -30,17 +30,22 @@ class SPLLoss(LossTerm):
     keeps_local_intensity = True  # a window's fits are blind to an offset of P: the edit keeps its light
 
     class Options(ComponentOptions):
-        """Window and regulariser of the local linear model (docs/method.md section 3)."""
+        """Window and regularizer of the local linear model (docs/method.md section 3)."""
 
         radius: int = Field(5, ge=1, le=64, description="Window radius r: each local linear fit "
                             "covers a (2r+1) x (2r+1) window (the paper's 11 x 11 at r = 5).")
-        eps: float = Field(1e-4, gt=0, le=1, description="Regulariser added to the window variances "
+        eps: float = Field(1e-4, gt=0, le=1, description="Regularizer added to the window variances "
                            "of the [0, 1] intensities; larger values ignore fainter edges.")
-        residual: Literal["centred", "expanded"] = Field(
-            "centred", description="How value() arranges the window residuals: centred (varP - 2a cov + "
-                                   "a^2 varI, fewer cancelling float32 terms) or expanded (mPP + a^2 mII + "
+        residual: Literal["centered", "expanded"] = Field(
+            "centered", description="How value() arranges the window residuals: centered (varP - 2a cov + "
+                                   "a^2 varI, fewer canceling float32 terms) or expanded (mPP + a^2 mII + "
                                    "b^2 - 2a mIP - 2b mP + 2ab mI, term by term as docs/method.md writes it); "
                                    "equal up to rounding.")
+
+        @field_validator("residual", mode="before")
+        @classmethod
+        def _old_spelling(cls, value: Any) -> Any:
+            return "centered" if value == "centred" else value  # 0.1's spelling, in its saved results
 
     profile_options: ClassVar[dict[str, dict[str, Any]]] = {"paper": {"residual": "expanded"}}
 
@@ -120,7 +125,7 @@ class SPLLoss(LossTerm):
         With a, b, a', b' fixed, SPL is a separable quadratic in P whose second
         derivative is 2/M N box((1 + a'^2)/N); in E it is that times (m / 6)^2 on
         every entry of the 3 x 3 channel block, bounded by 3 times that per
-        channel. Dividing the gradient by it gives the step that minimises each
+        channel. Dividing the gradient by it gives the step that minimizes each
         pixel's P for fixed coefficients (a guided-filter-like update). The
         gradient is the same in every channel and returned as a broadcast view.
         Works on one intensity plane, in place where it can: the image's three

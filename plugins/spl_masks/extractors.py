@@ -63,7 +63,7 @@ class CrossAttentionMask(MaskExtractor):
 
         eps: float = Field(
             GUIDED_EPS, gt=0, le=1,
-            description="Guided-filter regulariser on the [0, 1] gray guide; 1e-2 is the method's "
+            description="Guided-filter regularizer on the [0, 1] gray guide; 1e-2 is the method's "
                         "published value. The project's synthetic benchmark (docs/benchmarks/masks.md) "
                         "found 1e-3 better on four of five composite sets (boundary F always, IoU "
                         "mostly): edges of lower contrast then steer the mask. Real attention maps "

@@ -32,7 +32,7 @@ def edge_pixels(image: torch.Tensor, block: int = BLOCK, offset: float = OFFSET)
     cv2.adaptiveThreshold(gray, 255, ADAPTIVE_THRESH_GAUSSIAN_C, THRESH_BINARY,
     block, C) keeps a pixel (255) when gray > round(gauss_blur(gray)) - C, the
     blur taken with replicated borders; the pixels it zeroes are those darker
-    than their neighbourhood by at least C: the thin lines along edges.
+    than their neighborhood by at least C: the thin lines along edges.
     """
     g = gray8(image)
     k = gaussian_kernel(block).to(g.device)

@@ -114,7 +114,7 @@ def sample(backbone: Backbone, controller: AttentionController | None, z0: torch
     """Run the three branches together, one batched denoiser call per step.
 
     ``cond`` holds one row per :data:`LAYOUT` row (see :func:`prompts_for`); ``inject``
-    optimises the target's clean estimate at the steps of :func:`injection_steps`;
+    optimizes the target's clean estimate at the steps of :func:`injection_steps`;
     ``schedule`` keywords (``original_steps``) go to ``backbone.timesteps``. The caller
     installs ``controller`` (with :data:`LAYOUT`); this loop only steps it.
 

@@ -60,7 +60,7 @@ class Instruct(EditMethod):
         confine: bool = Field(False, description=(
             "Edit only inside the mask (--mask FILE): outside it the latent follows the photo's own "
             "noised latent at every step and the result is the photo's pixels exactly. The same as "
-            "--edit-area masked, which every method honours."))
+            "--edit-area masked, which every method honors."))
 
     def settings(self, backbone: Backbone, steps: int | None = None,
                  guidance: float | None = None) -> InstructSettings:

@@ -1,4 +1,4 @@
-"""Built-in post-processor: ``loss-refine`` (image-space optimisation at full resolution)."""
+"""Built-in post-processor: ``loss-refine`` (image-space optimization at full resolution)."""
 
 from __future__ import annotations
 
@@ -8,23 +8,23 @@ from spl_sdk import hookimpl
 from spl_sdk.components import LossTerm, PostProcessor
 from spl_sdk.components.postprocess import PostCallback
 from spl_sdk.lazy import torch
-from spl_sdk.optimiser import optimise_image
+from spl_sdk.optimizer import optimize_image
 
 
 class LossRefine(PostProcessor):
-    """Optimise the final image against the original source with the edit's loss terms."""
+    """Optimize the final image against the original source with the edit's loss terms."""
 
     name = "loss-refine"
 
     def progress_total(self) -> int:
-        """One unit per optimiser iteration."""
+        """One unit per optimizer iteration."""
         return self.iterations
 
     def process(self, source: torch.Tensor, edited: torch.Tensor, terms: list[LossTerm],
                 callback: PostCallback | None = None) -> torch.Tensor:
-        """Run the core image-space optimiser (docs/method.md section 2, post-processing)."""
+        """Run the core image-space optimizer (docs/method.md section 2, post-processing)."""
         progress = None if callback is None else (lambda i, n, _loss: callback(i, n))
-        return optimise_image(source, edited, terms, iterations=self.iterations,
+        return optimize_image(source, edited, terms, iterations=self.iterations,
                               solver=self.solver, progress=progress).image
 
 

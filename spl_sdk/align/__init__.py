@@ -22,13 +22,13 @@ if TYPE_CHECKING:
 __all__ = ["MODES", "Alignment", "AlignmentError", "align", "describe"]
 
 MODES = ("auto", "affine", "flow", "raft", "off")
-# Below this correlation of evened structure maps the two images are not the same scene (recoloured,
+# Below this correlation of evened structure maps the two images are not the same scene (recolored,
 # blurred and moved edits of the bundled photos score 0.6 to 0.99, two of the photos at most 0.13).
 MIN_CORRELATION = 0.3
 FLAT = 1 / 255  # below this 99th percentile of luminance steps the source is flat: nothing to align on
 MIN_COVERAGE = 0.5  # the aligned edit must cover at least half of the source
 # Gains of correlation below these are noise: ``auto`` leaves such a step out. The flow fits the
-# images locally, so it always gains a little: on aligned, recoloured and blurred edits of the
+# images locally, so it always gains a little: on aligned, recolored and blurred edits of the
 # bundled photos at most 0.0008 (at 160 px), while a 2 px bend at 512 px gains 0.002 to 0.0045.
 GAIN, GAIN_FLOW = 0.002, 0.0015
 MAX_ZOOM, MAX_ROTATION = 1.5, 10.0  # a fitted warp beyond these (either axis, degrees) is no drift
@@ -210,13 +210,13 @@ def _largest_move(matrix: np.ndarray, grid: tuple[int, int]) -> float:
 
 def _summary(matrix: np.ndarray, residual: np.ndarray | None, size: tuple[int, int],
              grid: tuple[int, int]) -> dict[str, float]:
-    """Zoom, shift at the centre (source pixels), rotation (degrees) and the largest residual (px)."""
+    """Zoom, shift at the center (source pixels), rotation (degrees) and the largest residual (px)."""
     import numpy as np
 
     sy, sx = size[0] / grid[0], size[1] / grid[1]
     a = matrix.astype(np.float64)
     cx, cy = (grid[1] - 1) / 2, (grid[0] - 1) / 2
-    # the content at source pixel x is at a x in the edit: shift = a(c) - c at the centre c
+    # the content at source pixel x is at a x in the edit: shift = a(c) - c at the center c
     shift = a[:, :2] @ [cx, cy] + a[:, 2] - [cx, cy]
     zoom = math.sqrt(abs(np.linalg.det(a[:, :2])))
     rotation = math.degrees(math.atan2(a[1, 0] - a[0, 1], a[0, 0] + a[1, 1]))

@@ -43,7 +43,7 @@ def warp_map(image: np.ndarray, warp: np.ndarray, size: tuple[int, int], border:
 
 
 def scaled(warp: np.ndarray, factor: float) -> np.ndarray:
-    """The same warp on a grid ``factor`` times finer (pixel centres kept: x' = f (x + 1/2) - 1/2)."""
+    """The same warp on a grid ``factor`` times finer (pixel centers kept: x' = f (x + 1/2) - 1/2)."""
     import numpy as np
 
     t = np.array([[factor, 0, (factor - 1) / 2], [0, factor, (factor - 1) / 2], [0, 0, 1]])

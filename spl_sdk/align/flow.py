@@ -1,4 +1,4 @@
-"""Smooth residual warp: OpenCV's DIS optical flow between normalised luminances, smoothed widely."""
+"""Smooth residual warp: OpenCV's DIS optical flow between normalized luminances, smoothed widely."""
 
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ PRIOR = 0.5  # weight of "no motion" in the smoothing, as a fraction of the aver
 PRE_BLUR = 2.0  # px; both images blurred alike, so the edit's own blur barely shifts its edges
 
 
-def normalised(luma: np.ndarray) -> np.ndarray:
-    """8-bit local contrast normalisation of the blurred luminance: (L - local mean) / local deviation.
+def normalized(luma: np.ndarray) -> np.ndarray:
+    """8-bit local contrast normalization of the blurred luminance: (L - local mean) / local deviation.
 
-    A change of tone or colour is about a local gain and offset of the luminance,
+    A change of tone or color is about a local gain and offset of the luminance,
     which this removes; DIS optical flow (brightness constancy, CV_8UC1) then sees
     the same picture in the source and the edit.
     """
@@ -38,7 +38,7 @@ def residual_flow(template: np.ndarray, moving: np.ndarray, weight: np.ndarray,
 
     The raw flow (OpenCV's DIS, or torchvision's RAFT on ``raft_device`` when given)
     is averaged with a wide Gaussian weighted by ``weight`` (where the source has
-    structure and the edit covers it): a normalised convolution.
+    structure and the edit covers it): a normalized convolution.
     """
     import cv2
     import numpy as np
@@ -46,10 +46,10 @@ def residual_flow(template: np.ndarray, moving: np.ndarray, weight: np.ndarray,
     if raft_device is not None:
         from spl_sdk.align.raft import raft_flow
 
-        raw = raft_flow(normalised(template), normalised(moving), raft_device)
+        raw = raft_flow(normalized(template), normalized(moving), raft_device)
     else:
         dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
-        raw = dis.calc(normalised(template), normalised(moving), None)
+        raw = dis.calc(normalized(template), normalized(moving), None)
     sigma = max(8.0, min(template.shape) * SMOOTH_FRACTION)
     w = weight.astype(np.float32)
     den = cv2.GaussianBlur(w, (0, 0), sigma) + PRIOR * float(w.mean()) + 1e-6

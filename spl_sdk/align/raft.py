@@ -41,7 +41,7 @@ def load_raft(device: torch.device) -> Any:
 
 
 def raft_flow(template: np.ndarray, moving: np.ndarray, device: torch.device) -> np.ndarray:
-    """(h, w, 2) raw displacement d with moving(x + d(x)) ~ template(x), from 8-bit normalised luminances."""
+    """(h, w, 2) raw displacement d with moving(x + d(x)) ~ template(x), from 8-bit normalized luminances."""
     import numpy as np
 
     h, w = template.shape

@@ -1,4 +1,4 @@
-"""What registration compares: the photo's structure (blurred gradient magnitude), not its colour."""
+"""What registration compares: the photo's structure (blurred gradient magnitude), not its color."""
 
 from __future__ import annotations
 
@@ -41,9 +41,9 @@ def gray(image: np.ndarray) -> np.ndarray:
 
 
 def structure(luma: np.ndarray, blur: float = PRE_BLUR) -> np.ndarray:
-    """Gradient magnitude of the blurred luminance, blurred again: edges wherever they are, in any colour.
+    """Gradient magnitude of the blurred luminance, blurred again: edges wherever they are, in any color.
 
-    The gradient ignores the edit's change of tone and colour. The first blur is
+    The gradient ignores the edit's change of tone and color. The first blur is
     wide on purpose: an edit is often softer than its photo, and the gradient
     magnitude of a fine texture changes shape under blur, which biases ECC (on the
     bundled old_man pair, a one-pixel shift was estimated at -3.0 px with a 1 px
@@ -63,7 +63,7 @@ def evened(luma: np.ndarray) -> np.ndarray:
 
     Sharper than :func:`structure`, so two different photos rarely correlate; the
     division by the local average (sigma 1/16 of the short side) evens out a local
-    change of contrast, so a recoloured region still counts as matching.
+    change of contrast, so a recolored region still counts as matching.
     """
     import cv2
 
@@ -73,7 +73,7 @@ def evened(luma: np.ndarray) -> np.ndarray:
 
 
 def correlation(a: np.ndarray, b: np.ndarray, weight: np.ndarray) -> float:
-    """Weighted normalised cross-correlation of two maps (1: same structure, about 0: unrelated)."""
+    """Weighted normalized cross-correlation of two maps (1: same structure, about 0: unrelated)."""
     import numpy as np
 
     w = weight / max(float(weight.sum()), 1e-9)

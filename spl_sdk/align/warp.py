@@ -10,7 +10,7 @@ from spl_sdk.lazy import torch
 if TYPE_CHECKING:
     import numpy as np
 
-FILL_SAMPLES = 200_000  # pixels used to fit the colour map of the fill (a least-squares 4x3 matrix)
+FILL_SAMPLES = 200_000  # pixels used to fit the color map of the fill (a least-squares 4x3 matrix)
 
 
 def resized(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -25,7 +25,7 @@ def full_map(warp: np.ndarray, flow: np.ndarray | None, size: tuple[int, int], g
     """(1, H, W, 2) pixel coordinates, in the edit resized to ``size``, that each source pixel takes.
 
     ``warp`` (2x3) and ``flow`` (h, w, 2) were estimated on the smaller ``grid``
-    (h, w); both are carried to ``size`` keeping pixel centres (x' = s (x + 1/2) - 1/2).
+    (h, w); both are carried to ``size`` keeping pixel centers (x' = s (x + 1/2) - 1/2).
     """
     h_full, w_full = size
     sy, sx = h_full / grid[0], w_full / grid[1]
@@ -56,7 +56,7 @@ def sample(image: torch.Tensor, coords: torch.Tensor) -> tuple[torch.Tensor, tor
 
 
 def fill_uncovered(source: torch.Tensor, warped: torch.Tensor, coverage: torch.Tensor) -> torch.Tensor:
-    """Where the edit does not reach, the source recoloured like the edit (a global affine colour map).
+    """Where the edit does not reach, the source recolored like the edit (a global affine color map).
 
     The map [r g b 1] -> [r' g' b'] is fitted by least squares on the fully covered
     pixels, so the uncovered border gets the source's structure in the edit's tones;

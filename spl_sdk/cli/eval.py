@@ -66,7 +66,7 @@ def evaluate(runs: tuple[Path, ...], out_dir: Path, compare: bool, pie_bench: Pa
     """Score RUNS (spl batch folders, or manifests with an 'edited' column) with PIE-Bench's metrics."""
     from spl_sdk.cli.progress import progress_bar
     from spl_sdk.errors import ConfigError
-    from spl_sdk.metrics.evaluate import score_pairs, summarise
+    from spl_sdk.metrics.evaluate import score_pairs, summarize
     from spl_sdk.metrics.networks import load_networks
     from spl_sdk.metrics.pairs import read_run
     from spl_sdk.metrics.report import check_report, write_report
@@ -101,7 +101,7 @@ def evaluate(runs: tuple[Path, ...], out_dir: Path, compare: bool, pie_bench: Pa
     for method, method_pairs in pairs.items():
         with progress_bar(f"eval {method}", unit="pair", enabled=None if not quiet else False) as bar:
             rows = score_pairs(method_pairs, nets, progress=lambda i, n: bar(i, n, None))
-        per_method[method] = (rows, summarise(rows))
+        per_method[method] = (rows, summarize(rows))
         failed = [r for r in rows if r.get("error")]
         if failed and not quiet:
             click.echo(f"{method}: {len(failed)} pairs could not be scored, e.g. {failed[0]['id']}: "

@@ -88,7 +88,7 @@ def harmonize(composite: Path, mask: Path, output: Path | None, harmonizer_name:
     resumes). --harmonizer chooses the plug-in that writes the prompts and
     --option NAME.FIELD=VALUE sets its options (and those of the edit's
     components). The edit keeps every edge (SPL on the whole image) and the
-    background's colours (CPL outside the mask); --config sets the rest.
+    background's colors (CPL outside the mask); --config sets the rest.
     """
     from spl_sdk.options import check_options, construct
     from spl_sdk.plugins import get_plugins

@@ -98,7 +98,7 @@ def refine(source: Path, edited: Path, output: Path, mask: Path | None, iters: i
     EDITED is first registered onto SOURCE (--align, default auto: a global warp and a
     smooth residual, each only when it improves the match), so an edit that moved,
     zoomed or came back at another size is refined in place. No model weights are
-    needed: this runs the image-space optimiser of the loss terms only.
+    needed: this runs the image-space optimizer of the loss terms only.
     """
     from spl_sdk import imageio
     from spl_sdk.align import describe

@@ -20,7 +20,7 @@ class ClosedForm(NamedTuple):
     curvature: torch.Tensor | None  # a per-pixel diagonal bound of the Hessian, or None
     # The weighted function whose gradient ``grad`` really is, when that is not ``value``: a loss
     # that holds fitted coefficients fixed (SPL's a, b, a', b') follows the gradient of its fit
-    # objective, regulariser included. The fast solver backtracks and stops on this one.
+    # objective, regularizer included. The fast solver backtracks and stops on this one.
     potential: torch.Tensor | float | None = None
 
     @property

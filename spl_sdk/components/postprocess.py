@@ -10,7 +10,7 @@ from spl_sdk.components.base import Component, ComponentOptions
 from spl_sdk.components.loss import LossTerm
 from spl_sdk.lazy import torch
 
-# (done, total) of the post-processor's own work; raises Cancelled when the user cancels
+# (done, total) of the post-processor's own work; raises Canceled when the user cancels
 PostCallback = Callable[[int, int], None]
 
 
@@ -23,7 +23,7 @@ class PostProcessor(Component):
 
     def __init__(self, *, iterations: int = 100, solver: Literal["fast", "reference"] = "fast",
                  options: ComponentOptions | None = None) -> None:
-        self.iterations, self.solver = iterations, solver  # the edit's optimiser settings
+        self.iterations, self.solver = iterations, solver  # the edit's optimizer settings
         self.options = self.make_options(options)
 
     def progress_total(self) -> int:

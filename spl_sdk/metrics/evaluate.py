@@ -73,7 +73,7 @@ def empty_metrics(summaries: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
     return [m for m in METRICS if all(stats.get(m) is None for s in summaries.values() for stats in s.values())]
 
 
-def summarise(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+def summarize(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Per edit type (and 'all'): the mean of each metric over rows where it is defined, and counts."""
     groups: dict[str, list[dict[str, Any]]] = {}
     for row in rows:

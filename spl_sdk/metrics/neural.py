@@ -22,7 +22,7 @@ def key_self_similarity(dino: Any, image: np.ndarray) -> Any:
 
     Splice's structure descriptor as PIE-Bench feeds it: float pixel values 0-255 (not
     0-1: PIE-Bench's code skips the division), resized so the short side is 224
-    (long side at most 480), then ImageNet-normalised. The keys of all heads are
+    (long side at most 480), then ImageNet-normalized. The keys of all heads are
     concatenated per token, which is the key projection's output itself.
     """
     import torch

@@ -48,7 +48,7 @@ class TVLoss(LossTerm):
 
     def value(self, source01: torch.Tensor, edited01: torch.Tensor) -> torch.Tensor:
         # mean over pixels of (TV(P) - TV(I))^2 on intensities I, P = mean over RGB, like SPL,
-        # so the loss constrains edges only and leaves colour free
+        # so the loss constrains edges only and leaves color free
         norm, eps = self.options.norm, self.options.eps
         tv_s = total_variation(source01.mean(dim=1, keepdim=True), norm, eps)
         tv_e = total_variation(edited01.mean(dim=1, keepdim=True), norm, eps)

@@ -1,4 +1,4 @@
-"""The image-space optimiser (docs/method.md section 3): reference SGD, the fast solver and their contract."""
+"""The image-space optimizer (docs/method.md section 3): reference SGD, the fast solver and their contract."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ from conftest import EXAMPLES
 
 from spl_losses import CPLLoss, L1Loss, MSELoss, SPLLoss
 from spl_sdk.components import LossTerm
-from spl_sdk.optimiser import OptimiseResult, optimise_image
+from spl_sdk.optimizer import OptimizeResult, optimize_image
 
 
 def photo_and_edit(h: int, w: int, name: str = "cats.png", blur: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """A photo in [-1, 1] and a synthetic edit of it: contrast and colour change plus a box blur.
+    """A photo in [-1, 1] and a synthetic edit of it: contrast and color change plus a box blur.
 
     With ``blur=False`` the first is the edit's ideal instead: the same change, unblurred.
     """
@@ -31,7 +31,7 @@ def photo_and_edit(h: int, w: int, name: str = "cats.png", blur: bool = True) ->
 
 
 def hand_written_sgd(source, start, terms, iterations, clamp_each_step=False):
-    """The paper's optimiser written out: buf = 0.9 buf + g (NaN -> 0); x -= buf; one clamp at the end."""
+    """The paper's optimizer written out: buf = 0.9 buf + g (NaN -> 0); x -= buf; one clamp at the end."""
     x = start.clone()
     buf = None
     for _ in range(iterations):
@@ -48,7 +48,7 @@ def hand_written_sgd(source, start, terms, iterations, clamp_each_step=False):
 def test_reference_solver_is_the_papers_sgd_with_one_final_clamp():
     s, e = photo_and_edit(24, 32)
     terms = [SPLLoss(), CPLLoss()]
-    result = optimise_image(s, e, terms, iterations=8, solver="reference")
+    result = optimize_image(s, e, terms, iterations=8, solver="reference")
     expected = hand_written_sgd(s, e, terms, 8)
     assert torch.allclose(result.image, expected, atol=1e-6)
     assert result.iterations == 8  # (at this small size lr 1 overshoots: the loss may rise)
@@ -77,7 +77,7 @@ def test_a_term_with_only_value_works_with_both_solvers(solver):
     assert curv is None and grad.shape == e.shape and float(value) == pytest.approx(float(term(s, e)))
     # (lr 1 of the reference SGD suits small weights at this size)
     terms = [term, SPLLoss()] if solver == "fast" else [ValueOnlyLoss(weight=300.0)]
-    r = optimise_image(s, e, terms, iterations=30, solver=solver)
+    r = optimize_image(s, e, terms, iterations=30, solver=solver)
     assert r.loss_after < 0.7 * r.loss_before
 
 
@@ -117,7 +117,7 @@ def test_a_closed_form_returning_a_plain_tuple_still_works():
     s, e = photo_and_edit(16, 16)
     found = Plain().value_grad_and_curvature(s, e)
     assert found.potential is None and found.objective is found.value
-    assert optimise_image(s, e, [Plain()], iterations=20).loss_after < 0.1 * float(Plain()(s, e))
+    assert optimize_image(s, e, [Plain()], iterations=20).loss_after < 0.1 * float(Plain()(s, e))
 
 
 def local_mean(image: torch.Tensor, cell: int = 16) -> torch.Tensor:
@@ -148,7 +148,7 @@ def test_the_bundled_pair_gains_the_sources_edges_and_keeps_the_edits_light():
         return t.permute(2, 0, 1)[None] / 127.5 - 1
 
     s, e = load("old_man.png"), load("old_man_edited.png")
-    r = optimise_image(s, e, [SPLLoss()])
+    r = optimize_image(s, e, [SPLLoss()])
     assert edge_correlation(r.image, s) > edge_correlation(e, s) + 0.5  # measured 0.25 -> 1.00
     assert (local_mean(r.image) - local_mean(e)).abs().max() < 0.03  # measured 0.011
     assert r.loss_after < 0.05 * r.loss_before and r.iterations < 100
@@ -161,9 +161,9 @@ def test_the_fast_solver_never_returns_a_higher_loss_than_its_start():
         keeps_local_intensity = False
 
     s, _ = photo_and_edit(24, 32)
-    r = optimise_image(s, s, [Free()], iterations=200)
+    r = optimize_image(s, s, [Free()], iterations=200)
     assert r.loss_after == r.loss_before and torch.equal(r.image, s)
-    held = optimise_image(s, s, [SPLLoss()], iterations=200)  # held, it barely moves
+    held = optimize_image(s, s, [SPLLoss()], iterations=200)  # held, it barely moves
     assert held.loss_after <= held.loss_before and (held.image - s).abs().max() < 0.05
 
 
@@ -175,11 +175,11 @@ def psnr(a: torch.Tensor, b: torch.Tensor, border: int = 6) -> float:
 
 @pytest.mark.parametrize(("h", "w"), [(48, 64), (160, 256)])
 def test_fast_ends_closer_to_the_ideal_than_the_reference(h, w):
-    # the edit without its blur is the ideal: the photo's structure in the edit's colours
+    # the edit without its blur is the ideal: the photo's structure in the edit's colors
     s, e = photo_and_edit(h, w)
     ideal, _ = photo_and_edit(h, w, blur=False)
-    ref = optimise_image(s, e, [SPLLoss()], iterations=30, solver="reference")
-    fast = optimise_image(s, e, [SPLLoss()], iterations=30, solver="fast")
+    ref = optimize_image(s, e, [SPLLoss()], iterations=30, solver="reference")
+    fast = optimize_image(s, e, [SPLLoss()], iterations=30, solver="fast")
     assert fast.loss_before == pytest.approx(ref.loss_before)
     assert psnr(fast.image, ideal) > psnr(e, ideal) + 2.0
     assert psnr(fast.image, ideal) >= psnr(ref.image, ideal)
@@ -193,16 +193,16 @@ def test_fast_step_does_not_shrink_with_the_pixel_count():
     for h, w in ((40, 60), (160, 240)):
         s, e = photo_and_edit(h, w)
         ideal, _ = photo_and_edit(h, w, blur=False)
-        r = optimise_image(s, e, [SPLLoss()], iterations=5)
+        r = optimize_image(s, e, [SPLLoss()], iterations=5)
         gains.append(psnr(r.image, ideal) - psnr(e, ideal))
         assert r.loss_after < 0.1 * r.loss_before
     assert min(gains) > 2.0 and gains[1] > 0.5 * gains[0], gains
 
 
-def test_a_colour_loss_still_moves_the_chroma_while_the_intensity_is_held():
+def test_a_color_loss_still_moves_the_chroma_while_the_intensity_is_held():
     # CPL asks for the source's chroma only: the hold on the local intensity never fights it
     s, e = photo_and_edit(48, 64)
-    r = optimise_image(s, e, [SPLLoss(), CPLLoss()], iterations=30)
+    r = optimize_image(s, e, [SPLLoss(), CPLLoss()], iterations=30)
     cpl = CPLLoss()
     assert float(cpl(s, r.image)) < 0.2 * float(cpl(s, e))
     assert (local_mean(r.image, 8) - local_mean(e, 8)).abs().max() < 0.05
@@ -213,8 +213,8 @@ def test_result_is_float32_in_range_and_inputs_are_untouched():
     e64 = (e * 1.5).double()  # outside [-1, 1] and float64
     before = e64.clone()
     for solver in ("fast", "reference"):
-        r = optimise_image(s, e64, [MSELoss(weight=1e6)], iterations=5, solver=solver)
-        assert isinstance(r, OptimiseResult) and r.image.dtype == torch.float32
+        r = optimize_image(s, e64, [MSELoss(weight=1e6)], iterations=5, solver=solver)
+        assert isinstance(r, OptimizeResult) and r.image.dtype == torch.float32
         assert r.image.shape == e.shape
         assert r.image.min() >= -1 and r.image.max() <= 1
         assert r.seconds >= 0
@@ -225,7 +225,7 @@ def test_clamping_keeps_pixels_in_range_when_the_target_lies_outside():
     s, e = photo_and_edit(16, 16)
     target = torch.full_like(s, 3.0)  # an MSE term pulls every pixel beyond 1
     for solver in ("fast", "reference"):
-        r = optimise_image(target, e, [MSELoss()], iterations=20, solver=solver)
+        r = optimize_image(target, e, [MSELoss()], iterations=20, solver=solver)
         assert r.image.max() <= 1 and r.image.min() >= -1
         assert torch.allclose(r.image, torch.ones_like(r.image), atol=1e-3)
 
@@ -258,7 +258,7 @@ class NaNTerm(LossTerm):
 @pytest.mark.parametrize("solver", ["fast", "reference"])
 def test_nan_gradients_are_zeroed(solver):
     s, e = photo_and_edit(16, 16)
-    r = optimise_image(s, e, [NaNTerm(weight=100.0)], iterations=10, solver=solver)
+    r = optimize_image(s, e, [NaNTerm(weight=100.0)], iterations=10, solver=solver)
     assert torch.isfinite(r.image).all()
     assert r.loss_after < 0.5 * r.loss_before
     # the corner's only gradient was NaN, set to 0: it keeps its start values
@@ -269,7 +269,7 @@ def test_nan_gradients_are_zeroed(solver):
 def test_progress_is_called_per_iteration_and_ends_at_the_total(solver):
     s, e = photo_and_edit(24, 32)
     calls = []
-    r = optimise_image(s, e, [SPLLoss()], iterations=12, solver=solver,
+    r = optimize_image(s, e, [SPLLoss()], iterations=12, solver=solver,
                        progress=lambda i, total, loss: calls.append((i, total, loss)))
     assert len(calls) >= min(r.iterations, 12)
     assert [c[0] for c in calls] == sorted(c[0] for c in calls)
@@ -280,23 +280,23 @@ def test_progress_is_called_per_iteration_and_ends_at_the_total(solver):
 
 def test_fast_handles_terms_without_curvature_and_stops_when_converged():
     s, e = photo_and_edit(24, 32)
-    r = optimise_image(s, e, [L1Loss()], iterations=200)
+    r = optimize_image(s, e, [L1Loss()], iterations=200)
     assert r.loss_after < 0.2 * r.loss_before
-    converged = optimise_image(s, s, [SPLLoss()], iterations=200)
+    converged = optimize_image(s, s, [SPLLoss()], iterations=200)
     assert converged.iterations < 200  # nothing to do: it stops early
     assert converged.loss_after <= converged.loss_before
 
 
 def test_no_terms_returns_the_start_image():
     s, e = photo_and_edit(8, 8)
-    r = optimise_image(s, e, [], iterations=5)
+    r = optimize_image(s, e, [], iterations=5)
     assert torch.equal(r.image, e) and r.loss_before == r.loss_after == 0.0
 
 
 def test_unknown_solver_is_refused():
     s, e = photo_and_edit(8, 8)
     with pytest.raises(ValueError, match="solver"):
-        optimise_image(s, e, [SPLLoss()], solver="adam")
+        optimize_image(s, e, [SPLLoss()], solver="adam")
 
 
 def test_masked_terms_leave_pixels_outside_every_mask_unchanged():
@@ -304,7 +304,7 @@ def test_masked_terms_leave_pixels_outside_every_mask_unchanged():
     mask = torch.zeros(1, 1, 32, 32)
     mask[..., 8:24, 8:24] = 1
     for solver in ("fast", "reference"):
-        r = optimise_image(s, e, [SPLLoss(mask=mask), CPLLoss(mask=mask)], iterations=10, solver=solver)
+        r = optimize_image(s, e, [SPLLoss(mask=mask), CPLLoss(mask=mask)], iterations=10, solver=solver)
         outside = (mask == 0).expand_as(e)
         assert torch.equal(r.image[outside], e[outside])
         assert not torch.equal(r.image[~outside], e[~outside])
@@ -314,8 +314,8 @@ def test_masked_terms_leave_pixels_outside_every_mask_unchanged():
 def test_fast_solver_gives_the_same_result_on_cuda_as_on_the_cpu():
     s, e = photo_and_edit(160, 256)
     terms = [SPLLoss(), CPLLoss()]
-    cpu = optimise_image(s, e, terms, iterations=20)
-    gpu = optimise_image(s.cuda(), e.cuda(), [SPLLoss(), CPLLoss()], iterations=20)
+    cpu = optimize_image(s, e, terms, iterations=20)
+    gpu = optimize_image(s.cuda(), e.cuda(), [SPLLoss(), CPLLoss()], iterations=20)
     assert gpu.image.device.type == "cuda"
     assert gpu.loss_after == pytest.approx(cpu.loss_after, rel=1e-3)
     assert (gpu.image.cpu() - cpu.image).abs().max() < 1e-2
@@ -324,18 +324,28 @@ def test_fast_solver_gives_the_same_result_on_cuda_as_on_the_cpu():
 @pytest.mark.parametrize("make", [L1Loss, ValueOnlyLoss])
 def test_a_start_that_is_already_optimal_stays_unchanged_without_curvature(make):
     s, _ = photo_and_edit(12, 16)
-    r = optimise_image(s, s, [make()], iterations=3)  # zero gradient: the probe finds no curvature
+    r = optimize_image(s, s, [make()], iterations=3)  # zero gradient: the probe finds no curvature
     assert torch.equal(r.image, s) and r.loss_after == r.loss_before
 
 
 def test_an_edit_that_already_has_the_sources_structure_is_left_as_it_is(monkeypatch):
     # an affine change of the source's intensity scores below twice the source's own SPL: there is
     # no structure left to restore, and descending further only chases eps's bias (issue 26)
-    import spl_sdk.optimiser as optimiser
+    import spl_sdk.optimizer as optimizer
 
     s, _ = photo_and_edit(48, 64)
     e = (0.8 * (s + 1) / 2 + 0.1) * 2 - 1
-    r = optimise_image(s, e, [SPLLoss()])
+    r = optimize_image(s, e, [SPLLoss()])
     assert torch.equal(r.image, e) and r.iterations == 1
-    monkeypatch.setattr(optimiser, "OWN_LOSS_FLOOR", 0.0)  # what the floor prevents
-    assert not torch.equal(optimise_image(s, e, [SPLLoss()]).image, e)
+    monkeypatch.setattr(optimizer, "OWN_LOSS_FLOOR", 0.0)  # what the floor prevents
+    assert not torch.equal(optimize_image(s, e, [SPLLoss()]).image, e)
+
+
+def test_the_old_module_name_still_imports_with_a_deprecation_warning():
+    import importlib
+    import sys
+
+    sys.modules.pop("spl_sdk.optimiser", None)
+    with pytest.warns(DeprecationWarning, match="spl_sdk.optimizer"):
+        old = importlib.import_module("spl_sdk.optimiser")
+    assert old.optimise_image is optimize_image and old.OptimiseResult is OptimizeResult
