@@ -34,7 +34,7 @@ SUGGESTED = {"color_loss": "cpl", "structure_loss": "spl"}
 # a weight's loss: an empty weight means that loss's own default_weight, shown as the placeholder
 WEIGHT_OF = {"structure_weight": "structure_loss", "color_weight": "color_loss"}
 # list fields that name installed plug-ins: a pick-list in the order picked
-PICK_LISTS = {"post_processors": "postprocess"}
+PICK_LISTS = {"post_processors": "post-processor"}
 AREA_LABELS = {"whole": "Whole image", "masked": "Masked area"}
 # the app takes a mask upload instead of a path; options get widgets from each component's
 # Options model (spl_apps.option_controls)

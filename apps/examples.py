@@ -40,7 +40,7 @@ EXAMPLES: tuple[Example, ...] = (
     Example("marshmallow", "Pink marshmallow", "Masked edit", "marshmallow.jpg",
             "a white marshmallow on a stick", "a pink marshmallow on a stick",
             {"color_loss": "cpl", "color_area": "masked",
-             "options": {"mask/cross-attention": {"words_source": ["marshmallow"],
+             "options": {"mask-extractor/cross-attention": {"words_source": ["marshmallow"],
                                                   "words_target": ["marshmallow"],
                                                   "invert_source": True, "invert_target": True}}}),
 )

@@ -170,7 +170,7 @@ def sidebar_section(plugins: Plugins) -> None:
     keep_state()
     # the mask extractor's options are drawn on the page, beside its choice
     chosen = [(kind, name) for kind, name in selected(plugins)
-              if kind != "mask" and plugins.get(kind, name).Options.model_fields]
+              if kind != "mask-extractor" and plugins.get(kind, name).Options.model_fields]
     with st.expander("Component options", expanded=False):
         if not chosen:
             st.caption("The selected components have no options.")

@@ -68,7 +68,7 @@ def settings_panel(plugins: Plugins) -> None:
             k = PREFIX + name
             if name == "post_processors":
                 st.session_state.setdefault(k, list(_default(name)))
-                st.multiselect(LABELS[name], plugins.names("postprocess"), key=k,
+                st.multiselect(LABELS[name], plugins.names("post-processor"), key=k,
                                help=_field(name).description, placeholder="none")
                 continue
             st.session_state.setdefault(k, _default(name))

@@ -27,7 +27,7 @@ from spl_sdk.editor import EditResult
 from spl_sdk.errors import ModelNotFoundError, SplError, SplWarning
 from spl_sdk.imageio import save_image
 
-FALLBACK_BACKBONE = "tiny-random"
+FALLBACK_BACKBONE = "tiny-random-sd15"
 # the editor's progress phases (spl_sdk.editor._Progress) as the studio names them
 PHASE_LABELS = {"mask pass": "Finding the mask", "steps": "Denoising", "injection": "Loss steps",
                 "post-processing": "Refining at full size", "refine": "Refining"}
@@ -72,7 +72,7 @@ def _model_choice() -> tuple[str, str]:
 
 
 def missing_model_offer(slot: str) -> None:
-    """After a run found no weights: the one-sentence reason, and tiny-random or a local folder.
+    """After a run found no weights: the one-sentence reason, and tiny-random-sd15 or a local folder.
 
     Shown on every rerun (typing the folder reruns the page) until the model choice changes.
     """

@@ -61,8 +61,8 @@ def preservation(plugins: Plugins) -> bool:
 def mask_words(plugins: Plugins) -> None:
     """Mask extractor and its options (mask words, thresholds and inverts per prompt)."""
     name = widget("mask_extractor", plugins)
-    if name in plugins.registry.get("mask", {}):
-        option_controls.component_widgets(plugins, "mask", name)
+    if name in plugins.registry.get("mask-extractor", {}):
+        option_controls.component_widgets(plugins, "mask-extractor", name)
 
 
 def loss_fields() -> tuple[str, ...]:

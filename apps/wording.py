@@ -7,7 +7,7 @@ import re
 from spl_apps.controls import LABELS
 from spl_sdk.config import EditConfig
 
-# a missing model's fix as the CLI words it, and as the studio does (its Model box, or tiny-random)
+# a missing model's fix as the CLI words it, and as the studio does (its Model box, or tiny-random-sd15)
 _PASS_MODEL = re.compile(r"pass (?:it with )?`?--model(?: ([^`\s]+))?`?")
 _IN_PYTHON = re.compile(r" \(\w+= in Python\)")
 _FLAG = re.compile(r"`?--([a-z][a-z0-9-]*)`?")

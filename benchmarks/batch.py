@@ -1,4 +1,4 @@
-"""Rows per minute of ``spl batch`` for tiny-random: the in-process engine vs Ray Data with 2 workers.
+"""Rows per minute of ``spl batch`` for tiny-random-sd15: the in-process engine vs Ray Data with 2 workers.
 
     python benchmarks/batch.py                      # 16 rows, 128 px, 4 steps, both engines
     python benchmarks/batch.py --rows 32 --workers 2 4
@@ -51,7 +51,7 @@ def run_case(args: argparse.Namespace) -> dict:
 
     folder = Path(tempfile.mkdtemp(prefix="spl-batch-bench-"))
     manifest = write_manifest(folder, args.rows, args.size)
-    base = EditConfig(backbone="tiny-random", device="cpu", working_size=args.size, steps=args.steps,
+    base = EditConfig(backbone="tiny-random-sd15", device="cpu", working_size=args.size, steps=args.steps,
                       iterations=args.iters)
     finished: list[float] = []
     began = time.perf_counter()
@@ -93,7 +93,7 @@ def main() -> None:
     common = ["--rows", str(args.rows), "--size", str(args.size), "--steps", str(args.steps),
               "--iters", str(args.iters), "--threads", str(args.threads)]
     cases = [["--case", "local"]] + [["--case", "ray", "--workers", str(w)] for w in args.workers]
-    print(f"tiny-random, {args.rows} rows of {args.size} px, {args.steps} steps, {args.iters} iterations, "
+    print(f"tiny-random-sd15, {args.rows} rows of {args.size} px, {args.steps} steps, {args.iters} iterations, "
           f"{os.cpu_count()} CPUs\n")
     print("| engine | rows ok | wall (s) | rows/min end to end | rows/min steady | s per row in a worker |\n"
           "|---|---|---|---|---|---|")

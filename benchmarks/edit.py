@@ -1,6 +1,6 @@
 """Time an edit per phase, with and without SPL, and its peak memory.
 
-    python benchmarks/edit.py                       # tiny-random, 256 px, 15 steps
+    python benchmarks/edit.py                       # tiny-random-sd15, 256 px, 15 steps
     python benchmarks/edit.py --sd15 --steps 2 --no-warmup   # random SD-1.5-sized backbone at 512 px
     python benchmarks/edit.py --sd15 --device cuda --dtype float16 --steps 15   # on a GPU
     python benchmarks/edit.py --sdxl --steps 2 --opt-start 0.5 --iters 20 --no-warmup --only on   # random SDXL, 1024 px (~18 GiB RAM)
@@ -73,7 +73,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sd15", action="store_true", help="use the random SD-1.5-sized backbone at 512 px")
     parser.add_argument("--sdxl", action="store_true",
-                        help="use the random SDXL-sized backbone (sdxl-random) at 1024 px; ~20 GiB RAM on a CPU")
+                        help="use the random SDXL-sized backbone (random-sdxl) at 1024 px; ~20 GiB RAM on a CPU")
     parser.add_argument("--backbone", default=None)
     parser.add_argument("--size", type=int, default=None)
     parser.add_argument("--steps", type=int, default=15)
@@ -91,7 +91,7 @@ def main() -> None:
     parser.add_argument("--case", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--spl", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    default = "sdxl-random" if args.sdxl else "sd15-random" if args.sd15 else "tiny-random"
+    default = "random-sdxl" if args.sdxl else "random-sd15" if args.sd15 else "tiny-random-sd15"
     args.backbone = args.backbone or default
     args.size = args.size or (1024 if args.sdxl else 512 if args.sd15 else 256)
     if args.case:

@@ -5,7 +5,7 @@
 
 ``run`` edits one 128 x 128 crop of apps/examples/old_man.png in four configurations
 (the paper's settings; CPL on; another seed and prompt pair; 8 steps with injection from
-step 4) with the ``tiny-random`` backbone, float32, one CPU thread, and stores the four
+step 4) with the ``tiny-random-sd15`` backbone, float32, one CPU thread, and stores the four
 8-bit results. ``compare`` prints, per configuration, the PSNR between two such runs and
 their largest difference in 8-bit levels. Run it with two code versions (a checkout
 before and after a change) or with ``--option`` overrides to see what one choice does.
@@ -43,7 +43,7 @@ def run(out: Path, profile: str, options: list[str]) -> None:
     photo = Image.open(EXAMPLE).convert("RGB")
     side = min(photo.size)
     photo = photo.crop((0, 0, side, side)).resize((128, 128), Image.LANCZOS)
-    editor = Editor.from_config(EditConfig(backbone="tiny-random", working_size=128, dtype="float32",
+    editor = Editor.from_config(EditConfig(backbone="tiny-random-sd15", working_size=128, dtype="float32",
                                            device="cpu", profile=profile, options=options))
     results = {}
     for name, (source, target, settings) in CONFIGS.items():

@@ -24,12 +24,12 @@ ALIASES: dict[str, tuple[str, str, str]] = {
     "blend_words_source": ("attention", "attention", "blend_words_source"),
     "blend_words_target": ("attention", "attention", "blend_words_target"),
     "reweight": ("attention", "attention", "reweight"),
-    "mask_words_source": ("mask_extractor", "mask", "words_source"),
-    "mask_words_target": ("mask_extractor", "mask", "words_target"),
-    "mask_threshold_source": ("mask_extractor", "mask", "threshold_source"),
-    "mask_threshold_target": ("mask_extractor", "mask", "threshold_target"),
-    "mask_invert_source": ("mask_extractor", "mask", "invert_source"),
-    "mask_invert_target": ("mask_extractor", "mask", "invert_target"),
+    "mask_words_source": ("mask_extractor", "mask-extractor", "words_source"),
+    "mask_words_target": ("mask_extractor", "mask-extractor", "words_target"),
+    "mask_threshold_source": ("mask_extractor", "mask-extractor", "threshold_source"),
+    "mask_threshold_target": ("mask_extractor", "mask-extractor", "threshold_target"),
+    "mask_invert_source": ("mask_extractor", "mask-extractor", "invert_source"),
+    "mask_invert_target": ("mask_extractor", "mask-extractor", "invert_target"),
     "original_steps": ("backbone", "backbone", "original_steps"),
 }
 # the values earlier releases recorded when the user set nothing: the owners' defaults are the

@@ -23,6 +23,7 @@ from spl_sdk.aliases import ALIASES, apply_aliases
 from spl_sdk.components.base import ComponentOptions
 from spl_sdk.errors import ConfigError
 from spl_sdk.rawoptions import check_shape, merge_options
+from spl_sdk.renamed import current_name
 from spl_sdk.text import shown
 from spl_sdk.words import comma_words
 
@@ -137,7 +138,7 @@ class EditConfig(RefineConfig):
                           "'pyramid' (spl-sdk 0.1's fast solver, so its results replay); "
                           "unset: the profile's (fast; paper: reference).")
     seed: int = Field(0, ge=0, le=2**32 - 1, description="Random seed of the initial noise and per-step noise.")
-    attention: str = Field("infedit", description="Attention-controller plug-in (for methods that drive one).")
+    attention: str = Field("unified", description="Attention-controller plug-in (for methods that drive one).")
     opt_start: float = Field(0.8, ge=0, le=1,
                              description="Fraction of steps after which losses are injected (1 turns injection off).")
     post_process: bool = Field(True, description="Optimize the final image against the original source at full size.")
@@ -161,6 +162,9 @@ class EditConfig(RefineConfig):
         # settings of particular plug-ins under their old top-level names become their options
         if not isinstance(data, dict):
             return data
+        for name in ("backbone", "attention"):  # components 0.2.0 renamed (spl_sdk.renamed)
+            if isinstance(data.get(name), str):
+                data = {**data, name: current_name(name, data[name])}
         defaults = {name: cls.model_fields[name].default for name in ("attention", "mask_extractor", "backbone")}
         try:
             data = apply_aliases(data, defaults)

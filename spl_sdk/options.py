@@ -35,6 +35,7 @@ from spl_sdk.rawoptions import (  # noqa: F401 - re-exported
     parse_options,
     parse_value,
 )
+from spl_sdk.renamed import current_key
 from spl_sdk.text import a
 
 if TYPE_CHECKING:
@@ -44,7 +45,7 @@ if TYPE_CHECKING:
 # config fields that name the component of a kind, in the order an edit uses them
 COMPONENT_FIELDS = (("backbone", "backbone"), ("method", "method"), ("attention", "attention"),
                     ("structure_loss", "loss"), ("color_loss", "loss"),
-                    ("mask_extractor", "mask"), ("post_processors", "postprocess"))
+                    ("mask_extractor", "mask-extractor"), ("post_processors", "post-processor"))
 
 
 def _label(kind: str) -> str:
@@ -56,6 +57,7 @@ def _label(kind: str) -> str:
 def resolve_key(plugins: Plugins, key: str, where: str = "in options") -> tuple[str, str]:
     """(kind, name) of an options key ``NAME`` or ``KIND/NAME``; one clear error otherwise."""
     registry = plugins.registry
+    key = current_key(key)  # 0.1's names (attention/infedit, mask/..., tiny-random) read as today's
     kind, slash, name = key.rpartition("/")
     if slash:
         if kind not in registry:

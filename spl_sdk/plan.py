@@ -246,7 +246,7 @@ def make_plan(backbone: Backbone, plugins: Plugins, base: EditConfig, image: Any
                     mask=user_mask(mask, cfg, size),
                     controller=new_controller(plugins, cfg, method, backbone, source_prompt, target_prompt))
     if cfg.needs_region and plan.mask is None:
-        plan.extractor = construct(plugins, "mask", cfg.mask_extractor, cfg.options, mask_file=cfg.mask_file)
+        plan.extractor = construct(plugins, "mask-extractor", cfg.mask_extractor, cfg.options, mask_file=cfg.mask_file)
         check_region_given(cfg, plan.extractor.options)
         backbone.require(f"mask extractor '{plan.extractor.name}'", plan.extractor.requires,
                          "pass a mask image with --mask FILE (mask= in Python) instead")
@@ -257,6 +257,6 @@ def make_plan(backbone: Backbone, plugins: Plugins, base: EditConfig, image: Any
             plan.mask_controller = new_controller(plugins, cfg, method, backbone, source_prompt,
                                                   target_prompt)
     if cfg.post_process and (cfg.structure_loss is not None or cfg.color_loss is not None):
-        plan.posts = [construct(plugins, "postprocess", name, cfg.options, iterations=cfg.iterations,
+        plan.posts = [construct(plugins, "post-processor", name, cfg.options, iterations=cfg.iterations,
                                 solver=cfg.solver) for name in cfg.post_processors]
     return plan

@@ -36,6 +36,7 @@ from spl_sdk.components import (
     PostProcessor,
 )
 from spl_sdk.errors import PluginError, SplError, UnknownComponentError
+from spl_sdk.renamed import current_kind, current_name
 from spl_sdk.signatures import method_problem, options_problem
 from spl_sdk.text import a
 
@@ -231,12 +232,14 @@ class Plugins:
 
     def names(self, kind: str) -> list[str]:
         """Sorted names of the components of one kind."""
-        return sorted(self.registry[kind])
+        return sorted(self.registry[current_kind(kind)])
 
     def info(self, kind: str, name: str) -> ComponentInfo:
         """The component ``name`` (or ``package:name``) of ``kind``; a clear error if unknown or ambiguous."""
+        kind = current_kind(kind)  # 0.1's kind and component names still find their component
         label = KIND_LABEL[kind]
         owner, _, bare = name.rpartition(":")
+        bare = current_name(kind, bare)
         infos = self.registry[kind].get(bare)
         if owner and infos:  # qualified: the package (or plug-in) that registered it
             infos = [i for i in infos if owner in (i.package, i.plugin)]
@@ -275,11 +278,11 @@ class Plugins:
 
     def mask_extractor(self, name: str) -> type[MaskExtractor]:
         """The mask-extractor class registered as ``name``."""
-        return self.get("mask", name)
+        return self.get("mask-extractor", name)
 
     def post_processor(self, name: str) -> type[PostProcessor]:
         """The post-processor class registered as ``name``."""
-        return self.get("postprocess", name)
+        return self.get("post-processor", name)
 
     def harmonizer(self, name: str) -> type[Harmonizer]:
         """The harmonizer class registered as ``name``."""

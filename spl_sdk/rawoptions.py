@@ -11,6 +11,7 @@ from typing import Any
 
 from spl_sdk.errors import ConfigError
 from spl_sdk.parsing import ParseError, TooDeepError, loads
+from spl_sdk.renamed import current_key
 from spl_sdk.text import looks_secret, shown
 
 RawOptions = dict[str, dict[str, Any]]
@@ -54,7 +55,7 @@ def check_shape(raw: Any, source: str = "options") -> RawOptions:
     if isinstance(raw, str):
         raw = [raw]
     if isinstance(raw, list | tuple):
-        return parse_options(str(t) for t in raw)
+        raw = parse_options(str(t) for t in raw)
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{source} must map component names to {{field: value}} mappings, "
                           f"e.g. {{\"spl\": {{\"radius\": 3}}}}; got {type(raw).__name__}.")
@@ -62,7 +63,10 @@ def check_shape(raw: Any, source: str = "options") -> RawOptions:
         if not isinstance(fields, Mapping):
             raise ConfigError(f"{source} of '{name}' must be a mapping of option names to values, "
                               f"e.g. {{\"{name}\": {{\"FIELD\": VALUE}}}}; got {shown(fields)}.")
-    return {str(k): dict(v) for k, v in raw.items()}
+    out: RawOptions = {}
+    for name, fields in raw.items():  # keys of renamed kinds and components as they are named now
+        out.setdefault(current_key(str(name)), {}).update(fields)
+    return out
 
 
 def merge_options(*sources: Mapping[str, Mapping[str, Any]] | None) -> RawOptions:

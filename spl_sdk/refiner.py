@@ -169,7 +169,7 @@ def refine(source: Any, edited: Any, *, mask: Any = None, align: str | None = No
     start = _tensor(edited, "edited image")
     mask_t = _mask(mask, cfg, size)
     terms = build_terms(plugins, cfg, None if mask_t is None else mask_t.to(dev))
-    posts = [construct(plugins, "postprocess", name, cfg.options, iterations=cfg.iterations, solver=cfg.solver)
+    posts = [construct(plugins, "post-processor", name, cfg.options, iterations=cfg.iterations, solver=cfg.solver)
              for name in cfg.post_processors]
     timings: dict[str, float] = {}
     with out_of_memory_as_error(size[1], size[0], "refine it"):

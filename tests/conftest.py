@@ -35,8 +35,8 @@ def plugins() -> Plugins:
 
 @pytest.fixture(scope="session")
 def tiny_backbone():
-    """The seeded ``tiny-random`` backbone on the CPU, built once per test session."""
-    return Plugins(load_entrypoints=True, env={}).backbone("tiny-random").load(device="cpu")
+    """The seeded ``tiny-random-sd15`` backbone on the CPU, built once per test session."""
+    return Plugins(load_entrypoints=True, env={}).backbone("tiny-random-sd15").load(device="cpu")
 
 
 @pytest.fixture(scope="module")

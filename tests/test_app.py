@@ -24,10 +24,10 @@ METHOD_DEFAULTS = {  # docs/method.md section 7, as the user first sees them
 # the method's settings: empty boxes, which the method fills (infedit 15 steps, guidance 1 / 2)
 METHOD_OWNED = ("steps", "source_guidance", "target_guidance")
 # the mask extractor's own options, drawn beside its choice (docs/method.md section 7)
-MASK = "opt.mask/cross-attention."
+MASK = "opt.mask-extractor/cross-attention."
 MASK_DEFAULTS = {"words_source": "", "threshold_source": 0.5, "threshold_target": 0.5,
                  "invert_source": False, "invert_target": False}
-FAST = {"cfg.backbone": "tiny-random", "cfg.working_size": 128, "cfg.steps": 2, "cfg.iterations": 3}
+FAST = {"cfg.backbone": "tiny-random-sd15", "cfg.working_size": 128, "cfg.steps": 2, "cfg.iterations": 3}
 
 
 @pytest.fixture(autouse=True)
@@ -136,8 +136,8 @@ def test_plugin_choices_come_from_the_plugin_manager() -> None:
         assert set(plugins.names(kind)) <= set(at.selectbox(key=key).options), key
     # post-processors: a pick-list of the installed ones, in the order picked
     picker = at.multiselect(key="cfg.post_processors")
-    assert picker.value == ["loss-refine"] and set(picker.options) == set(plugins.names("postprocess"))
-    assert "tiny-random" in at.selectbox(key="cfg.backbone").options
+    assert picker.value == ["loss-refine"] and set(picker.options) == set(plugins.names("post-processor"))
+    assert "tiny-random-sd15" in at.selectbox(key="cfg.backbone").options
     at = settle(at, {"page": "Harmonize"})
     options = at.selectbox(key="harm.harmonizer").options
     assert [o.split(" — ")[0] for o in options] == plugins.names("harmonizer")
@@ -163,17 +163,17 @@ def test_weight_field_shows_the_chosen_losses_own_default() -> None:
 
 def test_options_and_attention_settings_only_for_components_in_use() -> None:
     at = start()
-    at = settle(at, {"cfg.backbone": "tiny-random"})  # its default method, infedit, uses attention
-    assert at.slider(key="opt.attention/infedit.blend_threshold").value == 0.3
-    assert at.get_by_key("opt.attention/infedit.cross_replace") is not None  # the controller's option
+    at = settle(at, {"cfg.backbone": "tiny-random-sd15"})  # its default method, infedit, uses attention
+    assert at.slider(key="opt.attention/unified.blend_threshold").value == 0.3
+    assert at.get_by_key("opt.attention/unified.cross_replace") is not None  # the controller's option
     at = settle(at, {"cfg.method": "flowedit"})  # FlowEdit drives no attention controller
-    for hidden in ("opt.attention/infedit.blend_threshold", "opt.attention/infedit.cross_replace"):
+    for hidden in ("opt.attention/unified.blend_threshold", "opt.attention/unified.cross_replace"):
         with pytest.raises(KeyError):
             at.get_by_key(hidden)
     assert any("uses no attention control" in str(c.value) for c in at.sidebar.caption)
     assert "attention controller" not in " ".join(str(m.value) for m in at.sidebar.markdown)
     at = settle(at, {"cfg.method": ""})  # back to the default method: the settings come back
-    assert at.slider(key="opt.attention/infedit.blend_threshold").value == 0.3
+    assert at.slider(key="opt.attention/unified.blend_threshold").value == 0.3
 
 
 def test_option_widgets_come_from_the_selected_components_options() -> None:
@@ -189,18 +189,18 @@ def test_option_widgets_come_from_the_selected_components_options() -> None:
     residual = at.get_by_key("opt.loss/spl.residual")
     assert residual.value == "centered"
     assert residual.help.endswith("Profile paper uses 'expanded' while this stays at its default.")
-    assert at.slider(key="opt.attention/infedit.blend_threshold").value == 0.3
+    assert at.slider(key="opt.attention/unified.blend_threshold").value == 0.3
     with pytest.raises(KeyError):  # no masked area: the mask extractor is not used
-        at.get_by_key("opt.mask/cross-attention.eps")
+        at.get_by_key("opt.mask-extractor/cross-attention.eps")
     at = settle(at, {"cfg.structure_area": "masked"})
-    assert at.number_input(key="opt.mask/cross-attention.eps").value == pytest.approx(1e-2)
+    assert at.number_input(key="opt.mask-extractor/cross-attention.eps").value == pytest.approx(1e-2)
     # a changed value survives hiding its component and comes back
-    at = settle(at, {"opt.mask/cross-attention.eps": 1e-3, "cfg.structure_area": "whole"})
+    at = settle(at, {"opt.mask-extractor/cross-attention.eps": 1e-3, "cfg.structure_area": "whole"})
     at = settle(at, {"cfg.structure_area": "masked"})
-    assert at.number_input(key="opt.mask/cross-attention.eps").value == pytest.approx(1e-3)
+    assert at.number_input(key="opt.mask-extractor/cross-attention.eps").value == pytest.approx(1e-3)
     # loading an example puts every setting, options included, back to its default
     at.button(key="example.marshmallow").click().run()
-    assert at.number_input(key="opt.mask/cross-attention.eps").value == pytest.approx(1e-2)
+    assert at.number_input(key="opt.mask-extractor/cross-attention.eps").value == pytest.approx(1e-2)
     assert not at.exception
 
 
@@ -237,7 +237,7 @@ def test_changed_option_widget_reaches_the_edit() -> None:
     assert not at.exception and not at.error, messages(at)
     options = result_metadata(at, "edit")["config"]["options"]
     assert options["spl"] == {"radius": 3, "eps": 1e-4, "residual": "centered"}  # the changed value, the rest defaults
-    assert options["attention/infedit"]["blend_threshold"] == 0.3
+    assert options["unified"]["blend_threshold"] == 0.3
 
 
 def test_random_seed_button_draws_a_new_seed() -> None:
@@ -277,9 +277,9 @@ def test_missing_weights_say_so_and_offer_tiny_random(monkeypatch: pytest.Monkey
     assert at.text_input(key="cfg.model").value == "/nonexistent/folder/of/weights"
     at.button(key="edit.run").click().run()
     assert "/nonexistent/folder/of/weights" in messages(at)
-    # offer 2: tiny-random
+    # offer 2: tiny-random-sd15
     at.button(key="edit.use_tiny").click().run()
-    assert at.selectbox(key="cfg.backbone").value == "tiny-random"
+    assert at.selectbox(key="cfg.backbone").value == "tiny-random-sd15"
     assert at.text_input(key="cfg.model").value == ""
 
 
@@ -315,7 +315,7 @@ def test_upload_prompts_run_result_and_download(monkeypatch: pytest.MonkeyPatch)
     assert download.label.startswith("Download PNG")
     meta = result_metadata(at, "edit")
     assert meta["source_prompt"] == "a photo of a blue ball"
-    assert meta["config"]["backbone"] == "tiny-random" and meta["config"]["steps"] == 2
+    assert meta["config"]["backbone"] == "tiny-random-sd15" and meta["config"]["steps"] == 2
     out = at.session_state["edit.result"]
     assert out.image.size == (128, 96) and out.mask is None
     # moving the comparison slider redraws without running the edit again
@@ -341,7 +341,7 @@ def test_an_instruction_backbone_runs_from_the_target_prompt_alone() -> None:
     meta = result_metadata(at, "edit")
     assert meta["config"]["method"] == "instruct" and meta["target_prompt"] == "make it night"
     # a two-prompt backbone shows and asks for the source prompt again
-    at = settle(at, {"cfg.backbone": "tiny-random"})
+    at = settle(at, {"cfg.backbone": "tiny-random-sd15"})
     assert at.text_input(key="edit.source_prompt").label.startswith("Source prompt")
     at.button(key="edit.run").click().run()
     assert any("Type both prompts" in str(w.value) for w in at.warning)
@@ -508,7 +508,7 @@ def test_examples_exist_and_mask_words_are_in_their_prompts() -> None:
     for e in EXAMPLES:
         assert e.path.is_file(), e.path
         EditConfig(**e.settings)
-        words = e.settings.get("options", {}).get("mask/cross-attention", {})
+        words = e.settings.get("options", {}).get("mask-extractor/cross-attention", {})
         for word in words.get("words_source", []):
             assert word in e.source_prompt.split()
         for word in words.get("words_target", []):
@@ -531,7 +531,7 @@ def test_spl_app_runs_streamlit_on_the_studio_script() -> None:
 
 def test_unset_numeric_options_get_empty_number_fields() -> None:
     at = start()
-    at = settle(at, {"cfg.backbone": "tiny-random", "cfg.method": "flowedit"})
+    at = settle(at, {"cfg.backbone": "tiny-random-sd15", "cfg.method": "flowedit"})
     assert not at.exception, [e.value for e in at.exception]
     window = at.number_input(key="opt.method/flowedit.n_max")
     assert window.value is None  # unset: scaled from the backbone family's published window

@@ -140,12 +140,28 @@ def no_exception(pg) -> None:  # noqa: ANN001
         "[data-testid='stException']").first.inner_text()
 
 
+# records every text the progress bar shows during a run (the run may pass a phase in a moment):
+# on every change of the page, and every 15 ms besides
+RECORD_PROGRESS = """() => { window.__phases = new Set();
+  const look = () => { for (const e of document.querySelectorAll("[data-testid='stProgress']"))
+    window.__phases.add(e.innerText); };
+  window.__watch = new MutationObserver(look);
+  window.__watch.observe(document.body, {subtree: true, childList: true, characterData: true});
+  window.__timer = setInterval(look, 15); }"""
+
+
+def recorded_progress(pg) -> str:  # noqa: ANN001
+    """The progress texts seen since RECORD_PROGRESS, joined; stops recording."""
+    return " | ".join(pg.evaluate("() => { clearInterval(window.__timer); window.__watch.disconnect(); "
+                                  "return [...window.__phases]; }"))
+
+
 def test_upload_edit_and_screenshot(page, tmp_path: Path) -> None:  # noqa: ANN001
     pg = page
     pg.locator("[data-testid='stFileUploader'] input[type=file]").first.set_input_files(str(PHOTO))
     idle(pg)
     pg.get_by_text("old_man.png (512×512)").wait_for()
-    choose(pg, "Backbone", "tiny-random")
+    choose(pg, "Backbone", "tiny-random-sd15")
     fill(pg, "Working size (px, long side; empty = the backbone's default)", "128")
     pg.get_by_text("Sampling", exact=True).click()
     fill(pg, STEPS, "2")
@@ -154,10 +170,13 @@ def test_upload_edit_and_screenshot(page, tmp_path: Path) -> None:  # noqa: ANN0
     fill(pg, "Iterations", "100" if UPDATE_SCREENSHOT else "3")
     fill(pg, "Source prompt (describes the photo)", "a grayscale photo of an old man")
     fill(pg, "Target prompt (describes the result)", "a colorful photo of an old man")
+    pg.evaluate(RECORD_PROGRESS)
     pg.get_by_role("button", name="Run", exact=True).click()
     pg.get_by_role("button", name="Download PNG (settings embedded)").wait_for(timeout=300_000)
     idle(pg)
     no_exception(pg)
+    # the module's first run loads the model, so the bar says so (a later run reuses it at once)
+    assert re.search(r"Loading the model \(tiny-random-sd15\)", recorded_progress(pg))
     assert pg.locator("[data-testid='stImage'] img").count() >= 3  # photo, after, comparison
     assert pg.get_by_text("Before (left) | After (right)").count() == 1
     shot = tmp_path / "app.png"
@@ -194,10 +213,6 @@ def test_cancel_stops_the_edit_and_the_app_stays_usable(page) -> None:  # noqa: 
     assert pg.get_by_role("button", name="Run", exact=True).is_enabled()  # enabled again after it
 
 
-# records every text the progress bar shows during a run (the run may pass a phase in a moment)
-RECORD_PROGRESS = """() => { window.__phases = new Set(); window.__timer = setInterval(() => {
-    for (const e of document.querySelectorAll("[data-testid='stProgress']")) window.__phases.add(e.innerText);
-  }, 15); }"""
 
 
 def test_progress_names_each_phase(page) -> None:  # noqa: ANN001
@@ -209,8 +224,7 @@ def test_progress_names_each_phase(page) -> None:  # noqa: ANN001
     pg.get_by_role("button", name="Run", exact=True).click()
     pg.get_by_text("→ “a golden photo of an old man”").wait_for(timeout=300_000)
     idle(pg)
-    texts = " | ".join(pg.evaluate("() => { clearInterval(window.__timer); return [...window.__phases]; }"))
-    assert re.search(r"Loading the model \(tiny-random\)", texts), texts
+    texts = recorded_progress(pg)  # (the loading text: see the module's first run, above)
     assert re.search(r"(Denoising|Loss steps) \d+/4", texts), texts
     assert re.search(r"Refining at full size \d+/\d+", texts), texts
     assert "Step " not in texts  # no bare counts without a phase
@@ -234,15 +248,15 @@ def test_no_options_for_components_the_run_does_not_use(page) -> None:  # noqa: 
     pg.get_by_text("Component options", exact=True).click()
     idle(pg)
     sidebar = pg.locator("[data-testid='stSidebar']")
-    assert sidebar.get_by_text("infedit (attention controller)").count() == 1
+    assert sidebar.get_by_text("unified (attention controller)").count() == 1
     choose(pg, "Edit method (empty = the backbone's default)", "flowedit")
     no_exception(pg)  # FlowEdit's own options (unset numbers) get widgets
     assert sidebar.get_by_text("flowedit (edit method)").count() == 1
-    assert sidebar.get_by_text("infedit (attention controller)").count() == 0
+    assert sidebar.get_by_text("unified (attention controller)").count() == 0
     assert sidebar.get_by_text("Blend threshold").count() == 0
     assert sidebar.get_by_text("uses no attention control").count() == 1
     choose(pg, "Edit method (empty = the backbone's default)", "infedit")
-    assert sidebar.get_by_text("infedit (attention controller)").count() == 1
+    assert sidebar.get_by_text("unified (attention controller)").count() == 1
 
 
 def test_drawn_mask_is_used(page) -> None:  # noqa: ANN001
@@ -303,10 +317,10 @@ def test_usable_at_1024_px_with_the_result_in_view(browser, server: str) -> None
 
 
 def quick_edit(pg, target: str) -> None:  # noqa: ANN001
-    """Upload the photo and run a 1-step, 64 px edit on tiny-random until its result shows."""
+    """Upload the photo and run a 1-step, 64 px edit on tiny-random-sd15 until its result shows."""
     pg.locator("[data-testid='stFileUploader'] input[type=file]").first.set_input_files(str(PHOTO))
     idle(pg)
-    choose(pg, "Backbone", "tiny-random")
+    choose(pg, "Backbone", "tiny-random-sd15")
     fill(pg, "Working size (px, long side; empty = the backbone's default)", "64")
     pg.get_by_text("Sampling", exact=True).click()
     fill(pg, STEPS, "1")

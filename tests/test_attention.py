@@ -57,7 +57,7 @@ def run_unet(controller, h=16, w=16, steps=None, seed=0):
 
 def test_registered_through_entry_points() -> None:
     plugins = get_plugins()
-    assert plugins.attention_controller("infedit") is InfEditController
+    assert plugins.attention_controller("unified") is InfEditController
     assert plugins.attention_controller("p2p-replace") is P2PReplaceController
     assert plugins.attention_controller("p2p-reweight") is P2PReweightController
 

@@ -18,7 +18,7 @@ from spl_backbones.sd15_random import SD15_TEXT, SD15_UNET, SD15_VAE, SD15Random
 from spl_backbones.tiny import TINY_UNET, TinyRandom
 from spl_sdk.errors import ConfigError, ImageError, ModelNotFoundError
 
-BUILT_IN = {"lcm-dreamshaper-v7", "lcm-lora-sd15", "tiny-random", "sd15-random"}
+BUILT_IN = {"lcm-dreamshaper-v7", "lcm-lora-sd15", "tiny-random-sd15", "random-sd15"}
 
 
 def _state(backbone) -> dict[str, torch.Tensor]:
@@ -29,10 +29,10 @@ def test_built_in_backbones_are_registered(plugins):
     assert BUILT_IN <= set(plugins.names("backbone"))
     assert plugins.backbone("lcm-dreamshaper-v7").default_model == "SimianLuo/LCM_Dreamshaper_v7"
     assert plugins.backbone("lcm-lora-sd15").default_model == "stable-diffusion-v1-5/stable-diffusion-v1-5"
-    assert plugins.backbone("tiny-random").default_working_size == 256
+    assert plugins.backbone("tiny-random-sd15").default_working_size == 256
 
 
-# ------------------------------------------------------------------ tiny-random
+# ------------------------------------------------------------------ tiny-random-sd15
 def test_tiny_is_seeded_and_leaves_the_global_rng_alone(tiny_backbone):
     torch.manual_seed(123)
     expected = torch.rand(3)
@@ -124,7 +124,7 @@ def test_conditioning_rows_and_cat_keep_every_tensor_aligned():
 
 
 def test_sd15_backbones_declare_the_contract(plugins):
-    for name in ("lcm-dreamshaper-v7", "lcm-lora-sd15", "sd15-random", "tiny-random"):
+    for name in ("lcm-dreamshaper-v7", "lcm-lora-sd15", "random-sd15", "tiny-random-sd15"):
         cls = plugins.backbone(name)
         assert (cls.family, cls.prediction_type, cls.default_method) == ("sd15", "epsilon", "infedit")
         assert {"epsilon", "alphas-cumprod", "attention-processors"} <= cls.capabilities
@@ -173,7 +173,7 @@ def test_lcm_loader_loads_the_saved_tiny_model_identically(plugins, saved_tiny, 
                                atol=0, rtol=0)
     public = lambda s: {k: v for k, v in s.config.items() if not k.startswith("_")}  # noqa: E731
     assert public(loaded.scheduler) == public(tiny_backbone.scheduler)
-    again = TinyRandom.load(str(saved_tiny), device="cpu")  # tiny-random reloads its own folders
+    again = TinyRandom.load(str(saved_tiny), device="cpu")  # tiny-random-sd15 reloads its own folders
     torch.testing.assert_close(again.predict(latents, 700, emb),
                                tiny_backbone.predict(latents, 700, emb), atol=0, rtol=0)
 
@@ -330,7 +330,7 @@ def test_cpu_offload_without_accelerate_is_a_clear_error(monkeypatch):
         offload_hooks([torch.nn.Linear(2, 2)], torch.device("cuda"))
 
 
-# ------------------------------------------------------------------ sd15-random (configs only)
+# ------------------------------------------------------------------ random-sd15 (configs only)
 def test_sd15_random_uses_the_real_sd15_configs():
     assert SD15Random.unet_config is SD15_UNET and SD15Random.vae_config is SD15_VAE
     assert SD15_UNET["block_out_channels"] == (320, 640, 1280, 1280)

@@ -111,7 +111,7 @@ def test_ray_engine_matches_the_in_process_engine(tmp_path, example_image, local
             {"task": "refine", "id": "r", "image": "a.png", "edited": "b.png"}]
     manifest = tmp_path / "m.jsonl"
     manifest.write_text("\n".join(json.dumps(r) for r in rows), encoding="utf-8")
-    base = EditConfig(backbone="tiny-random", device="cpu", working_size=64, steps=1, iterations=2)
+    base = EditConfig(backbone="tiny-random-sd15", device="cpu", working_size=64, steps=1, iterations=2)
 
     local = run_batch(manifest, tmp_path / "local", base)
     notes: list[str] = []  # what Ray logs about our call (a plain handler, not a muted console)

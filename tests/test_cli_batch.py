@@ -1,4 +1,4 @@
-"""``spl batch`` on tiny-random: outputs, results table, per-row failures, resumption, kill safety."""
+"""``spl batch`` on tiny-random-sd15: outputs, results table, per-row failures, resumption, kill safety."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from PIL import Image
 from spl_sdk.cli import main
 from spl_sdk.imageio import read_metadata
 
-FAST = ["--backbone", "tiny-random", "--working-size", "64", "--steps", "1", "--iterations", "2"]
+FAST = ["--backbone", "tiny-random-sd15", "--working-size", "64", "--steps", "1", "--iterations", "2"]
 
 
 def _photos(tmp_path: Path, example_image: Image.Image) -> None:

@@ -1,4 +1,4 @@
-"""``spl edit`` from the command line, on the tiny-random backbone."""
+"""``spl edit`` from the command line, on the tiny-random-sd15 backbone."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from PIL import Image
 from spl_sdk.cli import main
 from spl_sdk.imageio import read_metadata
 
-FAST = ["--backbone", "tiny-random", "--working-size", "128", "--steps", "2", "--iterations", "3"]
+FAST = ["--backbone", "tiny-random-sd15", "--working-size", "128", "--steps", "2", "--iterations", "3"]
 
 
 def _photo(tmp_path: Path, example_image: Image.Image) -> Path:
@@ -61,8 +61,8 @@ def test_user_errors_are_one_line_without_traceback(tmp_path, example_image):
     cases = {
         "unknown backbone": (["--backbone", "nope"], "available:"),
         "mask word not in prompt": (["--structure-area", "masked", "--mask-words-source", "zebra",
-                                     "--backbone", "tiny-random"], "zebra"),
-        "bad range": (["--cross-replace", "1.5", "--backbone", "tiny-random"], "cross_replace"),
+                                     "--backbone", "tiny-random-sd15"], "zebra"),
+        "bad range": (["--cross-replace", "1.5", "--backbone", "tiny-random-sd15"], "cross_replace"),
     }
     for label, (extra, needle) in cases.items():
         argv = ["edit", str(photo), "-s", "a photo of a man", "-t", "a painting of a man", "-o", out,
@@ -78,7 +78,7 @@ def test_user_errors_are_one_line_without_traceback(tmp_path, example_image):
 def test_json_config_file_is_read_and_flags_override_it(tmp_path, example_image):
     photo, out = _photo(tmp_path, example_image), tmp_path / "out.png"
     cfg = tmp_path / "cfg.json"
-    cfg.write_text(json.dumps({"backbone": "tiny-random", "working_size": 128, "steps": 4, "iterations": 2}))
+    cfg.write_text(json.dumps({"backbone": "tiny-random-sd15", "working_size": 128, "steps": 4, "iterations": 2}))
     run = CliRunner().invoke(main, ["edit", str(photo), "-s", "a photo", "-t", "a painting", "-o", str(out),
                                     "--config", str(cfg), "--steps", "2"])
     assert run.exit_code == 0, run.output
@@ -119,8 +119,8 @@ def test_a_terminal_sees_what_loads_until_it_has_loaded() -> None:
             return True
 
     for stream, shown in ((Terminal(), True), (io.StringIO(), False)):
-        with loading_status("loading tiny-random on cpu …", stream):
-            assert ("loading tiny-random" in stream.getvalue()) is shown
+        with loading_status("loading tiny-random-sd15 on cpu …", stream):
+            assert ("loading tiny-random-sd15" in stream.getvalue()) is shown
         assert stream.getvalue().endswith("\r\033[K") is shown  # erased: the phases follow
 
 

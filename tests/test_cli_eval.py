@@ -19,7 +19,7 @@ from PIL import Image
 from spl_sdk.cli import main
 from spl_sdk.metrics.rle import encode_mask
 
-FAST = ["--backbone", "tiny-random", "--working-size", "64", "--steps", "1", "--iterations", "2"]
+FAST = ["--backbone", "tiny-random-sd15", "--working-size", "64", "--steps", "1", "--iterations", "2"]
 
 
 def _pie_bench(root: Path, example_image: Image.Image) -> Path:

@@ -15,7 +15,7 @@ from spl_sdk.cli.harmonize import _edit_config
 from spl_sdk.imageio import read_metadata
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "apps" / "examples"
-FAST = ["--backbone", "tiny-random", "--working-size", "128", "--steps", "2", "--iterations", "3",
+FAST = ["--backbone", "tiny-random-sd15", "--working-size", "128", "--steps", "2", "--iterations", "3",
         "--device", "cpu"]
 KEY = "sk-test-cli-9d2f61b0a8c4"
 
@@ -168,7 +168,7 @@ def test_batch_edit_passes_the_background_mask_and_writes_each_result(tmp_path, 
     make_pair(comps, masks, "a", "woman.png", "cats.png")
     make_pair(comps, masks, "b", "cats.png", "woman.png", mask=False)
     run = CliRunner().invoke(main, ["harmonize", str(comps), str(masks), "-o", str(out), "--object", "cat",
-                                    "--backbone", "tiny-random", "--steps", "2"])
+                                    "--backbone", "tiny-random-sd15", "--steps", "2"])
     assert run.exit_code == 1, run.output
     (call,) = StubEditor.calls
     fg = np.asarray(Image.open(masks / "a.png").convert("L"))

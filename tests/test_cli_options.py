@@ -24,7 +24,7 @@ from spl_sdk.errors import ConfigError
 from spl_sdk.imageio import read_metadata
 
 ROOT = Path(__file__).resolve().parents[1]
-FAST = ["--backbone", "tiny-random", "--working-size", "64", "--steps", "2", "--iterations", "3",
+FAST = ["--backbone", "tiny-random-sd15", "--working-size", "64", "--steps", "2", "--iterations", "3",
         "--device", "cpu"]
 
 
@@ -48,11 +48,11 @@ def pixels(path: Path) -> np.ndarray:
 def test_edit_option_is_recorded_and_a_result_png_repeats_the_run(tmp_path: Path, photo: Path) -> None:
     first, again = tmp_path / "first.png", tmp_path / "again.png"
     run = spl("edit", photo, "-s", "a photo of a man", "-t", "a painting of a man", "-o", first, *FAST,
-              "--option", "spl.radius=2", "--option", "attention/infedit.blend_threshold=0.5")
+              "--option", "spl.radius=2", "--option", "unified.blend_threshold=0.5")
     assert run.exit_code == 0, run.output
     options = read_metadata(first)["config"]["options"]
     assert options["spl"] == {"radius": 2, "eps": 1e-4, "residual": "centered"}  # every value used, defaults included
-    assert options["attention/infedit"]["blend_threshold"] == 0.5
+    assert options["unified"]["blend_threshold"] == 0.5
     # the PNG alone repeats the run: configuration, options and prompts
     run = spl("edit", photo, "--config", first, "-o", again)
     assert run.exit_code == 0, run.output
@@ -89,15 +89,15 @@ def test_editor_validates_options_before_loading_the_model(monkeypatch: pytest.M
     from spl_sdk.plugins import Plugins
 
     plugins = Plugins(env={})
-    tiny = plugins.backbone("tiny-random")
+    tiny = plugins.backbone("tiny-random-sd15")
     monkeypatch.setattr(tiny, "load", classmethod(lambda cls, *a, **k: pytest.fail("model loaded")))
     with pytest.raises(ConfigError, match="'cross-attention.eps' = -1"):
-        Editor.from_config(EditConfig(backbone="tiny-random", options={"cross-attention": {"eps": -1}}),
+        Editor.from_config(EditConfig(backbone="tiny-random-sd15", options={"cross-attention": {"eps": -1}}),
                            plugins)
 
 
 def test_edit_api_takes_options(tiny_backbone, plugins, example_image) -> None:
-    editor = Editor(tiny_backbone, EditConfig(backbone="tiny-random", working_size=64, steps=2,
+    editor = Editor(tiny_backbone, EditConfig(backbone="tiny-random-sd15", working_size=64, steps=2,
                                               iterations=3), plugins)
     photo = example_image.resize((64, 64))
     args = (photo, "a photo of a man", "a painting of a man")
@@ -208,7 +208,7 @@ def test_plugins_json_carries_options_as_json_schema() -> None:
     assert schema["additionalProperties"] is False
     assert by_name[("loss", "l1")]["options"]["properties"] == {}
     assert by_name[("loss", "cpl")]["options"]["properties"]["chroma"]["enum"] == ["bt601", "kornia"]
-    assert by_name[("mask", "cross-attention")]["options"]["properties"]["eps"]["default"] == 0.01
+    assert by_name[("mask-extractor", "cross-attention")]["options"]["properties"]["eps"]["default"] == 0.01
 
 
 def test_plugins_name_prints_the_component_and_its_options() -> None:
@@ -230,10 +230,10 @@ def test_plugins_name_prints_the_component_and_its_options() -> None:
 
 def test_backbone_options_are_fixed_at_load_and_edit_options_merge(tiny_backbone, plugins,
                                                                    example_image) -> None:
-    tiny = plugins.backbone("tiny-random")
+    tiny = plugins.backbone("tiny-random-sd15")
 
     class Knobbed(tiny):  # type: ignore[misc, valid-type]
-        """tiny-random with an option (only recorded: it shows how backbone options travel)."""
+        """tiny-random-sd15 with an option (only recorded: it shows how backbone options travel)."""
 
         name = "tiny-knobbed"
 

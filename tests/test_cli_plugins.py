@@ -148,7 +148,7 @@ def test_load_problems_warn_on_stderr_without_failing(monkeypatch: pytest.Monkey
                             "guidance 1 / 2)", "1.99 GiB of weights in 16-bit", "Needs: no extra"]),
     ("lcm-lora-sdxl", ["Family: sdxl", "Needs: pip install 'spl-sdk[lora]'"]),
     ("flux-kontext-dev", ["Default method: instruct (steps 28, guidance 3.5)", "31.4 GiB"]),
-    ("tiny-random", ["Default model: none", "Memory: a few MB"])])
+    ("tiny-random-sd15", ["Default model: none", "Memory: a few MB"])])
 def test_plugins_backbone_says_what_a_first_run_needs(backbone: str, facts: list[str]) -> None:
     from spl_sdk.cli import main
 
@@ -157,16 +157,14 @@ def test_plugins_backbone_says_what_a_first_run_needs(backbone: str, facts: list
         assert fact in shown, (fact, shown)
 
 
-def test_a_name_of_two_components_shows_both_with_their_options() -> None:
-    # infedit is an edit method and its attention controller; the controller owns the P2P settings
-    shown = spl("plugins", "infedit")
+def test_infedit_is_one_component_and_its_controller_is_unified() -> None:
+    # 0.1 gave the method and its attention controller one name; the controller is 'unified' now
+    method = spl("plugins", "infedit")
+    assert method.exit_code == 0 and "cross_replace" not in method.output
+    assert [r["kind"] for r in [json.loads(spl("plugins", "infedit", "--json").output)]] == ["method"]
+    shown = spl("plugins", "unified")
     assert shown.exit_code == 0, shown.output
-    assert "attention/infedit or method/infedit shows one" in shown.output
-    assert "--option attention/infedit.FIELD=VALUE" in shown.output
-    assert "--option method/infedit.FIELD=VALUE" in shown.output
+    assert "--option unified.FIELD=VALUE" in shown.output
     for option in ("cross_replace", "self_replace", "blend_words_source", "blend_words_target"):
         assert f"  {option}  (" in shown.output
-    rows = json.loads(spl("plugins", "infedit", "--json").output)
-    assert sorted(r["kind"] for r in rows) == ["attention", "method"]
-    one = spl("plugins", "method/infedit")
-    assert one.exit_code == 0 and "cross_replace" not in one.output
+    assert spl("plugins", "attention/infedit").output == shown.output  # 0.1's KIND/NAME still finds it

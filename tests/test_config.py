@@ -23,9 +23,9 @@ METHOD_DEFAULTS = {
 OWNED_DEFAULTS = [
     ("method", "infedit", "steps", 15), ("method", "infedit", "source_guidance", 1.0),
     ("method", "infedit", "target_guidance", 2.0),
-    ("attention", "infedit", "cross_replace", 0.8), ("attention", "infedit", "self_replace", 0.8),
-    ("mask", "cross-attention", "threshold_source", 0.5), ("mask", "cross-attention", "threshold_target", 0.5),
-    ("mask", "cross-attention", "invert_source", False), ("mask", "cross-attention", "invert_target", False),
+    ("attention", "unified", "cross_replace", 0.8), ("attention", "unified", "self_replace", 0.8),
+    ("mask-extractor", "cross-attention", "threshold_source", 0.5), ("mask-extractor", "cross-attention", "threshold_target", 0.5),
+    ("mask-extractor", "cross-attention", "invert_source", False), ("mask-extractor", "cross-attention", "invert_target", False),
 ]
 
 
@@ -156,8 +156,8 @@ def test_bad_value_in_file_is_rejected_with_range(tmp_path: Path) -> None:
 def test_steps_beyond_original_steps_are_left_to_the_backbone():
     # steps <= original_steps is an LCM rule: the LCM backbone's schedule refuses it (test_editor.py)
     assert build_config(EditConfig, steps=60).steps == 60
-    cfg = build_config(EditConfig, backbone="tiny-random", steps=60, original_steps=100)
-    assert cfg.options == {"backbone/tiny-random": {"original_steps": 100}}  # the backbone's option
+    cfg = build_config(EditConfig, backbone="tiny-random-sd15", steps=60, original_steps=100)
+    assert cfg.options == {"backbone/tiny-random-sd15": {"original_steps": 100}}  # the backbone's option
 
 
 def test_reweight_text_from_the_cli_and_app_is_parsed_by_the_config():
@@ -165,3 +165,17 @@ def test_reweight_text_from_the_cli_and_app_is_parsed_by_the_config():
     assert cfg.options == {"attention/p2p-reweight": {"reweight": {"red": 2.0, "big": 0.5}}}
     with pytest.raises(ConfigError, match="word=factor"):
         build_config(EditConfig, reweight="red")
+
+
+@pytest.mark.parametrize(("field", "old", "new"), [
+    ("backbone", "tiny-random", "tiny-random-sd15"), ("backbone", "sd15-random", "random-sd15"),
+    ("backbone", "sdxl-random", "random-sdxl"), ("attention", "infedit", "unified")])
+def test_names_0_1_used_are_read_and_recorded_as_today_s(field, old, new) -> None:
+    assert getattr(EditConfig(**{field: old}), field) == new
+
+
+def test_options_keys_of_renamed_kinds_and_components_are_recorded_as_today_s() -> None:
+    cfg = EditConfig(options={"attention/infedit": {"self_replace": 0.5}, "mask/file": {"x": 1},
+                              "postprocess/loss-refine": {"y": 2}, "tiny-random": {"z": 3}})
+    assert cfg.options == {"attention/unified": {"self_replace": 0.5}, "mask-extractor/file": {"x": 1},
+                           "post-processor/loss-refine": {"y": 2}, "tiny-random-sd15": {"z": 3}}

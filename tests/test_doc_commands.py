@@ -27,7 +27,7 @@ DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 TINY = {"flux-dev": "tiny-random-flux", "flux-schnell": "tiny-random-flux", "sd35-medium": "tiny-random-sd3",
         "flux-kontext-dev": "tiny-random-kontext", "lcm-sdxl": "tiny-random-sdxl",
         "lcm-lora-sdxl": "tiny-random-sdxl", "qwen-image-edit": "tiny-random-qwen-edit",
-        "flux2-klein": "tiny-random-klein", "sdxl-random": "tiny-random-sdxl"}
+        "flux2-klein": "tiny-random-klein", "random-sdxl": "tiny-random-sdxl"}
 FAST = {"edit": ["--working-size", "64", "--steps", "1", "--iterations", "2", "--force"],
         "batch": ["--working-size", "64", "--steps", "1", "--iterations", "2"],
         "refine": ["--iterations", "2", "--force"], "eval": ["--networks", "tiny-random", "--force"]}
@@ -66,7 +66,7 @@ def runnable(line: str) -> list[str]:
         arg = arg.replace("/mnt/nfs/", "").replace("~/", "")
         out.append(arg)
     if out[0] in ("edit", "batch") and "--backbone" not in out:
-        out += ["--backbone", "tiny-random"]
+        out += ["--backbone", "tiny-random-sd15"]
     if "--cpu-offload" in out:
         out.remove("--cpu-offload")  # needs accelerate and a GPU to mean anything
     return out + FAST.get(out[0], [])

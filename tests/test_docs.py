@@ -150,7 +150,7 @@ def _register(cls: type) -> types.FunctionType:
 def test_builtin_options_table_matches_the_components() -> None:
     plugins = Plugins(load_entrypoints=True, env={})
     section = _options_section()
-    for kind, name in (("loss", "spl"), ("loss", "cpl"), ("mask", "cross-attention"), ("attention", "infedit"),
+    for kind, name in (("loss", "spl"), ("loss", "cpl"), ("mask-extractor", "cross-attention"), ("attention", "unified"),
                        ("harmonizer", "openai")):
         row = next(line for line in section.splitlines() if line.startswith(f"| `{name}`"))
         for field in plugins.get(kind, name).Options.model_fields:

@@ -18,7 +18,7 @@ from spl_sdk.region import feather_width, hold_outside, latent_outside
 SIZE = 64
 SOURCE, TARGET = "a photo of a man", "a painting of a man"
 # backbone -> the fast settings of its default method (flowedit: 3 steps of which 2 edit)
-CASES = {"tiny-random": {"steps": 2}, "tiny-random-sdxl": {"steps": 2}, "tiny-random-sd3": {"steps": 3},
+CASES = {"tiny-random-sd15": {"steps": 2}, "tiny-random-sdxl": {"steps": 2}, "tiny-random-sd3": {"steps": 3},
          "tiny-random-flux": {"steps": 3}, "tiny-random-kontext": {"steps": 2},
          "tiny-random-qwen-edit": {"steps": 2}, "tiny-random-klein": {"steps": 2}}
 COMMON = {"working_size": SIZE, "iterations": 3, "device": "cpu", "seed": 1}
@@ -56,7 +56,7 @@ def test_a_masked_edit_through_the_cli_keeps_the_photo_outside_the_mask(tmp_path
     photo.save(path)
     region.save(mask)
     run = CliRunner().invoke(main, ["edit", str(path), "-s", SOURCE, "-t", TARGET, "-o", str(out), "-q",
-                                    "--backbone", "tiny-random", "--working-size", str(SIZE), "--steps", "2",
+                                    "--backbone", "tiny-random-sd15", "--working-size", str(SIZE), "--steps", "2",
                                     "--iterations", "3", "--edit-area", "masked", "--mask", str(mask)])
     assert run.exit_code == 0, run.output
     _check_confined(Image.open(out), photo)
@@ -78,9 +78,9 @@ def test_a_masked_edit_keeps_the_photo_outside_the_mask_on_every_family(photo, r
 
 
 def test_whole_is_the_edit_as_before(tmp_path, photo, region):
-    editor = Editor.from_config(EditConfig(backbone="tiny-random", **COMMON, steps=2))
+    editor = Editor.from_config(EditConfig(backbone="tiny-random-sd15", **COMMON, steps=2))
     given = editor.edit(photo, SOURCE, TARGET, mask=region, edit_area="whole")
-    unset = Editor.from_config(EditConfig(backbone="tiny-random", **COMMON, steps=2)).edit(
+    unset = Editor.from_config(EditConfig(backbone="tiny-random-sd15", **COMMON, steps=2)).edit(
         photo, SOURCE, TARGET, mask=region)
     np.testing.assert_array_equal(np.asarray(given.image), np.asarray(unset.image))
 
@@ -110,7 +110,7 @@ def test_hold_outside_blends_by_the_share_outside():
 
 
 def test_mask_words_give_the_region(photo):
-    editor = Editor.from_config(EditConfig(backbone="tiny-random", **COMMON, steps=2))
+    editor = Editor.from_config(EditConfig(backbone="tiny-random-sd15", **COMMON, steps=2))
     result = editor.edit(photo, SOURCE, TARGET, edit_area="masked",
                          options={"cross-attention": {"words_source": ["man"], "threshold_source": 0.9}})
     assert result.mask is not None
@@ -131,7 +131,7 @@ def test_masked_without_a_mask_is_one_sentence_before_the_model_loads(tmp_path, 
 
     monkeypatch.setattr(Editor, "from_config", no_load)
     run = CliRunner().invoke(main, ["edit", str(path), "-s", SOURCE, "-t", TARGET, "-o", str(tmp_path / "o.png"),
-                                    "--backbone", "tiny-random", "--working-size", str(SIZE), "--steps", "2",
+                                    "--backbone", "tiny-random-sd15", "--working-size", str(SIZE), "--steps", "2",
                                     "--edit-area", "masked"])
     assert run.exit_code == 1
     lines = run.output.strip().splitlines()
@@ -142,7 +142,7 @@ def test_masked_without_a_mask_is_one_sentence_before_the_model_loads(tmp_path, 
 def test_the_editor_refuses_a_masked_edit_without_a_region_in_one_sentence(tiny_backbone, plugins, photo):
     from spl_sdk.errors import ConfigError
 
-    editor = Editor(tiny_backbone, EditConfig(backbone="tiny-random", **COMMON, steps=2), plugins)
+    editor = Editor(tiny_backbone, EditConfig(backbone="tiny-random-sd15", **COMMON, steps=2), plugins)
     with pytest.raises(ConfigError, match=r"^--edit-area masked .* or use --edit-area whole\.$"):
         editor.plan(photo, SOURCE, TARGET, edit_area="masked")
 
@@ -156,7 +156,7 @@ def test_a_batch_row_takes_the_edit_area(tmp_path, photo, region):
            "options": {"edit_area": "masked"}}
     (tmp_path / "rows.jsonl").write_text(json.dumps(row) + "\n", encoding="utf-8")
     run = CliRunner().invoke(main, ["batch", str(tmp_path / "rows.jsonl"), "-o", str(tmp_path / "out"), "-q",
-                                    "--backbone", "tiny-random", "--working-size", str(SIZE), "--steps", "2",
+                                    "--backbone", "tiny-random-sd15", "--working-size", str(SIZE), "--steps", "2",
                                     "--iterations", "3"])
     assert run.exit_code == 0, run.output
     _check_confined(Image.open(tmp_path / "out" / "images" / "row.png"), photo)

@@ -1,4 +1,4 @@
-"""The editor end to end on the tiny-random backbone (docs/method.md sections 2, 5 and 7)."""
+"""The editor end to end on the tiny-random-sd15 backbone (docs/method.md sections 2, 5 and 7)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from spl_sdk.errors import Canceled, ConfigError, PromptError, SplWarning
 from spl_sdk.geometry import working_shape
 from spl_sdk.imageio import pil_to_tensor
 
-FAST = dict(backbone="tiny-random", working_size=128, steps=3, iterations=5)
+FAST = dict(backbone="tiny-random-sd15", working_size=128, steps=3, iterations=5)
 
 
 @pytest.fixture
@@ -32,7 +32,7 @@ def test_equal_prompts_and_guidance_reproduce_the_vae_round_trip(tiny_backbone, 
     source = pil_to_tensor(example_image.resize((128, 128)))
     z0 = tiny_backbone.encode_image(source).float()
     prompt = "a photo of an old man"
-    controller = plugins.attention_controller("infedit")(
+    controller = plugins.attention_controller("unified")(
         backbone=tiny_backbone, source_prompt=prompt, target_prompt=prompt, num_steps=4)
     seen: list[torch.Tensor] = []
     method = plugins.edit_method("infedit")()

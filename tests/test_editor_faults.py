@@ -27,7 +27,7 @@ from spl_sdk.imageio import read_metadata
 from spl_sdk.loss_flags import resolve_loss_options
 from spl_sdk.plugins import Plugins
 
-FAST = dict(backbone="tiny-random", working_size=96, steps=2, iterations=3)
+FAST = dict(backbone="tiny-random-sd15", working_size=96, steps=2, iterations=3)
 
 
 class LeftHalf(MaskExtractor):
@@ -142,7 +142,7 @@ def test_spl_edit_with_the_file_extractor(tmp_path, example_image):
     example_image.resize((96, 64)).save(photo)
     Image.new("L", (96, 64), 255).save(tmp_path / "m.png")
     args = ["edit", str(photo), "-s", "a photo", "-t", "a painting", "-o", str(out), "--backbone",
-            "tiny-random", "--steps", "2", "--iterations", "2", "--mask-extractor", "file",
+            "tiny-random-sd15", "--steps", "2", "--iterations", "2", "--mask-extractor", "file",
             "--structure-area", "masked"]
     run = CliRunner().invoke(main, [*args, "--mask", str(tmp_path / "m.png"), "--save-mask", str(saved)])
     assert run.exit_code == 0, run.output
@@ -179,7 +179,7 @@ def test_edit_and_refine_refuse_cpl_with_another_color_loss(tmp_path, example_im
     refine = CliRunner().invoke(main, ["refine", str(src), str(edited), "-o", str(tmp_path / "r.png"),
                                        "--cpl", "--color-loss", "pixel"])
     edit = CliRunner().invoke(main, ["edit", str(src), "-s", "a", "-t", "b", "-o", str(tmp_path / "e2.png"),
-                                     "--backbone", "tiny-random", "--cpl", "--color-loss", "pixel"])
+                                     "--backbone", "tiny-random-sd15", "--cpl", "--color-loss", "pixel"])
     for run in (refine, edit):
         assert run.exit_code == 1 and "--cpl means --color-loss cpl" in run.output, run.output
 

@@ -24,7 +24,7 @@ from spl_sdk.jobs.runner import run_batch
 SOURCE, TARGET = "a photo of an old man", "a painting of an old man"
 # backbone -> settings given as flags / config fields (everything else unset)
 CASES = {
-    "tiny-random": {"steps": 2, "cross_replace": 0.6},  # an old flag: the controller's option
+    "tiny-random-sd15": {"steps": 2, "cross_replace": 0.6},  # an old flag: the controller's option
     "tiny-random-sdxl": {"steps": 2},
     "tiny-random-sd3": {"options": {"flowedit": {"n_max": 2}}},  # 50 steps of which 2 edit
 }
@@ -93,8 +93,8 @@ def test_one_row_through_every_door_runs_the_same_edit(backbone, tmp_path, examp
     if backbone == "tiny-random-sd3":  # FlowEdit's SD3 row, not the InfEdit defaults (15, 1, 2)
         assert (reference["steps"], reference["source_guidance"], reference["target_guidance"]) == \
             (50, 3.5, 13.5)
-    if backbone == "tiny-random":  # the old flag is recorded as the controller's option
-        assert reference["options"]["attention/infedit"]["cross_replace"] == 0.6
+    if backbone == "tiny-random-sd15":  # the old flag is recorded as the controller's option
+        assert reference["options"]["unified"]["cross_replace"] == 0.6
         assert "cross_replace" not in reference
 
 

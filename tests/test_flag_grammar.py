@@ -20,7 +20,7 @@ def test_list_flags_repeat_and_split_on_commas(tmp_path, example_image) -> None:
     example_image.resize((64, 64)).save(photo)
     run = CliRunner().invoke(main, [
         "edit", str(photo), "-s", "a photo of a man with a hat", "-t", "a painting of a man", "-o",
-        str(tmp_path / "o.png"), "--backbone", "tiny-random", "--working-size", "64", "--steps", "1",
+        str(tmp_path / "o.png"), "--backbone", "tiny-random-sd15", "--working-size", "64", "--steps", "1",
         "--iterations", "1", "--structure-area", "masked", "-q",
         "--mask-words-source", "man", "--mask-words-source", "hat,photo"])
     assert run.exit_code == 0, run.output
@@ -48,7 +48,7 @@ def test_config_files_take_the_flag_spelling_and_name_a_typo(tmp_path: Path) -> 
     good.write_text("working-size: 256\nmask-words-source: [cat]\nstructure_weight: 5\n")
     cfg = build_config(EditConfig, good)
     assert (cfg.working_size, cfg.structure_weight) == (256, 5)
-    assert cfg.options == {"mask/cross-attention": {"words_source": ["cat"]}}  # an old key: the option
+    assert cfg.options == {"mask-extractor/cross-attention": {"words_source": ["cat"]}}  # an old key: the option
     assert build_config(RefineConfig, good).structure_weight == 5  # edit keys dropped by refine
     bad = tmp_path / "b.json"
     bad.write_text(json.dumps({"workin-size": 256}))

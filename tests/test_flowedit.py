@@ -128,8 +128,8 @@ def test_an_attention_controller_is_refused_by_flowedit_but_the_default_passes(s
     # the default value, as every saved result's configuration carries it, says nothing
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        result = per_edit.edit(photo, "a photo", "a painting", attention="infedit")
-    assert result.config.attention == "infedit"
+        result = per_edit.edit(photo, "a photo", "a painting", attention="unified")
+    assert result.config.attention == "unified"
 
 
 def test_prompts_past_clips_77_tokens_warn_and_only_t5s_limit_refuses(sd3, flux, photo, monkeypatch):
@@ -194,7 +194,7 @@ def test_infedit_on_a_flow_backbone_is_refused_in_one_sentence(flux, photo):
 
 
 def test_flowedit_on_an_lcm_backbone_is_refused_in_one_sentence(tiny_backbone, example_image):
-    editor = Editor(tiny_backbone, EditConfig(backbone="tiny-random", method="flowedit", device="cpu"),
+    editor = Editor(tiny_backbone, EditConfig(backbone="tiny-random-sd15", method="flowedit", device="cpu"),
                     Plugins(load_entrypoints=True, env={}))
     with pytest.raises(IncompatibleError, match="flow") as info:
         editor.edit(example_image, "a", "b")
@@ -254,12 +254,12 @@ def test_spl_edit_runs_flowedit_and_records_the_values_used(tmp_path, example_im
 def test_attention_only_settings_are_refused_by_flowedit_when_changed(sd3, photo):
     editor = _editor(sd3, structure_loss=None, post_process=False, steps=2)
     with pytest.raises(ConfigError, match=r"^method 'flowedit' drives no attention controller, so the "
-                                          r"options cross_replace, blend_words_target of 'infedit' would "
+                                          r"options cross_replace, blend_words_target of 'unified' would "
                                           r"be ignored; leave them out") as info:
         editor.edit(photo, "a photo", "a painting", cross_replace=0.5, blend_words_target=["painting"])
     assert "\n" not in str(info.value)
-    with pytest.raises(ConfigError, match=r"so the option self_replace of 'infedit' would be ignored; leave it out"):
-        editor.edit(photo, "a photo", "a painting", options={"attention/infedit": {"self_replace": 0.1}})
+    with pytest.raises(ConfigError, match=r"so the option self_replace of 'unified' would be ignored; leave it out"):
+        editor.edit(photo, "a photo", "a painting", options={"unified": {"self_replace": 0.1}})
     # their defaults, as every saved result's configuration carries them, pass; none is recorded
     result = editor.edit(photo, "a photo", "a painting", cross_replace=0.8, self_replace=0.8, reweight={})
-    assert "attention/infedit" not in result.config.options
+    assert "unified" not in result.config.options

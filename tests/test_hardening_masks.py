@@ -45,7 +45,7 @@ def test_editor_warns(tiny_backbone, example_image):
     from spl_sdk.config import EditConfig
     from spl_sdk.editor import Editor
 
-    editor = Editor(tiny_backbone, EditConfig(backbone="tiny-random", device="cpu", steps=2,
+    editor = Editor(tiny_backbone, EditConfig(backbone="tiny-random-sd15", device="cpu", steps=2,
                                               iterations=2, working_size=64, structure_area="masked"),
                     Plugins(env={}))
     with pytest.warns(EmptyMaskWarning):

@@ -60,7 +60,7 @@ def test_edit_refuses_before_the_model_loads(tmp_path, photo, tiny_memory, monke
 
     monkeypatch.setattr(Editor, "from_config", lambda *a, **k: pytest.fail("model loaded"))
     run = CliRunner().invoke(main, ["edit", str(photo), "-s", "a", "-t", "b", "-o", str(tmp_path / "o.png"),
-                                    "--backbone", "tiny-random"])
+                                    "--backbone", "tiny-random-sd15"])
     assert run.exit_code == 1 and "to post-process it at full size" in run.stderr
 
 
@@ -130,6 +130,6 @@ def test_harmonize_refuses_up_front(tmp_path, tiny_memory, monkeypatch):
     monkeypatch.setattr(Editor, "from_config", lambda *a, **k: pytest.fail("model loaded"))
     composite = make_pair(tmp_path, tmp_path / "m", "a", "woman.png", "cats.png", size=(64, 48))
     run = CliRunner().invoke(main, ["harmonize", str(composite), str(tmp_path / "m" / "a.png"),
-                                    "-o", str(tmp_path / "o.png"), "--backbone", "tiny-random"])
+                                    "-o", str(tmp_path / "o.png"), "--backbone", "tiny-random-sd15"])
     assert run.exit_code == 1
     assert run.stderr.strip().splitlines()[-1].startswith("Error: a 64x48 image needs about")

@@ -39,7 +39,7 @@ def _options_checked(**fields) -> None:
 
 
 def test_a_component_float_setting_refuses_nan():
-    with pytest.raises(ConfigError, match="'mask/cross-attention.threshold_source' = nan: input should "
+    with pytest.raises(ConfigError, match="'mask-extractor/cross-attention.threshold_source' = nan: input should "
                                           "be a finite number"):
         _options_checked(mask_threshold_source=float("nan"))
 

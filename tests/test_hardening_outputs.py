@@ -41,7 +41,7 @@ def no_model(monkeypatch):
 
 def _edit(photo: Path, *args: str):
     return CliRunner().invoke(main, ["edit", str(photo), "-s", "a photo", "-t", "a red photo",
-                                     "--backbone", "tiny-random", *args])
+                                     "--backbone", "tiny-random-sd15", *args])
 
 
 def test_save_mask_equal_to_output_is_refused_before_work(tmp_path, photo, no_model):

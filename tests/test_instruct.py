@@ -382,7 +382,7 @@ def test_spl_batch_runs_instruction_rows_and_still_asks_other_methods_for_a_sour
     record = json.loads((tmp_path / "out" / "results.jsonl").read_text().splitlines()[0])
     assert record["status"] == "ok" and read_metadata(record["output"])["config"]["method"] == "instruct"
     other = CliRunner().invoke(main, ["batch", str(manifest), "-o", str(tmp_path / "other"), "--backbone",
-                                      "tiny-random", "--working-size", "64", "--steps", "1"])
+                                      "tiny-random-sd15", "--working-size", "64", "--steps", "1"])
     record = json.loads((tmp_path / "other" / "results.jsonl").read_text().splitlines()[0])
     assert other.exit_code != 0 and "no source_prompt" in record["error"]
 

@@ -78,10 +78,10 @@ def test_options_seed_and_config_columns_become_overrides(tmp_path):
         {"image": "a.png", "source_prompt": "x", "target_prompt": "y", "options": {"steps": 0}},
     ])
     rows = read_manifest(manifest)
-    base = EditConfig(backbone="tiny-random")
+    base = EditConfig(backbone="tiny-random-sd15")
     assert row_overrides(rows[0], base) == {"steps": 3, "target_guidance": 4.5, "seed": 7}
     cfg = effective_config(rows[0], base)
-    assert (cfg.seed, cfg.steps, cfg.target_guidance, cfg.backbone) == (7, 3, 4.5, "tiny-random")
+    assert (cfg.seed, cfg.steps, cfg.target_guidance, cfg.backbone) == (7, 3, 4.5, "tiny-random-sd15")
     # a lone mask restricts the losses, as spl edit --mask does
     assert effective_config(rows[1], base).structure_area == "masked"
     with pytest.raises(ConfigError, match="'steps'"):
@@ -94,7 +94,7 @@ def test_row_keys_follow_inputs_prompts_options_and_seed(tmp_path):
     rows["prompt"] = dict(rows["base"], target_prompt="z")
     rows["seed"] = dict(rows["base"], seed=5)
     rows["options"] = dict(rows["base"], options={"steps": 3})
-    base = EditConfig(backbone="tiny-random")
+    base = EditConfig(backbone="tiny-random-sd15")
 
     def keys() -> dict[str, str]:
         out = {}
@@ -122,7 +122,7 @@ def test_component_options_of_a_row_merge_over_the_runs(tmp_path):
          "options": {"options": {"loss/spl": {"radius": 4}}}},
     ])
     rows = read_manifest(manifest)
-    base = EditConfig(backbone="tiny-random", options={"spl": {"eps": 0.001}})
+    base = EditConfig(backbone="tiny-random-sd15", options={"spl": {"eps": 0.001}})
     assert row_overrides(rows[0], base) == {"options": {"spl": {"radius": 3}}, "steps": 2}
     cfg = effective_config(rows[0], base)
     assert cfg.options == {"spl": {"eps": 0.001, "radius": 3}} and cfg.steps == 2

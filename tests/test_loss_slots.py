@@ -76,7 +76,7 @@ def test_post_processors_run_in_order_and_loss_refine_stays(more, tiny_backbone,
         old = EditConfig(post_processor="darken")
     assert old.post_processors == ["loss-refine", "darken"]  # no longer replaces loss-refine
     assert EditConfig(post_processor="loss-refine").post_processors == ["loss-refine"]  # old records
-    editor = Editor(tiny_backbone, EditConfig(backbone="tiny-random", device="cpu", working_size=64,
+    editor = Editor(tiny_backbone, EditConfig(backbone="tiny-random-sd15", device="cpu", working_size=64,
                                               steps=2, iterations=2), more)
     phases: list[str] = []
     Darken.calls.clear()

@@ -304,7 +304,7 @@ def test_mask_resize_keeps_proportions_of_a_non_square_mask(tmp_path):
 # ----------------------------------------------------------------------------- a real run
 @pytest.mark.slow
 def test_infedit_maps_from_tiny_random_give_a_full_size_mask(tiny_backbone, plugins):
-    """Collect 16-px maps with the infedit controller on the tiny UNet, then extract at full size."""
+    """Collect 16-px maps with the unified (InfEdit) controller on the tiny UNet, then extract at full size."""
     from spl_methods.infedit import LAYOUT, Guidance, prompts_for, sample
     from spl_sdk.components import EditMethod
     from spl_sdk.geometry import resize as resize_image
@@ -316,7 +316,7 @@ def test_infedit_maps_from_tiny_random_give_a_full_size_mask(tiny_backbone, plug
     image = torch.rand(1, 3, 300, 225, generator=torch.Generator().manual_seed(0)) * 2 - 1
     work = working_shape(300, 225, 256, bb.vae_scale_factor)
     assert work == (256, 192)
-    controller = plugins.attention_controller("infedit")(
+    controller = plugins.attention_controller("unified")(
         backbone=bb, source_prompt=source_prompt, target_prompt=target_prompt, num_steps=3)
     cond = bb.encode_prompts(prompts_for(source_prompt, target_prompt))
     with torch.no_grad():

@@ -27,7 +27,7 @@ from spl_sdk.editor import Editor
 from spl_sdk.errors import Canceled, IncompatibleError
 from spl_sdk.plugins import Plugins
 
-FAST = dict(backbone="tiny-random", working_size=96, steps=2, iterations=2)
+FAST = dict(backbone="tiny-random-sd15", working_size=96, steps=2, iterations=2)
 DOC = (Path(__file__).resolve().parents[1] / "docs" / "plugins.md").read_text(encoding="utf-8")
 
 
@@ -114,7 +114,7 @@ def test_spl_edit_takes_method_from_the_command_line(tmp_path, monkeypatch, exam
     from spl_sdk.cli import main
 
     run = CliRunner().invoke(main, ["edit", str(photo), "-s", "a photo", "-t", "a painting", "-o", str(out),
-                                    "--backbone", "tiny-random", "--steps", "2", "--iterations", "2",
+                                    "--backbone", "tiny-random-sd15", "--steps", "2", "--iterations", "2",
                                     "--method", "recorder"])
     assert run.exit_code == 0, run.output
     assert len(Recorder.seen) == 1 and out.exists()
@@ -187,18 +187,18 @@ def test_the_backbone_default_method_and_working_size_apply(tiny_backbone, examp
     Recorder.seen.clear()
     backbone = object.__new__(RecorderDefault)
     backbone.__dict__.update(tiny_backbone.__dict__)
-    cfg = EditConfig(backbone="tiny-random", steps=2, iterations=1)
+    cfg = EditConfig(backbone="tiny-random-sd15", steps=2, iterations=1)
     assert cfg.method is None and cfg.working_size is None
     result = Editor(backbone, cfg, fresh_plugins(inline(Recorder))).edit(
         example_image.resize((512, 512)), "a photo", "a painting", post_process=False)
-    assert Recorder.seen[0].z0.shape[-2:] == (256 // 8, 256 // 8)  # tiny-random's 256 px
+    assert Recorder.seen[0].z0.shape[-2:] == (256 // 8, 256 // 8)  # tiny-random-sd15's 256 px
     assert (result.config.method, result.config.working_size) == ("recorder", 256)
 
 
 def test_controllers_are_restored_after_an_error_inside_the_method(tiny_backbone, plugins):
     unet = tiny_backbone.denoiser
     before = dict(unet.attn_processors)
-    controller = plugins.attention_controller("infedit")(
+    controller = plugins.attention_controller("unified")(
         backbone=tiny_backbone, source_prompt="a cat", target_prompt="a dog", num_steps=2)
 
     def boom(x0: torch.Tensor) -> torch.Tensor:

@@ -39,11 +39,11 @@ def _replay_identically(old: Path, tmp_path: Path) -> dict:
 def test_an_old_result_replays_to_identical_pixels(name, tmp_path) -> None:
     config = _replay_identically(DATA / f"old_result_{name}.png", tmp_path)
     if name == "lcm":  # the old keys are recorded as the options they are now
-        assert config["options"]["attention/infedit"]["cross_replace"] == 0.6
-        assert config["options"]["attention/infedit"]["blend_words_target"] == ["woman"]
+        assert config["options"]["unified"]["cross_replace"] == 0.6
+        assert config["options"]["unified"]["blend_words_target"] == ["woman"]
         assert config["options"]["cross-attention"]["words_source"] == ["man"]
         assert config["options"]["cross-attention"]["threshold_source"] == 0.4
-        assert config["options"]["tiny-random"]["original_steps"] == 40
+        assert config["options"]["tiny-random-sd15"]["original_steps"] == 40
         assert not {"cross_replace", "mask_words_source", "original_steps"} & set(config)
     else:  # FlowEdit's old option copies are gone; the values used are the edit's fields
         assert "steps" not in config["options"]["flowedit"]
@@ -65,8 +65,8 @@ def test_old_keys_and_flags_write_the_options_and_bad_values_name_them(tmp_path,
     old = config_of_result(DATA / "old_result_lcm.png")
     assert "cross_replace" in old  # the file really is in the old layout
     cfg = build_config(EditConfig, DATA / "old_result_lcm.png")
-    assert cfg.options["attention/infedit"]["cross_replace"] == 0.6
-    with pytest.raises(ConfigError, match=r"'attention/infedit.cross_replace' = 1.5.*0 to 1"):
+    assert cfg.options["attention/unified"]["cross_replace"] == 0.6
+    with pytest.raises(ConfigError, match=r"'attention/unified.cross_replace' = 1.5.*0 to 1"):
         check_options(plugins, build_config(EditConfig, cross_replace=1.5).options)
     listing = CliRunner().invoke(main, ["plugins", "cross-attention"]).output
     assert "words_source" in listing and "threshold_target" in listing

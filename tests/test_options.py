@@ -115,11 +115,16 @@ def _clash_module() -> types.ModuleType:
     return module
 
 
-def test_builtin_infedit_is_two_kinds(plugins: Plugins) -> None:
-    with pytest.raises(ConfigError, match="write attention/infedit or method/infedit"):
-        check_options(plugins, {"infedit": {"blend_threshold": 0.5}})
-    assert options_for(plugins, "attention", "infedit",
+def test_old_names_of_the_infedit_controller_still_reach_it(plugins: Plugins) -> None:
+    # 0.1 named the controller 'infedit' like the method and wrote its options as attention/infedit
+    check_options(plugins, {"attention/infedit": {"blend_threshold": 0.5}})
+    assert options_for(plugins, "attention", "unified",
                        {"attention/infedit": {"blend_threshold": 0.5}}).blend_threshold == 0.5
+    assert resolve_key(plugins, "attention/infedit") == ("attention", "unified")
+    assert resolve_key(plugins, "infedit") == ("method", "infedit")  # one component per name now
+    assert resolve_key(plugins, "mask/cross-attention") == ("mask-extractor", "cross-attention")
+    assert plugins.attention_controller("infedit") is plugins.attention_controller("unified")
+    assert plugins.names("mask") == plugins.names("mask-extractor")
 
 
 def test_a_name_in_two_kinds_needs_kind_slash_name(plugins: Plugins) -> None:
@@ -128,12 +133,12 @@ def test_a_name_in_two_kinds_needs_kind_slash_name(plugins: Plugins) -> None:
         check_options(plugins, {"spl": {"radius": 3}})
     message = str(info.value)
     assert "'spl' in options names a loss term and a mask extractor" in message
-    assert "loss/spl or mask/spl" in message and "\n" not in message
+    assert "loss/spl or mask-extractor/spl" in message and "\n" not in message
     assert resolve_key(plugins, "loss/spl") == ("loss", "spl")
-    raw = {"loss/spl": {"radius": 3}, "mask/spl": {"level": 0.2}}
+    raw = {"loss/spl": {"radius": 3}, "mask/spl": {"level": 0.2}}  # 0.1's kind id: still read
     check_options(plugins, raw)
     assert options_for(plugins, "loss", "spl", raw).radius == 3
-    assert options_for(plugins, "mask", "spl", raw).level == 0.2
+    assert options_for(plugins, "mask-extractor", "spl", raw).level == 0.2
 
 
 @pytest.mark.parametrize(("raw", "needles"), [
@@ -176,7 +181,7 @@ def test_resolved_options_hold_every_value_of_the_used_components(plugins: Plugi
     resolved = resolved_options(plugins, cfg)
     assert resolved["spl"] == {"radius": 3, "eps": 1e-4, "residual": "centered"}
     # 'infedit' is an attention controller and an edit method: its key says which
-    assert resolved["attention/infedit"] == {"blend_threshold": 0.3, "blend_dilation": 1, "scores": "sdpa",
+    assert resolved["unified"] == {"blend_threshold": 0.3, "blend_dilation": 1, "scores": "sdpa",
                                              "cross_replace": 0.8, "self_replace": 0.8,
                                              "blend_words_source": [], "blend_words_target": []}
     assert "cross-attention" not in resolved  # no masked area: the extractor is not used
@@ -212,7 +217,7 @@ def test_cross_attention_eps_and_radii_change_the_mask(plugins: Plugins, example
     cls = plugins.mask_extractor("cross-attention")
     default = cls().upsample(low, image)
     for options in ({"eps": 1e-3}, {"radius": 3}, {"radius_step": 0}):
-        other = construct(plugins, "mask", "cross-attention", {"cross-attention": options})
+        other = construct(plugins, "mask-extractor", "cross-attention", {"cross-attention": options})
         assert not torch.allclose(other.upsample(low, image), default), options
     bilinear = plugins.mask_extractor("cross-attention-bilinear").Options.model_fields
     assert "words_source" in bilinear and not {"eps", "radius", "radius_step"} & set(bilinear)
@@ -220,8 +225,8 @@ def test_cross_attention_eps_and_radii_change_the_mask(plugins: Plugins, example
 
 def test_local_blend_threshold_reaches_the_blend(plugins: Plugins, tiny_backbone) -> None:
     cfg = EditConfig(blend_words_source=["cat"], blend_words_target=["dog"],
-                     options={"attention/infedit": {"blend_threshold": 0.6, "blend_dilation": 0}})
-    controller = construct(plugins, "attention", "infedit", cfg.options, backbone=tiny_backbone,
+                     options={"unified": {"blend_threshold": 0.6, "blend_dilation": 0}})
+    controller = construct(plugins, "attention", "unified", cfg.options, backbone=tiny_backbone,
                            source_prompt="a cat", target_prompt="a dog", num_steps=2)
     assert (controller.local_blend.threshold, controller.local_blend.dilation) == (0.6, 0)
     # the blend words are the controller's options too (old flags write them there)

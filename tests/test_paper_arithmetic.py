@@ -25,17 +25,17 @@ from spl_sdk.options import with_resolved_options
 
 def test_the_paper_profile_sets_each_arithmetic_option_and_explicit_values_win(plugins) -> None:
     paper = with_resolved_options(plugins, EditConfig(profile="paper", method="infedit", color_loss="cpl"))
-    assert paper.options["method/infedit"] == {"coefficients": "float32"}
-    assert paper.options["attention/infedit"]["scores"] == "bmm"
+    assert paper.options["infedit"] == {"coefficients": "float32"}
+    assert paper.options["unified"]["scores"] == "bmm"
     assert paper.options["spl"]["residual"] == "expanded"
     assert paper.options["cpl"] == {"chroma": "kornia"}
     default = with_resolved_options(plugins, EditConfig(method="infedit"))
-    assert default.options["method/infedit"] == {"coefficients": "float64"}
-    assert default.options["attention/infedit"]["scores"] == "sdpa"
+    assert default.options["infedit"] == {"coefficients": "float64"}
+    assert default.options["unified"]["scores"] == "sdpa"
     assert default.options["spl"]["residual"] == "centered"
     mine = with_resolved_options(plugins, EditConfig(profile="paper", method="infedit",
-                                                     options={"attention/infedit": {"scores": "sdpa"}}))
-    assert mine.options["attention/infedit"]["scores"] == "sdpa"
+                                                     options={"unified": {"scores": "sdpa"}}))
+    assert mine.options["unified"]["scores"] == "sdpa"
 
 
 # --------------------------------------------------------------------------- step coefficients
@@ -146,7 +146,7 @@ def test_the_paper_profile_hands_the_vae_a_channels_last_image(tiny_backbone, pl
         return encode(image) if generator is None else encode(image, generator=generator)
 
     monkeypatch.setattr(tiny_backbone, "encode_image", spy)
-    editor = Editor(tiny_backbone, EditConfig(backbone="tiny-random", working_size=64, steps=2,
+    editor = Editor(tiny_backbone, EditConfig(backbone="tiny-random-sd15", working_size=64, steps=2,
                                               profile=profile, structure_loss=None), plugins)
     editor.edit(Image.new("RGB", (64, 64), (90, 140, 30)), SOURCE, TARGET)
     assert layouts[0] is channels_last  # the source encode; re-encodes take the optimizer's tensor

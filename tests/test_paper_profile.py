@@ -23,7 +23,7 @@ from spl_sdk.plan import fill
 from spl_sdk.prompts import context_length, prompt_ids
 
 SIZE = 64  # working size = image size: the editor feeds the photo to the VAE unresized
-FAST = dict(backbone="tiny-random", working_size=SIZE, steps=4, iterations=2, seed=7)
+FAST = dict(backbone="tiny-random-sd15", working_size=SIZE, steps=4, iterations=2, seed=7)
 SOURCE, TARGET = "a photo of an old man", "a photo of a smiling old man"
 
 
@@ -319,7 +319,7 @@ def test_cli_profile_is_recorded_and_a_conflicting_solver_is_one_line(tmp_path, 
 
     path, out = tmp_path / "photo.png", tmp_path / "out.png"
     photo.save(path)
-    args = ["edit", str(path), "-s", SOURCE, "-t", TARGET, "--backbone", "tiny-random",
+    args = ["edit", str(path), "-s", SOURCE, "-t", TARGET, "--backbone", "tiny-random-sd15",
             "--working-size", str(SIZE), "--steps", "2", "--iterations", "2", "--profile", "paper"]
     run = CliRunner().invoke(main, [*args, "-o", str(out)])
     assert run.exit_code == 0, run.output

@@ -297,7 +297,7 @@ def test_compatible_signatures_and_every_builtin_pass_the_checks(plugins: Plugin
     local.register(_module("spl_register_harmonizers", OwnInitHarmonizer), name="ok2")
     with warnings.catch_warnings():
         warnings.simplefilter("error", PluginWarning)
-        assert local.names("postprocess") == ["boom", "legacy"]
+        assert local.names("post-processor") == ["boom", "legacy"]
         assert local.names("harmonizer") == ["owninit"]
         for kind, names in plugins.registry.items():
             for name in names:
@@ -324,7 +324,7 @@ def test_a_misspelt_hook_disables_only_that_hook_and_names_what_is_lost(monkeypa
                         lambda group: [FakeEntryPoint("half", module, FakeDist("half-pkg", "0.2"))])
     with pytest.warns(PluginWarning) as caught:
         plugins = Plugins(env={})
-    assert plugins.names("postprocess") == ["legacy"]  # the good hook of the same package still works
+    assert plugins.names("post-processor") == ["legacy"]  # the good hook of the same package still works
     assert plugins.names("loss") == []
     assert [str(w.message) for w in caught] == [
         "plug-in 'half' from package half-pkg 0.2: hook spl_register_los_terms is not an spl-sdk hook "
@@ -352,7 +352,7 @@ def test_a_hook_with_unknown_arguments_is_skipped_alone(monkeypatch) -> None:
                                            "does not pass \\(it passes only register\\), so that hook is "
                                            "skipped and whatever it registers is unavailable"):
         plugins = Plugins(env={})
-    assert plugins.names("postprocess") == ["legacy"]
+    assert plugins.names("post-processor") == ["legacy"]
 
 
 class BadProfile(GoodLoss):

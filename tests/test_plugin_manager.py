@@ -211,8 +211,8 @@ def test_unknown_names_suggest_the_closest_and_sentences_use_an_before_vowels() 
     from spl_sdk.text import a
 
     plugins = Plugins(load_entrypoints=True, env={})
-    with pytest.raises(UnknownComponentError, match=r"unknown backbone 'tiny-randm' \(did you mean 'tiny-random'\?\)"):
-        plugins.backbone("tiny-randm")
+    with pytest.raises(UnknownComponentError, match=r"unknown backbone 'tiny-randm-sd15' \(did you mean 'tiny-random-sd15'\?\)"):
+        plugins.backbone("tiny-randm-sd15")
     with pytest.raises(UnknownComponentError) as info:  # a shared syllable is no misspelling
         plugins.harmonizer("nope")
     assert "did you mean" not in str(info.value)

@@ -20,7 +20,7 @@ from spl_sdk.cli.progress import phase_progress
 from spl_sdk.editor import Editor
 
 # 5 steps with opt_start 0.8: 4 plain steps, 1 injected step, then 3 post-processing iterations
-FAST = ["--backbone", "tiny-random", "--working-size", "64", "--steps", "5", "--iterations", "3"]
+FAST = ["--backbone", "tiny-random-sd15", "--working-size", "64", "--steps", "5", "--iterations", "3"]
 
 
 def _photo(tmp_path: Path, example_image: Image.Image) -> Path:
@@ -52,7 +52,7 @@ def test_quiet_reporter_writes_nothing():
 def test_editor_reports_phases_and_keeps_the_plain_callback(tiny_backbone, plugins, example_image):
     from spl_sdk.config import EditConfig
 
-    editor = Editor(tiny_backbone, EditConfig(backbone="tiny-random", device="cpu", working_size=64,
+    editor = Editor(tiny_backbone, EditConfig(backbone="tiny-random-sd15", device="cpu", working_size=64,
                                               steps=5, iterations=3), plugins)
     phases: list[tuple[str, int, int]] = []
     counts: list[tuple[int, int]] = []
@@ -117,7 +117,7 @@ def test_edit_result_save_keeps_the_metadata_and_refuses_to_overwrite(tiny_backb
     from spl_sdk.errors import Canceled, SplError
     from spl_sdk.imageio import read_metadata
 
-    editor = Editor(tiny_backbone, EditConfig(backbone="tiny-random", device="cpu", working_size=64,
+    editor = Editor(tiny_backbone, EditConfig(backbone="tiny-random-sd15", device="cpu", working_size=64,
                                               steps=2, iterations=1), plugins)
     previews = []
     result = editor.edit(example_image.resize((64, 64)), "a photo of a man", "a painting of a man",

@@ -52,7 +52,7 @@ def _latents(*shape: int, seed: int = 0) -> torch.Tensor:
 # ------------------------------------------------------------------ registration and layout
 def test_sdxl_backbones_are_registered(plugins):
     names = set(plugins.names("backbone"))
-    assert {"lcm-sdxl", "lcm-lora-sdxl", "tiny-random-sdxl", "sdxl-random"} <= names
+    assert {"lcm-sdxl", "lcm-lora-sdxl", "tiny-random-sdxl", "random-sdxl"} <= names
     for name in ("lcm-sdxl", "lcm-lora-sdxl"):
         cls = plugins.backbone(name)
         assert cls.family == "sdxl" and cls.default_working_size == 1024 and cls.attention_res == 32
@@ -305,7 +305,7 @@ def test_equal_prompts_and_guidance_reproduce_the_vae_round_trip(sdxl, plugins, 
     """docs/method.md section 2 invariant through the infedit method, the SDXL UNet and the controller."""
     z0 = sdxl.encode_image(pil_to_tensor(example_image.resize((128, 128)))).float()
     prompt = "a photo of an old man"
-    controller = plugins.attention_controller("infedit")(
+    controller = plugins.attention_controller("unified")(
         backbone=sdxl, source_prompt=prompt, target_prompt=prompt, num_steps=4)
     seen: list[torch.Tensor] = []
     out = plugins.edit_method("infedit")().edit(EditRequest(

@@ -51,7 +51,7 @@ def test_plugins_lists_every_installed_component(probe: dict) -> None:
     expected = {(row["kind"], row["name"]) for row in Plugins(load_entrypoints=True, env={}).listing()}
     listed = {(row["kind"], row["name"]) for row in json.loads(probe["outputs"]["plugins --json"])}
     assert listed == expected
-    assert {("loss", "spl"), ("backbone", "tiny-random"), ("harmonizer", "openai")} <= listed
+    assert {("loss", "spl"), ("backbone", "tiny-random-sd15"), ("harmonizer", "openai")} <= listed
     table = probe["outputs"]["plugins"]
     assert all(f"\n{name} " in table for _, name in expected)
 

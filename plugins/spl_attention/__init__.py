@@ -11,6 +11,6 @@ __all__ = ["InfEditController", "P2PReplaceController", "P2PReweightController"]
 
 @hookimpl
 def spl_register_attention_controllers(register: Register) -> None:
-    """Register ``infedit``, ``p2p-replace`` and ``p2p-reweight``."""
+    """Register ``unified`` (InfEdit's attention control), ``p2p-replace`` and ``p2p-reweight``."""
     for cls in (InfEditController, P2PReplaceController, P2PReweightController):
         register(cls)

@@ -29,7 +29,7 @@ EPS = 1e-9  # progress comparisons: (i + 1) / n against a fraction such as 0.8
 class InfEditController(AttentionController):
     """InfEdit unified attention control with Prompt-to-Prompt refinement of cross-attention."""
 
-    name = "infedit"
+    name = "unified"
     requires: ClassVar[frozenset[str]] = frozenset({"attention-processors", "unet-cross-attention"})
 
     class Options(ComponentOptions):
@@ -227,13 +227,13 @@ class P2PReplaceController(InfEditController):
         if s_words != t_words:
             raise PromptError(
                 f"p2p-replace swaps words one for one, but the source prompt has {s_words} words and the "
-                f"target prompt {t_words}; use prompts with the same number of words, or --attention infedit.")
+                f"target prompt {t_words}; use prompts with the same number of words, or --attention unified.")
         s_tokens, t_tokens = len(self.source_ids), len(self.target_ids)
         if s_tokens != t_tokens:
             raise PromptError(
                 f"p2p-replace needs prompts with the same number of tokens, but the source prompt has "
                 f"{s_tokens} and the target prompt {t_tokens} (a swapped word splits into a different "
-                f"number of tokens); choose words of equal token length, or use --attention infedit.")
+                f"number of tokens); choose words of equal token length, or use --attention unified.")
         return identity_alignment(self.length)
 
 

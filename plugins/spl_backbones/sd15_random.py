@@ -1,4 +1,4 @@
-"""``sd15-random``: the real Stable Diffusion 1.5 architecture with random weights, for benchmarks."""
+"""``random-sd15``: the real Stable Diffusion 1.5 architecture with random weights, for benchmarks."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ SD15_TEXT: dict[str, Any] = {
 class SD15Random(RandomBackbone):
     """Randomly initialized SD-1.5 architecture (same compute as the real model), for benchmarks only."""
 
-    name: ClassVar[str] = "sd15-random"
+    name: ClassVar[str] = "random-sd15"
     unet_config: ClassVar[dict[str, Any]] = SD15_UNET
     vae_config: ClassVar[dict[str, Any]] = SD15_VAE
     text_config: ClassVar[dict[str, Any]] = SD15_TEXT

@@ -1,4 +1,4 @@
-"""``tiny-random-sdxl`` (tests) and ``sdxl-random`` (benchmarks): the SDXL layout with seeded random weights."""
+"""``tiny-random-sdxl`` (tests) and ``random-sdxl`` (benchmarks): the SDXL layout with seeded random weights."""
 
 from __future__ import annotations
 
@@ -104,7 +104,7 @@ class TinyRandomSDXL(RandomSDXL):
 class SDXLRandom(RandomSDXL):
     """Randomly initialized SDXL architecture (same compute as the real model), for benchmarks only."""
 
-    name: ClassVar[str] = "sdxl-random"
+    name: ClassVar[str] = "random-sdxl"
     unet_config: ClassVar[dict[str, Any]] = SDXL_UNET
     vae_config: ClassVar[dict[str, Any]] = SDXL_VAE
     text_config: ClassVar[dict[str, Any]] = SD15_TEXT

@@ -1,4 +1,4 @@
-"""``tiny-random``: an SD-1.5-shaped backbone at toy widths that runs a whole edit on a CPU in seconds."""
+"""``tiny-random-sd15``: an SD-1.5-shaped backbone at toy widths that runs a whole edit on a CPU in seconds."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ TINY_TEXT: dict[str, Any] = {
 class TinyRandom(RandomBackbone):
     """Tiny seeded random SD-1.5-shaped model with the real CLIP tokenizer, for tests and plug-in authors."""
 
-    name: ClassVar[str] = "tiny-random"
+    name: ClassVar[str] = "tiny-random-sd15"
     default_working_size: ClassVar[int] = 256
     unet_config: ClassVar[dict[str, Any]] = TINY_UNET
     vae_config: ClassVar[dict[str, Any]] = TINY_VAE

@@ -133,8 +133,8 @@ def _before_load(cfg: EditConfig, photo: Any, source_prompt: str, target_prompt:
     notes = prechecks.unused_option_warnings(plugins, cfg)
     if cfg.mask_file is not None:
         notes.append(prechecks.mask_warning(load_mask(cfg.mask_file, size=photo.size)))
-    elif cfg.edit_area == "masked" and cfg.mask_extractor in plugins.names("mask"):
-        check_region_given(cfg, options_for(plugins, "mask", cfg.mask_extractor, cfg.options))
+    elif cfg.edit_area == "masked" and cfg.mask_extractor in plugins.names("mask-extractor"):
+        check_region_given(cfg, options_for(plugins, "mask-extractor", cfg.mask_extractor, cfg.options))
     for note in filter(None, notes):
         click.echo(f"Warning: {note}", err=True)
     return plugins

@@ -73,7 +73,7 @@ def plugins(component: str | None, as_json: bool) -> None:
     """
     loaded = load_plugins()
     kinds = [k for k in KIND_LABEL if component in loaded.names(k)] if component and "/" not in component else []
-    if len(kinds) > 1:  # one name, several kinds (infedit: a method and its controller): show each
+    if len(kinds) > 1:  # one name, several kinds (a third party's name may clash): show each
         _show_each(loaded, component, kinds, as_json)
         return
     if component is not None:

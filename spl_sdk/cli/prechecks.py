@@ -66,9 +66,9 @@ def _flag(kind: str, name: str) -> str:
     """The flag that chooses a component of ``kind``, e.g. '--method flowedit'."""
     if kind == "loss":
         return f"--structure-loss {name} or --color-loss {name}"
-    if kind == "mask":
+    if kind == "mask-extractor":
         return f"--mask-extractor {name} and a masked --structure-area, --color-area or --edit-area"
-    flag = {"postprocess": "post-processors"}.get(kind, kind)
+    flag = {"post-processor": "post-processors"}.get(kind, kind)
     return f"--{flag} {name}"
 
 
@@ -123,7 +123,7 @@ def mask_warning(mask: Any) -> str | None:
 
 
 def loading_line(plugins: Plugins, cfg: EditConfig) -> str:
-    """'loading tiny-random (model: X) on auto …': said before the slow part."""
+    """'loading tiny-random-sd15 (model: X) on auto …': said before the slow part."""
     try:
         model = cfg.model or plugins.backbone(cfg.backbone).default_model
     except SplError:

@@ -28,7 +28,7 @@ class MaskContext:
 class MaskExtractor(Component):
     """Produces a soft mask (1, 1, H, W) in [0, 1] at the source image's size."""
 
-    kind: ClassVar[str] = "mask"
+    kind: ClassVar[str] = "mask-extractor"
     kind_label: ClassVar[str] = "mask extractor"
     register_hook: ClassVar[str] = "spl_register_mask_extractors"
 

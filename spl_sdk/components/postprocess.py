@@ -17,7 +17,7 @@ PostCallback = Callable[[int, int], None]
 class PostProcessor(Component):
     """Runs once on the decoded result at the source's full resolution."""
 
-    kind: ClassVar[str] = "postprocess"
+    kind: ClassVar[str] = "post-processor"
     kind_label: ClassVar[str] = "post-processor"
     register_hook: ClassVar[str] = "spl_register_post_processors"
 
