@@ -102,12 +102,6 @@ def _base_type(annotation: Any) -> Any:
     return annotation
 
 
-def choices(name: str) -> list[Any] | None:
-    """The allowed values of a Literal field, else None."""
-    base = _base_type(field(name).annotation)
-    return list(typing.get_args(base)) if typing.get_origin(base) is Literal else None
-
-
 def to_widget(name: str, value: Any) -> Any:
     """A config value in the form its widget holds."""
     base = _base_type(field(name).annotation)

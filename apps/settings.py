@@ -7,7 +7,7 @@ import random
 import streamlit as st
 
 from spl_apps import option_controls
-from spl_apps.controls import TOGGLED, bounds, key, loss_toggle, widget
+from spl_apps.controls import bounds, key, loss_toggle, widget
 from spl_sdk.plugins import Plugins
 
 SIDEBAR_GROUPS: dict[str, tuple[str, ...]] = {
@@ -64,7 +64,3 @@ def mask_words(plugins: Plugins) -> None:
     if name in plugins.registry.get("mask-extractor", {}):
         option_controls.component_widgets(plugins, "mask-extractor", name)
 
-
-def loss_fields() -> tuple[str, ...]:
-    """Config fields drawn by :func:`preservation` (toggles included)."""
-    return tuple(TOGGLED) + tuple(n for group in LOSS_GROUPS.values() for n in group) + ("edit_area",)

@@ -69,11 +69,6 @@ def read_image(name: str, data: bytes) -> Image.Image:
     return _via_file(name, data, load_image)
 
 
-def read_mask(name: str, data: bytes, size: tuple[int, int] | None = None) -> Image.Image:
-    """An uploaded mask as mode "L" (white = inside), resized to ``size`` = (W, H) when given."""
-    return _via_file(name, data, load_mask, size=size)
-
-
 def photo_warnings(image: Image.Image) -> list[str]:
     """What to tell the user about a photo that loads but will edit poorly (tiny images)."""
     if min(image.size) < MIN_SIDE:

@@ -93,7 +93,7 @@ def _big_png() -> bytes:
 
 
 def test_studio_refuses_a_small_file_of_many_pixels(monkeypatch):
-    from spl_apps.uploads import read_image, read_mask
+    from spl_apps.uploads import read_fitted_mask, read_image
 
     monkeypatch.delenv("SPL_STUDIO_MAX_PIXELS", raising=False)
     data = _big_png()
@@ -103,7 +103,7 @@ def test_studio_refuses_a_small_file_of_many_pixels(monkeypatch):
                                          r"studio's limit of 16.8 MP"):
         read_image("bomb.png", data)
     with pytest.raises(ImageError, match="over this studio's limit"):
-        read_mask("bomb.png", data, (64, 64))
+        read_fitted_mask("bomb.png", data, (64, 64))
     assert time.perf_counter() - began < 2  # refused from the header, nothing decoded
 
 

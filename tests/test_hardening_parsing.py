@@ -158,7 +158,7 @@ def test_eval_inputs_that_are_not_utf8_or_too_deep(tmp_path, photo):
     pairs = tmp_path / "pairs.csv"
     pairs.write_bytes(b"image,edited,target_prompt\nphoto.png,photo.png,caf\xe9\n")
     one_line(CliRunner().invoke(main, ["eval", str(pairs), "-o", str(tmp_path / "ev2"), "--networks",
-                                       "tiny-random-sd15"]), "is not valid UTF-8")
+                                       "tiny-random"]), "is not valid UTF-8")
 
 
 def test_any_recursion_error_left_is_still_one_line(photo, monkeypatch):

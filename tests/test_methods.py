@@ -175,7 +175,7 @@ def test_a_controller_needs_are_checked_too(tiny_backbone, photo):
 
     plugins = fresh_plugins(inline(EpsilonOnly))
     editor = Editor(NoCrossAttention(tiny_backbone.tokenizer), EditConfig(**FAST, method="eps"), plugins)
-    with pytest.raises(IncompatibleError, match="attention controller 'infedit' cannot run on backbone "
+    with pytest.raises(IncompatibleError, match="attention controller 'unified' cannot run on backbone "
                                                 "'flow-only': it needs unet-cross-attention"):
         editor.edit(photo, "a photo", "a painting")
 

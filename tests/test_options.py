@@ -180,10 +180,11 @@ def test_resolved_options_hold_every_value_of_the_used_components(plugins: Plugi
     cfg = EditConfig(options={"spl": {"radius": 3}, "cross-attention": {"eps": 1e-3}})
     resolved = resolved_options(plugins, cfg)
     assert resolved["spl"] == {"radius": 3, "eps": 1e-4, "residual": "centered"}
-    # 'infedit' is an attention controller and an edit method: its key says which
+    # every built-in has a name of its own, so the recorded keys are bare names
     assert resolved["unified"] == {"blend_threshold": 0.3, "blend_dilation": 1, "scores": "sdpa",
-                                             "cross_replace": 0.8, "self_replace": 0.8,
-                                             "blend_words_source": [], "blend_words_target": []}
+                                   "cross_replace": 0.8, "self_replace": 0.8,
+                                   "blend_words_source": [], "blend_words_target": []}
+    assert all("/" not in key for key in resolved)
     assert "cross-attention" not in resolved  # no masked area: the extractor is not used
     masked = cfg.model_copy(update={"structure_area": "masked"})
     assert resolved_options(plugins, masked)["cross-attention"]["eps"] == 1e-3

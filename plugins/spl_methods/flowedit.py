@@ -135,7 +135,7 @@ class FlowEdit(EditMethod):
                        estimate=self.options.inject_on,
                        outside=latent_outside(request.region, request.z0))
         return EditOutput(latent=out.latent, unet_seconds=out.velocity_seconds,
-                          inject_seconds=out.inject_seconds, text_seconds=text_seconds,
+                          text_seconds=text_seconds,
                           steps_injected=out.steps_injected,
                           extras={"settings": s, "denoiser_calls": velocity.calls})
 

@@ -54,7 +54,6 @@ class FlowEditResult:
 
     latent: torch.Tensor
     velocity_seconds: float = 0.0
-    inject_seconds: float = 0.0
     steps_injected: list[int] = field(default_factory=list)
     steps_run: int = 0
 
@@ -136,9 +135,7 @@ def flowedit(z_src: torch.Tensor, timesteps: Sequence[float], sigmas: Sequence[f
             x0 = clean_estimate(z_t, v, t)
         out.velocity_seconds += time.perf_counter() - began
         if i in inject_at:
-            began = time.perf_counter()
             shift = inject(x0) - x0  # type: ignore[misc]
-            out.inject_seconds += time.perf_counter() - began
             out.steps_injected.append(i)
             x0 = x0 + shift
             if z_t is None:

@@ -156,10 +156,7 @@ def sample(backbone: Backbone, controller: AttentionController | None, z0: torch
         if i in inject_at:
             out.steps_injected.append(i)
             hook = inject
-        began = time.perf_counter()
         x_t_next, x0_t = virtual_inversion_step(x_s, x_t, z0, e_s, e_t, a, a_prev, noise, eta, hook)
-        if hook is not None:
-            out.inject_seconds += time.perf_counter() - began
         x_m_next, _ = virtual_inversion_step(x_s, x_m, z0, e_s, e_m, a, a_prev, noise, eta)
         x_s_next = source_step(x_s, z0, a, a_prev, noise, eta)
         if controller is not None:

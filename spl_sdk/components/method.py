@@ -79,7 +79,6 @@ class EditOutput:
 
     latent: torch.Tensor
     unet_seconds: float = 0.0
-    inject_seconds: float = 0.0
     text_seconds: float = 0.0
     steps_injected: list[int] = field(default_factory=list)
     extras: dict[str, Any] = field(default_factory=dict)
