@@ -76,19 +76,9 @@ def check_words(words: str | Iterable[str], region: str = "word list") -> list[s
     return [seen[cat] for cat in CATEGORIES if cat in seen]
 
 
-def words_by_category(words: Iterable[str]) -> dict[str, str]:
-    """Map each (valid) word to its category: {'brightness': 'dim', 'tone': 'blue', ...}."""
-    return {CATEGORY_OF[w]: w for w in check_words(words)}
-
-
 def background_mask(foreground: Image.Image) -> Image.Image:
     """The inverted foreground mask: the area where CPL keeps the colors (white = background)."""
     return ImageOps.invert(foreground.convert("L"))
-
-
-def brightness_rank(word: str) -> int:
-    """0 for the brightest brightness word ('dazzling') up to 5 for the darkest ('shadowed')."""
-    return VOCABULARY["brightness"].index(word)
 
 
 class Harmonization(BaseModel):

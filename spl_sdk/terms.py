@@ -60,8 +60,3 @@ def check_terms(plugins: Plugins, terms: Sequence[LossTerm], source: torch.Tenso
         for term in terms:
             plugins.call(term, "__call__", source, edited, check=scalar)
 
-
-def total_loss(terms: Sequence[LossTerm], source: torch.Tensor, edited: torch.Tensor) -> float:
-    """Summed weighted loss of ``edited`` against ``source`` (both in [-1, 1])."""
-    with torch.no_grad():
-        return float(sum(float(term(source, edited)) for term in terms))

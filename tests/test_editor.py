@@ -76,7 +76,9 @@ def test_same_seed_same_output_and_another_seed_differs(editor, photo):
 
 
 def test_structure_loss_pulls_the_result_towards_the_source_edges(editor, photo):
-    from spl_sdk.terms import build_terms, total_loss
+    from loss_sum import total_loss
+
+    from spl_sdk.terms import build_terms
 
     args = (photo, "a photo of an old man", "a painting of an old man")
     free = editor.edit(*args, structure_loss=None)

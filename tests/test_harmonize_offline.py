@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageEnhance, ImageOps
+from vocabulary import brightness_rank, words_by_category
 
 from spl_harmonizers.offline import (
     BRIGHTNESS_BANDS,
@@ -17,7 +18,6 @@ from spl_harmonizers.offline import (
 from spl_harmonizers.stats import foreground_mask, region_stats
 from spl_sdk import Plugins
 from spl_sdk.errors import HarmonizerError
-from spl_sdk.harmonize import brightness_rank, words_by_category
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "apps" / "examples"
 SIZE = (192, 192)

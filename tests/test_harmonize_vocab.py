@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from PIL import Image
 from pydantic import ValidationError
+from vocabulary import brightness_rank, words_by_category
 
 from spl_sdk.harmonize import (
     CATEGORY_OF,
@@ -12,9 +13,7 @@ from spl_sdk.harmonize import (
     Harmonization,
     VocabularyError,
     background_mask,
-    brightness_rank,
     check_words,
-    words_by_category,
 )
 
 

@@ -166,7 +166,9 @@ def test_post_processors_run_after_the_refinement(files, plugins) -> None:
     twice = refine(src, edit, plugins=plugins, iterations=3, post_processors="loss-refine")
     assert twice.config.post_processors == ["loss-refine"] and "post_process" in twice.timings
     # loss-refine ran once more from where the refine stopped: the loss is lower again
-    from spl_sdk.terms import build_terms, total_loss
+    from loss_sum import total_loss
+
+    from spl_sdk.terms import build_terms
 
     terms = build_terms(plugins, once.config, None)
     source = imageio.pil_to_tensor(Image.open(src))
