@@ -12,7 +12,7 @@ colors, which is what refine is for. Reported to the ideal, on the interior (a
 image) and an edge score (correlation of the Sobel gradient magnitudes of the
 intensities, 1 = the ideal's edges). Methods: the input itself, ``default``
 (``optimize_image`` with ``spl refine``'s settings), ``reference`` (the paper's
-100 SGD steps), ``guided`` (one guided filter pass of the edit, grey guide = the
+100 SGD steps), ``guided`` (one guided filter pass of the edit, gray guide = the
 source's intensity, r 5, eps 1e-4, per channel), and the variants named by
 ``--methods``.
 
@@ -270,7 +270,7 @@ def _refine(solver: str, **knobs) -> Callable:
 
 
 def guided(source01, edit01, r: int = 5, eps: float = 1e-4):
-    """One guided filter pass of the edit, per channel, the source's intensity as the grey guide."""
+    """One guided filter pass of the edit, per channel, the source's intensity as the gray guide."""
     from spl_sdk.filters import guided_filter, to_gray
 
     return guided_filter(to_gray(source01), edit01, r, eps).clamp(0, 1)

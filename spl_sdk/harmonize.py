@@ -18,7 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validat
 from spl_sdk.text import neutralize
 
 # docs/method.md section 6, category by category, in the order words appear in a prompt.
-# Brightness words are listed from the brightest to the darkest.
+# Brightness words are listed from the brightest to the darkest. The words are the method's
+# own (they go into prompts), so 'greyscale' keeps that spelling.
 VOCABULARY: dict[str, tuple[str, ...]] = {
     "brightness": ("dazzling", "bright", "dim", "dull", "shaded", "shadowed"),
     "weather": ("cloudy", "sunny", "rainy", "snowy", "foggy", "windy", "stormy", "clear", "misty"),

@@ -80,12 +80,12 @@ def test_brightness_words_follow_luminance_order(factor):
 
 def test_greyscale_foreground_gets_greyscale_and_colorful_background_does_not():
     mask = ellipse_mask()
-    grey_cat = ImageOps.grayscale(photo("cats.png")).convert("RGB")
-    h = OfflineHarmonizer().describe(composite(grey_cat, photo("woman.png"), mask), mask, "cat")
+    gray_cat = ImageOps.grayscale(photo("cats.png")).convert("RGB")
+    h = OfflineHarmonizer().describe(composite(gray_cat, photo("woman.png"), mask), mask, "cat")
     assert "greyscale" in h.foreground_words
     assert "greyscale" not in h.background_words
     fg = words_by_category(h.foreground_words)
-    assert "temperature" not in fg  # grey has no temperature
+    assert "temperature" not in fg  # gray has no temperature
 
 
 def test_warm_and_blue_night_regions():
@@ -132,8 +132,8 @@ def test_stats_of_known_colors():
     assert red.dominant_hue == "red" and red.warmth > 0.5
     blue = region_stats(Image.new("RGB", (8, 8), (0, 0, 255)), region)
     assert blue.dominant_hue == "blue" and blue.warmth < -0.5
-    grey = region_stats(Image.new("RGB", (8, 8), (128, 128, 128)), region)
-    assert grey.saturation == 0 and grey.dominant_hue is None and grey.warmth == pytest.approx(0)
+    gray = region_stats(Image.new("RGB", (8, 8), (128, 128, 128)), region)
+    assert gray.saturation == 0 and gray.dominant_hue is None and gray.warmth == pytest.approx(0)
 
 
 def test_empty_mask_is_a_clear_error():

@@ -42,7 +42,7 @@ def test_rgba_is_composited_on_white(tmp_path: Path) -> None:
     a = np.zeros((2, 3, 4), np.uint8)
     a[0, 0] = (255, 0, 0, 0)      # fully transparent red -> white
     a[0, 1] = (0, 0, 255, 255)    # opaque blue stays blue
-    a[0, 2] = (0, 0, 0, 128)      # half-transparent black -> mid grey
+    a[0, 2] = (0, 0, 0, 128)      # half-transparent black -> mid gray
     Image.fromarray(a, "RGBA").save(tmp_path / "a.png")
     out = np.asarray(imageio.load_image(tmp_path / "a.png"))
     assert tuple(out[0, 0]) == (255, 255, 255)

@@ -15,7 +15,7 @@ harmonizer never picks them; the object is the user's word or "object".
 |             | dull      | 0.27 <= Y < 0.38                                            |
 |             | shaded    | 0.16 <= Y < 0.27                                            |
 |             | shadowed  | Y < 0.16                                                    |
-| temperature | (none)    | S < 0.05 (grey has no temperature)                          |
+| temperature | (none)    | S < 0.05 (gray has no temperature)                          |
 |             | hot       | W >= 0.30                                                   |
 |             | warm      | 0.08 <= W < 0.30                                            |
 |             | cool      | -0.20 < W <= -0.08                                          |
@@ -52,7 +52,7 @@ from spl_sdk.harmonize import VOCABULARY, Harmonization
 BRIGHTNESS_BANDS: tuple[tuple[float, str], ...] = (
     (0.75, "dazzling"), (0.50, "bright"), (0.38, "dim"), (0.27, "dull"), (0.16, "shaded"), (0.0, "shadowed"))
 DISTINCT_LUMINANCE = 0.08
-GREY_SATURATION = 0.05
+GRAY_SATURATION = 0.05
 
 
 def brightness_word(y: float) -> str:
@@ -61,9 +61,9 @@ def brightness_word(y: float) -> str:
 
 
 def temperature_word(s: RegionStats) -> str | None:
-    """hot/warm/cool/cold/icy from the chroma balance W, None when neutral or grey."""
+    """hot/warm/cool/cold/icy from the chroma balance W, None when neutral or gray."""
     w = s.warmth
-    if s.saturation < GREY_SATURATION or -0.08 < w < 0.08:
+    if s.saturation < GRAY_SATURATION or -0.08 < w < 0.08:
         return None
     if w >= 0.30:
         return "hot"
@@ -77,7 +77,7 @@ def temperature_word(s: RegionStats) -> str | None:
 def tone_word(s: RegionStats) -> str | None:
     """The color-tone word (table in the module docstring), None when no rule is clear."""
     hue = s.dominant_hue
-    if s.saturation < GREY_SATURATION:
+    if s.saturation < GRAY_SATURATION:
         return "greyscale"
     if s.luminance >= 0.75 and s.saturation < 0.15:
         return "white"

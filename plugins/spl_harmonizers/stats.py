@@ -85,7 +85,7 @@ def region_stats(image: Image.Image, region: np.ndarray) -> RegionStats:
 
 def _hue_degrees(r: np.ndarray, g: np.ndarray, b: np.ndarray, vmax: np.ndarray,
                  chroma: np.ndarray) -> np.ndarray:
-    """HSV hue in [0, 360) (0 for grey pixels)."""
+    """HSV hue in [0, 360) (0 for gray pixels)."""
     c = np.maximum(chroma, 1e-12)
     h = np.where(vmax == r, ((g - b) / c) % 6.0,
                  np.where(vmax == g, (b - r) / c + 2.0, (r - g) / c + 4.0))
