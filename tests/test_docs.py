@@ -180,3 +180,11 @@ def test_the_studio_keeps_one_plugin_manager_per_process_as_documented() -> None
 
     assert resources.plugins() is resources.plugins()  # cached: a new plug-in needs a restart
     assert "restart the studio" in DOC and "apps/resources.py" in DOC
+
+
+def test_upgrading_lists_every_renamed_kind_and_component() -> None:
+    from spl_sdk.renamed import OLD_KINDS, OLD_NAMES
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "upgrading.md").read_text()
+    for old, new in [*OLD_KINDS.items(), *((old, new) for (_, old), new in OLD_NAMES.items())]:
+        assert f"`{old}`" in text and f"`{new}`" in text, (old, new)
