@@ -1,19 +1,16 @@
-"""Process-wide resources: one plug-in manager and one loaded editor per model choice."""
+"""Process-wide resources: one plug-in manager and one editor cache (spl_sdk.editor_cache) per server."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import threading
-from dataclasses import dataclass, field
 
 import streamlit as st
 
 from spl_sdk.config import EditConfig
-from spl_sdk.editor import LOAD_FIELDS, Editor
+from spl_sdk.editor_cache import EditorCache, LoadedEditor
 from spl_sdk.errors import ConfigError
-from spl_sdk.options import options_for
+from spl_sdk.plan import LOAD_FIELDS
 from spl_sdk.plugins import Plugins
 
 HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")  # 'name' or 'owner/name', no path parts
@@ -28,28 +25,16 @@ def plugins() -> Plugins:
     return Plugins()
 
 
-@dataclass
-class LoadedEditor:
-    """An editor and the lock that keeps two sessions from sharing its UNet at once."""
-
-    editor: Editor
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-
-@st.cache_resource(show_spinner=False, max_entries=2)
-def _load(backbone: str, model: str | None, device: str, dtype: str, cpu_offload: bool,
-          backbone_options: str = "{}") -> LoadedEditor:
-    cfg = EditConfig(backbone=backbone, model=model, device=device, dtype=dtype, cpu_offload=cpu_offload,
-                     options={backbone: json.loads(backbone_options)})
-    return LoadedEditor(Editor.from_config(cfg, plugins()))
+@st.cache_resource(show_spinner=False)
+def editors() -> EditorCache:
+    """The editors loaded in this server process (the last two model choices), shared by every session."""
+    return EditorCache(plugins(), max_entries=2)
 
 
 def editor_for(cfg: EditConfig) -> LoadedEditor:
     """The editor for the config's backbone/model/device/dtype and options, loaded on first use only."""
     check_model_choice(cfg.model)
-    options = options_for(plugins(), "backbone", cfg.backbone, cfg.options)
-    return _load(*(getattr(cfg, name) for name in LOAD_FIELDS),
-                 json.dumps(options.model_dump(mode="json"), sort_keys=True))
+    return editors().get(cfg)
 
 
 def model_folders_allowed() -> bool:

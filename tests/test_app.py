@@ -302,7 +302,7 @@ def test_upload_prompts_run_result_and_download(monkeypatch: pytest.MonkeyPatch)
     original = Editor.from_config.__func__
     monkeypatch.setattr(Editor, "from_config",
                         classmethod(lambda cls, *a, **k: loads.append(a) or original(cls, *a, **k)))
-    resources._load.clear()
+    resources.editors().clear()  # spl_sdk.editor_cache, kept once per server (st.cache_resource)
     at = start()
     at.file_uploader(key="edit.upload").set_value(("photo.png", png(), "image/png"))
     at = settle(at, {**FAST, "edit.source_prompt": "a photo of a blue ball",

@@ -62,12 +62,11 @@ def edit(image: Path, source_prompt: str, target_prompt: str, output: Path, mask
     """Edit IMAGE from the --source sentence towards the --target sentence, keeping its edges."""
     from spl_sdk.cli import prechecks
     from spl_sdk.cli.progress import phase_progress
-    from spl_sdk.editor import Editor
+    from spl_sdk.editor_cache import load_editor
     from spl_sdk.footprint import check_fits, out_of_memory_as_error
     from spl_sdk.imageio import check_distinct, check_output, load_image
     from spl_sdk.loss_flags import resolve_loss_options
     from spl_sdk.options import parse_options
-    from spl_sdk.weights import allowing_pickle
 
     image = _image(image, config_file)
     source_prompt, target_prompt = _prompts(source_prompt, target_prompt, config_file)
@@ -82,9 +81,8 @@ def edit(image: Path, source_prompt: str, target_prompt: str, output: Path, mask
     if cfg.post_process:  # full-size post-processing: refuse before the model loads
         check_fits(*photo.size, "post-process it at full size", allow_large)
     plugins = _before_load(cfg, photo, source_prompt, target_prompt, quiet)
-    with allowing_pickle(allow_pickle), prechecks.loading_status(
-            "" if quiet else prechecks.loading_line(plugins, cfg)):
-        editor = Editor.from_config(cfg, plugins)
+    with prechecks.loading_status("" if quiet else prechecks.loading_line(plugins, cfg)):
+        editor = load_editor(cfg, plugins, allow_pickle=allow_pickle)
     with phase_progress(quiet=quiet) as report, out_of_memory_as_error(*photo.size, "edit it"):
         result = editor.edit(photo, source_prompt, target_prompt, on_phase=report)
     result.save(output, force=force, mask_path=save_mask,
