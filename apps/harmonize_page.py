@@ -13,8 +13,8 @@ from spl_apps.uploads import IMAGE_TYPES, MAX_UPLOAD_MB, read_fitted_mask
 from spl_apps.wording import for_studio
 from spl_sdk.errors import ConfigError, ImageError, SplError
 from spl_sdk.extras import available
-from spl_sdk.harmonize import EDIT_SETTINGS, background_mask
-from spl_sdk.options import construct
+from spl_sdk.harmonize import EDIT_SETTINGS
+from spl_sdk.harmonizing import HarmonizerChoice, harmonization_record
 from spl_sdk.plugins import Plugins
 
 SLOT = "harm"
@@ -60,16 +60,18 @@ def _options(plugins: Plugins, name: str | None) -> dict[str, Any]:
 
 def _describe(plugins: Plugins, name: str, composite: Image.Image, mask: Image.Image,
               object_word: str, options: dict[str, Any]) -> None:
+    choice = HarmonizerChoice(name, {name: options})  # options may hold a key: kept in memory only
     try:
         with st.spinner(f"Asking the {name} harmonizer…"):
-            harmonizer = construct(plugins, "harmonizer", name, {name: options})
-            found = harmonizer.describe(composite, mask, object_word or None)
+            found = choice.build(plugins).describe(composite, mask, object_word or None)
+            public = choice.public(plugins)
     except SplError as exc:
         st.error(str(exc))
         return
     st.session_state[SOURCE_PROMPT] = found.source_prompt
     st.session_state[TARGET_PROMPT] = found.target_prompt
     st.session_state[f"{SLOT}.found"] = found
+    st.session_state[f"{SLOT}.found_by"] = public
 
 
 def render(plugins: Plugins) -> None:
@@ -127,7 +129,12 @@ def _run(composite: photo.Photo, mask: Image.Image, options: dict[str, dict]) ->
     except ConfigError as exc:
         runner.notify(SLOT, "error", for_studio(str(exc)))
         st.rerun()
-    # docs/method.md §6: SPL on the whole image, CPL on the background (the inverted mask); the
-    # result shows the mask as uploaded
-    runner.run(SLOT, cfg, composite.image, source_prompt, target_prompt, mask=background_mask(mask),
-               shown_mask=mask, mask_caption="Mask as uploaded (white = pasted object)")
+    found = st.session_state.get(f"{SLOT}.found")
+    if found is not None and (found.source_prompt, found.target_prompt) != (source_prompt, target_prompt):
+        found = None  # prompts typed over the harmonizer's: the record says they were written by hand
+    record = harmonization_record(found, st.session_state.get(f"{SLOT}.found_by"))
+    # docs/method.md §6 through the one harmonize recipe (SPL on the whole image, CPL on the
+    # background); the result shows the mask as uploaded
+    runner.run(SLOT, cfg, composite.image, source_prompt, target_prompt, shown_mask=mask,
+               mask_caption="Mask as uploaded (white = pasted object)",
+               harmonize=runner.Harmonize(mask, record))

@@ -25,6 +25,7 @@ from spl_apps.wording import for_studio
 from spl_sdk.config import EditConfig
 from spl_sdk.editor import EditResult
 from spl_sdk.errors import ModelNotFoundError, SplError, SplWarning
+from spl_sdk.harmonizing import harmonize_edit
 from spl_sdk.imageio import save_image
 
 FALLBACK_BACKBONE = "tiny-random-sd15"
@@ -34,6 +35,14 @@ PHASE_LABELS = {"mask pass": "Finding the mask", "steps": "Denoising", "injectio
 # per-page widgets (key "<slot>.<name>") whose change makes an old message stale
 INPUT_NAMES = {"source_prompt", "target_prompt", "mask_source", "mask_upload", "upload", "canvas",
                "object", "harmonizer", "folder"}
+
+
+@dataclass
+class Harmonize:
+    """A harmonize run: the foreground mask (white = pasted object) and what its metadata records."""
+
+    foreground: Image.Image
+    record: dict[str, Any] = field(default_factory=dict)  # spl_sdk.harmonizing.harmonization_record
 
 
 @dataclass
@@ -150,12 +159,13 @@ def phase_text(phase: str, done: int, total: int) -> str:
 
 def run(slot: str, cfg: EditConfig, image: Image.Image, source_prompt: str, target_prompt: str,
         mask: Image.Image | None = None, *, shown_mask: Image.Image | None = None,
-        mask_caption: str | None = None) -> None:
+        mask_caption: str | None = None, harmonize: Harmonize | None = None) -> None:
     """Run one edit with a live progress bar, keep it as ``<slot>.result``, then rerun the page.
 
     The rerun draws the page afresh with the Run button enabled again; errors are
     kept (``notify``) so that they survive it. ``shown_mask`` replaces the mask the
     result shows (the harmonizer shows the mask as uploaded, not its inverse).
+    ``harmonize`` runs the harmonize recipe (spl_sdk.harmonizing) instead of a plain edit.
     """
     bar = st.progress(0.0, text=f"Loading the model ({cfg.backbone})…")
     cancel = st.empty()
@@ -165,7 +175,7 @@ def run(slot: str, cfg: EditConfig, image: Image.Image, source_prompt: str, targ
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SplWarning)
         try:
-            result = _edit(bar, preview, cfg, image, source_prompt, target_prompt, mask)
+            result = _edit(bar, preview, cfg, image, source_prompt, target_prompt, mask, harmonize)
         except Exception as exc:
             result = exc
     notes = list(dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, SplWarning)))
@@ -194,7 +204,7 @@ def run(slot: str, cfg: EditConfig, image: Image.Image, source_prompt: str, targ
 
 
 def _edit(bar: Any, preview: Any, cfg: EditConfig, image: Image.Image, source_prompt: str,
-          target_prompt: str, mask: Image.Image | None) -> EditResult:
+          target_prompt: str, mask: Image.Image | None, harmonize: Harmonize | None = None) -> EditResult:
     """Load (or reuse) the editor and edit, feeding the progress bar from the step callback."""
     loaded = resources.editor_for(cfg)
     while not loaded.lock.acquire(timeout=0.5):
@@ -210,10 +220,13 @@ def _edit(bar: Any, preview: Any, cfg: EditConfig, image: Image.Image, source_pr
             preview.image(picture, caption=phase["text"], width="stretch")
         return True
 
+    previews = bool(st.session_state.get("run.previews"))
     try:
+        if harmonize is not None:  # the one harmonize recipe, as spl harmonize and spl batch run it
+            return harmonize_edit(loaded.editor, image, harmonize.foreground, source_prompt, target_prompt,
+                                  config=cfg, record=harmonize.record, callback=callback,
+                                  on_phase=on_phase, previews=previews)
         return loaded.editor.edit(image, source_prompt, target_prompt, mask=mask, callback=callback,
-                                  on_phase=on_phase,
-                                  previews=bool(st.session_state.get("run.previews")),
-                                  **resources.edit_overrides(cfg))
+                                  on_phase=on_phase, previews=previews, **resources.edit_overrides(cfg))
     finally:
         loaded.lock.release()

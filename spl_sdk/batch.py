@@ -1,4 +1,4 @@
-"""Folder batches: inputs paired by file stem, and a JSON-lines log that lets a run resume."""
+"""Folder inputs paired by file stem, and the append-only JSON-lines log under the batch journal."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def by_stem(files: list[Path]) -> dict[str, list[Path]]:
 
 
 class JsonlLog:
-    """Append-only JSON-lines record of a batch; the last record of a file decides whether it is done."""
+    """Append-only JSON-lines records, each line flushed to disk (spl_sdk.jobs.results.Journal keys them)."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
@@ -68,18 +68,6 @@ class JsonlLog:
             if isinstance(record, dict):
                 out.append((number, record))
         return out
-
-    def records(self) -> list[dict[str, Any]]:
-        """Every readable record (see :meth:`numbered`)."""
-        return [record for _, record in self.numbered()]
-
-    def done(self) -> set[str]:
-        """Files whose latest record has status 'ok'."""
-        last: dict[str, str] = {}
-        for record in self.records():
-            if "file" in record:
-                last[str(record["file"])] = str(record.get("status"))
-        return {name for name, status in last.items() if status == "ok"}
 
     def append(self, record: dict[str, Any]) -> None:
         """Write one record and flush it to disk, so a crash loses at most the file in progress."""

@@ -51,12 +51,13 @@ class EditResult:
     target_prompt: str
     mask: Image.Image | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # what a recipe adds (a harmonization)
 
     def metadata(self) -> dict[str, Any]:
         """What a saved result embeds so the edit can be reproduced."""
         return {"spl_sdk": __version__, "source_prompt": self.source_prompt,
                 "target_prompt": self.target_prompt, "config": self.config.model_dump(mode="json"),
-                "timings": {k: round(v, 3) for k, v in self.timings.items()}}
+                "timings": {k: round(v, 3) for k, v in self.timings.items()}} | self.extra
 
     def save(self, path: str | Path, *, force: bool = False, mask_path: str | Path | None = None,
              extra: dict[str, Any] | None = None) -> Path:

@@ -428,10 +428,16 @@ def test_harmonize_page_writes_prompts_and_harmonizes() -> None:
     source = at.text_input(key="harm.source_prompt").value
     target = at.text_input(key="harm.target_prompt").value
     assert source.endswith("ball") and target.endswith("ball")
+    at.button(key="harm.run").click().run()  # the harmonizer's prompts: its answer is recorded
+    assert not at.exception and not at.error, messages(at)
+    meta = result_metadata(at, "harm")
+    assert meta["harmonizer"] == "offline" and meta["harmonization"]["target_prompt"] == target
+    assert meta["harmonization"]["foreground_object"] == "ball"
     at.text_input(key="harm.target_prompt").set_value("bright " + target.split(" ", 1)[1]).run()
     at.button(key="harm.run").click().run()
     assert not at.exception and not at.error, messages(at)
     meta = result_metadata(at, "harm")
+    assert meta["harmonization"] is None  # prompts typed over the harmonizer's: none recorded
     cfg = meta["config"]
     assert (cfg["structure_loss"], cfg["structure_area"], cfg["color_loss"], cfg["color_area"]) == (
         "spl", "whole", "cpl", "masked")

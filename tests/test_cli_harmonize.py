@@ -43,8 +43,9 @@ def make_pair(folder: Path, mask_folder: Path, name: str, bg: str, fg: str, *, m
     return path
 
 
-def records(out: Path) -> list[dict]:
-    return [json.loads(line) for line in (out / "harmonize.jsonl").read_text().splitlines()]
+def records(out: Path) -> dict[str, dict]:
+    """The batch's results by row id (OUT/results.jsonl, one record per composite)."""
+    return {r["id"]: r for r in map(json.loads, (out / "results.jsonl").read_text().splitlines())}
 
 
 def test_prompts_only_json_with_offline(tmp_path):
@@ -69,45 +70,68 @@ def test_prompts_only_prints_both_prompts(tmp_path):
     assert lines[1].startswith("target prompt: ")
 
 
-def test_batch_records_failures_and_resumes(tmp_path):
+def test_folders_run_as_batch_rows_that_resume(tmp_path):
+    # the folder mode is the batch runner's harmonize task: its layout, resume rule and summary
     comps, masks, out = tmp_path / "c", tmp_path / "m", tmp_path / "out"
-    make_pair(comps, masks, "a", "woman.png", "cats.png")
-    make_pair(comps, masks, "b", "cats.png", "marshmallow.jpg", mask_suffix=".jpg")  # matched by stem
-    make_pair(comps, masks, "c", "old_man.png", "woman.png", mask=False)
-    args = ["harmonize", str(comps), str(masks), "-o", str(out), "--prompts-only"]
+    make_pair(comps, masks, "a", "woman.png", "cats.png", size=(64, 48))
+    make_pair(comps, masks, "b", "cats.png", "marshmallow.jpg", mask_suffix=".jpg", size=(64, 48))  # by stem
+    make_pair(comps, masks, "c", "old_man.png", "woman.png", mask=False, size=(64, 48))
+    args = ["harmonize", str(comps), str(masks), "-o", str(out), *FAST]
     run = CliRunner().invoke(main, args)
     assert run.exit_code == 1, run.output
-    assert "2 ok, 1 failed, 0 skipped" in run.stderr
-    recs = {r["file"]: r for r in records(out)}
-    assert recs["a.png"]["status"] == recs["b.png"]["status"] == "ok"
-    assert recs["b.png"]["mask"] == "b.jpg" and recs["a.png"]["source_prompt"].endswith("object")
-    assert recs["c.png"]["status"] == "error" and "no mask named 'c.*'" in recs["c.png"]["error"]
-    assert all(r["seconds"] >= 0 and r["harmonizer"] == "offline" for r in recs.values())
+    assert "2 ok, 1 failed, 0 skipped (already done)" in run.stderr
+    recs = records(out)
+    assert recs["a"]["status"] == recs["b"]["status"] == "ok" and recs["a"]["task"] == "harmonize"
+    assert recs["b"]["mask"] == str((masks / "b.jpg").resolve())
+    assert recs["a"]["source_prompt"].endswith("object") and recs["a"]["harmonizer"] == "offline"
+    assert recs["c"]["status"] == "error"
+    assert recs["c"]["error"] == "no mask named 'c.*' for composite 'c.png'; add one to the mask folder."
+    assert sorted(p.name for p in (out / "images").iterdir()) == ["a.png", "b.png"]
+    meta = read_metadata(out / "images" / "a.png")
+    assert meta["command"] == "spl batch" and meta["row_key"] == recs["a"]["key"]
+    assert meta["harmonization"]["source_prompt"] == meta["source_prompt"] == recs["a"]["source_prompt"]
+    assert (meta["config"]["color_loss"], meta["config"]["color_area"]) == ("cpl", "masked")
+    stamp = (out / "images" / "a.png").stat().st_mtime_ns
 
     again = CliRunner().invoke(main, args)  # resumes: only c is tried again
-    assert again.exit_code == 1 and "0 ok, 1 failed, 2 skipped" in again.stderr
-    assert [r["file"] for r in records(out)] == ["a.png", "b.png", "c.png", "c.png"]
-
+    assert again.exit_code == 1 and "0 ok, 1 failed, 2 skipped (already done)" in again.stderr
+    assert (out / "images" / "a.png").stat().st_mtime_ns == stamp
     Image.open(masks / "a.png").save(masks / "c.png")
     fixed = CliRunner().invoke(main, args)
     assert fixed.exit_code == 0, fixed.output
-    assert "1 ok, 0 failed, 2 skipped" in fixed.stderr
-    assert records(out)[-1]["status"] == "ok"
+    assert "1 ok, 0 failed, 2 skipped (already done)" in fixed.stderr
+    assert records(out)["c"]["status"] == "ok"
+    # another object word is another row (the key holds it): every composite is redone
+    other = CliRunner().invoke(main, [*args, "--object", "cat"])
+    assert other.exit_code == 0 and "3 ok, 0 failed, 0 skipped" in other.stderr
+    assert records(out)["a"]["target_prompt"].endswith(" cat")
 
 
-def test_batch_resume_survives_a_line_cut_off_by_a_crash(tmp_path):
+def test_prompts_only_with_folders_writes_a_manifest_for_spl_batch(tmp_path):
     comps, masks, out = tmp_path / "c", tmp_path / "m", tmp_path / "out"
-    make_pair(comps, masks, "a", "woman.png", "cats.png")
-    make_pair(comps, masks, "b", "cats.png", "woman.png")
-    out.mkdir()
-    (out / "harmonize.jsonl").write_text('{"file": "a.png", "status": "ok"}\n{"file": "b.png", "sta')
-    run = CliRunner().invoke(main, ["harmonize", str(comps), str(masks), "-o", str(out), "--prompts-only"])
-    assert run.exit_code == 0 and "1 ok, 0 failed, 1 skipped" in run.stderr
-    assert records_tail(out)["file"] == "b.png"
-
-
-def records_tail(out: Path) -> dict:
-    return json.loads((out / "harmonize.jsonl").read_text().splitlines()[-1])
+    make_pair(comps, masks, "a", "woman.png", "cats.png", size=(64, 48))
+    make_pair(comps, masks, "c", "old_man.png", "woman.png", mask=False, size=(64, 48))
+    args = ["harmonize", str(comps), str(masks), "-o", str(out), "--prompts-only", "--object", "cat"]
+    run = CliRunner().invoke(main, args)
+    assert run.exit_code == 1, run.output  # c has no mask: reported, left out
+    assert "no mask named 'c.*'" in run.stderr and "spl batch" in run.stderr
+    (row,) = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    assert row["task"] == "harmonize" and row["id"] == "a" and row["object"] == "cat"
+    assert row["target_prompt"].endswith(" cat") and row["mask"] == str((masks / "a.png").resolve())
+    assert not (out / "images").exists()  # no edit ran
+    # the user reviews the prompts, then runs the manifest: the prompts are used as written
+    row["target_prompt"] = "bright cat"
+    (out / "manifest.jsonl").write_text(json.dumps(row) + "\n")
+    refused = CliRunner().invoke(main, args)
+    assert refused.exit_code == 1 and "already exists" in refused.stderr and "--force" in refused.stderr
+    assert json.loads((out / "manifest.jsonl").read_text())["target_prompt"] == "bright cat"
+    run = CliRunner().invoke(main, ["batch", str(out / "manifest.jsonl"), "-o", str(out), *FAST])
+    assert run.exit_code == 0, run.output
+    meta = read_metadata(out / "images" / "a.png")
+    assert meta["target_prompt"] == "bright cat" and meta["harmonization"] is None  # written by hand
+    assert (meta["config"]["structure_area"], meta["config"]["color_area"]) == ("whole", "masked")
+    assert CliRunner().invoke(main, [*args, "--force"]).exit_code == 1  # --force replaces it
+    assert json.loads((out / "manifest.jsonl").read_text())["target_prompt"] != "bright cat"
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -137,65 +161,50 @@ def test_edit_config_keeps_design_section_6_losses(tmp_path):
     assert cfg.color_weight == 500 and cfg.steps == 4 and cfg.seed == 3 and cfg.model == "some/weights"
 
 
-class StubEditor:
-    """Stands in for the loaded editor: records each call and returns the composite unchanged."""
-
-    calls: list[dict] = []
-
-    def __init__(self, cfg):
-        self.cfg = cfg
-
-    @classmethod
-    def from_config(cls, cfg, plugins=None):
-        return cls(cfg)
-
-    def edit(self, image, source_prompt, target_prompt, *, mask=None, callback=None, **overrides):
-        from spl_sdk.editor import EditResult
-
-        self.calls.append({"image": image, "source": source_prompt, "target": target_prompt, "mask": mask})
-        return EditResult(image=image, config=self.cfg, source_prompt=source_prompt,
-                          target_prompt=target_prompt, mask=mask)
-
-
-def test_batch_edit_passes_the_background_mask_and_writes_each_result(tmp_path, monkeypatch):
-    import numpy as np
-
-    import spl_sdk.editor
-
-    monkeypatch.setattr(spl_sdk.editor, "Editor", StubEditor)
-    StubEditor.calls = []
+def test_openai_batch_never_writes_the_key(tmp_path, monkeypatch):
+    # the key reaches the worker in memory (no OPENAI_API_KEY here), never a file of the batch
     comps, masks, out = tmp_path / "c", tmp_path / "m", tmp_path / "out"
-    make_pair(comps, masks, "a", "woman.png", "cats.png")
-    make_pair(comps, masks, "b", "cats.png", "woman.png", mask=False)
-    run = CliRunner().invoke(main, ["harmonize", str(comps), str(masks), "-o", str(out), "--object", "cat",
-                                    "--backbone", "tiny-random-sd15", "--steps", "2"])
-    assert run.exit_code == 1, run.output
-    (call,) = StubEditor.calls
-    fg = np.asarray(Image.open(masks / "a.png").convert("L"))
-    assert np.array_equal(np.asarray(call["mask"]), 255 - fg)  # CPL on the background (docs/method.md section 6)
-    recs = {r["file"]: r for r in records(out)}
-    assert recs["a.png"]["output"] == str(out / "a.png") and recs["b.png"]["output"] is None
-    meta = read_metadata(out / "a.png")
-    assert meta["command"] == "spl harmonize" and meta["harmonizer"] == "offline"
-    assert meta["target_prompt"] == recs["a.png"]["target_prompt"] == call["target"]
-    assert meta["config"]["steps"] == 2 and meta["config"]["color_area"] == "masked"
-    assert not (out / "b.png").exists()
-
-
-def test_openai_batch_never_records_the_key(tmp_path, monkeypatch):
-    comps, masks, out = tmp_path / "c", tmp_path / "m", tmp_path / "out"
-    make_pair(comps, masks, "a", "woman.png", "cats.png")
-    make_pair(comps, masks, "b", "cats.png", "woman.png")
+    make_pair(comps, masks, "a", "woman.png", "cats.png", size=(64, 48))
+    make_pair(comps, masks, "b", "cats.png", "woman.png", size=(64, 48))
     with FakeOpenAI([answer(REPLY)]) as server:
-        monkeypatch.setenv("OPENAI_API_KEY", KEY)
         monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
         run = CliRunner().invoke(main, ["harmonize", str(comps), str(masks), "-o", str(out),
                                         "--harmonizer", "openai", "--harmonizer-model", "gpt-test",
-                                        "--prompts-only", "--json"])
+                                        "--option", f"openai.api_key={KEY}", "--json", *FAST])
     assert run.exit_code == 0, run.output
     assert [r["model"] for r in server.requests] == ["gpt-test", "gpt-test"]
-    assert [r["target_prompt"] for r in records(out)] == ["bright warm cat"] * 2
-    assert KEY not in (out / "harmonize.jsonl").read_text() and KEY not in run.output
+    recs = records(out)
+    assert [r["target_prompt"] for r in recs.values()] == ["bright warm cat"] * 2
+    assert recs["a"]["harmonizer_options"]["model"] == "gpt-test" and "api_key" not in recs["a"]["harmonizer_options"]
+    assert json.loads((out / "batch.json").read_text())["harmonizer"]["options"]["model"] == "gpt-test"
+    written = [p for p in out.rglob("*") if p.is_file()]
+    assert {p.name for p in written} >= {"batch.json", "results.jsonl", "results.parquet", "a.png", "b.png"}
+    for path in written:
+        assert KEY.encode() not in path.read_bytes(), path
+    assert KEY not in run.output
+    # another harmonizer model is another row (its public options are in the key)
+    with FakeOpenAI([answer(REPLY)]) as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+        again = CliRunner().invoke(main, ["harmonize", str(comps), str(masks), "-o", str(out),
+                                          "--harmonizer", "openai", "--option", "openai.model=gpt-other",
+                                          "--option", f"openai.api_key={KEY}", *FAST])
+    assert again.exit_code == 0 and "2 ok, 0 failed, 0 skipped" in again.stderr
+
+
+def test_a_harmonizer_error_quoting_the_key_is_scrubbed(tmp_path, monkeypatch):
+    comps, masks, out = tmp_path / "c", tmp_path / "m", tmp_path / "out"
+    make_pair(comps, masks, "a", "woman.png", "cats.png", size=(64, 48))
+    from spl_harmonizers.offline import OfflineHarmonizer
+
+    def leak(self, *args, **kwargs):
+        raise RuntimeError(f"the server said: bad key {KEY}")
+
+    monkeypatch.setenv("SPL_TEST_API_KEY", KEY)  # a *_API_KEY variable: its value is scrubbed
+    monkeypatch.setattr(OfflineHarmonizer, "describe", leak)
+    run = CliRunner().invoke(main, ["harmonize", str(comps), str(masks), "-o", str(out), *FAST])
+    assert run.exit_code == 1
+    assert records(out)["a"]["error"] == "RuntimeError: the server said: bad key ***"
+    assert KEY not in run.output and KEY not in (out / "results.jsonl").read_text()
 
 
 REPLY = {"foreground_object": "cat", "foreground": {"brightness": "shaded", "tone": "earthy"},

@@ -176,7 +176,8 @@ def test_harmonizer_options_and_deprecated_flags(tmp_path: Path, monkeypatch: py
                   "--harmonizer", "openai", "--option", f"openai.base_url={server.base_url}",
                   "--option", f"openai.api_key={key}", "--option", "openai.model=gpt-opt")
         assert run.exit_code == 0, run.output
-        assert key not in run.output and key not in (out / "harmonize.jsonl").read_text()
+        # folders with --prompts-only write a manifest of harmonize rows for spl batch: never the key
+        assert key not in run.output and key not in (out / "manifest.jsonl").read_text()
     assert [r["model"] for r in server.requests] == ["gpt-opt"] * 3
     run = spl(*base, "--option", "openai.timeout=0")
     assert run.exit_code == 1 and "'openai.timeout' = 0" in run.stderr and "max_attempts (int" in run.stderr

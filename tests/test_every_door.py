@@ -120,3 +120,78 @@ def test_the_ray_engine_runs_the_same_edit_as_the_api(tmp_path, example_image) -
     remote = tmp_path / "ray" / "images" / "row.png"
     assert read_metadata(remote)["config"] == read_metadata(api)["config"]
     assert np.array_equal(_pixels(remote), _pixels(api))
+
+
+# ------------------------------------------------------------------ harmonize
+HARMONIZE = {"backbone": "tiny-random-sd15", "working_size": 64, "steps": 2, "iterations": 2, "device": "cpu"}
+
+
+def test_one_composite_through_every_harmonize_door_runs_the_same_edit(tmp_path, example_image) -> None:
+    from spl_apps import resources
+    from spl_sdk.harmonizing import HarmonizerChoice, harmonization_record, harmonize_edit
+    from spl_sdk.plugins import get_plugins
+
+    comps, masks = tmp_path / "composites", tmp_path / "masks"
+    comps.mkdir()
+    masks.mkdir()
+    composite = example_image.resize((64, 48))
+    foreground = Image.new("L", composite.size, 0)
+    foreground.paste(255, (16, 12, 48, 36))
+    composite.save(comps / "cat.png")
+    foreground.save(masks / "cat.png")
+    flags = _flags(HARMONIZE)
+    out: dict[str, Path] = {"spl harmonize": tmp_path / "single.png"}
+    run = CliRunner().invoke(main, ["harmonize", str(comps / "cat.png"), str(masks / "cat.png"),
+                                    "-o", str(out["spl harmonize"]), "-q", *flags])
+    assert run.exit_code == 0, run.output
+    run = CliRunner().invoke(main, ["harmonize", str(comps), str(masks), "-o", str(tmp_path / "folders"),
+                                    "-q", *flags])
+    assert run.exit_code == 0, run.output
+    out["spl harmonize DIR DIR"] = tmp_path / "folders" / "images" / "cat.png"
+    # the API: the harmonizer's prompts, then the recipe on an editor loaded with the plain settings
+    plugins = get_plugins()
+    choice = HarmonizerChoice()
+    found = choice.build(plugins).describe(composite, foreground, None)
+    record = harmonization_record(found, choice.public(plugins))
+    out["api"] = tmp_path / "api.png"
+    harmonize_edit(Editor.from_config(EditConfig(**HARMONIZE)), composite, foreground, found.source_prompt,
+                   found.target_prompt, record=record).save(out["api"])
+    # spl batch: one row asks the harmonizer, one carries the prompts it wrote
+    rows = [{"id": "asked", "task": "harmonize", "image": str(comps / "cat.png"), "mask": str(masks / "cat.png")},
+            {"id": "given", "task": "harmonize", "image": str(comps / "cat.png"), "mask": str(masks / "cat.png"),
+             "source_prompt": found.source_prompt, "target_prompt": found.target_prompt}]
+    (tmp_path / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    run = CliRunner().invoke(main, ["batch", str(tmp_path / "rows.jsonl"), "-o", str(tmp_path / "batch"), "-q",
+                                    *flags])
+    assert run.exit_code == 0, run.output
+    out["spl batch (asked)"] = tmp_path / "batch" / "images" / "asked.png"
+    out["spl batch (given)"] = tmp_path / "batch" / "images" / "given.png"
+    # the studio: every widget's field given, the cached editor, what its runner calls
+    studio_cfg = EditConfig(**{**EditConfig().model_dump(), **HARMONIZE})
+    result = harmonize_edit(resources.editor_for(studio_cfg).editor, composite, foreground, found.source_prompt,
+                            found.target_prompt, config=studio_cfg, record=record)
+    out["studio"] = tmp_path / "studio.png"
+    out["studio"].write_bytes(runner_png(result))
+
+    metas = {door: read_metadata(path) for door, path in out.items()}
+    reference = metas["api"]
+    assert (reference["config"]["structure_loss"], reference["config"]["structure_area"],
+            reference["config"]["color_loss"], reference["config"]["color_area"]) == ("spl", "whole", "cpl", "masked")
+    for door, meta in metas.items():
+        assert meta["config"] == reference["config"], door
+        assert (meta["source_prompt"], meta["target_prompt"]) == (found.source_prompt, found.target_prompt), door
+        assert np.array_equal(_pixels(out[door]), _pixels(out["api"])), door
+        if door != "spl batch (given)":  # prompts given: no harmonizer asked, none recorded
+            assert (meta["harmonizer"], meta["harmonization"]) == ("offline", found.model_dump(mode="json")), door
+    assert metas["spl batch (given)"]["harmonization"] is None
+    # and the edit really is the harmonizing one: CPL keeps the background, the object moves
+    plain = tmp_path / "plain.png"
+    Editor.from_config(EditConfig(**HARMONIZE)).edit(composite, found.source_prompt, found.target_prompt).save(plain)
+    assert not np.array_equal(_pixels(plain), _pixels(out["api"]))
+
+
+def runner_png(result) -> bytes:
+    """The PNG the studio offers for a result (its metadata included)."""
+    from spl_apps import runner
+
+    return runner.png_with_metadata(result.image, result.metadata())

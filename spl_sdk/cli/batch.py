@@ -44,27 +44,37 @@ BATCH_FIELDS = [name for name in EditConfig.model_fields if name not in ("mask_f
               help="Replace files at OUTDIR/images/ID.png that spl batch did not write (refused otherwise).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
 @click.option("--verbose", is_flag=True, help="Also show Ray's own log lines and warnings (--engine ray).")
+@click.option("--harmonizer", "harmonizer_name", default="offline", show_default=True,
+              help="Harmonizer plug-in that writes the prompts of harmonize rows without them; "
+                   "--option NAME.FIELD=VALUE sets its options (a key among them is never written).")
 @option_flag
 @config_options(EditConfig, BATCH_FIELDS)
 @config_options(OldFlags, list(ALIASES))  # old names: each writes its component's option
 @handle_errors
 def batch(manifest: Path, out_dir: Path, engine: str, ray_address: str | None, concurrency: int,
           num_gpus: float, num_cpus: float, config_file: Path | None, force: bool, quiet: bool,
-          verbose: bool, option_texts: tuple[str, ...], **fields: Any) -> None:
+          verbose: bool, harmonizer_name: str, option_texts: tuple[str, ...], **fields: Any) -> None:
     """Run every edit of MANIFEST (JSONL, CSV, Parquet, or PIE-Bench's mapping_file.json) into OUTDIR.
 
     Columns: image, source_prompt, target_prompt, optional id, mask, seed, options (a JSON
-    object of configuration fields and component options) and task (edit or refine; refine rows need an
-    'edited' image and no model). A rerun skips rows already done; a changed row is
+    object of configuration fields and component options) and task (edit, refine or harmonize;
+    refine rows need an 'edited' image and no model; harmonize rows a foreground 'mask' and, without
+    prompts, the harmonizer writes them). A rerun skips rows already done; a changed row is
     redone. Exit status 2 when some rows failed (their reasons are in the results table).
     """
     from spl_sdk.config import build_config
+    from spl_sdk.harmonizing import HarmonizerChoice, harmonizer_options
     from spl_sdk.jobs.progress import BatchProgress
     from spl_sdk.jobs.runner import run_batch
     from spl_sdk.options import parse_options
+    from spl_sdk.plugins import get_plugins
 
     options = parse_options(option_texts) if option_texts else None
+    # a harmonizer's options (an API key among them) go to the workers in memory, never to the config
+    theirs = harmonizer_options(get_plugins(), options) if options else {}
+    options = {k: v for k, v in (options or {}).items() if k not in theirs} or None
     base = build_config(EditConfig, config_file, options=options, **fields)
+    choice = HarmonizerChoice(harmonizer_name, theirs)
     progress: list[BatchProgress] = []
 
     def on_plan(todo: int, skipped: int) -> None:
@@ -77,7 +87,7 @@ def batch(manifest: Path, out_dir: Path, engine: str, ray_address: str | None, c
                             on_record=lambda r: progress[0](r),
                             ray_options={"address": ray_address, "concurrency": concurrency,
                                          "num_gpus": num_gpus, "num_cpus": num_cpus, "verbose": verbose},
-                            force=force)
+                            force=force, harmonizer=choice)
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP (spl_sdk.cli.signals): 128 + signal
         signum = getattr(exc, "signum", signal.SIGINT)
         what = "Interrupted" if signum == signal.SIGINT else f"Stopped by {signal.Signals(signum).name}"

@@ -1,16 +1,14 @@
 """``spl harmonize``: write the prompts for a composite and its mask, then run the harmonizing edit.
 
-The edit follows docs/method.md section 6: SPL on the whole image, CPL on the
-background only (the inverted mask). With two folders it runs a batch: masks
-are matched to composites by file stem, every image gets one record in
-``OUT/harmonize.jsonl``, and a rerun skips the images already recorded as ok.
+The edit follows docs/method.md section 6 (spl_sdk.harmonizing, the recipe every door
+runs): SPL on the whole image, CPL on the background only (the inverted mask). With two
+folders the composites (masks matched by file stem) become harmonize rows of the batch
+runner (spl_sdk.jobs), so resume, --force and the results table are ``spl batch``'s.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,32 +17,30 @@ import click
 from spl_sdk.cli.help import command, epilog, sections
 from spl_sdk.cli.options import alias, config_options, handle_errors, option_flag, quiet_flag
 from spl_sdk.config import EditConfig
-from spl_sdk.errors import ImageError, SplError
+from spl_sdk.errors import SplError
 from spl_sdk.footprint import ALLOW_LARGE_HELP
+from spl_sdk.harmonizing import DEFAULT_HARMONIZER, HarmonizerChoice, harmonizer_options, scrub
 from spl_sdk.text import printable
 from spl_sdk.weights import ALLOW_PICKLE_HELP
 
 if TYPE_CHECKING:
-    from spl_sdk.components import Harmonizer
-    from spl_sdk.editor import Editor
-    from spl_sdk.harmonize import Harmonization
+    from spl_sdk.jobs.manifest import Row
 
 EDIT_FIELDS = ["backbone", "model", "device", "dtype", "cpu_offload", "working_size", "steps", "seed",
                "structure_weight", "color_weight", "iterations", "solver", "post_process"]
-LOG_NAME = "harmonize.jsonl"
-DEFAULT_HARMONIZER = "offline"  # needs no key and no network
-SECRET_HINTS = ("key", "token", "secret", "password")
-# environment variables whose values are scrubbed from records (e.g. a harmonizer's API key)
-SECRET_VARIABLES = ("_API_KEY", "_TOKEN", "_SECRET")
+MANIFEST_NAME = "manifest.jsonl"  # what --prompts-only writes for a folder of composites
 
 
 @command(epilog=epilog(
-    'spl harmonize composite.png mask.png -o harmonized.png', 'spl harmonize composites/ masks/ --harmonizer openai --option openai.model=gpt-4.1-mini -o out/'))
+    'spl harmonize composite.png mask.png -o harmonized.png',
+    'spl harmonize composites/ masks/ --harmonizer openai --option openai.model=gpt-4.1-mini -o out/',
+    'spl harmonize composites/ masks/ --prompts-only -o out/   # then: spl batch out/manifest.jsonl -o out'))
 @sections
 @click.argument("composite", type=click.Path(exists=True, path_type=Path))
 @click.argument("mask", type=click.Path(exists=True, path_type=Path))
 @click.option("--output", "-o", type=click.Path(path_type=Path), default=None,
-              help="Result file (one composite) or folder (folders of composites and masks).")
+              help="Result file (one composite) or the batch's folder (folders of composites and masks): "
+                   "OUT/images/NAME.png, OUT/results.jsonl and .parquet, as spl batch writes them.")
 @click.option("--harmonizer", "harmonizer_name", default=DEFAULT_HARMONIZER, show_default=True,
               help="Harmonizer plug-in that writes the prompts; 'spl plugins' lists the installed "
                    "ones and 'spl plugins NAME' a harmonizer's options.")
@@ -63,13 +59,19 @@ SECRET_VARIABLES = ("_API_KEY", "_TOKEN", "_SECRET")
 @click.option("--max-attempts", type=click.IntRange(1, 10), default=None,
               help="Answers to ask for before giving up when they break the vocabulary "
                    "(deprecated: use --option openai.max_attempts=...).")
-@click.option("--prompts-only", is_flag=True, help="Only write the prompts; run no edit.")
+@click.option("--prompts-only", is_flag=True,
+              help="Only write the prompts; run no edit. With folders: write OUT/manifest.jsonl of "
+                   "harmonize rows to review, then run 'spl batch OUT/manifest.jsonl -o OUT'.")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="Folders only: the batch engine (as spl batch --engine; ray: a local Ray Data pool).")
 @click.option("--json", "as_json", is_flag=True, help="Print the harmonization as JSON.")
 @alias("--backbone-model", "backbone_model", instead="--model")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="JSON, YAML or TOML file of edit configuration fields (or a result PNG); flags "
                    "override it.")
-@click.option("--force", is_flag=True, help="Overwrite existing output files.")
+@click.option("--force", is_flag=True,
+              help="Overwrite the output file; with folders, replace files in OUT/images/ that spl did "
+                   "not write and an existing OUT/manifest.jsonl.")
 @click.option("--allow-pickle", is_flag=True, help=ALLOW_PICKLE_HELP)
 @click.option("--allow-large", is_flag=True, help=ALLOW_LARGE_HELP)
 @quiet_flag
@@ -78,16 +80,18 @@ SECRET_VARIABLES = ("_API_KEY", "_TOKEN", "_SECRET")
 def harmonize(composite: Path, mask: Path, output: Path | None, harmonizer_name: str,
               object_word: str | None, option_texts: tuple[str, ...], harmonizer_model: str | None,
               api_key: str | None,
-              timeout: float | None, max_attempts: int | None, prompts_only: bool, as_json: bool,
+              timeout: float | None, max_attempts: int | None, prompts_only: bool, engine: str,
+              as_json: bool,
               backbone_model: str | None, config_file: Path | None, force: bool,
               allow_pickle: bool, allow_large: bool, quiet: bool, **fields: Any) -> None:
     """Harmonize the object pasted into COMPOSITE (white in MASK) with its background.
 
-    COMPOSITE and MASK are image files, or two folders (masks matched by file name
-    without suffix; OUT is then a folder and gets harmonize.jsonl, and a rerun
-    resumes). --harmonizer chooses the plug-in that writes the prompts and
-    --option NAME.FIELD=VALUE sets its options (and those of the edit's
-    components). The edit keeps every edge (SPL on the whole image) and the
+    COMPOSITE and MASK are image files, or two folders: masks are matched by file name
+    without suffix and every composite becomes a harmonize row of the batch runner
+    (docs/batch.md), so OUT gets images/NAME.png, results.jsonl, results.parquet and
+    batch.json, and a rerun resumes as spl batch does. --harmonizer chooses the plug-in
+    that writes the prompts and --option NAME.FIELD=VALUE sets its options (and those of
+    the edit's components). The edit keeps every edge (SPL on the whole image) and the
     background's colors (CPL outside the mask); --config sets the rest.
     """
     from spl_sdk.options import check_options, construct
@@ -106,23 +110,26 @@ def harmonize(composite: Path, mask: Path, output: Path | None, harmonizer_name:
               "max_attempts": max_attempts}
     raw = _all_options(plugins, harmonizer_name, config_file, legacy, option_texts)
     check_options(plugins, raw)  # every option, before any image is read or model loaded
-    harmonizer = construct(plugins, "harmonizer", harmonizer_name, raw)
+    choice = HarmonizerChoice(harmonizer_name, harmonizer_options(plugins, raw))
+    harmonizer = construct(plugins, "harmonizer", harmonizer_name, raw)  # a missing key: said now
     edit_options = _edit_options(plugins, raw)
     if backbone_model is not None and fields.get("model") not in (None, backbone_model):
         raise SplError("--backbone-model is the old spelling of --model; give only one of them.")
     fields["model"] = fields.get("model") or backbone_model
     cfg = None if prompts_only else _edit_config(config_file, fields, edit_options)
-    secrets = [str(v) for fields in raw.values() for k, v in fields.items() if _secret_name(k)]
-    job = _Job(harmonizer, harmonizer_name, object_word, cfg, plugins, force, as_json, (api_key, *secrets))
-    job.allow_pickle, job.allow_large = allow_pickle, allow_large
-    job.quiet = quiet
     if batch:
         assert output is not None
-        failed = job.run_batch(composite, mask, output)
+        rows = folder_rows(composite, mask, object_word)
+        if prompts_only:
+            failed = write_manifest(rows, harmonizer, choice, output / MANIFEST_NAME, force, as_json)
+        else:
+            assert cfg is not None
+            failed = _run_rows(rows, output, cfg, choice, engine, force, allow_pickle, as_json, quiet)
         if failed:
             raise SystemExit(1)
-    else:
-        job.run_single(composite, mask, output)
+        return
+    _Single(harmonizer, choice, plugins, object_word, cfg, force, as_json, allow_pickle, allow_large,
+            quiet).run(composite, mask, output)
 
 
 def _all_options(plugins: Any, harmonizer_name: str, config_file: Path | None,
@@ -149,9 +156,8 @@ def _all_options(plugins: Any, harmonizer_name: str, config_file: Path | None,
 
 def _edit_options(plugins: Any, raw: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """The options meant for the edit's components (harmonizer options, keys included, stay out)."""
-    from spl_sdk.options import resolve_key
-
-    return {k: v for k, v in raw.items() if resolve_key(plugins, k)[0] != "harmonizer"}
+    theirs = harmonizer_options(plugins, raw)
+    return {k: v for k, v in raw.items() if k not in theirs}
 
 
 def _edit_config(config_file: Path | None, fields: dict[str, Any],
@@ -159,198 +165,162 @@ def _edit_config(config_file: Path | None, fields: dict[str, Any],
     """The edit configuration with docs/method.md section 6's loss settings (they win over the file)."""
     from spl_sdk.config import build_config
     from spl_sdk.harmonize import EDIT_SETTINGS
+    from spl_sdk.harmonizing import harmonize_config
 
     cfg = build_config(EditConfig, config_file, **fields, **EDIT_SETTINGS)
     # options were merged (file, flags) by the caller; harmonizer options are not the edit's
-    return cfg if options is None else cfg.model_copy(update={"options": options})
+    return harmonize_config(cfg if options is None else cfg.model_copy(update={"options": options}))
 
 
-def _public_options(harmonizer: Harmonizer) -> dict[str, Any]:
-    """The harmonizer's options fit for output files: anything that looks like a secret is dropped."""
-    from spl_sdk.components import ComponentOptions
-    from spl_sdk.options import public_dump
+def folder_rows(composites: Path, masks: Path, object_word: str | None) -> list[Row]:
+    """One harmonize row per composite; one without exactly one mask (by stem) carries why as its error."""
+    from spl_sdk.batch import by_stem, image_files
+    from spl_sdk.jobs.manifest import manifest_rows
 
-    options = getattr(harmonizer, "options", None) or {}
-    if isinstance(options, ComponentOptions):
-        options = public_dump(options)
-    return {k: v for k, v in options.items() if not _secret_name(k)}
+    mask_files = by_stem(image_files(masks))
+    files = image_files(composites)
+    if not files:
+        raise SplError(f"no images in the composite folder '{composites}'; give a folder of PNG, "
+                       f"JPEG, WebP, TIFF or BMP files.")
+    records = [{"task": "harmonize", "id": path.stem, "image": str(path.resolve()), "object": object_word,
+                "mask": str(found[0].resolve()) if len(found := mask_files.get(path.stem, [])) == 1 else None}
+               for path in files]
+    rows = manifest_rows(records, Path.cwd())
+    for row, path in zip(rows, files, strict=True):
+        found = mask_files.get(path.stem, [])
+        if len(found) != 1:
+            row.problem = (f"no mask named '{path.stem}.*' for composite '{path.name}'; add one to the "
+                           f"mask folder." if not found else
+                           f"several masks match '{path.name}' ({', '.join(m.name for m in found)}); "
+                           f"keep one.")
+    return rows
 
 
-def _secret_name(name: str) -> bool:
-    """True for option names that look like they hold a secret (api_key, token, ...)."""
-    return any(h in name.lower() for h in SECRET_HINTS)
+def _run_rows(rows: list[Row], out_dir: Path, cfg: EditConfig, choice: HarmonizerChoice, engine: str,
+              force: bool, allow_pickle: bool, as_json: bool, quiet: bool) -> int:
+    """Run harmonize rows with the batch runner (resume, locking, results table); the number failed."""
+    from spl_sdk.jobs.progress import BatchProgress
+    from spl_sdk.jobs.runner import run_batch
 
+    progress: list[BatchProgress] = []
 
-def recovered_record(output: Path, composite: Path) -> dict[str, Any]:
-    """The harmonization of an existing batch output written for ``composite`` by spl harmonize.
+    def on_plan(todo: int, skipped: int) -> None:
+        if not quiet:
+            click.echo(f"{todo} rows to run, {skipped} already done", err=True)
+        progress.append(BatchProgress(todo, quiet=quiet))
 
-    Raises OutputExistsError when the file is not such an output (it is then never overwritten
-    without --force).
-    """
-    from spl_sdk.errors import OutputExistsError
-    from spl_sdk.imageio import read_metadata
+    def on_record(record: dict[str, Any]) -> None:
+        progress[0](record)
+        if as_json:
+            click.echo(json.dumps(record, sort_keys=True, default=str))
+        elif record.get("status") == "ok":
+            click.echo(printable(f"ok     {record['id']}: '{record['source_prompt']}' -> "
+                                 f"'{record['target_prompt']}'"))
 
     try:
-        meta = read_metadata(output) or {}
-    except ImageError:
-        meta = {}
-    ours = (meta.get("command") == "spl harmonize" and isinstance(meta.get("harmonization"), dict)
-            and Path(str(meta.get("composite", ""))).name == composite.name)
-    if not ours:
-        raise OutputExistsError(f"output '{output}' already exists and was not written by spl "
-                                f"harmonize for '{composite.name}'; move it away or use --force.")
-    return {**meta["harmonization"], "recovered": True}
+        summary = run_batch(rows, out_dir, cfg, engine=engine, on_plan=on_plan, on_record=on_record,
+                            force=force, harmonizer=choice, allow_pickle=allow_pickle,
+                            ray_options={"concurrency": 1})
+    finally:
+        for p in progress:
+            p.close()
+    if not quiet:
+        click.echo(f"{summary.ok} ok, {summary.failed} failed, {summary.skipped} skipped (already done) "
+                   f"in {summary.seconds:.1f} s; results in {summary.table}", err=True)
+    return summary.failed
 
 
-class _Job:
-    """One ``spl harmonize`` run: a harmonizer, an optional editor (loaded on first use)."""
+def write_manifest(rows: list[Row], harmonizer: Any, choice: HarmonizerChoice, path: Path, force: bool,
+                   as_json: bool) -> int:
+    """Ask the harmonizer for every row and write the rows, prompts filled, as a manifest to review.
 
-    def __init__(self, harmonizer: Harmonizer, harmonizer_name: str, object_word: str | None,
-                 cfg: EditConfig | None, plugins: Any, force: bool, as_json: bool,
-                 secrets: tuple[str | None, ...] = ()) -> None:
-        self.harmonizer, self.harmonizer_name, self.object_word = harmonizer, harmonizer_name, object_word
-        self.cfg, self.plugins, self.force, self.as_json = cfg, plugins, force, as_json
-        self._editor: Editor | None = None
-        self.allow_pickle = False  # --allow-pickle: pickle weights may load (with a warning)
-        self.allow_large = False  # --allow-large: skip the up-front memory estimate
-        self.quiet = False  # --quiet: no progress on stderr
-        from_env = [v for k, v in os.environ.items() if k.upper().endswith(SECRET_VARIABLES)]
-        self.secrets = [s for s in (*from_env, *secrets) if s and len(s) >= 8]
+    Rows that fail (no mask, a harmonizer error) are reported and left out; returns their number.
+    """
+    from spl_sdk.imageio import check_writable, load_image, load_mask
+    from spl_sdk.jobs.results import write_bytes
 
-    @property
-    def editor(self) -> Editor:
-        if self._editor is None:
-            from spl_sdk.editor import Editor
-            from spl_sdk.weights import allowing_pickle
+    check_writable(path, force)  # a manifest the user may have edited is never replaced silently
+    lines, failed = [], 0
+    for row in rows:
+        try:
+            if row.problem:
+                raise SplError(row.problem)
+            image = load_image(row.image)
+            found = harmonizer.describe(image, load_mask(row.mask, image.size), row.object)
+        except Exception as exc:  # one broken file must not stop the others
+            failed += 1
+            text = str(exc) if isinstance(exc, SplError) else f"{type(exc).__name__}: {exc}"
+            click.echo(printable(f"error  {row.id}: {scrub(text, choice.secrets())}"), err=not as_json)
+            continue
+        line = {"id": row.id, "task": "harmonize", "image": row.image, "mask": row.mask,
+                "source_prompt": found.source_prompt, "target_prompt": found.target_prompt}
+        if row.object is not None:
+            line["object"] = row.object
+        lines.append(json.dumps(line, ensure_ascii=False))
+        click.echo(json.dumps(line) if as_json else
+                   printable(f"ok     {row.id}: '{found.source_prompt}' -> '{found.target_prompt}'"))
+    if lines:
+        write_bytes(path, "".join(f"{line}\n" for line in lines).encode("utf-8"))
+        click.echo(f"wrote {printable(path)} ({len(lines)} rows, {failed} failed); review the prompts, "
+                   f"then run: spl batch {printable(path)} -o {printable(path.parent)}", err=True)
+    else:
+        click.echo(f"no prompts written: every composite failed ({failed}).", err=True)
+    return failed
 
-            assert self.cfg is not None
-            with allowing_pickle(self.allow_pickle):
-                self._editor = Editor.from_config(self.cfg, self.plugins)
-        return self._editor
 
-    def describe(self, composite: Path, mask: Path) -> tuple[Any, Any, Harmonization]:
-        """Load both images (the mask at the composite's size) and ask the harmonizer."""
-        from spl_sdk.imageio import load_image, load_mask
+class _Single:
+    """One composite: ask the harmonizer, then run the harmonize recipe and save the result."""
 
-        image = load_image(composite)
-        fg = load_mask(mask, image.size)
-        return image, fg, self.harmonizer.describe(image, fg, self.object_word)
+    def __init__(self, harmonizer: Any, choice: HarmonizerChoice, plugins: Any, object_word: str | None,
+                 cfg: EditConfig | None, force: bool, as_json: bool, allow_pickle: bool,
+                 allow_large: bool, quiet: bool) -> None:
+        self.harmonizer, self.choice, self.plugins, self.object_word = harmonizer, choice, plugins, object_word
+        self.cfg, self.force, self.as_json = cfg, force, as_json
+        self.allow_pickle = allow_pickle  # --allow-pickle: pickle weights may load (with a warning)
+        self.allow_large = allow_large  # --allow-large: skip the up-front memory estimate
+        self.quiet = quiet  # --quiet: no progress on stderr
 
-    def edit(self, image: Any, fg: Any, h: Harmonization, composite: Path, mask: Path,
-             output: Path, desc: str) -> dict[str, float]:
-        """Run the harmonizing edit and save it atomically with prompts in the metadata."""
-        from spl_sdk.cli.progress import phase_progress
-        from spl_sdk.footprint import check_fits, out_of_memory_as_error
-        from spl_sdk.harmonize import background_mask
-        from spl_sdk.imageio import save_image
-
-        assert self.cfg is not None
-        if self.cfg.post_process:  # before the model loads (single runs load it here)
-            check_fits(*image.size, "post-process it at full size", self.allow_large)
-        with phase_progress(quiet=self.quiet) as report, out_of_memory_as_error(*image.size, "edit it"):
-            result = self.editor.edit(image, h.source_prompt, h.target_prompt, mask=background_mask(fg),
-                                      on_phase=lambda phase, done, total: report(
-                                          f"{desc} {phase}", done, total))
-        meta = result.metadata() | {
-            "command": "spl harmonize", "composite": str(composite), "mask": str(mask),
-            "harmonizer": self.harmonizer_name, "harmonizer_options": _public_options(self.harmonizer),
-            "harmonization": h.model_dump(mode="json")}
-        save_image(result.image, output, metadata=meta, force=self.force)
-        return result.timings
-
-    # ------------------------------------------------------------------ single
-    def run_single(self, composite: Path, mask: Path, output: Path | None) -> None:
-        from spl_sdk.imageio import check_output
+    def run(self, composite: Path, mask: Path, output: Path | None) -> None:
+        from spl_sdk.imageio import check_output, load_image, load_mask
 
         if output is not None:
             if output.is_dir():
                 output = output / f"{composite.stem}.png"
             check_output(output, self.force)  # fail before the slow part
-        image, fg, h = self.describe(composite, mask)
+        image = load_image(composite)
+        fg = load_mask(mask, image.size)
+        found = self.harmonizer.describe(image, fg, self.object_word)
         if self.as_json and output is None:
-            click.echo(h.model_dump_json(indent=2))
+            click.echo(found.model_dump_json(indent=2))
             return
         if not self.as_json:
-            click.echo(f"source prompt: {printable(h.source_prompt)}\n"
-                       f"target prompt: {printable(h.target_prompt)}")
+            click.echo(f"source prompt: {printable(found.source_prompt)}\n"
+                       f"target prompt: {printable(found.target_prompt)}")
         if output is None:
             return
-        timings = self.edit(image, fg, h, composite, mask, output, "harmonize")
+        timings = self.edit(image, fg, found, composite, mask, output)
         if self.as_json:
-            click.echo(json.dumps(h.model_dump(mode="json") | {"output": str(output)}, indent=2))
+            click.echo(json.dumps(found.model_dump(mode="json") | {"output": str(output)}, indent=2))
         else:
             click.echo(f"wrote {printable(output)} ({', '.join(f'{k} {v:.1f}s' for k, v in timings.items())})")
 
-    # ------------------------------------------------------------------ batch
-    def run_batch(self, composites: Path, masks: Path, out_dir: Path) -> int:
-        """Process every composite not yet recorded ok; returns the number of failures."""
-        from spl_sdk.batch import JsonlLog, by_stem, image_files
-        from spl_sdk.imageio import check_writable
+    def edit(self, image: Any, fg: Any, found: Any, composite: Path, mask: Path, output: Path) -> dict[str, float]:
+        """Run the harmonize recipe (spl_sdk.harmonizing) and save it atomically with its metadata."""
+        from spl_sdk.cli.progress import phase_progress
+        from spl_sdk.editor_cache import load_editor
+        from spl_sdk.footprint import check_fits, out_of_memory_as_error
+        from spl_sdk.harmonizing import harmonization_record, harmonize_edit
 
-        if out_dir.exists() and not out_dir.is_dir():
-            raise SplError(f"-o '{out_dir}' must be a folder when COMPOSITE and MASK are folders.")
-        check_writable(out_dir / LOG_NAME, force=True)  # before the model loads
-        out_dir.mkdir(parents=True, exist_ok=True)
-        log = JsonlLog(out_dir / LOG_NAME)
-        done = log.done()
-        mask_files = by_stem(image_files(masks))
-        todo = [p for p in image_files(composites) if p.name not in done]
-        skipped = len(image_files(composites)) - len(todo)
-        fresh = [p for p in todo if not (out_dir / f"{p.stem}.png").exists()]  # others: recovered
-        if fresh and self.cfg is not None:
-            _ = self.editor  # load once up front: a load error stops the batch, not each file
-        failed = 0
-        for path in todo:
-            record = self._one(path, mask_files.get(path.stem, []), out_dir)
-            log.append(record)
-            failed += record["status"] != "ok"
-            self._report(record)
-        click.echo(f"{len(todo) - failed} ok, {failed} failed, {skipped} skipped (already done); "
-                   f"records in {log.path}", err=True)
-        return failed
-
-    def _one(self, composite: Path, masks: list[Path], out_dir: Path) -> dict[str, Any]:
-        """Harmonize one composite of a batch; any failure becomes an error record."""
-        began = time.perf_counter()
-        record: dict[str, Any] = {"file": composite.name, "mask": None, "harmonizer": self.harmonizer_name,
-                                  "output": None, "status": "ok", "error": None}
-        try:
-            if len(masks) != 1:
-                raise ImageError(
-                    f"no mask named '{composite.stem}.*' for composite '{composite.name}'; add one "
-                    f"to the mask folder." if not masks else
-                    f"several masks match '{composite.name}' ({', '.join(m.name for m in masks)}); "
-                    f"keep one.")
-            record["mask"] = masks[0].name
-            output = out_dir / f"{composite.stem}.png"
-            if self.cfg is not None and (output.exists() or output.is_symlink()) and not self.force:
-                # a run killed between writing the image and its record: take the image's own record
-                record.update(recovered_record(output, composite), output=str(output))
-                record["seconds"] = round(time.perf_counter() - began, 3)
-                return record
-            image, fg, h = self.describe(composite, masks[0])
-            record.update(h.model_dump(mode="json"))
-            if self.cfg is not None:
-                self.edit(image, fg, h, composite, masks[0], output, composite.name)
-                record["output"] = str(output)
-        except SplError as exc:
-            record.update(status="error", error=self.scrub(str(exc)))
-        except Exception as exc:  # one broken file must not stop the batch
-            record.update(status="error", error=self.scrub(f"{type(exc).__name__}: {exc}"))
-        record["seconds"] = round(time.perf_counter() - began, 3)
-        return record
-
-    def scrub(self, text: str) -> str:
-        """Belt and braces: no API key in a record, whatever an error message quoted."""
-        for secret in self.secrets:
-            text = text.replace(secret, "***")
-        return text
-
-    def _report(self, record: dict[str, Any]) -> None:
-        if self.as_json:
-            click.echo(json.dumps(record, sort_keys=True))
-        elif record["status"] == "ok":
-            click.echo(printable(f"ok     {record['file']}: '{record['source_prompt']}' -> "
-                                 f"'{record['target_prompt']}'"))
-        else:
-            click.echo(printable(f"error  {record['file']}: {record['error']}"))
+        assert self.cfg is not None
+        if self.cfg.post_process:  # before the model loads
+            check_fits(*image.size, "post-process it at full size", self.allow_large)
+        record = harmonization_record(found, self.choice.public(self.plugins))
+        with phase_progress(quiet=self.quiet) as report, out_of_memory_as_error(*image.size, "edit it"):
+            editor = load_editor(self.cfg, self.plugins, allow_pickle=self.allow_pickle)
+            result = harmonize_edit(editor, image, fg, found.source_prompt, found.target_prompt,
+                                    config=self.cfg, record=record,
+                                    on_phase=lambda phase, done, total: report(
+                                        f"harmonize {phase}", done, total))
+        result.save(output, force=self.force, extra={"command": "spl harmonize", "composite": str(composite),
+                                                     "mask": str(mask)})
+        return result.timings

@@ -31,8 +31,12 @@ def file_digest(path: str | None) -> str | None:
         return f"unreadable:{path}"
 
 
-def row_key(row: Row, config: dict[str, Any] | None) -> str:
-    """Stable key of a row: same inputs, prompts, options and seed give the same key."""
+def row_key(row: Row, config: dict[str, Any] | None, harmonizer: dict[str, Any] | None = None) -> str:
+    """Stable key of a row: same inputs, prompts, options and seed give the same key.
+
+    A harmonize row adds its object words and, when the harmonizer writes its prompts,
+    the harmonizer's name and public options (``HarmonizerChoice.public``: never a secret).
+    """
     payload = {
         "id": row.id, "task": row.task,
         "image": file_digest(row.image), "mask": file_digest(row.mask), "edited": file_digest(row.edited),
@@ -40,5 +44,8 @@ def row_key(row: Row, config: dict[str, Any] | None) -> str:
         # an invalid row has no config: its raw options and seed stand in
         "config": config if config is not None else {"options": row.options, "seed": row.seed},
     }
+    if row.task == "harmonize":  # other tasks keep the keys of earlier releases
+        asks = row.source_prompt is None or row.target_prompt is None
+        payload["harmonize"] = {"object": row.object, "harmonizer": harmonizer if asks else None}
     text = json.dumps(payload, sort_keys=True, default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]

@@ -1,4 +1,4 @@
-"""Manifests: one edit per row, read from JSONL, CSV, Parquet or a PIE-Bench mapping file."""
+"""Manifests: one task per row (edit, refine, harmonize), read from JSONL, CSV, Parquet or PIE-Bench's file."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from typing import Any
 
 from spl_sdk.errors import ConfigError
 
-TASKS = ("edit", "refine")
-COLUMNS = ("id", "task", "image", "source_prompt", "target_prompt", "mask", "edited", "seed", "options")
+TASKS = ("edit", "refine", "harmonize")
+COLUMNS = ("id", "task", "image", "source_prompt", "target_prompt", "mask", "edited", "seed", "options",
+           "object")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _TOO_LONG = "\0too long"  # marks a CSV row with an over-long field (never a column name)
 
@@ -32,6 +33,7 @@ class Row:
     edited: str | None = None
     seed: int | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    object: str | None = None  # harmonize rows: the pasted object's words (the harmonizer's guess if None)
     extra: dict[str, Any] = field(default_factory=dict)  # other columns, carried into the results
     problem: str | None = None  # why the row cannot run (recorded as its error)
 
@@ -70,7 +72,12 @@ def read_manifest(path: str | Path, needs_source: bool = True) -> list[Row]:
                           f"(or be a PIE-Bench mapping_file.json).")
     if not records:
         raise ConfigError(f"manifest '{path}' has no rows.")
-    rows = [_row(i, rec, path.parent.resolve(), needs_source) for i, rec in enumerate(records)]
+    return manifest_rows(records, path.parent.resolve(), needs_source)
+
+
+def manifest_rows(records: list[dict[str, Any]], base: Path, needs_source: bool = True) -> list[Row]:
+    """Rows of manifest records (paths relative to ``base``), each with its own id."""
+    rows = [_row(i, rec, base, needs_source) for i, rec in enumerate(records)]
     _unique_ids(rows)
     return rows
 
@@ -152,7 +159,7 @@ def _row(index: int, rec: dict[str, Any], base: Path, needs_source: bool = True)
     problems = [rec.pop(_TOO_LONG)] if _TOO_LONG in rec else []
     task = str(rec.get("task") or "edit").strip().lower()
     if task not in TASKS:
-        problems.append(f"unknown task '{task[:40]}' (use edit or refine)")
+        problems.append(f"unknown task '{task[:40]}' (use {', '.join(TASKS)})")
     options = rec.get("options") or {}
     if isinstance(options, str):
         try:
@@ -179,6 +186,8 @@ def _row(index: int, rec: dict[str, Any], base: Path, needs_source: bool = True)
     edited = _path(rec.get("edited"), base)
     if task == "refine" and edited is None:
         problems.append("a refine row needs an 'edited' image")
+    if task == "harmonize":
+        problems += _harmonize_problems(rec)
     required = ("source_prompt", "target_prompt") if needs_source else ("target_prompt",)
     for name in ("source_prompt", "target_prompt"):
         if isinstance(rec.get(name), float) and rec[name] != rec[name]:  # NaN: an empty pandas cell
@@ -195,7 +204,26 @@ def _row(index: int, rec: dict[str, Any], base: Path, needs_source: bool = True)
     return Row(index=index, id=row_id, task=task, image=image,
                source_prompt=rec.get("source_prompt"), target_prompt=rec.get("target_prompt"),
                mask=_path(rec.get("mask"), base), edited=edited, seed=seed, options=options,
-               extra=extra, problem="; ".join(problems) + "." if problems else None)
+               object=_text(rec.get("object")), extra=extra, problem="; ".join(problems) + "." if problems else None)
+
+
+def _text(value: Any) -> str | None:
+    """A cell as text, None when empty (an empty CSV cell, NaN of a pandas-made file)."""
+    if value is None or (isinstance(value, float) and value != value) or not str(value).strip():
+        return None
+    return str(value)
+
+
+def _harmonize_problems(rec: dict[str, Any]) -> list[str]:
+    """Why a harmonize row cannot run: no mask, or one prompt without the other."""
+    problems = []
+    if _text(rec.get("mask")) is None:
+        problems.append("a harmonize row needs a 'mask' (white = the pasted object)")
+    given = [name for name in ("source_prompt", "target_prompt") if _text(rec.get(name)) is not None]
+    if len(given) == 1:
+        problems.append(f"a harmonize row gives both prompts or neither (the harmonizer writes them), "
+                        f"not only {given[0]}")
+    return problems
 
 
 def _unique_ids(rows: list[Row]) -> None:

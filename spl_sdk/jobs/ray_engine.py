@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from spl_sdk.errors import SplError
+from spl_sdk.harmonizing import HarmonizerChoice
 from spl_sdk.jobs.local import needs_model
 from spl_sdk.jobs.worker import Job, RowWorker
 
@@ -25,8 +26,10 @@ from spl_sdk.jobs.worker import Job, RowWorker
 class RayRowWorker:
     """Actor-pool callable: loads the backbone once per actor, one record per job."""
 
-    def __init__(self, load_config: dict[str, Any], preload: bool = True) -> None:
-        self.worker = RowWorker(load_config)
+    def __init__(self, load_config: dict[str, Any], preload: bool = True,
+                 harmonizer: HarmonizerChoice | None = None, allow_pickle: bool = False) -> None:
+        # the harmonizer's options (a key among them) reach the actor in memory, never in a job
+        self.worker = RowWorker(load_config, harmonizer, allow_pickle)
         if preload:
             _ = self.worker.editor
 
@@ -156,7 +159,8 @@ def _init(ray: Any, address: str | None) -> None:
 def run_ray(jobs: Sequence[Job], load_config: dict[str, Any],
             on_record: Callable[[dict[str, Any]], None], *, address: str | None = None,
             concurrency: int = 1, num_gpus: float = 0.0, num_cpus: float = 1.0,
-            verbose: bool = False) -> None:
+            verbose: bool = False, harmonizer: HarmonizerChoice | None = None,
+            allow_pickle: bool = False) -> None:
     """Process ``jobs`` on Ray Data; records reach ``on_record`` in the driver as rows finish.
 
     ``concurrency`` actors form a fixed pool (``ActorPoolStrategy(size=...)``, the
@@ -181,7 +185,9 @@ def run_ray(jobs: Sequence[Job], load_config: dict[str, Any],
                                      override_num_blocks=max(1, len(jobs)))
             ds = ds.map_batches(RayRowWorker, batch_size=1, batch_format="numpy",
                                 fn_constructor_kwargs={"load_config": load_config,
-                                                       "preload": needs_model(jobs)},
+                                                       "preload": needs_model(jobs),
+                                                       "harmonizer": harmonizer,
+                                                       "allow_pickle": allow_pickle},
                                 compute=ray.data.ActorPoolStrategy(size=concurrency), num_cpus=num_cpus,
                                 num_gpus=num_gpus if num_gpus else None)
             for item in ds.iter_rows():

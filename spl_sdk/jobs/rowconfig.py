@@ -43,7 +43,7 @@ def row_overrides(row: Row, base: EditConfig) -> dict[str, Any]:
 def effective_config(row: Row, base: EditConfig) -> BaseModel:
     """The validated config a row runs with (EditConfig, or RefineConfig for refine rows)."""
     overrides = row_overrides(row, base)
-    cls: type[BaseModel] = EditConfig if row.task == "edit" else RefineConfig
+    cls: type[BaseModel] = RefineConfig if row.task == "refine" else EditConfig
     data = base.model_dump()
     if cls is RefineConfig:
         # align and post_processors mean another thing after an edit: refine's own defaults hold
@@ -60,9 +60,14 @@ def effective_config(row: Row, base: EditConfig) -> BaseModel:
         overrides["options"] = merge_options(base.options, overrides["options"])
     data.update(overrides)
     try:
-        return cls(**data)
+        cfg = cls(**data)
     except ValidationError as exc:
         raise ConfigError(describe_validation_error(exc, f"row '{row.id}' options", cls)) from None
+    if row.task == "harmonize":  # docs/method.md section 6's losses win over the row's
+        from spl_sdk.harmonizing import harmonize_config
+
+        return harmonize_config(cfg)
+    return cfg
 
 
 def key_config(cfg: BaseModel) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,11 +13,13 @@ from typing import Any
 
 from spl_sdk.config import EditConfig
 from spl_sdk.errors import ConfigError, SplError
+from spl_sdk.harmonizing import HarmonizerChoice
 from spl_sdk.jobs.keys import row_key
 from spl_sdk.jobs.manifest import Row, read_manifest
 from spl_sdk.jobs.results import JOURNAL, Journal, write_bytes, write_table
 from spl_sdk.jobs.rowconfig import effective_config, key_config
 from spl_sdk.jobs.worker import Job
+from spl_sdk.plugins import get_plugins
 from spl_sdk.version import __version__
 
 IMAGES = "images"
@@ -66,11 +68,13 @@ def _ours(output: Path, row: Row, recorded: set[str]) -> bool:
 
 
 def plan(rows: list[Row], base: EditConfig, out_dir: Path, latest: dict[str, dict[str, Any]],
-         force: bool = False) -> tuple[list[str], list[Job], dict[str, dict[str, Any]]]:
+         force: bool = False, harmonizer: dict[str, Any] | None = None,
+         ) -> tuple[list[str], list[Job], dict[str, dict[str, Any]]]:
     """(row keys in manifest order, jobs to run, records already done keyed by row key).
 
     A row is done only when its output still decodes and carries the row's key; a file at
     a row's output name that spl batch did not write is replaced only with ``force``.
+    ``harmonizer``: the public name and options of the harmonizer (part of harmonize rows' keys).
     """
     keys, jobs, done = [], [], {}
     recorded = {str(r["output"]) for r in latest.values() if r.get("output")}
@@ -82,7 +86,7 @@ def plan(rows: list[Row], base: EditConfig, out_dir: Path, latest: dict[str, dic
             config, keyed = cfg.model_dump(mode="json"), key_config(cfg)
         except ConfigError as exc:
             row.problem = f"{row.problem} {exc}" if row.problem else str(exc)
-        key = row_key(row, keyed)
+        key = row_key(row, keyed, harmonizer)
         keys.append(key)
         output = out_dir / IMAGES / f"{row.id}.png"
         if _is_done(latest.get(key), output, key):
@@ -138,8 +142,6 @@ def _clean_temp_files(folder: Path) -> None:
 
 def _needs_source(config: EditConfig) -> bool:
     """Whether the run's edit method reads a source prompt (``instruct`` reads the instruction alone)."""
-    from spl_sdk.plugins import get_plugins
-
     try:
         plugins = get_plugins()
         method = config.method or plugins.backbone(config.backbone).default_method
@@ -148,15 +150,19 @@ def _needs_source(config: EditConfig) -> bool:
         return True
 
 
-def run_batch(manifest: str | Path, out_dir: str | Path, base: EditConfig | None = None, *,
+def run_batch(manifest: str | Path | Sequence[Row], out_dir: str | Path, base: EditConfig | None = None, *,
               engine: str = "local", on_record: Callable[[dict[str, Any]], None] | None = None,
               on_plan: Callable[[int, int], None] | None = None,
-              ray_options: dict[str, Any] | None = None, force: bool = False) -> BatchSummary:
-    """Run every row of ``manifest`` not yet done into ``out_dir``; returns the run's summary.
+              ray_options: dict[str, Any] | None = None, force: bool = False,
+              harmonizer: HarmonizerChoice | None = None, allow_pickle: bool = False) -> BatchSummary:
+    """Run every row of ``manifest`` (a file, or rows already read) not yet done into ``out_dir``.
 
     ``on_plan(todo, skipped)`` is called once the rows are keyed; ``on_record(record)``
     after each finished row. ``ray_options``: address, concurrency, num_gpus, num_cpus.
     ``force`` lets rows replace files at their output names that spl batch did not write.
+    ``harmonizer`` writes the prompts of harmonize rows without them (default: offline); its
+    options travel to the workers in memory, only their public part reaches a file or a key.
+    ``allow_pickle`` lets the backbone load pickle weights (trusted folders only).
     """
     if engine not in ENGINES:
         raise ConfigError(f"unknown engine '{engine}'; use one of {', '.join(ENGINES)}.")
@@ -164,7 +170,12 @@ def run_batch(manifest: str | Path, out_dir: str | Path, base: EditConfig | None
     out_dir = Path(out_dir).resolve()  # records keep absolute paths: eval works from any folder
     if out_dir.exists() and not out_dir.is_dir():
         raise ConfigError(f"-o '{out_dir}' is a file; give a folder for the batch's outputs.")
-    rows = read_manifest(manifest, needs_source=_needs_source(base))
+    rows = list(manifest) if not isinstance(manifest, (str, Path)) else \
+        read_manifest(manifest, needs_source=_needs_source(base))
+    if not rows:
+        raise ConfigError("the batch has no rows; give a manifest with at least one row.")
+    harmonizer = harmonizer or HarmonizerChoice()
+    public = harmonizer.public(get_plugins()) if any(r.task == "harmonize" for r in rows) else None
     if engine == "ray":
         from spl_sdk.jobs.ray_engine import check_reachable, import_ray
 
@@ -174,13 +185,16 @@ def run_batch(manifest: str | Path, out_dir: str | Path, base: EditConfig | None
     began = time.perf_counter()
     with _locked(out_dir):
         journal = Journal(out_dir / JOURNAL)
-        keys, jobs, final = plan(rows, base, out_dir, journal.latest(), force)
+        keys, jobs, final = plan(rows, base, out_dir, journal.latest(), force, public)
         summary = BatchSummary(total=len(rows), skipped=len(final))
         if on_plan is not None:
             on_plan(len(jobs), len(final))
-        info = {"spl_sdk": __version__, "manifest": str(Path(manifest).resolve()), "engine": engine,
-                "config": base.model_dump(mode="json"),
+        info = {"spl_sdk": __version__, "engine": engine, "config": base.model_dump(mode="json"),
+                # rows built in memory (spl harmonize COMPOSITES MASKS) have no manifest file
+                "manifest": str(Path(manifest).resolve()) if isinstance(manifest, (str, Path)) else "",
                 "started_at": datetime.now(UTC).isoformat(timespec="seconds")}
+        if public is not None:
+            info["harmonizer"] = public  # never a secret: HarmonizerChoice.public leaves them out
         write_bytes(out_dir / RUN_INFO, json.dumps(info, indent=2, sort_keys=True).encode())
         _clean_temp_files(out_dir / IMAGES)
         _clean_temp_files(out_dir)  # a table rewrite cut off by a kill
@@ -200,11 +214,12 @@ def run_batch(manifest: str | Path, out_dir: str | Path, base: EditConfig | None
             if engine == "local":
                 from spl_sdk.jobs.local import run_local
 
-                run_local(jobs, load_config, record_done)
+                run_local(jobs, load_config, record_done, harmonizer=harmonizer, allow_pickle=allow_pickle)
             else:
                 from spl_sdk.jobs.ray_engine import run_ray
 
-                run_ray(jobs, load_config, record_done, **(ray_options or {}))
+                run_ray(jobs, load_config, record_done, harmonizer=harmonizer, allow_pickle=allow_pickle,
+                        **(ray_options or {}))
         summary.records = [final[k] for k in keys if k in final]
         summary.journal, summary.table = write_table(summary.records, out_dir)
     summary.seconds = time.perf_counter() - began
