@@ -141,6 +141,37 @@ def test_ray_engine_matches_the_in_process_engine(tmp_path, example_image, local
                                   np.asarray(Image.open(tmp_path / "ray" / "images" / name))), name
 
 
+@pytest.mark.slow  # reuses the module's Ray
+def test_harmonize_rows_on_ray_get_the_harmonizer_and_its_key_in_memory(tmp_path, example_image, local_ray):
+    """The harmonizer (its API key among its options) reaches the actors; no file of the run holds the key."""
+    from fake_openai import FakeOpenAI, answer
+
+    from spl_sdk.harmonizing import HarmonizerChoice
+
+    key = "sk-ray-actor-key-7f3c2a9e"
+    example_image.resize((64, 48)).save(tmp_path / "a.png")
+    mask = Image.new("L", (64, 48), 0)
+    mask.paste(255, (16, 12, 48, 36))
+    mask.save(tmp_path / "a-mask.png")
+    (tmp_path / "m.jsonl").write_text(json.dumps({"task": "harmonize", "image": "a.png", "mask": "a-mask.png"}),
+                                      encoding="utf-8")
+    base = EditConfig(backbone="tiny-random-sd15", device="cpu", working_size=64, steps=1, iterations=2)
+    reply = {"foreground_object": "cat", "foreground": {"brightness": "dim"}, "background": {"brightness": "bright"}}
+    with FakeOpenAI([answer(reply)] * 2) as server:
+        choice = HarmonizerChoice("openai", {"openai": {"api_key": key, "base_url": server.base_url,
+                                                        "model": "gpt-ray"}})
+        remote = run_batch(tmp_path / "m.jsonl", tmp_path / "ray", base, engine="ray", harmonizer=choice,
+                           ray_options={"concurrency": 1, "num_cpus": 1})
+        local = run_batch(tmp_path / "m.jsonl", tmp_path / "local", base, harmonizer=choice)
+    assert remote.ok == local.ok == 1, remote.records
+    assert [r["model"] for r in server.requests] == ["gpt-ray", "gpt-ray"]
+    assert remote.records[0]["target_prompt"] == "bright cat" and remote.records[0]["key"] == local.records[0]["key"]
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "ray" / "images" / "a.png")),
+                          np.asarray(Image.open(tmp_path / "local" / "images" / "a.png")))
+    for path in (p for p in (tmp_path / "ray").rglob("*") if p.is_file()):
+        assert key.encode() not in path.read_bytes(), path
+
+
 @pytest.mark.slow  # reuses the module's Ray; the actors fail while they start
 def test_a_failing_actor_is_one_line_without_its_traceback(tmp_path, example_image, local_ray, capfd):
     import io
