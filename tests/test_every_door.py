@@ -16,6 +16,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
+import spl_sdk
 from spl_sdk import EditConfig, Editor
 from spl_sdk.cli import main
 from spl_sdk.imageio import read_metadata
@@ -128,7 +129,11 @@ HARMONIZE = {"backbone": "tiny-random-sd15", "working_size": 64, "steps": 2, "it
 
 def test_one_composite_through_every_harmonize_door_runs_the_same_edit(tmp_path, example_image) -> None:
     from spl_apps import resources
-    from spl_sdk.harmonizing import HarmonizerChoice, harmonization_record, harmonize_edit
+    from spl_sdk.harmonizing import (  # the recipe
+        HarmonizerChoice,
+        harmonization_record,
+        harmonize_edit,
+    )
     from spl_sdk.plugins import get_plugins
 
     comps, masks = tmp_path / "composites", tmp_path / "masks"
@@ -154,7 +159,7 @@ def test_one_composite_through_every_harmonize_door_runs_the_same_edit(tmp_path,
     found = choice.build(plugins).describe(composite, foreground, None)
     record = harmonization_record(found, choice.public(plugins))
     out["api"] = tmp_path / "api.png"
-    harmonize_edit(Editor.from_config(EditConfig(**HARMONIZE)), composite, foreground, found.source_prompt,
+    spl_sdk.harmonize_edit(Editor.from_config(EditConfig(**HARMONIZE)), composite, foreground, found.source_prompt,
                    found.target_prompt, record=record).save(out["api"])
     # spl batch: one row asks the harmonizer, one carries the prompts it wrote
     rows = [{"id": "asked", "task": "harmonize", "image": str(comps / "cat.png"), "mask": str(masks / "cat.png")},
