@@ -143,3 +143,38 @@ def test_a_pie_bench_mapping_given_by_a_relative_path_finds_its_images(tmp_path,
     monkeypatch.chdir(tmp_path)
     (row,) = read_manifest(Path("PIE-Bench_v1") / "mapping_file.json")
     assert Path(row.image) == (folder / "annotation_images" / "0_x" / "1.jpg").resolve()
+
+
+def test_harmonize_rows_need_a_mask_and_both_prompts_or_neither(tmp_path):
+    _image(tmp_path / "c.png")
+    _image(tmp_path / "m.png", (255, 255, 255))
+    rows = read_manifest(_jsonl(tmp_path / "m.jsonl", [
+        {"task": "harmonize", "image": "c.png", "mask": "m.png", "object": "cat"},
+        {"task": "harmonize", "image": "c.png"},
+        {"task": "harmonize", "image": "c.png", "mask": "m.png", "target_prompt": "bright cat"},
+        {"task": "harmonize", "image": "c.png", "mask": "m.png", "source_prompt": "dim cat",
+         "target_prompt": "bright cat", "structure_area": "masked", "color_loss": "none", "steps": 3},
+        {"task": "paint", "image": "c.png"}]))
+    assert rows[0].problem is None and rows[0].object == "cat" and rows[0].mask == str(tmp_path / "m.png")
+    assert rows[1].problem == "a harmonize row needs a 'mask' (white = the pasted object)."
+    assert "both prompts or neither" in rows[2].problem
+    assert "use edit, refine, harmonize" in rows[4].problem
+    # docs/method.md section 6's losses win over the row's; the row's other settings stay
+    cfg = effective_config(rows[3], EditConfig())
+    assert (cfg.structure_loss, cfg.structure_area, cfg.color_loss, cfg.color_area, cfg.steps) == (
+        "spl", "whole", "cpl", "masked", 3)
+
+
+def test_harmonize_row_keys_hold_the_object_and_the_harmonizer_only_when_it_is_asked(tmp_path):
+    _image(tmp_path / "c.png")
+    _image(tmp_path / "m.png", (255, 255, 255))
+    asked, given, edit = read_manifest(_jsonl(tmp_path / "m.jsonl", [
+        {"task": "harmonize", "image": "c.png", "mask": "m.png"},
+        {"task": "harmonize", "image": "c.png", "mask": "m.png", "source_prompt": "a", "target_prompt": "b"},
+        {"image": "c.png", "source_prompt": "a", "target_prompt": "b"}]))
+    offline, openai = {"name": "offline", "options": {}}, {"name": "openai", "options": {"model": "x"}}
+    assert row_key(asked, {}, offline) != row_key(asked, {}, openai)
+    assert row_key(given, {}, offline) == row_key(given, {}, openai)  # its prompts are given
+    assert row_key(edit, {}, offline) == row_key(edit, {}, None) == row_key(edit, {})  # edit keys unchanged
+    asked.object = "cat"
+    assert row_key(asked, {}, offline) != row_key(read_manifest(tmp_path / "m.jsonl")[0], {}, offline)
