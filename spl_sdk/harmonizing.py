@@ -57,7 +57,8 @@ class HarmonizerChoice:
     """A harmonizer by name with its raw options; they may hold secrets, so this stays in memory."""
 
     name: str = DEFAULT_HARMONIZER
-    options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # {"openai": {"model": ...}}
+    # {"openai": {"model": ...}}; repr=False: a log or traceback that prints the choice shows no key
+    options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, repr=False)
 
     def build(self, plugins: Plugins) -> Harmonizer:
         """The harmonizer, constructed with its validated options (secrets included)."""

@@ -182,6 +182,9 @@ def test_openai_batch_never_writes_the_key(tmp_path, monkeypatch):
     for path in written:
         assert KEY.encode() not in path.read_bytes(), path
     assert KEY not in run.output
+    from spl_sdk.harmonizing import HarmonizerChoice
+
+    assert KEY not in repr(HarmonizerChoice("openai", {"openai": {"api_key": KEY}}))  # Ray may log it
     # another harmonizer model is another row (its public options are in the key)
     with FakeOpenAI([answer(REPLY)]) as server:
         monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
