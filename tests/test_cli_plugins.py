@@ -168,3 +168,46 @@ def test_infedit_is_one_component_and_its_controller_is_unified() -> None:
     for option in ("cross_replace", "self_replace", "blend_words_source", "blend_words_target"):
         assert f"  {option}  (" in shown.output
     assert spl("plugins", "attention/infedit").output == shown.output  # 0.1's KIND/NAME still finds it
+
+
+def _second_kind_module() -> types.ModuleType:
+    """A third party's mask extractor named 'spl', like the built-in loss term (one name, two kinds)."""
+    import torch
+    from pydantic import Field
+
+    from spl_sdk.components import MaskExtractor
+    from spl_sdk.components.base import ComponentOptions
+
+    module = types.ModuleType("spl_second_kind")
+
+    class SplMask(MaskExtractor):
+        """A mask extractor that shares its name with the spl loss term."""
+
+        name = "spl"
+
+        class Options(ComponentOptions):
+            level: float = Field(0.5, ge=0, le=1, description="Threshold.")
+
+        def extract(self, context):
+            return torch.ones(1, 1, *context.source_image.shape[-2:])
+
+    @hookimpl
+    def spl_register_mask_extractors(register):
+        register(SplMask)
+
+    module.spl_register_mask_extractors = spl_register_mask_extractors
+    return module
+
+
+def test_a_name_of_two_kinds_shows_each_component_with_its_kind_slash_name(monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "spl_second_kind", _second_kind_module())
+    fake = [*importlib.metadata.entry_points(group="spl_sdk"), _EP("second", "spl_second_kind", "spl-second")]
+    monkeypatch.setattr(spl_sdk.plugins.importlib.metadata, "entry_points",
+                        lambda group: fake if group == "spl_sdk" else [])
+    shown = spl("plugins", "spl")
+    assert shown.exit_code == 0, shown.output
+    assert "--option loss/spl.FIELD=VALUE" in shown.output
+    assert "--option mask-extractor/spl.FIELD=VALUE" in shown.output
+    assert "  level  (" in shown.output and "  radius  (" in shown.output
+    assert sorted(r["kind"] for r in json.loads(spl("plugins", "spl", "--json").output)) == \
+        ["loss", "mask-extractor"]
