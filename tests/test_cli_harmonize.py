@@ -236,3 +236,20 @@ def test_full_edit_on_tiny_backbone_saves_prompts_but_never_the_key(tmp_path, mo
     assert KEY not in run.output
     again = CliRunner().invoke(main, [*args, "--api-key", KEY])  # refused before any work
     assert again.exit_code == 1 and "--force" in again.stderr
+
+
+def test_a_folder_run_stopped_by_sigterm_says_how_to_resume(tmp_path, monkeypatch):
+    import signal
+
+    from spl_sdk.cli.signals import Terminated
+
+    def stopped(*_a, **_k):
+        raise Terminated(signal.SIGTERM)
+
+    comps, masks, out = tmp_path / "c", tmp_path / "m", tmp_path / "out"
+    make_pair(comps, masks, "a", "woman.png", "cats.png")
+    monkeypatch.setattr("spl_sdk.jobs.runner.run_batch", stopped)
+    run = CliRunner().invoke(main, ["harmonize", str(comps), str(masks), "-o", str(out), *FAST])
+    assert run.exit_code == 143
+    assert run.stderr.startswith("Stopped by SIGTERM; the rows finished so far are recorded in ")
+    assert "run the same command to resume" in run.stderr

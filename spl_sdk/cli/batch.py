@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import signal
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -14,6 +15,10 @@ from spl_sdk.cli.help import command, epilog, sections
 from spl_sdk.cli.options import config_options, handle_errors, option_flag
 from spl_sdk.config import EditConfig
 from spl_sdk.text import printable
+
+if TYPE_CHECKING:
+    from spl_sdk.jobs.manifest import Row
+    from spl_sdk.jobs.runner import BatchSummary
 
 BATCH_FIELDS = [name for name in EditConfig.model_fields if name not in ("mask_file", "options")]
 
@@ -64,8 +69,6 @@ def batch(manifest: Path, out_dir: Path, engine: str, ray_address: str | None, c
     """
     from spl_sdk.config import build_config
     from spl_sdk.harmonizing import HarmonizerChoice, harmonizer_options
-    from spl_sdk.jobs.progress import BatchProgress
-    from spl_sdk.jobs.runner import run_batch
     from spl_sdk.options import parse_options
     from spl_sdk.plugins import get_plugins
 
@@ -75,6 +78,25 @@ def batch(manifest: Path, out_dir: Path, engine: str, ray_address: str | None, c
     options = {k: v for k, v in (options or {}).items() if k not in theirs} or None
     base = build_config(EditConfig, config_file, options=options, **fields)
     choice = HarmonizerChoice(harmonizer_name, theirs)
+    summary = run_with_progress(manifest, out_dir, base, quiet=quiet, engine=engine, force=force,
+                                harmonizer=choice,
+                                ray_options={"address": ray_address, "concurrency": concurrency,
+                                             "num_gpus": num_gpus, "num_cpus": num_cpus, "verbose": verbose})
+    if summary.failed:
+        sys.exit(2)
+
+
+def run_with_progress(manifest: Path | Sequence[Row], out_dir: Path, base: EditConfig, *, quiet: bool,
+                      on_record: Callable[[dict[str, Any]], None] | None = None,
+                      **run_options: Any) -> BatchSummary:
+    """``run_batch`` with the progress bar, the summary line and, on Ctrl-C or SIGTERM, how to resume.
+
+    Shared by ``spl batch`` and ``spl harmonize COMPOSITES MASKS`` (one batch engine, one way to
+    report it); ``on_record`` sees each finished row after the progress bar.
+    """
+    from spl_sdk.jobs.progress import BatchProgress
+    from spl_sdk.jobs.runner import run_batch
+
     progress: list[BatchProgress] = []
 
     def on_plan(todo: int, skipped: int) -> None:
@@ -82,12 +104,13 @@ def batch(manifest: Path, out_dir: Path, engine: str, ray_address: str | None, c
             click.echo(f"{todo} rows to run, {skipped} already done", err=True)
         progress.append(BatchProgress(todo, quiet=quiet))
 
+    def record_done(record: dict[str, Any]) -> None:
+        progress[0](record)
+        if on_record is not None:
+            on_record(record)
+
     try:
-        summary = run_batch(manifest, out_dir, base, engine=engine, on_plan=on_plan,
-                            on_record=lambda r: progress[0](r),
-                            ray_options={"address": ray_address, "concurrency": concurrency,
-                                         "num_gpus": num_gpus, "num_cpus": num_cpus, "verbose": verbose},
-                            force=force, harmonizer=choice)
+        summary = run_batch(manifest, out_dir, base, on_plan=on_plan, on_record=record_done, **run_options)
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP (spl_sdk.cli.signals): 128 + signal
         signum = getattr(exc, "signum", signal.SIGINT)
         what = "Interrupted" if signum == signal.SIGINT else f"Stopped by {signal.Signals(signum).name}"
@@ -100,5 +123,4 @@ def batch(manifest: Path, out_dir: Path, engine: str, ray_address: str | None, c
     if not quiet:
         click.echo(f"{summary.ok} ok, {summary.failed} failed, {summary.skipped} skipped (already done) "
                    f"in {summary.seconds:.1f} s; results in {summary.table}", err=True)
-    if summary.failed:
-        sys.exit(2)
+    return summary

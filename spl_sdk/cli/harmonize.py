@@ -199,34 +199,18 @@ def folder_rows(composites: Path, masks: Path, object_word: str | None) -> list[
 def _run_rows(rows: list[Row], out_dir: Path, cfg: EditConfig, choice: HarmonizerChoice, engine: str,
               force: bool, allow_pickle: bool, as_json: bool, quiet: bool) -> int:
     """Run harmonize rows with the batch runner (resume, locking, results table); the number failed."""
-    from spl_sdk.jobs.progress import BatchProgress
-    from spl_sdk.jobs.runner import run_batch
-
-    progress: list[BatchProgress] = []
-
-    def on_plan(todo: int, skipped: int) -> None:
-        if not quiet:
-            click.echo(f"{todo} rows to run, {skipped} already done", err=True)
-        progress.append(BatchProgress(todo, quiet=quiet))
+    from spl_sdk.cli.batch import run_with_progress
 
     def on_record(record: dict[str, Any]) -> None:
-        progress[0](record)
         if as_json:
             click.echo(json.dumps(record, sort_keys=True, default=str))
         elif record.get("status") == "ok":
             click.echo(printable(f"ok     {record['id']}: '{record['source_prompt']}' -> "
                                  f"'{record['target_prompt']}'"))
 
-    try:
-        summary = run_batch(rows, out_dir, cfg, engine=engine, on_plan=on_plan, on_record=on_record,
-                            force=force, harmonizer=choice, allow_pickle=allow_pickle,
-                            ray_options={"concurrency": 1})
-    finally:
-        for p in progress:
-            p.close()
-    if not quiet:
-        click.echo(f"{summary.ok} ok, {summary.failed} failed, {summary.skipped} skipped (already done) "
-                   f"in {summary.seconds:.1f} s; results in {summary.table}", err=True)
+    summary = run_with_progress(rows, out_dir, cfg, quiet=quiet, on_record=on_record, engine=engine,
+                                force=force, harmonizer=choice, allow_pickle=allow_pickle,
+                                ray_options={"concurrency": 1})
     return summary.failed
 
 
