@@ -10,6 +10,7 @@ import types
 from pathlib import Path
 
 import pytest
+from clash_plugin import clash_module
 from click.testing import CliRunner, Result
 from PIL import Image, ImageFilter
 
@@ -170,37 +171,8 @@ def test_infedit_is_one_component_and_its_controller_is_unified() -> None:
     assert spl("plugins", "attention/infedit").output == shown.output  # 0.1's KIND/NAME still finds it
 
 
-def _second_kind_module() -> types.ModuleType:
-    """A third party's mask extractor named 'spl', like the built-in loss term (one name, two kinds)."""
-    import torch
-    from pydantic import Field
-
-    from spl_sdk.components import MaskExtractor
-    from spl_sdk.components.base import ComponentOptions
-
-    module = types.ModuleType("spl_second_kind")
-
-    class SplMask(MaskExtractor):
-        """A mask extractor that shares its name with the spl loss term."""
-
-        name = "spl"
-
-        class Options(ComponentOptions):
-            level: float = Field(0.5, ge=0, le=1, description="Threshold.")
-
-        def extract(self, context):
-            return torch.ones(1, 1, *context.source_image.shape[-2:])
-
-    @hookimpl
-    def spl_register_mask_extractors(register):
-        register(SplMask)
-
-    module.spl_register_mask_extractors = spl_register_mask_extractors
-    return module
-
-
 def test_a_name_of_two_kinds_shows_each_component_with_its_kind_slash_name(monkeypatch) -> None:
-    monkeypatch.setitem(sys.modules, "spl_second_kind", _second_kind_module())
+    monkeypatch.setitem(sys.modules, "spl_second_kind", clash_module("spl_second_kind"))
     fake = [*importlib.metadata.entry_points(group="spl_sdk"), _EP("second", "spl_second_kind", "spl-second")]
     monkeypatch.setattr(spl_sdk.plugins.importlib.metadata, "entry_points",
                         lambda group: fake if group == "spl_sdk" else [])

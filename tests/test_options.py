@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-import types
 from pathlib import Path
 
 import pytest
 import torch
+from clash_plugin import clash_module
 from pydantic import Field, ValidationError
 
-from spl_sdk import hookimpl
-from spl_sdk.components import ComponentOptions, LossTerm, MaskExtractor
+from spl_sdk.components import ComponentOptions, LossTerm
 from spl_sdk.config import EditConfig, RefineConfig, build_config
 from spl_sdk.errors import ConfigError
 from spl_sdk.options import (
@@ -92,29 +91,6 @@ def test_describe_options_gives_name_type_default_range_description(plugins: Plu
 
 
 # ------------------------------------------------------------------ names and errors
-def _clash_module() -> types.ModuleType:
-    """A plug-in whose mask extractor is also named 'spl' (a name in two kinds)."""
-    module = types.ModuleType("spl_clash")
-
-    class SplMask(MaskExtractor):
-        """A mask extractor that shares its name with the spl loss term."""
-
-        name = "spl"
-
-        class Options(ComponentOptions):
-            level: float = Field(0.5, ge=0, le=1, description="Threshold.")
-
-        def extract(self, context):
-            return torch.ones(1, 1, *context.source_image.shape[-2:])
-
-    @hookimpl
-    def spl_register_mask_extractors(register):
-        register(SplMask)
-
-    module.spl_register_mask_extractors = spl_register_mask_extractors
-    return module
-
-
 def test_old_names_of_the_infedit_controller_still_reach_it(plugins: Plugins) -> None:
     # 0.1 named the controller 'infedit' like the method and wrote its options as attention/infedit
     check_options(plugins, {"attention/infedit": {"blend_threshold": 0.5}})
@@ -128,7 +104,7 @@ def test_old_names_of_the_infedit_controller_still_reach_it(plugins: Plugins) ->
 
 
 def test_a_name_in_two_kinds_needs_kind_slash_name(plugins: Plugins) -> None:
-    plugins.register(_clash_module(), name="clash")
+    plugins.register(clash_module(), name="clash")
     with pytest.raises(ConfigError) as info:
         check_options(plugins, {"spl": {"radius": 3}})
     message = str(info.value)
