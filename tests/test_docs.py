@@ -188,3 +188,20 @@ def test_upgrading_lists_every_renamed_kind_and_component() -> None:
     text = (Path(__file__).resolve().parents[1] / "docs" / "upgrading.md").read_text()
     for old, new in [*OLD_KINDS.items(), *((old, new) for (_, old), new in OLD_NAMES.items())]:
         assert f"`{old}`" in text and f"`{new}`" in text, (old, new)
+
+
+# British spellings 0.2 replaced (one spelling family); the old names kept as aliases are allowed
+BRITISH = re.compile(r"colour|optimis|neutralis|normalis|initialis|behaviour|recognis|summaris|centred|\bgrey\b",
+                     re.IGNORECASE)
+ALIAS_FILES = {"spl_sdk/optimiser.py", "docs/upgrading.md", "plugins/spl_losses/spl.py",
+               "benchmarks/refine_history.py"}
+
+
+def test_one_spelling_family_in_code_and_docs() -> None:
+    root = Path(__file__).resolve().parents[1]
+    files = [p for folder in ("spl_sdk", "plugins", "apps", "docs", "benchmarks", "spl_comfy")
+             for p in (root / folder).rglob("*") if p.suffix in (".py", ".md")] + [root / "README.md"]
+    found = [f"{p.relative_to(root)}:{n}: {line.strip()}" for p in files
+             if p.relative_to(root).as_posix() not in ALIAS_FILES
+             for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1) if BRITISH.search(line)]
+    assert not found, "\n".join(found[:10])

@@ -270,3 +270,14 @@ def test_csv_reader_limit_is_restored(tmp_path):
     path.write_text("image,source_prompt,target_prompt\na.png,x,y\n")
     read_manifest(path)
     assert csv.field_size_limit() == before
+
+
+def test_a_key_in_a_manifest_row_is_not_copied_into_the_results(tmp_path, photo):
+    key = "sk-row-secret-5b2e7f01c9d3"
+    manifest = jsonl(tmp_path / "m.jsonl", [row(image="missing.png", options={"openai": {"api_key": key, "model": "m"}})])
+    run = batch(manifest, tmp_path / "out")
+    assert run.exit_code == 2, run.output
+    rec = records(tmp_path / "out")["r"]
+    assert rec["status"] == "error" and rec["options"] == {"openai": {"api_key": "***", "model": "m"}}
+    written = [p for p in (tmp_path / "out").rglob("*") if p.is_file()]
+    assert written and not any(key.encode() in p.read_bytes() for p in written)

@@ -188,7 +188,7 @@ def test_a_command_started_under_nohup_keeps_ignoring_sighup():
 
 def test_batch_resumes_when_the_record_was_lost(tmp_path):
     # spl harmonize COMPOSITES MASKS runs as spl batch rows: its own output, whose record was lost
-    # (killed after writing b.png), is recognised by its metadata and redone in place, no --force
+    # (killed after writing b.png), is recognized by its metadata and redone in place, no --force
     comps, masks, out = tmp_path / "c", tmp_path / "m", tmp_path / "out"
     make_pair(comps, masks, "b", "cats.png", "woman.png", size=(64, 48))
     args = ["harmonize", str(comps), str(masks), "-o", str(out), *FAST]

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from spl_sdk.errors import SplError
-from spl_sdk.harmonizing import HarmonizerChoice, scrub
+from spl_sdk.harmonizing import HarmonizerChoice, scrub, secret_name
 from spl_sdk.jobs.manifest import Row
 
 # {"row": Row.to_dict(), "key": str, "config": dict, "output": str, "replace": bool}; "replace"
@@ -23,9 +23,20 @@ def base_record(row: Row, key: str) -> dict[str, Any]:
     record: dict[str, Any] = {k: v for k, v in row.extra.items()}
     record.update(key=key, id=row.id, index=row.index, task=row.task, image=row.image,
                   mask=row.mask, edited=row.edited, source_prompt=row.source_prompt,
-                  target_prompt=row.target_prompt, seed=row.seed, options=row.options,
+                  target_prompt=row.target_prompt, seed=row.seed, options=masked(row.options),
                   status="error", error=None, output=None)
     return record
+
+
+def masked(options: Any) -> Any:
+    """A row's options with the value of every secret-looking field (api_key, token...) as ***.
+
+    A key a user put into a manifest row stays in that file: the results table, which is
+    shared more widely, never copies it.
+    """
+    if not isinstance(options, dict):
+        return options
+    return {k: "***" if secret_name(str(k)) and not isinstance(v, dict) else masked(v) for k, v in options.items()}
 
 
 def one_line(exc: BaseException) -> str:
