@@ -43,6 +43,9 @@ class Canceled(SplError):
     """A run stopped on request from a progress callback."""
 
 
+Cancelled = Canceled  # 0.1's spelling, for code that catches it; removed in 0.3 (docs/upgrading.md)
+
+
 class IncompatibleError(SplError):
     """Components that cannot work together, e.g. an edit method the backbone cannot serve."""
 

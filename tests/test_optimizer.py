@@ -349,3 +349,9 @@ def test_the_old_module_name_still_imports_with_a_deprecation_warning():
     with pytest.warns(DeprecationWarning, match="spl_sdk.optimizer"):
         old = importlib.import_module("spl_sdk.optimiser")
     assert old.optimise_image is optimize_image and old.OptimiseResult is OptimizeResult
+
+
+def test_the_old_spelling_of_canceled_is_the_same_class():
+    from spl_sdk.errors import Canceled, Cancelled
+
+    assert Cancelled is Canceled
