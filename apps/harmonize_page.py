@@ -104,8 +104,7 @@ def render(plugins: Plugins) -> None:
         st.text_input("Source prompt (the object as it looks now)", key=SOURCE_PROMPT)
         st.text_input("Target prompt (the object as it should look here)", key=TARGET_PROMPT)
         for name_ in ("structure_weight", "color_weight"):
-            controls.widget(name_, plugins, label=name_.split("_")[0].replace("color", "color")
-                            .capitalize() + " weight")
+            controls.widget(name_, plugins, label=name_.split("_")[0].capitalize() + " weight")
         runner.run_button(SLOT, running, disabled=not ready)
         runner.show_notice(SLOT)
         runner.missing_model_offer(SLOT)
