@@ -174,7 +174,7 @@ def _edit_config(config_file: Path | None, fields: dict[str, Any],
 
 def folder_rows(composites: Path, masks: Path, object_word: str | None) -> list[Row]:
     """One harmonize row per composite; one without exactly one mask (by stem) carries why as its error."""
-    from spl_sdk.batch import by_stem, image_files
+    from spl_sdk.folders import by_stem, image_files
     from spl_sdk.jobs.manifest import manifest_rows
 
     mask_files = by_stem(image_files(masks))

@@ -13,8 +13,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from spl_sdk.batch import JsonlLog
 from spl_sdk.errors import ConfigError
+from spl_sdk.jobs.jsonl import JsonlLog
 
 JOURNAL = "results.jsonl"
 TABLE = "results.parquet"
@@ -40,7 +40,7 @@ def record_problem(record: dict[str, Any]) -> str | None:
 
 
 class Journal(JsonlLog):
-    """The batch journal: :class:`spl_sdk.batch.JsonlLog` records keyed by ``key``."""
+    """The batch journal: :class:`spl_sdk.jobs.jsonl.JsonlLog` records keyed by ``key``."""
 
     def latest(self, strict: bool = False) -> dict[str, dict[str, Any]]:
         """The last well-formed record of every key.
