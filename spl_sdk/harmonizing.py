@@ -15,10 +15,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from spl_sdk.components.base import SECRET_HINTS
 from spl_sdk.config import EditConfig
 from spl_sdk.harmonize import EDIT_SETTINGS, Harmonization, background_mask
 from spl_sdk.options import construct, options_for, public_dump, resolve_key
+from spl_sdk.text import secret_name
 
 if TYPE_CHECKING:  # the editor (torch) loads only when an edit runs
     from PIL import Image
@@ -31,11 +31,6 @@ if TYPE_CHECKING:  # the editor (torch) loads only when an edit runs
 DEFAULT_HARMONIZER = "offline"  # needs no key and no network
 # environment variables whose values are scrubbed from records (e.g. a harmonizer's API key)
 SECRET_VARIABLES = ("_API_KEY", "_TOKEN", "_SECRET")
-
-
-def secret_name(name: str) -> bool:
-    """True for option names that look like they hold a secret (api_key, token, ...)."""
-    return any(h in name.lower() for h in SECRET_HINTS)
 
 
 def scrub(text: str, secrets: list[str]) -> str:

@@ -42,6 +42,14 @@ _KEY_RUN = re.compile(r"^[-_A-Za-z0-9+=]{32,}$")  # no '/' or '.': paths and mod
 _QUOTED = re.compile(r"'([^'\s]*)'")
 
 
+SECRET_HINTS = ("key", "token", "secret", "password")  # option names whose values are never shown
+
+
+def secret_name(name: str) -> bool:
+    """True for option names that look like they hold a secret (api_key, token, ...)."""
+    return any(h in name.lower() for h in SECRET_HINTS)
+
+
 def looks_secret(value: object) -> bool:
     """True for text shaped like an API key or token, which an error line must not echo."""
     if not isinstance(value, str):

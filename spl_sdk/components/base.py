@@ -15,7 +15,7 @@ from pydantic.fields import FieldInfo
 
 from spl_sdk.errors import ConfigError
 from spl_sdk.strict import ComponentOptions, reject_bool_for_number  # noqa: F401 - re-exported
-from spl_sdk.text import shown
+from spl_sdk.text import SECRET_HINTS, secret_name, shown  # noqa: F401 - SECRET_HINTS re-exported
 
 
 @dataclass(frozen=True)
@@ -96,9 +96,6 @@ class Component(ABC):  # noqa: B024 - abstract through its subclasses
                 for name, f in cls.Options.model_fields.items()]
 
 
-SECRET_HINTS = ("key", "token", "secret", "password")  # values never echoed in an error line
-
-
 def describe_fields(cls: type[Component]) -> str:
     """'radius (int, 1 to 64, default 5), eps (float, > 0, default 0.0001)' for error lines."""
     parts = []
@@ -127,7 +124,7 @@ def validate_fields(cls: type[Component], fields: Mapping[str, Any], key: str | 
             else:
                 message = str(err["msg"]).removeprefix("Value error, ")
                 info = cls.Options.model_fields.get(field)
-                secret = (info is not None and not info.repr) or any(h in field.lower() for h in SECRET_HINTS)
+                secret = (info is not None and not info.repr) or secret_name(field)
                 value = "***" if secret else shown(fields.get(field, err.get("input")))
                 problems.append(f"'{key}.{field}' = {value}: {message[:1].lower() + message[1:]}")
         raise ConfigError(f"invalid options for {what}: {'; '.join(problems)}; its options are "

@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from spl_sdk.errors import SplError
-from spl_sdk.harmonizing import HarmonizerChoice, scrub, secret_name
+from spl_sdk.harmonizing import HarmonizerChoice, scrub
 from spl_sdk.jobs.manifest import Row
+from spl_sdk.text import secret_name
 
 # {"row": Row.to_dict(), "key": str, "config": dict, "output": str, "replace": bool}; "replace"
 # is true only when the file at "output" was written by spl batch (or the user passed --force)
