@@ -11,8 +11,10 @@ from pathlib import Path
 NO_HUB = "http://127.0.0.1:9"
 os.environ["HF_ENDPOINT"] = NO_HUB
 
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from PIL import Image  # noqa: E402
 
 from spl_sdk.plugins import Plugins  # noqa: E402
 
@@ -62,3 +64,12 @@ def example_image():
 
     with Image.open(EXAMPLES / "old_man.png") as img:
         return img.convert("RGB").resize((256, 256), Image.Resampling.LANCZOS)
+
+
+@pytest.fixture
+def photo_file(tmp_path: Path) -> Path:
+    """tmp_path/photo.png: 24 x 24 seeded noise, structure to align on (refine rows align by default)."""
+    path = tmp_path / "photo.png"
+    pixels = np.random.default_rng(0).integers(0, 256, (24, 24, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(path)
+    return path

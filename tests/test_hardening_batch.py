@@ -8,21 +8,12 @@ import json
 import signal
 from pathlib import Path
 
-import numpy as np
 import pytest
 from click.testing import CliRunner
 from PIL import Image
 from test_hardening_parsing import batch, one_line
 
 from spl_sdk.cli import main
-
-
-@pytest.fixture
-def photo(tmp_path: Path) -> Path:
-    path = tmp_path / "photo.png"
-    pixels = np.random.default_rng(0).integers(0, 256, (24, 24, 3), dtype=np.uint8)
-    Image.fromarray(pixels).save(path)  # structure to align on: refine rows align by default
-    return path
 
 
 def row(rid: str = "r", **kw) -> dict:
@@ -39,7 +30,7 @@ def records(out: Path) -> dict[str, dict]:
 
 
 # ---------------------------------------------------------------- manifest values (class 4)
-def test_manifest_values_become_that_rows_error(tmp_path, photo):
+def test_manifest_values_become_that_rows_error(tmp_path, photo_file):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -80,7 +71,7 @@ def test_manifest_values_become_that_rows_error(tmp_path, photo):
 
 
 # ---------------------------------------------------------------- file-system faults (class 5)
-def test_file_system_faults_on_the_output_are_one_line(tmp_path, photo, monkeypatch):
+def test_file_system_faults_on_the_output_are_one_line(tmp_path, photo_file, monkeypatch):
     manifest = jsonl(tmp_path / "m.jsonl", [row()])
     out = tmp_path / "out"
     (out / "results.jsonl").mkdir(parents=True)  # the journal replaced by a folder
@@ -113,7 +104,7 @@ def test_file_system_faults_on_the_output_are_one_line(tmp_path, photo, monkeypa
 
 
 # ---------------------------------------------------------------- nothing overwritten (class 8)
-def test_batch_never_replaces_an_image_it_did_not_write(tmp_path, photo):
+def test_batch_never_replaces_an_image_it_did_not_write(tmp_path, photo_file):
     manifest = jsonl(tmp_path / "m.jsonl", [row("mine"), row("theirs")])
     out = tmp_path / "out"
     (out / "images").mkdir(parents=True)
@@ -130,7 +121,7 @@ def test_batch_never_replaces_an_image_it_did_not_write(tmp_path, photo):
     assert Image.open(out / "images" / "theirs.png").size == (24, 24)
 
 
-def test_eval_never_overwrites_a_report_without_force(tmp_path, photo):
+def test_eval_never_overwrites_a_report_without_force(tmp_path, photo_file):
     from spl_sdk.errors import OutputExistsError
     from spl_sdk.metrics.report import check_report, write_rows
 
@@ -154,7 +145,7 @@ def test_eval_never_overwrites_a_report_without_force(tmp_path, photo):
 
 
 # ---------------------------------------------------------------- verified resume (class 9)
-def test_resume_redoes_outputs_it_cannot_verify(tmp_path, photo):
+def test_resume_redoes_outputs_it_cannot_verify(tmp_path, photo_file):
     manifest = jsonl(tmp_path / "m.jsonl", [row("a"), row("b")])
     out = tmp_path / "out"
     assert batch(manifest, out).exit_code == 0
@@ -167,7 +158,7 @@ def test_resume_redoes_outputs_it_cannot_verify(tmp_path, photo):
 
     first = records(out)
     journal = (out / "results.jsonl").read_text()
-    (out / "results.jsonl").write_text(journal.replace(str(image_a), str(photo)))  # points elsewhere
+    (out / "results.jsonl").write_text(journal.replace(str(image_a), str(photo_file)))  # points elsewhere
     image_b.write_bytes(image_a.read_bytes())  # a's output, carrying a's row key, under b's name
     run = CliRunner().invoke(main, ["batch", str(manifest), "-o", str(out), "--iterations", "1"])
     assert run.exit_code == 0 and "2 rows to run, 0 already done" in run.stderr, run.output
@@ -176,11 +167,11 @@ def test_resume_redoes_outputs_it_cannot_verify(tmp_path, photo):
     from spl_sdk.imageio import read_metadata
 
     assert read_metadata(image_b)["row_key"] == first["b"]["key"]
-    assert Image.open(photo).size == (24, 24)  # the file the record pointed at is untouched
+    assert Image.open(photo_file).size == (24, 24)  # the file the record pointed at is untouched
 
 
 # ---------------------------------------------------------------- spl eval's inputs (class 6)
-def test_eval_checks_mappings_run_info_and_journal_records(tmp_path, photo):
+def test_eval_checks_mappings_run_info_and_journal_records(tmp_path, photo_file):
     manifest, out = jsonl(tmp_path / "m.jsonl", [row("a"), row("b")]), tmp_path / "out"
     assert batch(manifest, out).exit_code == 0
     run = ["eval", str(out), "-o", str(tmp_path / "ev"), "--networks", "tiny-random", "-q"]
@@ -212,17 +203,17 @@ def test_eval_checks_mappings_run_info_and_journal_records(tmp_path, photo):
 
 
 # ---------------------------------------------------------------- smaller (class 10)
-def test_refine_rows_refuse_unknown_components_as_spl_refine_does(tmp_path, photo):
+def test_refine_rows_refuse_unknown_components_as_spl_refine_does(tmp_path, photo_file):
     manifest = jsonl(tmp_path / "m.jsonl", [row("typo", options={"nosuch": {"x": 1}})])
     run = batch(manifest, tmp_path / "out")
     assert run.exit_code == 2, run.output
     assert "unknown component 'nosuch'" in records(tmp_path / "out")["typo"]["error"]
-    single = CliRunner().invoke(main, ["refine", str(photo), str(photo), "-o", str(tmp_path / "o.png"),
+    single = CliRunner().invoke(main, ["refine", str(photo_file), str(photo_file), "-o", str(tmp_path / "o.png"),
                                        "--option", "nosuch.x=1"])
     one_line(single, "unknown component 'nosuch'")
 
 
-def test_sigterm_stops_a_batch_with_143(tmp_path, photo, monkeypatch):
+def test_sigterm_stops_a_batch_with_143(tmp_path, photo_file, monkeypatch):
     from spl_sdk.cli.signals import Terminated
 
     def stopped(*_a, **_k):
@@ -234,28 +225,28 @@ def test_sigterm_stops_a_batch_with_143(tmp_path, photo, monkeypatch):
     assert run.stderr.startswith("Stopped by SIGTERM; the rows finished so far are recorded")
 
 
-def test_a_bad_file_value_is_refused_even_when_a_flag_overrides_it(tmp_path, photo):
+def test_a_bad_file_value_is_refused_even_when_a_flag_overrides_it(tmp_path, photo_file):
     config = tmp_path / "c.json"
     config.write_text('{"iterations": 0, "color_loss": "cpl"}')
-    run = CliRunner().invoke(main, ["refine", str(photo), str(photo), "-o", str(tmp_path / "o.png"),
+    run = CliRunner().invoke(main, ["refine", str(photo_file), str(photo_file), "-o", str(tmp_path / "o.png"),
                                     "--config", str(config), "--iterations", "2"])
     one_line(run, "c.json: invalid configuration: 'iterations' = 0")
     assert not (tmp_path / "o.png").exists()
 
 
 @pytest.mark.parametrize("secret", ["sk-proj-Abc123def456GHI789jkl", "hf_AbCdEfGhIjKlMnOpQrStUvWx"])
-def test_a_secret_typed_into_a_plain_option_is_not_echoed(tmp_path, photo, secret):
+def test_a_secret_typed_into_a_plain_option_is_not_echoed(tmp_path, photo_file, secret):
     for option in (f"spl.radius={secret}", secret):
-        run = CliRunner().invoke(main, ["refine", str(photo), str(photo), "-o", str(tmp_path / "o.png"),
+        run = CliRunner().invoke(main, ["refine", str(photo_file), str(photo_file), "-o", str(tmp_path / "o.png"),
                                         "--option", option])
         line = one_line(run)
         assert secret not in line and "***" in line
-    flag = CliRunner().invoke(main, ["refine", str(photo), str(photo), "-o", str(tmp_path / "o.png"),
+    flag = CliRunner().invoke(main, ["refine", str(photo_file), str(photo_file), "-o", str(tmp_path / "o.png"),
                                      "--iterations", secret, "--solver", secret])
     assert flag.exit_code == 2 and secret not in flag.output and "'***'" in flag.output
     config = tmp_path / "c.yaml"
     config.write_text(f"iterations: {secret}\n")
-    run = CliRunner().invoke(main, ["refine", str(photo), str(photo), "-o", str(tmp_path / "o.png"),
+    run = CliRunner().invoke(main, ["refine", str(photo_file), str(photo_file), "-o", str(tmp_path / "o.png"),
                                     "--config", str(config)])
     line = one_line(run, "'iterations' = ***")
     assert secret not in line
@@ -272,7 +263,7 @@ def test_csv_reader_limit_is_restored(tmp_path):
     assert csv.field_size_limit() == before
 
 
-def test_a_key_in_a_manifest_row_is_not_copied_into_the_results(tmp_path, photo):
+def test_a_key_in_a_manifest_row_is_not_copied_into_the_results(tmp_path, photo_file):
     key = "sk-row-secret-5b2e7f01c9d3"
     manifest = jsonl(tmp_path / "m.jsonl", [row(image="missing.png", options={"openai": {"api_key": key, "model": "m"}})])
     run = batch(manifest, tmp_path / "out")

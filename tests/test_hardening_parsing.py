@@ -7,7 +7,6 @@ import json
 import tracemalloc
 from pathlib import Path
 
-import numpy as np
 import pytest
 from click.testing import CliRunner
 from PIL import Image, PngImagePlugin
@@ -22,14 +21,6 @@ NESTED = "[" * 40 + "]" * 40  # parses, but deeper than any input needs
 BOMB = "options:\n  spl:\n    radius: [&a [lol, lol, lol, lol, lol, lol, lol, lol, lol], " + ", ".join(
     f"&{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 9)}]" for i in range(8)) + "]\n"
 
-@pytest.fixture
-def photo(tmp_path: Path) -> Path:
-    path = tmp_path / "photo.png"
-    pixels = np.random.default_rng(0).integers(0, 256, (24, 24, 3), dtype=np.uint8)
-    Image.fromarray(pixels).save(path)  # structure to align on: refine rows align by default
-    return path
-
-
 def one_line(result, *needles: str) -> str:
     """The only line on stderr, after checking the exit status and that it holds ``needles``."""
     assert result.exit_code == 1, result.output
@@ -42,8 +33,8 @@ def one_line(result, *needles: str) -> str:
     return lines[0]
 
 
-def refine(photo: Path, *args: str):
-    return CliRunner().invoke(main, ["refine", str(photo), str(photo), "-o", str(photo.parent / "o.png"),
+def refine(photo_file: Path, *args: str):
+    return CliRunner().invoke(main, ["refine", str(photo_file), str(photo_file), "-o", str(photo_file.parent / "o.png"),
                                      "--iterations", "1", "-q", *args])
 
 
@@ -51,33 +42,33 @@ def batch(manifest: Path, out: Path, *args: str):
     return CliRunner().invoke(main, ["batch", str(manifest), "-o", str(out), "--iterations", "1", "-q", *args])
 
 
-def refine_row(tmp_path: Path, photo: Path, **kw) -> dict:
-    return {"task": "refine", "id": "r", "image": str(photo), "edited": str(photo), **kw}
+def refine_row(tmp_path: Path, photo_file: Path, **kw) -> dict:
+    return {"task": "refine", "id": "r", "image": str(photo_file), "edited": str(photo_file), **kw}
 
 
 @pytest.mark.parametrize(("suffix", "text"), [
     (".json", '{"iterations": ' + DEEP + "}"), (".json", '{"iterations": ' + NESTED + "}"),
     (".yaml", "iterations: " + DEEP), (".toml", "iterations = " + DEEP)])
-def test_deep_config_files_are_one_line(tmp_path, photo, suffix, text):
+def test_deep_config_files_are_one_line(tmp_path, photo_file, suffix, text):
     path = tmp_path / f"c{suffix}"
     path.write_text(text)
-    one_line(refine(photo, "--config", str(path)), f"config file '{path}' is nested more than 32 levels")
+    one_line(refine(photo_file, "--config", str(path)), f"config file '{path}' is nested more than 32 levels")
     assert not (tmp_path / "o.png").exists()
 
 
-def test_a_deep_option_value_is_one_line(photo):
-    one_line(refine(photo, "--option", "spl.radius=" + DEEP), "--option value is nested more than")
+def test_a_deep_option_value_is_one_line(photo_file):
+    one_line(refine(photo_file, "--option", "spl.radius=" + DEEP), "--option value is nested more than")
 
 
-def test_deep_png_metadata_is_not_a_configuration(tmp_path, photo):
+def test_deep_png_metadata_is_not_a_configuration(tmp_path, photo_file):
     for text in ('{"config": {"iterations": ' + DEEP + "}}", '{"config": {"options": ' + NESTED + "}}"):
         info = PngImagePlugin.PngInfo()
         info.add_itxt("spl_sdk", text)
         Image.new("RGB", (8, 8)).save(tmp_path / "r.png", pnginfo=info)
-        one_line(refine(photo, "--config", str(tmp_path / "r.png")), "carries no spl-sdk configuration")
+        one_line(refine(photo_file, "--config", str(tmp_path / "r.png")), "carries no spl-sdk configuration")
 
 
-def test_yaml_alias_bombs_are_refused_before_validation(tmp_path, photo):
+def test_yaml_alias_bombs_are_refused_before_validation(tmp_path, photo_file):
     path = tmp_path / "bomb.yaml"
     path.write_text(BOMB)
     tracemalloc.start()
@@ -88,9 +79,9 @@ def test_yaml_alias_bombs_are_refused_before_validation(tmp_path, photo):
     finally:
         tracemalloc.stop()
     assert peak < 20 * 2**20  # bounded: the aliases are counted, never expanded
-    one_line(refine(photo, "--config", str(path)), "expands its YAML aliases")
+    one_line(refine(photo_file, "--config", str(path)), "expands its YAML aliases")
     manifest = tmp_path / "m.jsonl"
-    manifest.write_text(json.dumps(refine_row(tmp_path, photo)))
+    manifest.write_text(json.dumps(refine_row(tmp_path, photo_file)))
     one_line(batch(manifest, tmp_path / "out", "--config", str(path)), "expands its YAML aliases")
     path.write_text("options: {spl: {radius: &a [1, *a]}}\n")  # an alias inside itself
     with pytest.raises(ConfigError, match="alias that contains itself"):
@@ -99,18 +90,18 @@ def test_yaml_alias_bombs_are_refused_before_validation(tmp_path, photo):
     assert build_config(RefineConfig, path).structure_loss == "cpl"
 
 
-def test_deep_or_undecodable_manifest_lines_are_one_line(tmp_path, photo):
+def test_deep_or_undecodable_manifest_lines_are_one_line(tmp_path, photo_file):
     manifest = tmp_path / "m.jsonl"
-    manifest.write_text(json.dumps(refine_row(tmp_path, photo)) + "\n" + '{"options": ' + DEEP + "}\n")
+    manifest.write_text(json.dumps(refine_row(tmp_path, photo_file)) + "\n" + '{"options": ' + DEEP + "}\n")
     one_line(batch(manifest, tmp_path / "out"), "line 2 is nested more than 32 levels")
-    manifest.write_bytes(json.dumps(refine_row(tmp_path, photo)).encode() + b'\n{"id": "caf\xe9"}\n')
+    manifest.write_bytes(json.dumps(refine_row(tmp_path, photo_file)).encode() + b'\n{"id": "caf\xe9"}\n')
     one_line(batch(manifest, tmp_path / "out"), "line 2 is not valid UTF-8 text (byte 11)")
     csv_manifest = tmp_path / "m.csv"
     csv_manifest.write_bytes(b"task,image,edited,id\nrefine,photo.png,photo.png,caf\xe9\n")
     one_line(batch(csv_manifest, tmp_path / "out"), f"manifest '{csv_manifest}' is not valid UTF-8")
 
 
-def test_a_deep_options_column_is_that_rows_error(tmp_path, photo):
+def test_a_deep_options_column_is_that_rows_error(tmp_path, photo_file):
     manifest = tmp_path / "m.csv"
     manifest.write_text("task,id,image,edited,options\nrefine,good,photo.png,photo.png,\n"
                         f"refine,deep,photo.png,photo.png,{DEEP}\n")
@@ -121,9 +112,9 @@ def test_a_deep_options_column_is_that_rows_error(tmp_path, photo):
     assert records["deep"]["error"] == "the options column must hold a JSON object."
 
 
-def test_damaged_journal_lines_are_redone_not_fatal(tmp_path, photo):
+def test_damaged_journal_lines_are_redone_not_fatal(tmp_path, photo_file):
     manifest, out = tmp_path / "m.jsonl", tmp_path / "out"
-    manifest.write_text(json.dumps(refine_row(tmp_path, photo)))
+    manifest.write_text(json.dumps(refine_row(tmp_path, photo_file)))
     assert batch(manifest, out).exit_code == 0
     journal = out / "results.jsonl"
     (record,) = map(json.loads, journal.read_text().splitlines())
@@ -134,10 +125,10 @@ def test_damaged_journal_lines_are_redone_not_fatal(tmp_path, photo):
     assert redone["key"] == record["key"] and redone["status"] == "ok"
 
 
-def test_eval_inputs_that_are_not_utf8_or_too_deep(tmp_path, photo):
+def test_eval_inputs_that_are_not_utf8_or_too_deep(tmp_path, photo_file):
     out = tmp_path / "out"
     manifest = tmp_path / "m.jsonl"
-    manifest.write_text(json.dumps(refine_row(tmp_path, photo)))
+    manifest.write_text(json.dumps(refine_row(tmp_path, photo_file)))
     assert batch(manifest, out).exit_code == 0
     run = ["eval", str(out), "-o", str(tmp_path / "ev"), "--networks", "tiny-random", "-q"]
     (out / "batch.json").write_bytes(b'{"manifest": "caf\xe9"}')
@@ -161,7 +152,7 @@ def test_eval_inputs_that_are_not_utf8_or_too_deep(tmp_path, photo):
                                        "tiny-random"]), "is not valid UTF-8")
 
 
-def test_any_recursion_error_left_is_still_one_line(photo, monkeypatch):
+def test_any_recursion_error_left_is_still_one_line(photo_file, monkeypatch):
     """The last guard: a RecursionError from code that does not parse through spl_sdk.parsing."""
     import spl_sdk.refiner
 
@@ -169,4 +160,4 @@ def test_any_recursion_error_left_is_still_one_line(photo, monkeypatch):
         raise RecursionError("maximum recursion depth exceeded")
 
     monkeypatch.setattr(spl_sdk.refiner, "refine", deep)
-    one_line(refine(photo), "nested too deeply to read")
+    one_line(refine(photo_file), "nested too deeply to read")

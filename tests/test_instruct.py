@@ -409,12 +409,18 @@ def test_callback_adds_spl_to_flux_and_sd3_pipelines(family, flux, sd3, photo):
     assert _spl(source, b.decode_latents(latent)) < _spl(source, b.decode_latents(unrefined))
 
 
-def test_masked_losses_with_a_user_mask_on_an_instruction_backbone(tmp_path, photo):
-    path, mask, out = tmp_path / "photo.png", tmp_path / "mask.png", tmp_path / "o.png"
+def _photo_and_left_half(tmp_path, photo):
+    """The photo, a mask of its left half (white) as files, and an output path."""
+    path, mask = tmp_path / "photo.png", tmp_path / "mask.png"
     photo.save(path)
     half = Image.new("L", photo.size, 0)
     half.paste(255, (0, 0, SIZE // 2, SIZE))
     half.save(mask)
+    return path, mask, tmp_path / "o.png"
+
+
+def test_masked_losses_with_a_user_mask_on_an_instruction_backbone(tmp_path, photo):
+    path, mask, out = _photo_and_left_half(tmp_path, photo)
     run = CliRunner().invoke(main, ["edit", str(path), "-t", INSTRUCTION, "-o", str(out), *FAST, "--mask", str(mask),
                                     "--structure-area", "masked", "--save-mask", str(tmp_path / "used.png")])
     assert run.exit_code == 0, run.output
@@ -444,11 +450,7 @@ def test_the_decoded_edit_is_aligned_onto_the_photo_before_post_processing(konte
 
 
 def test_a_confined_edit_keeps_the_photo_outside_the_mask_exactly(tmp_path, kontext, photo):
-    path, mask, out = tmp_path / "photo.png", tmp_path / "mask.png", tmp_path / "o.png"
-    photo.save(path)
-    half = Image.new("L", photo.size, 0)
-    half.paste(255, (0, 0, SIZE // 2, SIZE))
-    half.save(mask)
+    path, mask, out = _photo_and_left_half(tmp_path, photo)
     run = CliRunner().invoke(main, ["edit", str(path), "-t", INSTRUCTION, "-o", str(out), *FAST, "--mask", str(mask),
                                     "--option", "instruct.confine=true"])
     assert run.exit_code == 0, run.output
@@ -457,7 +459,7 @@ def test_a_confined_edit_keeps_the_photo_outside_the_mask_exactly(tmp_path, kont
     assert np.abs(result[:, : SIZE // 4].astype(int) - original[:, : SIZE // 4]).mean() > 5  # inside: edited
     # the latent outside the region ends at the photo's own latent
     source = pil_to_tensor(photo)
-    region = pil_to_tensor(half.convert("RGB"))[:, :1] * 0.5 + 0.5
+    region = pil_to_tensor(Image.open(mask).convert("RGB"))[:, :1] * 0.5 + 0.5
     confined = Instruct(Instruct.Options(confine=True)).edit(_request(kontext, photo, steps=2, seed=1, mask=region))
     z0 = kontext.encode_image(source)
     torch.testing.assert_close(confined.latent[..., SIZE // 16:], z0[..., SIZE // 16:], rtol=0, atol=1e-6)
